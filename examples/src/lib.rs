@@ -1,0 +1,1 @@
+//! Examples for shylock: see the `[[example]]` targets.

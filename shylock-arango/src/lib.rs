@@ -1,0 +1,1 @@
+//! ArangoDB backend for shylock (work in progress).

@@ -1,0 +1,251 @@
+//! The backend traits: the few atomic primitives a database must give for
+//! shylock's locks, in an async form ([`AsyncBackend`]) and a sync form
+//! ([`SyncBackend`]).
+//!
+//! The core's one lock algorithm (waiting, backoff, shared pollers, clock
+//! offset, renewal, loss detection, cancellation clean-up) drives both forms;
+//! a backend only implements these primitives.
+//!
+//! # The lock record
+//!
+//! A backend keeps at most one record per lock name with: the **owner** (an
+//! [`OwnerId`], or none when free), the **fencing token** of the last grant
+//! and the **expiry** ([`Timestamp`] on the backend's clock).
+//!
+//! # Atomicity every backend must guarantee
+//!
+//! * [`try_acquire`](AsyncBackend::try_acquire) is one atomic step
+//!   (linearizable for that name): if there is no record, or it is free, or
+//!   its expiry is at or before *now*, or its owner is the request's owner
+//!   (a retry after an unknown outcome), it sets owner := request owner,
+//!   expiry := *now* + lease, token := a value strictly greater than every
+//!   token ever issued for that name (also across deletion of the record by
+//!   garbage collection) and answers [`AcquireOutcome::Acquired`]. Otherwise
+//!   it changes nothing and answers [`AcquireOutcome::Busy`]. Two calls for one
+//!   name must never both be granted while the first grant's expiry is in
+//!   the future.
+//! * [`renew`](AsyncBackend::renew) is one atomic step: if the record's owner
+//!   is the request's owner, it sets expiry := *now* + lease and answers
+//!   [`RenewOutcome::Renewed`]; otherwise it changes nothing and answers
+//!   [`RenewOutcome::Lost`]. (A record that expired but was not taken over is
+//!   still the owner's: nobody else held the lock in between, so extending it
+//!   is safe.)
+//! * [`release`](AsyncBackend::release) is one atomic step: if the record's
+//!   owner is the request's owner, it makes the record free (or deletes it, if
+//!   the backend's tokens survive deletion) and answers
+//!   [`ReleaseOutcome::Released`]; otherwise it changes nothing and answers
+//!   [`ReleaseOutcome::NotOwner`]. Nobody else's holding is ever released.
+//! * [`inspect`](AsyncBackend::inspect) reads the record: `Some` only if it is
+//!   held and its expiry is after *now*.
+//! * [`server_time`](AsyncBackend::server_time) reads the backend's clock.
+//!
+//! *Now* is the request's `now` field for backends whose
+//! [`clock`](AsyncBackend::clock) is [`ClockSource::Estimated`] (the core's
+//! lower-bound estimate of the server's clock, from
+//! [`server_time`](AsyncBackend::server_time) samples and a monotonic local
+//! clock), or the backend's own clock read inside the atomic step for
+//! [`ClockSource::Server`].
+//!
+//! Every primitive should give up by the request's `deadline` with a
+//! [`BackendErrorKind::Timeout`](crate::BackendErrorKind::Timeout) error; the
+//! async form is also cut off by the core at the deadline, the sync form
+//! relies on the backend for it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use crate::{BackendError, FencingToken, LockName, OwnerId, Timestamp};
+
+/// A boxed, sendable future (what [`AsyncBackend`] methods return).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Which clock judges expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockSource {
+    /// The backend reads its own clock inside each atomic step and ignores
+    /// the requests' `now`.
+    Server,
+    /// The backend uses the request's `now`: the core's estimate of the
+    /// server clock (a lower bound), kept from
+    /// [`server_time`](AsyncBackend::server_time) samples.
+    Estimated,
+}
+
+/// Arguments of [`AsyncBackend::try_acquire`] / [`SyncBackend::try_acquire`].
+#[derive(Debug, Clone, Copy)]
+pub struct AcquireRequest<'a> {
+    /// The lock's name.
+    pub name: &'a LockName,
+    /// The owner id of this acquisition.
+    pub owner: &'a OwnerId,
+    /// The lease to grant.
+    pub lease: Duration,
+    /// The core's lower-bound estimate of the server clock now.
+    pub now: Timestamp,
+    /// Give up by then.
+    pub deadline: Option<Instant>,
+}
+
+/// A successful acquisition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    /// The fencing token of this grant.
+    pub token: FencingToken,
+    /// When the lease ends, on the backend's clock.
+    pub expires_at: Timestamp,
+}
+
+/// The answer of `try_acquire`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcquireOutcome {
+    /// The caller now holds the lock.
+    Acquired(Grant),
+    /// Another owner holds a live lease; nothing was changed.
+    Busy {
+        /// When the current lease ends, if the backend learnt it at no cost.
+        expires_at: Option<Timestamp>,
+    },
+}
+
+/// Arguments of `renew`.
+#[derive(Debug, Clone, Copy)]
+pub struct RenewRequest<'a> {
+    /// The lock's name.
+    pub name: &'a LockName,
+    /// The owner id of the holding to renew.
+    pub owner: &'a OwnerId,
+    /// The fencing token of the holding.
+    pub token: FencingToken,
+    /// The new lease, counted from now.
+    pub lease: Duration,
+    /// The core's lower-bound estimate of the server clock now.
+    pub now: Timestamp,
+    /// Give up by then.
+    pub deadline: Option<Instant>,
+}
+
+/// The answer of `renew`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenewOutcome {
+    /// The lease was extended.
+    Renewed {
+        /// When the lease now ends, on the backend's clock.
+        expires_at: Timestamp,
+    },
+    /// The record is not the caller's any more; nothing was changed.
+    Lost,
+}
+
+/// Arguments of `release`.
+#[derive(Debug, Clone, Copy)]
+pub struct ReleaseRequest<'a> {
+    /// The lock's name.
+    pub name: &'a LockName,
+    /// The owner id of the holding to release.
+    pub owner: &'a OwnerId,
+    /// The fencing token of the holding.
+    pub token: FencingToken,
+    /// The core's lower-bound estimate of the server clock now.
+    pub now: Timestamp,
+    /// Give up by then.
+    pub deadline: Option<Instant>,
+}
+
+/// The answer of `release`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseOutcome {
+    /// The caller's holding was released.
+    Released,
+    /// The record is not the caller's; nothing was changed.
+    NotOwner,
+}
+
+/// Arguments of `inspect`.
+#[derive(Debug, Clone, Copy)]
+pub struct InspectRequest<'a> {
+    /// The lock's name.
+    pub name: &'a LockName,
+    /// The core's lower-bound estimate of the server clock now.
+    pub now: Timestamp,
+    /// Give up by then.
+    pub deadline: Option<Instant>,
+}
+
+/// A live holding, as read by `inspect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockRecord {
+    /// Who holds it.
+    pub owner: OwnerId,
+    /// The fencing token of the holding.
+    pub token: FencingToken,
+    /// When the lease ends, on the backend's clock.
+    pub expires_at: Timestamp,
+}
+
+/// The async form of a backend. See the [module docs](self) for the
+/// atomicity each method must guarantee.
+pub trait AsyncBackend: Send + Sync + 'static {
+    /// Acquire the lock if it is free, expired or already the caller's.
+    fn try_acquire<'a>(
+        &'a self,
+        req: AcquireRequest<'a>,
+    ) -> BoxFuture<'a, Result<AcquireOutcome, BackendError>>;
+
+    /// Extend the caller's lease if the record is still the caller's.
+    fn renew<'a>(&'a self, req: RenewRequest<'a>)
+    -> BoxFuture<'a, Result<RenewOutcome, BackendError>>;
+
+    /// Release the caller's holding, and nobody else's.
+    fn release<'a>(
+        &'a self,
+        req: ReleaseRequest<'a>,
+    ) -> BoxFuture<'a, Result<ReleaseOutcome, BackendError>>;
+
+    /// Read the live holding of a name, if any.
+    fn inspect<'a>(
+        &'a self,
+        req: InspectRequest<'a>,
+    ) -> BoxFuture<'a, Result<Option<LockRecord>, BackendError>>;
+
+    /// Read the server's clock.
+    fn server_time(
+        &self,
+        deadline: Option<Instant>,
+    ) -> BoxFuture<'_, Result<Timestamp, BackendError>>;
+
+    /// Which clock judges expiry.
+    fn clock(&self) -> ClockSource {
+        ClockSource::Estimated
+    }
+
+    /// A short description for logs, such as `mongodb projectdb.shylock`.
+    fn describe(&self) -> String;
+}
+
+/// The sync form of a backend: the same primitives and guarantees as
+/// [`AsyncBackend`], as blocking calls.
+pub trait SyncBackend: Send + Sync + 'static {
+    /// Acquire the lock if it is free, expired or already the caller's.
+    fn try_acquire(&self, req: AcquireRequest<'_>) -> Result<AcquireOutcome, BackendError>;
+
+    /// Extend the caller's lease if the record is still the caller's.
+    fn renew(&self, req: RenewRequest<'_>) -> Result<RenewOutcome, BackendError>;
+
+    /// Release the caller's holding, and nobody else's.
+    fn release(&self, req: ReleaseRequest<'_>) -> Result<ReleaseOutcome, BackendError>;
+
+    /// Read the live holding of a name, if any.
+    fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError>;
+
+    /// Read the server's clock.
+    fn server_time(&self, deadline: Option<Instant>) -> Result<Timestamp, BackendError>;
+
+    /// Which clock judges expiry.
+    fn clock(&self) -> ClockSource {
+        ClockSource::Estimated
+    }
+
+    /// A short description for logs, such as `mongodb projectdb.shylock`.
+    fn describe(&self) -> String;
+}

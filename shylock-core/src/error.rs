@@ -1,0 +1,216 @@
+//! Errors: [`Error`] for callers of the lock API, [`BackendError`] for backend
+//! implementations.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::types::FencingToken;
+
+/// Boxed error source carried by [`BackendError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong when using a lock.
+///
+/// Variants say what the caller can do about it; messages name the lock.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The lock name is not acceptable (empty or too long).
+    #[error("invalid lock name: {reason}")]
+    InvalidName {
+        /// Why the name was refused.
+        reason: String,
+    },
+    /// An option (lease, renewal interval, timeout, backoff) is out of range.
+    #[error("invalid lock option `{option}`: {reason}")]
+    InvalidOption {
+        /// The option that was refused.
+        option: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// Backend configuration (database or collection name, connection
+    /// settings) was refused before anything was sent.
+    #[error("invalid backend configuration: {reason}")]
+    InvalidConfig {
+        /// Why the configuration was refused.
+        reason: String,
+    },
+    /// No backend was configured with [`configure`](crate::configure) for the
+    /// form (async or sync) the lock was used in, and none was given to the lock.
+    #[error("no {form} backend is configured: call shylock::configure(...) or give the lock a backend")]
+    NotConfigured {
+        /// `"async"` or `"sync"`.
+        form: &'static str,
+    },
+    /// The lock could not be acquired within the time the caller allowed.
+    #[error("timed out after {waited:?} waiting for lock `{name}`")]
+    Timeout {
+        /// The lock's name.
+        name: String,
+        /// How long the caller waited.
+        waited: Duration,
+    },
+    /// The lease was lost before it was released: it expired, or a renewal
+    /// found the lock taken, or renewals failed until the lease ran out.
+    /// Releasing a lost lease changes nothing on the backend.
+    #[error("the lease on lock `{name}` (fencing token {token}) was lost: {reason}")]
+    LeaseLost {
+        /// The lock's name.
+        name: String,
+        /// The fencing token of the lost lease.
+        token: FencingToken,
+        /// Why the lease was lost.
+        reason: LossReason,
+    },
+    /// The backend failed; see [`BackendError::kind`] for what kind of failure.
+    #[error("backend error on lock `{name}`: {source}")]
+    Backend {
+        /// The lock's name (empty where the operation concerned no lock).
+        name: String,
+        /// What the backend said.
+        #[source]
+        source: BackendError,
+    },
+}
+
+impl Error {
+    pub(crate) fn backend(name: &str, source: BackendError) -> Self {
+        Error::Backend {
+            name: name.to_owned(),
+            source,
+        }
+    }
+
+    /// The backend error behind this error, if it is one.
+    pub fn backend_error(&self) -> Option<&BackendError> {
+        match self {
+            Error::Backend { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Why a lease was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LossReason {
+    /// The lease ran out (renewal switched off, or the guard outlived it).
+    Expired,
+    /// A renewal or release found the lock held by another owner, or gone.
+    Taken,
+    /// Renewals kept failing (backend down or slow) until the lease ran out.
+    RenewalFailed,
+}
+
+impl fmt::Display for LossReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LossReason::Expired => "the lease expired",
+            LossReason::Taken => "the lock is held by another owner",
+            LossReason::RenewalFailed => "renewals failed until the lease ran out",
+        })
+    }
+}
+
+/// What kind of failure a backend reports. The core retries
+/// [`Unavailable`](BackendErrorKind::Unavailable),
+/// [`Timeout`](BackendErrorKind::Timeout) and
+/// [`RateLimited`](BackendErrorKind::RateLimited) within the caller's time
+/// limit; the others are returned at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendErrorKind {
+    /// The server could not be reached or dropped the connection (transient).
+    Unavailable,
+    /// The operation did not finish within its deadline (transient; its
+    /// outcome is unknown).
+    Timeout,
+    /// The server asked to retry later (for example Azure Cosmos DB's error
+    /// 16500); see [`BackendError::retry_after`].
+    RateLimited,
+    /// Authentication or authorization failed.
+    Unauthorized,
+    /// The database or collection does not exist or its name is refused.
+    InvalidConfig,
+    /// The server answered something the backend does not understand, or a
+    /// lock record that is not shaped as expected.
+    Unexpected,
+    /// Any other failure.
+    Other,
+}
+
+/// An error from a backend primitive.
+#[derive(Debug)]
+pub struct BackendError {
+    kind: BackendErrorKind,
+    message: String,
+    retry_after: Option<Duration>,
+    source: Option<BoxError>,
+}
+
+impl BackendError {
+    /// A new error of `kind` with a message.
+    pub fn new(kind: BackendErrorKind, message: impl Into<String>) -> Self {
+        BackendError {
+            kind,
+            message: message.into(),
+            retry_after: None,
+            source: None,
+        }
+    }
+
+    /// Attach the underlying error.
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// Ask the core to wait this long before the next try (rate limiting).
+    pub fn with_retry_after(mut self, delay: Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> BackendErrorKind {
+        self.kind
+    }
+
+    /// The delay the server asked for, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// Whether trying again may succeed (the core retries these within the
+    /// caller's time limit).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.kind,
+            BackendErrorKind::Unavailable | BackendErrorKind::Timeout | BackendErrorKind::RateLimited
+        )
+    }
+
+    /// The error message, without the source.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|e| e.as_ref() as &(dyn std::error::Error + 'static))
+    }
+}

@@ -1,0 +1,2 @@
+//! shylock: distributed locks (facade).
+pub use shylock_core::*;
