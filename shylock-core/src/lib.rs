@@ -1,6 +1,69 @@
-//! shylock-core
+//! # shylock-core
+//!
+//! The lock semantics of [shylock](https://crates.io/crates/shylock), the
+//! backend traits every database implements, the in-memory backend, and
+//! (behind the `conformance` feature) the conformance suite every backend
+//! must pass. Most users depend on the `shylock` facade crate instead.
+//!
+//! ```
+//! use std::time::Duration;
+//! use shylock_core::{configure, Lock, MemoryBackend};
+//!
+//! configure(MemoryBackend::new());
+//! let lock = Lock::new("nightly-report").lease(Duration::from_secs(10));
+//! let guard = lock.acquire()?;              // waits; renewed while held
+//! println!("token {}", guard.token());      // fencing token, only ever rises
+//! assert!(lock.try_acquire()?.is_none());   // held: a second try fails at once
+//! drop(guard);                              // released
+//! # Ok::<(), shylock_core::Error>(())
+//! ```
+//!
+//! ## The rules every backend keeps
+//!
+//! * Never two holders of a live lease: a grant is atomic on the backend, and
+//!   the holder counts its lease as ended a safety margin before the backend
+//!   does (measured on the monotonic clock from the moment its request was
+//!   sent, less the uncertainty of the server clock estimate).
+//! * Never a release of somebody else's lock: every acquisition has its own
+//!   owner id, and renewals and releases act only on a record with that id.
+//! * Never a silent loss of a lease: a guard knows until when its lease is
+//!   valid; renewal failures, takeovers and expiry are reported
+//!   ([`Holding::is_held`], [`AsyncLockGuard::lost`],
+//!   [`Holding::ensure_held`]), and releasing a lost lease says so.
+//! * Fencing tokens rise strictly for a name, across releases, expiries,
+//!   takeovers and garbage collection of the record.
+//! * Expiry is judged by the backend's clock.
+//!
+//! ## One algorithm, two forms
+//!
+//! The algorithm (waiting with backoff and jitter, one poller per name and
+//! handle, wake-ups on local releases, the server clock estimate, renewal,
+//! loss detection, clean-up of cancelled attempts) is written once as async
+//! code over a small driver trait; the async API runs it on tokio, the
+//! blocking API runs it on the calling thread over a [`SyncBackend`].
+
+mod algo;
 pub mod backend;
+mod clock;
+mod coord;
 mod error;
+mod exec;
+mod handle;
+mod lease;
+mod lock;
+mod memory;
+mod options;
+mod signal;
 pub mod types;
-pub use error::*;
-pub use types::*;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use backend::{AsyncBackend, LockRecord, SyncBackend};
+pub use error::{BackendError, BackendErrorKind, BoxError, Error, LossReason};
+pub use handle::{Backend, configure, default_backend};
+pub use lease::Holding;
+pub use lock::{Async, AsyncLock, AsyncLockGuard, Blocking, GenericLock, Lock, LockGuard};
+pub use memory::MemoryBackend;
+pub use options::{Backoff, DEFAULT_LEASE, LockOptions, MAX_LEASE, MIN_LEASE, Renewal};
+pub use types::{FencingToken, LockName, MAX_NAME_BYTES, OwnerId, Timestamp};

@@ -1,0 +1,152 @@
+//! The backend handle and the process-wide default.
+
+use std::sync::{Arc, RwLock};
+
+use crate::backend::{AsyncBackend, ClockSource, SyncBackend};
+use crate::clock::ServerClock;
+use crate::coord::Coordinator;
+use crate::Error;
+
+/// A backend ready for locks: its async form, its sync form or both, with
+/// the per-process state locks share through it (one poller per lock name,
+/// wake-ups on local releases, the server clock estimate).
+///
+/// Cheap to clone; clones share that state. Make one per database and
+/// collection and hand it to [`configure`] or to the locks.
+///
+/// ```
+/// use shylock_core::{Backend, MemoryBackend};
+/// let backend = Backend::from(MemoryBackend::new());
+/// assert!(backend.has_async() && backend.has_sync());
+/// ```
+#[derive(Clone)]
+pub struct Backend {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) async_form: Option<Arc<dyn AsyncBackend>>,
+    pub(crate) sync_form: Option<Arc<dyn SyncBackend>>,
+    pub(crate) coord: Arc<Coordinator>,
+    pub(crate) clock: ServerClock,
+    pub(crate) description: String,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("backend", &self.shared.description)
+            .field("async", &self.has_async())
+            .field("sync", &self.has_sync())
+            .finish()
+    }
+}
+
+impl Backend {
+    fn build(
+        async_form: Option<Arc<dyn AsyncBackend>>,
+        sync_form: Option<Arc<dyn SyncBackend>>,
+        description: String,
+    ) -> Self {
+        Backend {
+            shared: Arc::new(Shared {
+                async_form,
+                sync_form,
+                coord: Arc::default(),
+                clock: ServerClock::default(),
+                description,
+            }),
+        }
+    }
+
+    /// A handle for an async backend (usable by [`AsyncLock`](crate::AsyncLock)).
+    pub fn from_async(backend: impl AsyncBackend) -> Self {
+        Self::from_async_arc(Arc::new(backend))
+    }
+
+    /// A handle for a shared async backend.
+    pub fn from_async_arc(backend: Arc<dyn AsyncBackend>) -> Self {
+        let description = backend.describe();
+        Self::build(Some(backend), None, description)
+    }
+
+    /// A handle for a sync backend (usable by [`Lock`](crate::Lock)).
+    pub fn from_sync(backend: impl SyncBackend) -> Self {
+        Self::from_sync_arc(Arc::new(backend))
+    }
+
+    /// A handle for a shared sync backend.
+    pub fn from_sync_arc(backend: Arc<dyn SyncBackend>) -> Self {
+        let description = backend.describe();
+        Self::build(None, Some(backend), description)
+    }
+
+    /// A handle for a backend with both forms over one state (such as the
+    /// in-memory backend): async and sync locks through it see each other's
+    /// releases at once.
+    pub fn from_both<B: AsyncBackend + SyncBackend>(backend: B) -> Self {
+        let backend = Arc::new(backend);
+        let description = AsyncBackend::describe(&*backend);
+        Self::build(Some(backend.clone()), Some(backend), description)
+    }
+
+    /// Whether async locks can use this handle.
+    pub fn has_async(&self) -> bool {
+        self.shared.async_form.is_some()
+    }
+
+    /// Whether sync locks can use this handle.
+    pub fn has_sync(&self) -> bool {
+        self.shared.sync_form.is_some()
+    }
+
+    /// The backend's description, for logs.
+    pub fn describe(&self) -> &str {
+        &self.shared.description
+    }
+
+    pub(crate) fn async_form(&self) -> Result<Arc<dyn AsyncBackend>, Error> {
+        self.shared
+            .async_form
+            .clone()
+            .ok_or(Error::NotConfigured { form: "async" })
+    }
+
+    pub(crate) fn sync_form(&self) -> Result<Arc<dyn SyncBackend>, Error> {
+        self.shared
+            .sync_form
+            .clone()
+            .ok_or(Error::NotConfigured { form: "sync" })
+    }
+}
+
+impl Shared {
+    pub(crate) fn clock_source(&self) -> ClockSource {
+        match (&self.async_form, &self.sync_form) {
+            (Some(a), _) => a.clock(),
+            (None, Some(s)) => s.clock(),
+            (None, None) => ClockSource::Estimated,
+        }
+    }
+}
+
+static DEFAULT: RwLock<Option<Backend>> = RwLock::new(None);
+
+/// Set the process-wide default backend, as the Python original's
+/// `configure(backend)`. Locks made without a backend use the default in
+/// force when they are acquired. Configuring again replaces it.
+///
+/// ```
+/// use shylock_core::{configure, Lock, MemoryBackend};
+/// configure(MemoryBackend::new());
+/// let guard = Lock::new("doc-configure").acquire().unwrap();
+/// assert!(guard.is_held());
+/// ```
+pub fn configure(backend: impl Into<Backend>) {
+    *DEFAULT.write().unwrap_or_else(|e| e.into_inner()) = Some(backend.into());
+}
+
+/// The default backend set by [`configure`], if any.
+pub fn default_backend() -> Option<Backend> {
+    DEFAULT.read().unwrap_or_else(|e| e.into_inner()).clone()
+}

@@ -1,0 +1,223 @@
+//! What a guard knows about its lease, and the public view of it.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::signal::Signal;
+use crate::{Error, FencingToken, LockName, LossReason, OwnerId, Timestamp};
+
+#[derive(Debug)]
+struct Inner {
+    /// The guard counts its lease as held until then (monotonic clock).
+    valid_until: Instant,
+    /// The lease's end on the backend's clock.
+    expires_at: Timestamp,
+    lost: Option<LossReason>,
+    renewal_failing: bool,
+    stopped: bool,
+    renewals: u64,
+}
+
+/// The shared state of one lease: read by the guard, written by the
+/// renewal driver.
+#[derive(Debug)]
+pub(crate) struct LeaseState {
+    inner: Mutex<Inner>,
+    pub(crate) signal: Signal,
+}
+
+impl LeaseState {
+    pub(crate) fn new(valid_until: Instant, expires_at: Timestamp) -> Self {
+        LeaseState {
+            inner: Mutex::new(Inner {
+                valid_until,
+                expires_at,
+                lost: None,
+                renewal_failing: false,
+                stopped: false,
+                renewals: 0,
+            }),
+            signal: Signal::default(),
+        }
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn loss_of(inner: &Inner) -> Option<LossReason> {
+        inner.lost.or_else(|| {
+            (Instant::now() >= inner.valid_until).then_some(if inner.renewal_failing {
+                LossReason::RenewalFailed
+            } else {
+                LossReason::Expired
+            })
+        })
+    }
+
+    /// Why the lease is lost, if it is.
+    pub(crate) fn loss(&self) -> Option<LossReason> {
+        Self::loss_of(&self.inner())
+    }
+
+    pub(crate) fn valid_until(&self) -> Instant {
+        self.inner().valid_until
+    }
+
+    pub(crate) fn expires_at(&self) -> Timestamp {
+        self.inner().expires_at
+    }
+
+    pub(crate) fn renewals(&self) -> u64 {
+        self.inner().renewals
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.inner().stopped
+    }
+
+    /// Record a successful renewal. A lease whose validity ran out before the
+    /// renewal came back stays lost: loss is final.
+    pub(crate) fn extend(&self, valid_until: Instant, expires_at: Timestamp) -> bool {
+        let mut inner = self.inner();
+        if inner.stopped {
+            return false;
+        }
+        if let Some(reason) = Self::loss_of(&inner) {
+            inner.lost = Some(reason);
+            drop(inner);
+            self.signal.bump();
+            return false;
+        }
+        inner.valid_until = valid_until;
+        inner.expires_at = expires_at;
+        inner.renewal_failing = false;
+        inner.renewals += 1;
+        true
+    }
+
+    pub(crate) fn note_renewal_error(&self) {
+        self.inner().renewal_failing = true;
+    }
+
+    /// Mark the lease lost (the first reason stays). True if this call lost it.
+    pub(crate) fn mark_lost(&self, reason: LossReason) -> bool {
+        let mut inner = self.inner();
+        if inner.stopped || inner.lost.is_some() {
+            return false;
+        }
+        inner.lost = Some(Self::loss_of(&inner).unwrap_or(reason));
+        drop(inner);
+        self.signal.bump();
+        true
+    }
+
+    /// Stop renewing (the guard is being released); returns the loss, if the
+    /// lease was lost before.
+    pub(crate) fn stop(&self) -> Option<LossReason> {
+        let mut inner = self.inner();
+        let loss = Self::loss_of(&inner);
+        inner.lost = loss;
+        inner.stopped = true;
+        drop(inner);
+        self.signal.bump();
+        loss
+    }
+}
+
+/// What a guard holds: the lock's name, this acquisition's owner id, its
+/// fencing token and the state of its lease. Both guard types dereference to
+/// it.
+#[derive(Debug, Clone)]
+pub struct Holding {
+    pub(crate) name: LockName,
+    pub(crate) owner: OwnerId,
+    pub(crate) token: FencingToken,
+    pub(crate) lease: Arc<LeaseState>,
+    pub(crate) attempts: u32,
+    pub(crate) waited: Duration,
+}
+
+impl Holding {
+    /// The lock's name.
+    pub fn name(&self) -> &LockName {
+        &self.name
+    }
+
+    /// The owner id of this acquisition.
+    pub fn owner(&self) -> &OwnerId {
+        &self.owner
+    }
+
+    /// The fencing token: strictly greater than every token issued before for
+    /// this name. Hand it to the resource you protect.
+    pub fn token(&self) -> FencingToken {
+        self.token
+    }
+
+    /// When the lease ends on the backend's clock (moves on with renewals).
+    pub fn expires_at(&self) -> Timestamp {
+        self.lease.expires_at()
+    }
+
+    /// Until when this process counts the lease as held (monotonic clock,
+    /// the safety margin already taken off).
+    pub fn valid_until(&self) -> Instant {
+        self.lease.valid_until()
+    }
+
+    /// How much longer the lease is held, unless renewed (zero once lost).
+    pub fn remaining(&self) -> Duration {
+        if self.is_held() {
+            self.valid_until().saturating_duration_since(Instant::now())
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// Whether the lease is still held (not lost, not released). Never
+    /// blocks.
+    pub fn is_held(&self) -> bool {
+        !self.lease.is_stopped() && self.lease.loss().is_none()
+    }
+
+    /// Why the lease was lost, if it was. Never blocks.
+    pub fn lost_reason(&self) -> Option<LossReason> {
+        self.lease.loss()
+    }
+
+    /// `Ok` while the lease is held, [`Error::LeaseLost`] once lost: call it
+    /// before each step that needs the lock.
+    ///
+    /// # Errors
+    /// [`Error::LeaseLost`] if the lease was lost.
+    pub fn ensure_held(&self) -> Result<(), Error> {
+        match self.lease.loss() {
+            None => Ok(()),
+            Some(reason) => Err(self.lost_error(reason)),
+        }
+    }
+
+    /// How many renewals have succeeded.
+    pub fn renewals(&self) -> u64 {
+        self.lease.renewals()
+    }
+
+    /// How many attempts the acquisition took.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// How long the acquisition waited.
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
+
+    pub(crate) fn lost_error(&self, reason: LossReason) -> Error {
+        Error::LeaseLost {
+            name: self.name.to_string(),
+            token: self.token,
+            reason,
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! The in-memory backend: a first-class backend for one process (tests,
+//! examples, single-process programs), in both forms.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::backend::{
+    AcquireOutcome, AcquireRequest, AsyncBackend, BoxFuture, ClockSource, Grant, InspectRequest,
+    LockRecord, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
+};
+use crate::{Backend, BackendError, FencingToken, LockName, OwnerId, Timestamp};
+
+/// Sweep expired records every this many acquisitions.
+const SWEEP_EVERY: u64 = 4096;
+
+#[derive(Debug)]
+struct Record {
+    owner: OwnerId,
+    token: u64,
+    expires_at: Timestamp,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    records: HashMap<LockName, Record>,
+    /// The last token issued, for any name: tokens rise per name even
+    /// though records are deleted on release.
+    last_token: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: Mutex<State>,
+    epoch: Timestamp,
+    started: Instant,
+}
+
+/// Locks held in this process's memory.
+///
+/// Its clock is monotonic (the wall clock when it was made, advanced by
+/// [`Instant`]), so expiry is immune to wall-clock jumps. Each primitive is
+/// one critical section under a mutex, which gives the atomicity the
+/// [backend traits](crate::backend) ask for. Records are deleted on release
+/// and expired ones are swept; fencing tokens come from one counter for all
+/// names, so they still rise for every name.
+///
+/// Clones share the same locks.
+///
+/// ```
+/// use shylock_core::{configure, Lock, MemoryBackend};
+/// configure(MemoryBackend::new());
+/// let guard = Lock::new("memory-doc").acquire()?;
+/// assert!(guard.token().get() >= 1);
+/// # Ok::<(), shylock_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct MemoryBackend {
+    inner: Arc<Inner>,
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryBackend {
+    /// A new, empty set of locks.
+    pub fn new() -> Self {
+        MemoryBackend {
+            inner: Arc::new(Inner {
+                state: Mutex::default(),
+                epoch: Timestamp::local_now(),
+                started: Instant::now(),
+            }),
+        }
+    }
+
+    /// How many lock records are kept now (held or expired but not yet swept).
+    pub fn records(&self) -> usize {
+        self.state().records.len()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now(&self) -> Timestamp {
+        self.inner.epoch.saturating_add(self.inner.started.elapsed())
+    }
+
+    fn do_acquire(&self, req: AcquireRequest<'_>) -> AcquireOutcome {
+        let now = self.now();
+        let mut state = self.state();
+        if let Some(rec) = state.records.get(req.name)
+            && rec.expires_at > now
+            && rec.owner != *req.owner
+        {
+            return AcquireOutcome::Busy {
+                expires_at: Some(rec.expires_at),
+            };
+        }
+        state.last_token += 1;
+        let token = state.last_token;
+        let expires_at = now.saturating_add(req.lease);
+        state.records.insert(
+            req.name.clone(),
+            Record {
+                owner: req.owner.clone(),
+                token,
+                expires_at,
+            },
+        );
+        if token.is_multiple_of(SWEEP_EVERY) {
+            state.records.retain(|_, rec| rec.expires_at > now);
+        }
+        AcquireOutcome::Acquired(Grant {
+            token: FencingToken(token),
+            expires_at,
+        })
+    }
+
+    fn do_renew(&self, req: RenewRequest<'_>) -> RenewOutcome {
+        let now = self.now();
+        match self.state().records.get_mut(req.name) {
+            Some(rec) if rec.owner == *req.owner => {
+                rec.expires_at = now.saturating_add(req.lease);
+                RenewOutcome::Renewed {
+                    expires_at: rec.expires_at,
+                }
+            }
+            _ => RenewOutcome::Lost,
+        }
+    }
+
+    fn do_release(&self, req: ReleaseRequest<'_>) -> ReleaseOutcome {
+        let mut state = self.state();
+        match state.records.get(req.name) {
+            Some(rec) if rec.owner == *req.owner => {
+                state.records.remove(req.name);
+                ReleaseOutcome::Released
+            }
+            _ => ReleaseOutcome::NotOwner,
+        }
+    }
+
+    fn do_inspect(&self, req: InspectRequest<'_>) -> Option<LockRecord> {
+        let now = self.now();
+        self.state()
+            .records
+            .get(req.name)
+            .filter(|rec| rec.expires_at > now)
+            .map(|rec| LockRecord {
+                owner: rec.owner.clone(),
+                token: FencingToken(rec.token),
+                expires_at: rec.expires_at,
+            })
+    }
+}
+
+impl SyncBackend for MemoryBackend {
+    fn try_acquire(&self, req: AcquireRequest<'_>) -> Result<AcquireOutcome, BackendError> {
+        Ok(self.do_acquire(req))
+    }
+
+    fn renew(&self, req: RenewRequest<'_>) -> Result<RenewOutcome, BackendError> {
+        Ok(self.do_renew(req))
+    }
+
+    fn release(&self, req: ReleaseRequest<'_>) -> Result<ReleaseOutcome, BackendError> {
+        Ok(self.do_release(req))
+    }
+
+    fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError> {
+        Ok(self.do_inspect(req))
+    }
+
+    fn server_time(&self, _deadline: Option<Instant>) -> Result<Timestamp, BackendError> {
+        Ok(self.now())
+    }
+
+    fn clock(&self) -> ClockSource {
+        ClockSource::Server
+    }
+
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+}
+
+/// The async form answers at once with the sync form's result.
+impl AsyncBackend for MemoryBackend {
+    fn try_acquire<'a>(
+        &'a self,
+        req: AcquireRequest<'a>,
+    ) -> BoxFuture<'a, Result<AcquireOutcome, BackendError>> {
+        Box::pin(std::future::ready(SyncBackend::try_acquire(self, req)))
+    }
+
+    fn renew<'a>(
+        &'a self,
+        req: RenewRequest<'a>,
+    ) -> BoxFuture<'a, Result<RenewOutcome, BackendError>> {
+        Box::pin(std::future::ready(SyncBackend::renew(self, req)))
+    }
+
+    fn release<'a>(
+        &'a self,
+        req: ReleaseRequest<'a>,
+    ) -> BoxFuture<'a, Result<ReleaseOutcome, BackendError>> {
+        Box::pin(std::future::ready(SyncBackend::release(self, req)))
+    }
+
+    fn inspect<'a>(
+        &'a self,
+        req: InspectRequest<'a>,
+    ) -> BoxFuture<'a, Result<Option<LockRecord>, BackendError>> {
+        Box::pin(std::future::ready(SyncBackend::inspect(self, req)))
+    }
+
+    fn server_time(
+        &self,
+        deadline: Option<Instant>,
+    ) -> BoxFuture<'_, Result<Timestamp, BackendError>> {
+        Box::pin(std::future::ready(SyncBackend::server_time(self, deadline)))
+    }
+
+    fn clock(&self) -> ClockSource {
+        ClockSource::Server
+    }
+
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+}
+
+impl From<MemoryBackend> for Backend {
+    fn from(backend: MemoryBackend) -> Self {
+        Backend::from_both(backend)
+    }
+}

@@ -1,0 +1,275 @@
+//! Per-lock options: lease, renewal, waiting and timeouts.
+
+use std::time::Duration;
+
+use crate::Error;
+
+/// The shortest lease accepted.
+pub const MIN_LEASE: Duration = Duration::from_millis(50);
+/// The longest lease accepted (one year).
+pub const MAX_LEASE: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The default lease: 30 s.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// How a held lease is renewed while its guard lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Renewal {
+    /// Renew every third of the lease (the default).
+    #[default]
+    Auto,
+    /// Renew at this interval (must be shorter than the lease less the
+    /// safety margin).
+    Every(Duration),
+    /// Never renew: the lease ends after its duration.
+    Off,
+}
+
+/// Bounded exponential backoff with jitter for waiting acquirers.
+///
+/// The n-th wait (counting from 0) lasts a random time in
+/// `[d/2, d]` with `d = min(initial * factor^n, max)`. A waiter is also woken
+/// at once when a holder in the same process releases the lock, and when the
+/// backend reports that the current lease ends sooner.
+///
+/// Defaults: `initial` 5 ms, `max` 200 ms, `factor` 2.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    /// The first wait.
+    pub initial: Duration,
+    /// The longest wait.
+    pub max: Duration,
+    /// The growth factor (at least 1).
+    pub factor: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_millis(5),
+            max: Duration::from_millis(200),
+            factor: 2.0,
+        }
+    }
+}
+
+impl Backoff {
+    /// A fixed wait (`initial == max`), for tests and special cases.
+    pub fn fixed(every: Duration) -> Self {
+        Backoff {
+            initial: every,
+            max: every,
+            factor: 1.0,
+        }
+    }
+}
+
+/// Options of one lock. Build them with the methods, starting from
+/// [`LockOptions::default`].
+///
+/// ```
+/// use std::time::Duration;
+/// use shylock_core::{LockOptions, Renewal};
+/// let opts = LockOptions::default()
+///     .lease(Duration::from_secs(10))
+///     .renewal(Renewal::Every(Duration::from_secs(2)))
+///     .timeout(Duration::from_secs(5));
+/// assert_eq!(opts.lease, Duration::from_secs(10));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct LockOptions {
+    /// How long a grant lasts without renewal (default 30 s; from
+    /// [`MIN_LEASE`] to [`MAX_LEASE`]).
+    pub lease: Duration,
+    /// How the lease is renewed (default every third of the lease).
+    pub renewal: Renewal,
+    /// How long `acquire` waits at the most (default: no limit).
+    pub timeout: Option<Duration>,
+    /// How waiters poll.
+    pub backoff: Backoff,
+    /// The holder-side safety margin: a guard counts its lease as ended this
+    /// long before the lease's nominal end (measured on the monotonic clock
+    /// from the moment the request was sent), plus the uncertainty of the
+    /// server clock estimate. Default: 1% of the lease, at least 10 ms.
+    pub safety_margin: Option<Duration>,
+    /// How long a release (explicit or on drop) may take (default 5 s).
+    pub release_timeout: Duration,
+}
+
+impl Default for LockOptions {
+    fn default() -> Self {
+        LockOptions {
+            lease: DEFAULT_LEASE,
+            renewal: Renewal::Auto,
+            timeout: None,
+            backoff: Backoff::default(),
+            safety_margin: None,
+            release_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl LockOptions {
+    /// Set the lease.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Set the renewal.
+    pub fn renewal(mut self, renewal: Renewal) -> Self {
+        self.renewal = renewal;
+        self
+    }
+
+    /// Set how long `acquire` waits at the most.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Set the backoff of waiters.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Set the holder-side safety margin.
+    pub fn safety_margin(mut self, margin: Duration) -> Self {
+        self.safety_margin = Some(margin);
+        self
+    }
+
+    /// Set how long a release may take.
+    pub fn release_timeout(mut self, timeout: Duration) -> Self {
+        self.release_timeout = timeout;
+        self
+    }
+
+    /// The safety margin in force.
+    pub fn effective_margin(&self) -> Duration {
+        self.safety_margin
+            .unwrap_or_else(|| (self.lease / 100).max(Duration::from_millis(10)))
+    }
+
+    /// The renewal interval in force, if renewal is on.
+    pub fn renew_interval(&self) -> Option<Duration> {
+        match self.renewal {
+            Renewal::Auto => Some(self.lease / 3),
+            Renewal::Every(d) => Some(d),
+            Renewal::Off => None,
+        }
+    }
+
+    /// Check every option.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] naming the first option out of range.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |option, reason: String| Err(Error::InvalidOption { option, reason });
+        if self.lease < MIN_LEASE || self.lease > MAX_LEASE {
+            return bad(
+                "lease",
+                format!(
+                    "{:?} is outside {MIN_LEASE:?}..={MAX_LEASE:?}",
+                    self.lease
+                ),
+            );
+        }
+        let margin = self.effective_margin();
+        if margin >= self.lease / 2 {
+            return bad(
+                "safety_margin",
+                format!("{margin:?} must be less than half the lease ({:?})", self.lease),
+            );
+        }
+        if let Some(every) = self.renew_interval()
+            && (every.is_zero() || every >= self.lease - margin)
+        {
+            return bad(
+                "renewal",
+                format!(
+                    "interval {every:?} must be above zero and below the lease less the safety margin ({:?})",
+                    self.lease - margin
+                ),
+            );
+        }
+        let b = &self.backoff;
+        if b.initial.is_zero() || b.max < b.initial || !(b.factor >= 1.0 && b.factor.is_finite()) {
+            return bad(
+                "backoff",
+                format!("{b:?}: need 0 < initial <= max and a finite factor >= 1"),
+            );
+        }
+        if self.release_timeout.is_zero() {
+            return bad("release_timeout", "must be above zero".into());
+        }
+        Ok(())
+    }
+}
+
+/// The state of one waiter's backoff.
+#[derive(Debug)]
+pub(crate) struct BackoffState {
+    cfg: Backoff,
+    current: Duration,
+}
+
+impl BackoffState {
+    pub(crate) fn new(cfg: Backoff) -> Self {
+        BackoffState {
+            cfg,
+            current: cfg.initial,
+        }
+    }
+
+    /// The next wait, with jitter in `[d/2, d]`.
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let d = self.current;
+        self.current = self.cfg.max.min(d.mul_f64(self.cfg.factor));
+        let half = d / 2;
+        let jitter_ns = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
+        half + Duration::from_nanos(if jitter_ns == 0 {
+            0
+        } else {
+            rand::random_range(0..=jitter_ns)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        LockOptions::default().validate().expect("defaults");
+    }
+
+    #[test]
+    fn out_of_range_options_are_refused() {
+        for opts in [
+            LockOptions::default().lease(Duration::ZERO),
+            LockOptions::default().lease(Duration::MAX),
+            LockOptions::default().renewal(Renewal::Every(Duration::from_secs(30))),
+            LockOptions::default().renewal(Renewal::Every(Duration::ZERO)),
+            LockOptions::default().safety_margin(Duration::from_secs(20)),
+            LockOptions::default().backoff(Backoff::fixed(Duration::ZERO)),
+            LockOptions::default().release_timeout(Duration::ZERO),
+        ] {
+            assert!(
+                matches!(opts.validate(), Err(Error::InvalidOption { .. })),
+                "{opts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_grows_to_its_bound_with_jitter() {
+        let mut b = BackoffState::new(Backoff::default());
+        let waits: Vec<_> = (0..12).map(|_| b.next_delay()).collect();
+        assert!(waits[0] >= Duration::from_micros(2500) && waits[0] <= Duration::from_millis(5));
+        assert!(waits.iter().all(|w| *w <= Duration::from_millis(200)));
+        assert!(waits[11] >= Duration::from_millis(100));
+    }
+}
