@@ -193,8 +193,10 @@ pub trait AsyncBackend: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<AcquireOutcome, BackendError>>;
 
     /// Extend the caller's lease if the record is still the caller's.
-    fn renew<'a>(&'a self, req: RenewRequest<'a>)
-    -> BoxFuture<'a, Result<RenewOutcome, BackendError>>;
+    fn renew<'a>(
+        &'a self,
+        req: RenewRequest<'a>,
+    ) -> BoxFuture<'a, Result<RenewOutcome, BackendError>>;
 
     /// Release the caller's holding, and nobody else's.
     fn release<'a>(

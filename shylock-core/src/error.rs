@@ -38,7 +38,9 @@ pub enum Error {
     },
     /// No backend was configured with [`configure`](crate::configure) for the
     /// form (async or sync) the lock was used in, and none was given to the lock.
-    #[error("no {form} backend is configured: call shylock::configure(...) or give the lock a backend")]
+    #[error(
+        "no {form} backend is configured: call shylock::configure(...) or give the lock a backend"
+    )]
     NotConfigured {
         /// `"async"` or `"sync"`.
         form: &'static str,
@@ -187,7 +189,9 @@ impl BackendError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self.kind,
-            BackendErrorKind::Unavailable | BackendErrorKind::Timeout | BackendErrorKind::RateLimited
+            BackendErrorKind::Unavailable
+                | BackendErrorKind::Timeout
+                | BackendErrorKind::RateLimited
         )
     }
 

@@ -154,7 +154,8 @@ impl Exec for AsyncExec {
             Ok(runtime) => {
                 let backend = Arc::clone(&self.0);
                 runtime.spawn(async move {
-                    let result = bounded(release.deadline, backend.release(release.request())).await;
+                    let result =
+                        bounded(release.deadline, backend.release(release.request())).await;
                     release.log(result);
                 });
             }
@@ -177,10 +178,7 @@ impl Exec for SyncExec {
         self.0.try_acquire(req)
     }
 
-    async fn renew<'a>(
-        &'a self,
-        req: RenewRequest<'a>,
-    ) -> Result<RenewOutcome, BackendError> {
+    async fn renew<'a>(&'a self, req: RenewRequest<'a>) -> Result<RenewOutcome, BackendError> {
         self.0.renew(req)
     }
 
@@ -198,19 +196,11 @@ impl Exec for SyncExec {
         self.0.inspect(req)
     }
 
-    async fn server_time(
-        &self,
-        deadline: Option<Instant>,
-    ) -> Result<Timestamp, BackendError> {
+    async fn server_time(&self, deadline: Option<Instant>) -> Result<Timestamp, BackendError> {
         self.0.server_time(deadline)
     }
 
-    async fn wait<'a>(
-        &'a self,
-        signal: &'a Signal,
-        seen: u64,
-        until: Option<Instant>,
-    ) {
+    async fn wait<'a>(&'a self, signal: &'a Signal, seen: u64, until: Option<Instant>) {
         signal.wait_blocking(seen, until)
     }
 

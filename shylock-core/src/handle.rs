@@ -2,10 +2,10 @@
 
 use std::sync::{Arc, RwLock};
 
+use crate::Error;
 use crate::backend::{AsyncBackend, ClockSource, SyncBackend};
 use crate::clock::ServerClock;
 use crate::coord::Coordinator;
-use crate::Error;
 
 /// A backend ready for locks: its async form, its sync form or both, with
 /// the per-process state locks share through it (one poller per lock name,

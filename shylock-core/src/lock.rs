@@ -144,9 +144,21 @@ impl Lock {
         block_on(f(&exec, &backend, name))
     }
 
-    fn acquire_with(&self, mode: Mode, timeout: Option<Duration>) -> Result<Option<LockGuard>, Error> {
+    fn acquire_with(
+        &self,
+        mode: Mode,
+        timeout: Option<Duration>,
+    ) -> Result<Option<LockGuard>, Error> {
         self.run(async |exec, backend, name| {
-            let held = algo::acquire(exec, &backend.shared, name, &self.opts, mode, Self::deadline(timeout)).await?;
+            let held = algo::acquire(
+                exec,
+                &backend.shared,
+                name,
+                &self.opts,
+                mode,
+                Self::deadline(timeout),
+            )
+            .await?;
             Ok(held.map(|held| LockGuard::start(held, Arc::clone(&exec.0))))
         })
     }
@@ -189,7 +201,9 @@ impl Lock {
     /// # Errors
     /// As [`acquire`](Self::acquire).
     pub fn inspect(&self) -> Result<Option<LockRecord>, Error> {
-        self.run(async |exec, backend, name| algo::inspect(exec, &backend.shared, name, &self.opts).await)
+        self.run(async |exec, backend, name| {
+            algo::inspect(exec, &backend.shared, name, &self.opts).await
+        })
     }
 }
 
@@ -201,7 +215,15 @@ impl AsyncLock {
     ) -> Result<Option<AsyncLockGuard>, Error> {
         let (name, backend) = self.resolve("async")?;
         let exec = AsyncExec(backend.async_form()?);
-        let held = algo::acquire(&exec, &backend.shared, name, &self.opts, mode, Self::deadline(timeout)).await?;
+        let held = algo::acquire(
+            &exec,
+            &backend.shared,
+            name,
+            &self.opts,
+            mode,
+            Self::deadline(timeout),
+        )
+        .await?;
         Ok(held.map(|held| AsyncLockGuard::start(held, exec.0)))
     }
 
@@ -225,7 +247,10 @@ impl AsyncLock {
         self.acquire_timeout_opt(Some(timeout)).await
     }
 
-    async fn acquire_timeout_opt(&self, timeout: Option<Duration>) -> Result<AsyncLockGuard, Error> {
+    async fn acquire_timeout_opt(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<AsyncLockGuard, Error> {
         self.acquire_with(Mode::Wait, timeout)
             .await?
             .ok_or_else(|| Error::InvalidConfig {
@@ -313,7 +338,9 @@ impl std::fmt::Debug for LockGuard {
 
 impl std::fmt::Debug for AsyncLockGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("AsyncLockGuard").field(&self.holding).finish()
+        f.debug_tuple("AsyncLockGuard")
+            .field(&self.holding)
+            .finish()
     }
 }
 
@@ -390,7 +417,10 @@ impl AsyncLockGuard {
             if let Some(reason) = lease.loss() {
                 return reason;
             }
-            lease.signal.wait_async(seen, Some(lease.valid_until())).await;
+            lease
+                .signal
+                .wait_async(seen, Some(lease.valid_until()))
+                .await;
         }
     }
 }

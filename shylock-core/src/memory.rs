@@ -87,7 +87,9 @@ impl MemoryBackend {
     }
 
     fn now(&self) -> Timestamp {
-        self.inner.epoch.saturating_add(self.inner.started.elapsed())
+        self.inner
+            .epoch
+            .saturating_add(self.inner.started.elapsed())
     }
 
     fn do_acquire(&self, req: AcquireRequest<'_>) -> AcquireOutcome {

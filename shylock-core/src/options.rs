@@ -170,17 +170,17 @@ impl LockOptions {
         if self.lease < MIN_LEASE || self.lease > MAX_LEASE {
             return bad(
                 "lease",
-                format!(
-                    "{:?} is outside {MIN_LEASE:?}..={MAX_LEASE:?}",
-                    self.lease
-                ),
+                format!("{:?} is outside {MIN_LEASE:?}..={MAX_LEASE:?}", self.lease),
             );
         }
         let margin = self.effective_margin();
         if margin >= self.lease / 2 {
             return bad(
                 "safety_margin",
-                format!("{margin:?} must be less than half the lease ({:?})", self.lease),
+                format!(
+                    "{margin:?} must be less than half the lease ({:?})",
+                    self.lease
+                ),
             );
         }
         if let Some(every) = self.renew_interval()

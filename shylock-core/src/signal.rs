@@ -60,7 +60,10 @@ impl Signal {
             match until {
                 None => notified.await,
                 Some(until) => {
-                    if tokio::time::timeout_at(until.into(), notified).await.is_err() {
+                    if tokio::time::timeout_at(until.into(), notified)
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }

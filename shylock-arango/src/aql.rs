@@ -1,0 +1,77 @@
+//! The AQL queries this backend sends, published for review.
+//!
+//! Each lock operation is **one** `POST /_api/cursor` request carrying one of
+//! these queries. A query reads the lock's document, decides, and writes in
+//! the same AQL query, which on a single server is one transaction
+//! ("On a single server, upserts/inserts/updates are executed transactionally
+//! in an all-or-nothing fashion"). The writes carry `exclusive: true`, so the
+//! query holds the collection's exclusive write lock from its start: no other
+//! write to the collection can happen between the read and the write — the
+//! documented way to make a read-then-write (such as `UPSERT`) atomic.
+//! Should two writers still meet (for example on a deployment where the
+//! option has no effect), ArangoDB aborts one of them with error 1200
+//! (write-write conflict) or 1210 (unique constraint violated); the backend
+//! then re-reads instead of guessing.
+//!
+//! The server clock (`DATE_NOW()`, milliseconds) judges expiry inside the
+//! query, so the client's clock never matters.
+//!
+//! Bind parameters: `@@collection` (collection), `@key` (the document key,
+//! see [`lock_key`](crate::lock_key)), `@name` (the lock name), `@owner` (the
+//! owner id), `@leaseMs` (the lease in milliseconds).
+
+/// Acquire: grant if there is no record, or it is free, or it is the
+/// caller's, or it has expired; otherwise change nothing. The fencing token
+/// of a grant is `epoch * 1000 + seq`: `epoch` is the server time at which
+/// the record was created, `seq` counts the grants of this record.
+///
+/// Bind parameters: `@collection`, `key`, `name`, `owner`, `leaseMs`.
+pub const ACQUIRE: &str = r#"LET nowMs = DATE_NOW()
+LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
+LET isBad = lockDoc != null && (lockDoc.name != @name || !IS_NUMBER(lockDoc.epoch) || !IS_NUMBER(lockDoc.seq) || !IS_NUMBER(lockDoc.expiresAt))
+LET isFree = !isBad && (lockDoc == null || lockDoc.owner == null || lockDoc.owner == @owner || lockDoc.expiresAt * 1000 <= nowMs)
+LET newEpoch = lockDoc == null ? nowMs : lockDoc.epoch
+LET newSeq = lockDoc == null ? 1 : lockDoc.seq + 1
+LET newExpiry = nowMs + @leaseMs
+LET written = (
+  FOR x IN (isFree ? [1] : [])
+    INSERT { _key: @key, name: @name, owner: @owner, epoch: newEpoch, seq: newSeq, expiresAt: newExpiry / 1000 }
+    INTO @@collection OPTIONS { overwriteMode: "replace", exclusive: true }
+    RETURN 1
+)
+RETURN { acquired: LENGTH(written) > 0, bad: isBad, storedName: lockDoc.name, epoch: newEpoch, seq: newSeq, expiresAtMs: LENGTH(written) > 0 ? newExpiry : lockDoc.expiresAt * 1000 }"#;
+
+/// Renew: extend the lease if the record is still the caller's.
+///
+/// Bind parameters: `@collection`, `key`, `name`, `owner`, `leaseMs`.
+pub const RENEW: &str = r#"LET nowMs = DATE_NOW()
+LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
+LET isMine = lockDoc != null && lockDoc.name == @name && lockDoc.owner == @owner
+LET newExpiry = nowMs + @leaseMs
+LET written = (
+  FOR x IN (isMine ? [1] : [])
+    UPDATE @key WITH { expiresAt: newExpiry / 1000 } IN @@collection OPTIONS { exclusive: true }
+    RETURN 1
+)
+RETURN { renewed: LENGTH(written) > 0, storedName: lockDoc.name, expiresAtMs: newExpiry }"#;
+
+/// Release: make the record free (owner `null`) if it is the caller's. The
+/// record is kept, so that the next grant's token continues from it.
+///
+/// Bind parameters: `@collection`, `key`, `name`, `owner`.
+pub const RELEASE: &str = r#"LET nowMs = DATE_NOW()
+LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
+LET isMine = lockDoc != null && lockDoc.name == @name && lockDoc.owner == @owner
+LET written = (
+  FOR x IN (isMine ? [1] : [])
+    UPDATE @key WITH { owner: null, expiresAt: nowMs / 1000 } IN @@collection OPTIONS { exclusive: true }
+    RETURN 1
+)
+RETURN { released: LENGTH(written) > 0, storedName: lockDoc.name }"#;
+
+/// Inspect: read the record and the server clock (read-only).
+///
+/// Bind parameters: `@collection`, `key`.
+pub const INSPECT: &str = r#"LET nowMs = DATE_NOW()
+LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
+RETURN { nowMs: nowMs, doc: lockDoc }"#;

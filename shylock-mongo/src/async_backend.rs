@@ -1,0 +1,268 @@
+//! The async backend over [`mongodb::Client`].
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use mongodb::bson::Document;
+use mongodb::{Client, Collection, Database};
+use shylock_core::backend::{
+    AcquireOutcome, AcquireRequest, AsyncBackend, BoxFuture, ClockSource, InspectRequest,
+    LockRecord, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
+};
+use shylock_core::{BackendError, Error, Timestamp};
+
+use crate::commands::{self, Ctx, FindAndModify, Spec};
+use crate::options::MongoOptions;
+
+/// The async MongoDB backend: lock records in one collection, reached
+/// through the application's own [`mongodb::Client`] (as the Python
+/// original's motor backend).
+///
+/// Make it with [`create`](Self::create) (collection `shylock`) or
+/// [`create_with`](Self::create_with), then hand it to
+/// `shylock::configure` or to a lock. Cheap to clone: clones share the
+/// client's connection pool. See the [crate docs](crate) for the algorithm.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use shylock_mongo::MongoBackend;
+/// let client = mongodb::Client::with_uri_str("mongodb://127.0.0.1:27017/").await?;
+/// let backend = MongoBackend::create(&client, "projectdb").await?;
+/// let handle = shylock_core::Backend::from(backend);
+/// # drop(handle);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct MongoBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    coll: Collection<Document>,
+    spec: Spec,
+    /// The server answered `hello` with CommandNotFound: use `isMaster`.
+    legacy_hello: AtomicBool,
+}
+
+impl std::fmt::Debug for MongoBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoBackend")
+            .field("namespace", &self.inner.spec.namespace())
+            .field("write_concern", &self.inner.spec.write_concern)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MongoBackend {
+    /// A backend on the collection `shylock` of database `db`, prepared with
+    /// [`prepare`](Self::prepare).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a bad database name, before anything is
+    /// sent; [`Error::Backend`] if the server could not prepare the
+    /// collection (unreachable, unauthorized, or a conflicting index).
+    pub async fn create(client: &Client, db: &str) -> Result<Self, Error> {
+        Self::create_with(client, db, MongoOptions::default()).await
+    }
+
+    /// A backend on database `db` with `options` (collection name, write
+    /// concern, TTL grace), prepared with [`prepare`](Self::prepare).
+    ///
+    /// # Errors
+    /// As [`create`](Self::create); also [`Error::InvalidConfig`] for a bad
+    /// collection name or TTL grace.
+    pub async fn create_with(client: &Client, db: &str, options: MongoOptions) -> Result<Self, Error> {
+        let backend = Self::new(client, db, options)?;
+        backend.prepare().await?;
+        Ok(backend)
+    }
+
+    /// A backend on database `db` with `options`, without contacting the
+    /// server: for a collection an administrator prepared (for example when
+    /// the application's user may not create indexes). The collection is
+    /// also created implicitly by the first acquisition.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a bad database or collection name or
+    /// TTL grace.
+    pub fn new(client: &Client, db: &str, options: MongoOptions) -> Result<Self, Error> {
+        let spec = Spec::new(db, options)?;
+        let database = client.database(&spec.db);
+        let coll = database.collection::<Document>(&spec.collection);
+        Ok(MongoBackend {
+            inner: Arc::new(Inner {
+                db: database,
+                coll,
+                spec,
+                legacy_hello: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Create the collection and its TTL index if they are missing, and
+    /// check its indexes. Idempotent and safe when many processes do it at
+    /// once: "already exists" answers are expected. A server that refuses
+    /// TTL indexes (FerretDB) gets a `tracing` warning, not an error, since
+    /// expiry is enforced by the acquisition itself.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] if the server is unreachable or refuses the
+    /// commands; [`Error::InvalidConfig`] if the collection has an index that
+    /// would break the locks (a unique index on anything but `_id`, or a TTL
+    /// index on `expiresAt` shorter than [`MIN_TTL_GRACE`](crate::MIN_TTL_GRACE)).
+    pub async fn prepare(&self) -> Result<(), Error> {
+        let spec = &self.inner.spec;
+        let created = self
+            .inner
+            .db
+            .create_collection(&spec.collection)
+            .with_options(commands::create_collection_options(spec))
+            .await;
+        commands::create_collection_reply(spec, created)?;
+        let indexed = self
+            .inner
+            .coll
+            .create_index(commands::ttl_index(spec))
+            .write_concern(commands::ttl_index_write_concern(spec))
+            .await
+            .map(|_| ());
+        commands::ttl_index_reply(spec, indexed)?;
+        let list = commands::list_indexes(spec);
+        let listed = self
+            .inner
+            .db
+            .run_command(list.command)
+            .with_options(list.options)
+            .await;
+        commands::check_indexes(spec, listed)
+    }
+
+    /// The database name.
+    pub fn database_name(&self) -> &str {
+        &self.inner.spec.db
+    }
+
+    /// The collection name.
+    pub fn collection_name(&self) -> &str {
+        &self.inner.spec.collection
+    }
+
+    async fn find_and_modify(&self, cmd: FindAndModify, deadline: Option<Instant>) -> Result<Result<Option<Document>, mongodb::error::Error>, BackendError> {
+        let FindAndModify {
+            filter,
+            update,
+            options,
+            ctx,
+        } = cmd;
+        within(
+            deadline,
+            &ctx,
+            self.inner
+                .coll
+                .find_one_and_update(filter, update)
+                .with_options(options)
+                .into_future(),
+        )
+        .await
+    }
+}
+
+/// Run `fut`, giving up at `deadline` with a timeout error.
+async fn within<T>(deadline: Option<Instant>, ctx: &Ctx, fut: impl Future<Output = T>) -> Result<T, BackendError> {
+    match deadline {
+        None => Ok(fut.await),
+        Some(deadline) => tokio::time::timeout_at(deadline.into(), fut)
+            .await
+            .map_err(|_| commands::timeout_error(ctx)),
+    }
+}
+
+impl AsyncBackend for MongoBackend {
+    fn try_acquire<'a>(
+        &'a self,
+        req: AcquireRequest<'a>,
+    ) -> BoxFuture<'a, Result<AcquireOutcome, BackendError>> {
+        Box::pin(async move {
+            let cmd = commands::acquire(&self.inner.spec, &req)?;
+            let ctx = cmd.ctx.clone();
+            let reply = self.find_and_modify(cmd, req.deadline).await?;
+            commands::acquire_reply(&ctx, req.owner, reply)
+        })
+    }
+
+    fn renew<'a>(&'a self, req: RenewRequest<'a>) -> BoxFuture<'a, Result<RenewOutcome, BackendError>> {
+        Box::pin(async move {
+            let cmd = commands::renew(&self.inner.spec, &req)?;
+            let ctx = cmd.ctx.clone();
+            let reply = self.find_and_modify(cmd, req.deadline).await?;
+            commands::renew_reply(&ctx, reply)
+        })
+    }
+
+    fn release<'a>(
+        &'a self,
+        req: ReleaseRequest<'a>,
+    ) -> BoxFuture<'a, Result<ReleaseOutcome, BackendError>> {
+        Box::pin(async move {
+            let cmd = commands::release(&self.inner.spec, &req)?;
+            let ctx = cmd.ctx.clone();
+            let reply = self.find_and_modify(cmd, req.deadline).await?;
+            commands::release_reply(&ctx, reply)
+        })
+    }
+
+    fn inspect<'a>(
+        &'a self,
+        req: InspectRequest<'a>,
+    ) -> BoxFuture<'a, Result<Option<LockRecord>, BackendError>> {
+        Box::pin(async move {
+            let cmd = commands::inspect(&self.inner.spec, &req)?;
+            let reply = within(
+                req.deadline,
+                &cmd.ctx,
+                self.inner
+                    .coll
+                    .find_one(cmd.filter)
+                    .with_options(cmd.options)
+                    .into_future(),
+            )
+            .await?;
+            commands::inspect_reply(&cmd.ctx, req.now, reply)
+        })
+    }
+
+    fn server_time(&self, deadline: Option<Instant>) -> BoxFuture<'_, Result<Timestamp, BackendError>> {
+        Box::pin(async move {
+            loop {
+                let legacy = self.inner.legacy_hello.load(Ordering::Relaxed);
+                let cmd = commands::server_time(&self.inner.spec, legacy, deadline)?;
+                let reply = within(
+                    deadline,
+                    &cmd.ctx,
+                    self.inner
+                        .db
+                        .run_command(cmd.command)
+                        .with_options(cmd.options)
+                        .into_future(),
+                )
+                .await?;
+                if !legacy && commands::hello_unsupported(&reply) {
+                    self.inner.legacy_hello.store(true, Ordering::Relaxed);
+                    continue;
+                }
+                return commands::server_time_reply(&cmd.ctx, reply);
+            }
+        })
+    }
+
+    fn clock(&self) -> ClockSource {
+        ClockSource::Estimated
+    }
+
+    fn describe(&self) -> String {
+        self.inner.spec.describe()
+    }
+}

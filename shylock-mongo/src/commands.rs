@@ -1,0 +1,843 @@
+//! The one definition of every command the backend sends (filters, updates,
+//! options) and of how every reply is read. The async and the sync backends
+//! only differ in how they call the driver; everything here is shared.
+
+use std::time::{Duration, Instant};
+
+use mongodb::bson::{Bson, DateTime, Document, doc};
+use mongodb::error::{Error as MongoError, ErrorKind, WriteFailure};
+use mongodb::options::{
+    CreateCollectionOptions, FindOneAndUpdateOptions, FindOneOptions, IndexOptions,
+    ReadPreference, ReturnDocument, RunCommandOptions, SelectionCriteria, WriteConcern,
+};
+use mongodb::IndexModel;
+use shylock_core::Error;
+use shylock_core::backend::{
+    AcquireOutcome, AcquireRequest, Grant, InspectRequest, LockRecord, ReleaseOutcome,
+    ReleaseRequest, RenewOutcome, RenewRequest,
+};
+use shylock_core::{BackendError, BackendErrorKind, FencingToken, OwnerId, Timestamp};
+
+use crate::options::{MIN_TTL_GRACE, MongoOptions};
+
+/// Field names of a lock record.
+pub(crate) const F_ID: &str = "_id";
+pub(crate) const F_OWNER: &str = "owner";
+pub(crate) const F_EPOCH: &str = "epoch";
+pub(crate) const F_SEQ: &str = "seq";
+pub(crate) const F_EXPIRES_AT: &str = "expiresAt";
+
+/// The name of the TTL index on `expiresAt`.
+pub(crate) const TTL_INDEX_NAME: &str = "shylock_expiresAt_ttl";
+
+/// Grants per millisecond of `epoch` that fit below the next epoch's tokens.
+const SEQ_PER_EPOCH_MS: u64 = 1000;
+
+// Server error codes (src/mongo/base/error_codes.yml in the MongoDB source).
+const CODE_INTERNAL_ERROR: i32 = 1;
+const CODE_BAD_VALUE: i32 = 2;
+const CODE_HOST_UNREACHABLE: i32 = 6;
+const CODE_HOST_NOT_FOUND: i32 = 7;
+const CODE_UNAUTHORIZED: i32 = 13;
+const CODE_AUTHENTICATION_FAILED: i32 = 18;
+const CODE_NAMESPACE_NOT_FOUND: i32 = 26;
+const CODE_NAMESPACE_EXISTS: i32 = 48;
+const CODE_MAX_TIME_MS_EXPIRED: i32 = 50;
+const CODE_COMMAND_NOT_FOUND: i32 = 59;
+const CODE_WRITE_CONCERN_FAILED: i32 = 64;
+const CODE_INVALID_NAMESPACE: i32 = 73;
+const CODE_INDEX_OPTIONS_CONFLICT: i32 = 85;
+const CODE_INDEX_KEY_SPECS_CONFLICT: i32 = 86;
+const CODE_NETWORK_TIMEOUT: i32 = 89;
+const CODE_SHUTDOWN_IN_PROGRESS: i32 = 91;
+const CODE_UNSATISFIABLE_WRITE_CONCERN: i32 = 100;
+const CODE_WRITE_CONFLICT: i32 = 112;
+const CODE_PRIMARY_STEPPED_DOWN: i32 = 189;
+const CODE_NOT_IMPLEMENTED: i32 = 238;
+const CODE_EXCEEDED_TIME_LIMIT: i32 = 262;
+const CODE_TOO_MANY_REQUESTS: i32 = 16500;
+const CODE_DUPLICATE_KEY: i32 = 11000;
+const CODE_INTERRUPTED_AT_SHUTDOWN: i32 = 11600;
+const CODE_INTERRUPTED_DUE_TO_REPL_STATE_CHANGE: i32 = 11602;
+const CODE_NOT_WRITABLE_PRIMARY: i32 = 10107;
+const CODE_NOT_PRIMARY_NO_SECONDARY_OK: i32 = 13435;
+const CODE_NOT_PRIMARY_OR_SECONDARY: i32 = 13436;
+const CODE_SOCKET_EXCEPTION: i32 = 9001;
+const CODE_USER_NOT_FOUND: i32 = 11;
+
+/// Longest database name MongoDB accepts, in bytes.
+const MAX_DB_NAME_BYTES: usize = 63;
+/// Longest namespace (`db.collection`) MongoDB 4.4+ accepts, in bytes.
+const MAX_NAMESPACE_BYTES: usize = 255;
+
+/// Everything a backend needs besides its driver handles: the namespace and
+/// the validated options.
+#[derive(Debug, Clone)]
+pub(crate) struct Spec {
+    pub(crate) db: String,
+    pub(crate) collection: String,
+    pub(crate) write_concern: WriteConcern,
+    pub(crate) ttl_grace: Duration,
+}
+
+impl Spec {
+    /// Validate the database name and the options; nothing is sent.
+    pub(crate) fn new(db: &str, options: MongoOptions) -> Result<Spec, Error> {
+        validate_db_name(db)?;
+        validate_collection_name(db, &options.collection)?;
+        if options.ttl_grace < MIN_TTL_GRACE {
+            return Err(Error::InvalidConfig {
+                reason: format!(
+                    "ttl_grace must be at least {MIN_TTL_GRACE:?} (fencing tokens rely on it), got {:?}",
+                    options.ttl_grace
+                ),
+            });
+        }
+        Ok(Spec {
+            db: db.to_owned(),
+            collection: options.collection,
+            write_concern: options.write_concern,
+            ttl_grace: options.ttl_grace,
+        })
+    }
+
+    /// `db.collection`.
+    pub(crate) fn namespace(&self) -> String {
+        format!("{}.{}", self.db, self.collection)
+    }
+
+    /// What [`describe`](shylock_core::backend::AsyncBackend::describe) says.
+    pub(crate) fn describe(&self) -> String {
+        format!("mongodb {}", self.namespace())
+    }
+
+    fn context(&self, op: &'static str, name: Option<&str>) -> Ctx {
+        Ctx {
+            op,
+            namespace: self.namespace(),
+            name: name.map(str::to_owned),
+        }
+    }
+}
+
+/// Where an error happened, for messages.
+#[derive(Debug, Clone)]
+pub(crate) struct Ctx {
+    op: &'static str,
+    namespace: String,
+    name: Option<String>,
+}
+
+impl std::fmt::Display for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} on {}", self.op, self.namespace)?;
+        if let Some(name) = &self.name {
+            write!(f, " for lock {name:?}")?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Name validation (before anything is sent)
+// ---------------------------------------------------------------------------
+
+/// MongoDB's rules for database names (the union of its Unix and Windows
+/// rules, so a name valid here is valid on every server).
+pub(crate) fn validate_db_name(db: &str) -> Result<(), Error> {
+    let refuse = |why: String| {
+        Err(Error::InvalidConfig {
+            reason: format!("invalid MongoDB database name {db:?}: {why}"),
+        })
+    };
+    if db.is_empty() {
+        return refuse("it is empty".into());
+    }
+    if db.len() > MAX_DB_NAME_BYTES {
+        return refuse(format!(
+            "it has {} bytes, at most {MAX_DB_NAME_BYTES} are allowed",
+            db.len()
+        ));
+    }
+    if let Some(c) = db
+        .chars()
+        .find(|c| matches!(c, '/' | '\\' | '.' | ' ' | '"' | '$' | '*' | '<' | '>' | ':' | '|' | '?' | '\0'))
+    {
+        return refuse(format!("it contains the character {c:?}"));
+    }
+    Ok(())
+}
+
+/// MongoDB's rules for collection names.
+pub(crate) fn validate_collection_name(db: &str, coll: &str) -> Result<(), Error> {
+    let refuse = |why: String| {
+        Err(Error::InvalidConfig {
+            reason: format!("invalid MongoDB collection name {coll:?}: {why}"),
+        })
+    };
+    if coll.is_empty() {
+        return refuse("it is empty".into());
+    }
+    if let Some(c) = coll.chars().find(|c| matches!(c, '$' | '\0')) {
+        return refuse(format!("it contains the character {c:?}"));
+    }
+    if coll.starts_with('.') {
+        return refuse("it starts with '.'".into());
+    }
+    if coll.starts_with("system.") {
+        return refuse("names starting with `system.` are reserved".into());
+    }
+    let ns_len = db.len() + 1 + coll.len();
+    if ns_len > MAX_NAMESPACE_BYTES {
+        return refuse(format!(
+            "the namespace `{db}.{coll}` has {ns_len} bytes, at most {MAX_NAMESPACE_BYTES} are allowed"
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Deadlines
+// ---------------------------------------------------------------------------
+
+/// The time left until `deadline` (`None`: no deadline), or a
+/// [`BackendErrorKind::Timeout`] error if it has passed (nothing is sent then).
+pub(crate) fn time_left(deadline: Option<Instant>, ctx: &Ctx) -> Result<Option<Duration>, BackendError> {
+    match deadline {
+        None => Ok(None),
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                Err(timeout_error(ctx))
+            } else {
+                Ok(Some(left))
+            }
+        }
+    }
+}
+
+/// The error for an operation cut off at its deadline.
+pub(crate) fn timeout_error(ctx: &Ctx) -> BackendError {
+    BackendError::new(
+        BackendErrorKind::Timeout,
+        format!("{ctx}: the deadline passed before the server answered (the outcome is unknown)"),
+    )
+}
+
+/// `maxTimeMS` for a command with `left` time: whole milliseconds, at least 1.
+fn max_time(left: Option<Duration>) -> Option<Duration> {
+    left.map(|d| Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)))
+}
+
+fn primary() -> SelectionCriteria {
+    SelectionCriteria::ReadPreference(ReadPreference::Primary)
+}
+
+fn date(t: Timestamp) -> DateTime {
+    DateTime::from_millis(t.as_millis())
+}
+
+// ---------------------------------------------------------------------------
+// The commands
+// ---------------------------------------------------------------------------
+
+/// One `findAndModify` command: filter, update and options.
+#[derive(Debug)]
+pub(crate) struct FindAndModify {
+    pub(crate) filter: Document,
+    pub(crate) update: Document,
+    pub(crate) options: FindOneAndUpdateOptions,
+    pub(crate) ctx: Ctx,
+}
+
+/// One `find` of a single record.
+#[derive(Debug)]
+pub(crate) struct FindOne {
+    pub(crate) filter: Document,
+    pub(crate) options: FindOneOptions,
+    pub(crate) ctx: Ctx,
+}
+
+/// One database command (`hello`, `isMaster`, `listIndexes`).
+#[derive(Debug)]
+pub(crate) struct Command {
+    pub(crate) command: Document,
+    pub(crate) options: RunCommandOptions,
+    pub(crate) ctx: Ctx,
+}
+
+fn find_and_modify_options(
+    spec: &Spec,
+    left: Option<Duration>,
+    upsert: bool,
+    projection: Option<Document>,
+) -> FindOneAndUpdateOptions {
+    let mut options = FindOneAndUpdateOptions::default();
+    options.upsert = Some(upsert);
+    options.return_document = Some(ReturnDocument::After);
+    options.write_concern = Some(spec.write_concern.clone());
+    options.max_time = max_time(left);
+    options.projection = projection;
+    options
+}
+
+/// Acquire: one `findAndModify` with upsert.
+///
+/// The filter matches the record only if it is free, expired, or already the
+/// requester's; then the update makes it the requester's, sets the new expiry
+/// and increments `seq`. If there is no record, the upsert inserts one with
+/// `_id` = the name, `seq` = 1 and `epoch` = now. If the record exists but is
+/// held by another owner, the filter misses and the upsert's insert collides
+/// with the existing `_id`: duplicate key error 11000, which means "busy".
+pub(crate) fn acquire(spec: &Spec, req: &AcquireRequest<'_>) -> Result<FindAndModify, BackendError> {
+    let ctx = spec.context("acquire (findAndModify)", Some(req.name.as_str()));
+    let left = time_left(req.deadline, &ctx)?;
+    let now = date(req.now);
+    let expires = date(req.now.saturating_add(req.lease));
+    let owner = req.owner.as_str();
+    Ok(FindAndModify {
+        filter: doc! {
+            F_ID: req.name.as_str(),
+            "$or": [
+                { F_OWNER: Bson::Null },
+                { F_EXPIRES_AT: { "$lte": now } },
+                { F_OWNER: owner },
+            ],
+        },
+        update: doc! {
+            "$set": { F_OWNER: owner, F_EXPIRES_AT: expires },
+            "$inc": { F_SEQ: 1_i64 },
+            "$setOnInsert": { F_EPOCH: req.now.as_millis() },
+        },
+        options: find_and_modify_options(spec, left, true, None),
+        ctx,
+    })
+}
+
+/// Read the reply of [`acquire`].
+pub(crate) fn acquire_reply(
+    cmd_ctx: &Ctx,
+    owner: &OwnerId,
+    reply: Result<Option<Document>, MongoError>,
+) -> Result<AcquireOutcome, BackendError> {
+    match reply {
+        Ok(Some(record)) => {
+            let parsed = parse_record(&record, cmd_ctx)?;
+            if parsed.owner.as_deref() != Some(owner.as_str()) {
+                return Err(unexpected(
+                    cmd_ctx,
+                    format!(
+                        "the record after the update is not ours (owner {:?}, expected {:?})",
+                        parsed.owner,
+                        owner.as_str()
+                    ),
+                ));
+            }
+            Ok(AcquireOutcome::Acquired(Grant {
+                token: parsed.token,
+                expires_at: parsed.expires_at,
+            }))
+        }
+        Ok(None) => Err(unexpected(
+            cmd_ctx,
+            "the server returned no document for an upsert with returnDocument: after".into(),
+        )),
+        Err(e) if server_code(&e) == Some(CODE_DUPLICATE_KEY) => {
+            Ok(AcquireOutcome::Busy { expires_at: None })
+        }
+        Err(e) => Err(map_error(cmd_ctx, e)),
+    }
+}
+
+/// Renew: one `findAndModify` on `{_id, owner}` that sets the new expiry and
+/// returns it.
+pub(crate) fn renew(spec: &Spec, req: &RenewRequest<'_>) -> Result<FindAndModify, BackendError> {
+    let ctx = spec.context("renew (findAndModify)", Some(req.name.as_str()));
+    let left = time_left(req.deadline, &ctx)?;
+    let expires = date(req.now.saturating_add(req.lease));
+    Ok(FindAndModify {
+        filter: doc! { F_ID: req.name.as_str(), F_OWNER: req.owner.as_str() },
+        update: doc! { "$set": { F_EXPIRES_AT: expires } },
+        options: find_and_modify_options(spec, left, false, Some(doc! { F_EXPIRES_AT: 1 })),
+        ctx,
+    })
+}
+
+/// Read the reply of [`renew`].
+pub(crate) fn renew_reply(
+    cmd_ctx: &Ctx,
+    reply: Result<Option<Document>, MongoError>,
+) -> Result<RenewOutcome, BackendError> {
+    match reply {
+        Ok(Some(record)) => Ok(RenewOutcome::Renewed {
+            expires_at: get_date(&record, F_EXPIRES_AT, cmd_ctx)?,
+        }),
+        Ok(None) => Ok(RenewOutcome::Lost),
+        Err(e) => Err(map_error(cmd_ctx, e)),
+    }
+}
+
+/// Release: one `findAndModify` on `{_id, owner}` that frees the record (it
+/// is kept, so its `seq` keeps rising for the next grant).
+pub(crate) fn release(spec: &Spec, req: &ReleaseRequest<'_>) -> Result<FindAndModify, BackendError> {
+    let ctx = spec.context("release (findAndModify)", Some(req.name.as_str()));
+    let left = time_left(req.deadline, &ctx)?;
+    Ok(FindAndModify {
+        filter: doc! { F_ID: req.name.as_str(), F_OWNER: req.owner.as_str() },
+        update: doc! { "$set": { F_OWNER: Bson::Null, F_EXPIRES_AT: date(req.now) } },
+        options: find_and_modify_options(spec, left, false, Some(doc! { F_ID: 1 })),
+        ctx,
+    })
+}
+
+/// Read the reply of [`release`].
+pub(crate) fn release_reply(
+    cmd_ctx: &Ctx,
+    reply: Result<Option<Document>, MongoError>,
+) -> Result<ReleaseOutcome, BackendError> {
+    match reply {
+        Ok(Some(_)) => Ok(ReleaseOutcome::Released),
+        Ok(None) => Ok(ReleaseOutcome::NotOwner),
+        Err(e) => Err(map_error(cmd_ctx, e)),
+    }
+}
+
+/// Inspect: one `find` by `_id` on the primary.
+pub(crate) fn inspect(spec: &Spec, req: &InspectRequest<'_>) -> Result<FindOne, BackendError> {
+    let ctx = spec.context("inspect (find)", Some(req.name.as_str()));
+    let left = time_left(req.deadline, &ctx)?;
+    let mut options = FindOneOptions::default();
+    options.max_time = max_time(left);
+    options.selection_criteria = Some(primary());
+    Ok(FindOne {
+        filter: doc! { F_ID: req.name.as_str() },
+        options,
+        ctx,
+    })
+}
+
+/// Read the reply of [`inspect`]: `Some` only for a held, unexpired record.
+pub(crate) fn inspect_reply(
+    cmd_ctx: &Ctx,
+    now: Timestamp,
+    reply: Result<Option<Document>, MongoError>,
+) -> Result<Option<LockRecord>, BackendError> {
+    let record = match reply {
+        Ok(Some(record)) => record,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(map_error(cmd_ctx, e)),
+    };
+    let parsed = parse_record(&record, cmd_ctx)?;
+    match parsed.owner {
+        Some(owner) if parsed.expires_at > now => Ok(Some(LockRecord {
+            owner: OwnerId::from_string(owner),
+            token: parsed.token,
+            expires_at: parsed.expires_at,
+        })),
+        _ => Ok(None),
+    }
+}
+
+/// Server time: `hello` (or, on servers older than MongoDB 4.4.2, which lack
+/// it, `isMaster`), whose reply carries the server clock as `localTime`.
+pub(crate) fn server_time(
+    spec: &Spec,
+    legacy: bool,
+    deadline: Option<Instant>,
+) -> Result<Command, BackendError> {
+    let name = if legacy { "isMaster" } else { "hello" };
+    let ctx = spec.context(if legacy { "server time (isMaster)" } else { "server time (hello)" }, None);
+    time_left(deadline, &ctx)?;
+    let mut options = RunCommandOptions::default();
+    options.selection_criteria = Some(primary());
+    Ok(Command {
+        command: doc! { name: 1 },
+        options,
+        ctx,
+    })
+}
+
+/// Whether a `hello` failure means "use `isMaster`".
+pub(crate) fn hello_unsupported(reply: &Result<Document, MongoError>) -> bool {
+    matches!(reply, Err(e) if server_code(e) == Some(CODE_COMMAND_NOT_FOUND))
+}
+
+/// Read the reply of [`server_time`].
+pub(crate) fn server_time_reply(
+    cmd_ctx: &Ctx,
+    reply: Result<Document, MongoError>,
+) -> Result<Timestamp, BackendError> {
+    match reply {
+        Ok(doc) => get_date(&doc, "localTime", cmd_ctx),
+        Err(e) => Err(map_error(cmd_ctx, e)),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Preparing the collection
+// ---------------------------------------------------------------------------
+
+/// `create` of the collection (code 48, "already exists", is fine: another
+/// process was first).
+pub(crate) fn create_collection_options(spec: &Spec) -> CreateCollectionOptions {
+    let mut options = CreateCollectionOptions::default();
+    options.write_concern = Some(spec.write_concern.clone());
+    options
+}
+
+/// Read the reply of the collection's `create`.
+pub(crate) fn create_collection_reply(spec: &Spec, reply: Result<(), MongoError>) -> Result<(), Error> {
+    match reply {
+        Ok(()) => Ok(()),
+        Err(e) if server_code(&e) == Some(CODE_NAMESPACE_EXISTS) => Ok(()),
+        Err(e) => Err(setup_error(map_error(&spec.context("create collection", None), e))),
+    }
+}
+
+/// The TTL index that garbage-collects records `ttl_grace` after their lease
+/// ended or they were released.
+pub(crate) fn ttl_index(spec: &Spec) -> IndexModel {
+    let mut options = IndexOptions::default();
+    options.name = Some(TTL_INDEX_NAME.to_owned());
+    options.expire_after = Some(spec.ttl_grace);
+    let mut model = IndexModel::default();
+    model.keys = doc! { F_EXPIRES_AT: 1 };
+    model.options = Some(options);
+    model
+}
+
+/// The write concern of the index creation.
+pub(crate) fn ttl_index_write_concern(spec: &Spec) -> WriteConcern {
+    spec.write_concern.clone()
+}
+
+/// Read the reply of the TTL index creation: a server that cannot make TTL
+/// indexes (FerretDB: 238 NotImplemented) gets a warning; an index of the
+/// same name or keys with other options is checked by [`check_indexes`].
+pub(crate) fn ttl_index_reply(spec: &Spec, reply: Result<(), MongoError>) -> Result<(), Error> {
+    match reply {
+        Ok(()) => Ok(()),
+        Err(e) => match server_code(&e) {
+            Some(CODE_NOT_IMPLEMENTED) | Some(CODE_COMMAND_NOT_FOUND) => {
+                tracing::warn!(
+                    namespace = %spec.namespace(),
+                    error = %e,
+                    "the server cannot make the TTL index on `expiresAt`: old lock records \
+                     will not be deleted automatically (locks still expire: the acquire \
+                     itself checks `expiresAt`)"
+                );
+                Ok(())
+            }
+            Some(CODE_INDEX_OPTIONS_CONFLICT) | Some(CODE_INDEX_KEY_SPECS_CONFLICT) => {
+                tracing::warn!(
+                    namespace = %spec.namespace(),
+                    error = %e,
+                    "an index on `expiresAt` or named `{TTL_INDEX_NAME}` already exists with \
+                     other options; keeping it (change its expireAfterSeconds with collMod)"
+                );
+                Ok(())
+            }
+            _ => Err(setup_error(map_error(&spec.context("create TTL index", None), e))),
+        },
+    }
+}
+
+/// `listIndexes`, to check that no index breaks the algorithm.
+pub(crate) fn list_indexes(spec: &Spec) -> Command {
+    let mut options = RunCommandOptions::default();
+    options.selection_criteria = Some(primary());
+    Command {
+        command: doc! { "listIndexes": spec.collection.as_str() },
+        options,
+        ctx: spec.context("list indexes", None),
+    }
+}
+
+/// Check the collection's indexes (the reply of [`list_indexes`]):
+/// * a unique index on anything but `_id` would make acquisitions of
+///   different names collide (for example the Python shylock's unique index
+///   on `name`, if its collection is reused): refused;
+/// * a TTL index on `expiresAt` with a shorter expiry than
+///   [`MIN_TTL_GRACE`] would delete records too early for fencing tokens to
+///   keep rising: refused.
+pub(crate) fn check_indexes(spec: &Spec, reply: Result<Document, MongoError>) -> Result<(), Error> {
+    let ctx = spec.context("list indexes", None);
+    let reply = match reply {
+        Ok(reply) => reply,
+        // A server that lost the collection in between, or cannot list:
+        // nothing to check.
+        Err(e) if matches!(server_code(&e), Some(CODE_NAMESPACE_NOT_FOUND) | Some(CODE_NOT_IMPLEMENTED)) => {
+            return Ok(());
+        }
+        Err(e) => return Err(setup_error(map_error(&ctx, e))),
+    };
+    let batch = reply
+        .get_document("cursor")
+        .and_then(|c| c.get_array("firstBatch"))
+        .map_err(|_| setup_error(unexpected(&ctx, format!("reply without cursor.firstBatch: {reply}"))))?;
+    for index in batch {
+        let Some(index) = index.as_document() else { continue };
+        let name = index.get_str("name").unwrap_or("?");
+        let Ok(keys) = index.get_document("key") else { continue };
+        let key_names: Vec<&str> = keys.keys().map(String::as_str).collect();
+        let unique = matches!(index.get("unique"), Some(Bson::Boolean(true)));
+        if unique && key_names != [F_ID] {
+            return Err(Error::InvalidConfig {
+                reason: format!(
+                    "collection {} has the unique index `{name}` on {keys}, which would make \
+                     lock records of different names collide (is it the Python shylock's \
+                     collection?); use another collection or drop that index",
+                    spec.namespace()
+                ),
+            });
+        }
+        if key_names == [F_EXPIRES_AT] {
+            if let Some(secs) = index.get("expireAfterSeconds").and_then(bson_int) {
+                if secs < i64::try_from(MIN_TTL_GRACE.as_secs()).unwrap_or(i64::MAX) {
+                    return Err(Error::InvalidConfig {
+                        reason: format!(
+                            "collection {} has the TTL index `{name}` on `expiresAt` with \
+                             expireAfterSeconds {secs}: lock records would be deleted too soon \
+                             after their lease ends for fencing tokens to keep rising (at least \
+                             {} s needed); change it with collMod or drop it",
+                            spec.namespace(),
+                            MIN_TTL_GRACE.as_secs()
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn setup_error(source: BackendError) -> Error {
+    Error::Backend {
+        name: String::new(),
+        source,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reading records
+// ---------------------------------------------------------------------------
+
+struct Parsed {
+    owner: Option<String>,
+    token: FencingToken,
+    expires_at: Timestamp,
+}
+
+fn parse_record(record: &Document, ctx: &Ctx) -> Result<Parsed, BackendError> {
+    let owner = match record.get(F_OWNER) {
+        None | Some(Bson::Null) => None,
+        Some(Bson::String(s)) => Some(s.clone()),
+        Some(other) => {
+            return Err(unexpected(
+                ctx,
+                format!("the record's `owner` is not a string or null: {other}"),
+            ));
+        }
+    };
+    let epoch = get_int(record, F_EPOCH, ctx)?;
+    let seq = get_int(record, F_SEQ, ctx)?;
+    let token = token(epoch, seq).ok_or_else(|| {
+        unexpected(
+            ctx,
+            format!("the record's epoch {epoch} and seq {seq} do not make a fencing token"),
+        )
+    })?;
+    Ok(Parsed {
+        owner,
+        token,
+        expires_at: get_date(record, F_EXPIRES_AT, ctx)?,
+    })
+}
+
+/// `epoch * 1000 + seq`, if both are in range.
+pub(crate) fn token(epoch: i64, seq: i64) -> Option<FencingToken> {
+    let epoch = u64::try_from(epoch).ok()?;
+    let seq = u64::try_from(seq).ok()?;
+    if seq == 0 {
+        return None;
+    }
+    epoch
+        .checked_mul(SEQ_PER_EPOCH_MS)?
+        .checked_add(seq)
+        .map(FencingToken)
+}
+
+fn bson_int(value: &Bson) -> Option<i64> {
+    match value {
+        Bson::Int64(v) => Some(*v),
+        Bson::Int32(v) => Some(i64::from(*v)),
+        // Some servers and tools store integers as doubles.
+        Bson::Double(v) if v.fract() == 0.0 && v.abs() < 9.0e15 => Some(*v as i64),
+        _ => None,
+    }
+}
+
+fn get_int(doc: &Document, key: &str, ctx: &Ctx) -> Result<i64, BackendError> {
+    doc.get(key).and_then(bson_int).ok_or_else(|| {
+        unexpected(
+            ctx,
+            format!("the record has no integer `{key}`: {doc}"),
+        )
+    })
+}
+
+fn get_date(doc: &Document, key: &str, ctx: &Ctx) -> Result<Timestamp, BackendError> {
+    match doc.get(key) {
+        Some(Bson::DateTime(d)) => Ok(Timestamp::from_millis(d.timestamp_millis())),
+        _ => Err(unexpected(ctx, format!("the reply has no date `{key}`: {doc}"))),
+    }
+}
+
+fn unexpected(ctx: &Ctx, what: String) -> BackendError {
+    BackendError::new(BackendErrorKind::Unexpected, format!("{ctx}: {what}"))
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+/// The server's error code of a driver error, if the server answered one.
+pub(crate) fn server_code(e: &MongoError) -> Option<i32> {
+    match e.kind.as_ref() {
+        ErrorKind::Command(c) => Some(c.code),
+        ErrorKind::Write(WriteFailure::WriteError(w)) => Some(w.code),
+        ErrorKind::Write(WriteFailure::WriteConcernError(w)) => Some(w.code),
+        _ => None,
+    }
+}
+
+fn server_message(e: &MongoError) -> Option<&str> {
+    match e.kind.as_ref() {
+        ErrorKind::Command(c) => Some(&c.message),
+        ErrorKind::Write(WriteFailure::WriteError(w)) => Some(&w.message),
+        ErrorKind::Write(WriteFailure::WriteConcernError(w)) => Some(&w.message),
+        _ => None,
+    }
+}
+
+/// `RetryAfterMs=NNN` in an Azure Cosmos DB error message.
+pub(crate) fn retry_after(message: &str) -> Option<Duration> {
+    let start = message.find("RetryAfterMs=")? + "RetryAfterMs=".len();
+    let digits: String = message[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse::<u64>().ok().map(Duration::from_millis)
+}
+
+/// Map a driver error to a [`BackendError`] of the right kind.
+pub(crate) fn map_error(ctx: &Ctx, e: MongoError) -> BackendError {
+    let (kind, retry) = classify(&e);
+    let mut err = BackendError::new(kind, ctx.to_string()).with_source(e);
+    if let Some(delay) = retry {
+        err = err.with_retry_after(delay);
+    }
+    err
+}
+
+fn classify(e: &MongoError) -> (BackendErrorKind, Option<Duration>) {
+    use BackendErrorKind as K;
+    if let Some(code) = server_code(e) {
+        let kind = match code {
+            CODE_TOO_MANY_REQUESTS => {
+                return (K::RateLimited, server_message(e).and_then(retry_after));
+            }
+            CODE_UNAUTHORIZED | CODE_AUTHENTICATION_FAILED | CODE_USER_NOT_FOUND => K::Unauthorized,
+            CODE_INVALID_NAMESPACE | CODE_UNSATISFIABLE_WRITE_CONCERN => K::InvalidConfig,
+            CODE_MAX_TIME_MS_EXPIRED
+            | CODE_WRITE_CONCERN_FAILED
+            | CODE_NETWORK_TIMEOUT
+            | CODE_EXCEEDED_TIME_LIMIT => K::Timeout,
+            CODE_HOST_UNREACHABLE
+            | CODE_HOST_NOT_FOUND
+            | CODE_SHUTDOWN_IN_PROGRESS
+            | CODE_WRITE_CONFLICT
+            | CODE_PRIMARY_STEPPED_DOWN
+            | CODE_INTERRUPTED_AT_SHUTDOWN
+            | CODE_INTERRUPTED_DUE_TO_REPL_STATE_CHANGE
+            | CODE_NOT_WRITABLE_PRIMARY
+            | CODE_NOT_PRIMARY_NO_SECONDARY_OK
+            | CODE_NOT_PRIMARY_OR_SECONDARY
+            | CODE_SOCKET_EXCEPTION => K::Unavailable,
+            CODE_INTERNAL_ERROR | CODE_BAD_VALUE | CODE_NOT_IMPLEMENTED => K::Unexpected,
+            _ if e.contains_label("RetryableWriteError")
+                || e.contains_label("RetryableError")
+                || e.contains_label("SystemOverloadedError") =>
+            {
+                K::Unavailable
+            }
+            _ => K::Other,
+        };
+        return (kind, None);
+    }
+    let kind = match e.kind.as_ref() {
+        ErrorKind::ServerSelection { .. }
+        | ErrorKind::ConnectionPoolCleared { .. }
+        | ErrorKind::DnsResolve { .. } => K::Unavailable,
+        ErrorKind::Io(io) => {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                K::Timeout
+            } else {
+                K::Unavailable
+            }
+        }
+        ErrorKind::Authentication { .. } => K::Unauthorized,
+        ErrorKind::InvalidArgument { .. }
+        | ErrorKind::InvalidTlsConfig { .. }
+        | ErrorKind::IncompatibleServer { .. } => K::InvalidConfig,
+        ErrorKind::InvalidResponse { .. }
+        | ErrorKind::BsonDeserialization(_)
+        | ErrorKind::BsonSerialization(_) => K::Unexpected,
+        _ => K::Other,
+    };
+    (kind, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosmos_retry_after() {
+        let msg = "Message: {\"Errors\":[\"Request rate is large\"]}\r\nActivityId: 0, \
+                   Request URI: /apps/x, RequestStats: , SDK: Microsoft.Azure.Documents.Common/2.14.0, \
+                   Error=16500, RetryAfterMs=130, Details='Response status code does not indicate success";
+        assert_eq!(retry_after(msg), Some(Duration::from_millis(130)));
+        assert_eq!(retry_after("Request rate is large"), None);
+        assert_eq!(retry_after("RetryAfterMs=x"), None);
+    }
+
+    #[test]
+    fn tokens() {
+        assert_eq!(token(1_700_000_000_000, 1), Some(FencingToken(1_700_000_000_000_001)));
+        assert_eq!(token(5, 1234), Some(FencingToken(6234)));
+        assert_eq!(token(-1, 1), None);
+        assert_eq!(token(1, 0), None);
+        assert_eq!(token(i64::MAX, 1), None);
+    }
+
+    #[test]
+    fn names() {
+        assert!(validate_db_name("projectdb").is_ok());
+        assert!(validate_db_name("").is_err());
+        assert!(validate_db_name("a.b").is_err());
+        assert!(validate_db_name("a b").is_err());
+        assert!(validate_db_name("a$b").is_err());
+        assert!(validate_db_name("a\0b").is_err());
+        assert!(validate_db_name(&"x".repeat(64)).is_err());
+        assert!(validate_db_name(&"x".repeat(63)).is_ok());
+        assert!(validate_collection_name("db", "shylock").is_ok());
+        assert!(validate_collection_name("db", "locks.v2").is_ok());
+        assert!(validate_collection_name("db", "").is_err());
+        assert!(validate_collection_name("db", "a$b").is_err());
+        assert!(validate_collection_name("db", "system.locks").is_err());
+        assert!(validate_collection_name("db", ".x").is_err());
+        assert!(validate_collection_name("db", &"x".repeat(252)).is_ok());
+        assert!(validate_collection_name("db", &"x".repeat(253)).is_err());
+    }
+}
