@@ -1,2 +1,59 @@
-//! shylock: distributed locks (facade).
+//! # shylock
+//!
+//! Distributed locks on MongoDB and ArangoDB, with an async (tokio) API and a
+//! blocking API: a Rust carry-over of the Python library *shylock*, with
+//! fencing tokens, lease renewal, server-clock expiry and owner-checked
+//! releases.
+//!
+//! Pick a backend with a feature in `Cargo.toml`:
+//!
+//! | feature | backend | Python extra |
+//! |---|---|---|
+//! | *(none)* | [`MemoryBackend`] (one process) | |
+//! | `mongo-async` | `mongo::MongoBackend` over `mongodb::Client` | `motor` |
+//! | `mongo-sync` | `mongo::sync::MongoBackend` over `mongodb::sync::Client` | `pymongo` |
+//! | `arango-async` | `arango::ArangoBackend` on `arangors` | `aioarangodb` |
+//! | `arango-sync` | `arango::sync::ArangoBackend` | `python-arango` |
+//!
+//! then configure it as the default and take locks:
+//!
+//! ```
+//! use shylock::{configure, AsyncLock, Lock, MemoryBackend};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), shylock::Error> {
+//! configure(MemoryBackend::new());
+//!
+//! // async: waits without blocking the runtime
+//! let guard = AsyncLock::new("nightly-report").acquire().await?;
+//! println!("fencing token {}", guard.token());
+//! guard.release().await?;
+//!
+//! // sync: waits on the thread, released on drop
+//! {
+//!     let _guard = Lock::new("nightly-report").acquire()?;
+//! }
+//!
+//! // the Python `acquire(block=False)`
+//! if let Some(guard) = Lock::new("nightly-report").try_acquire()? {
+//!     guard.release()?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Everything in [`shylock_core`] is re-exported here; see its docs for the
+//! lock semantics and the backend traits.
+
 pub use shylock_core::*;
+
+/// The MongoDB backend (features `mongo-async`, `mongo-sync`).
+#[cfg(any(feature = "mongo-async", feature = "mongo-sync"))]
+pub mod mongo {
+    pub use shylock_mongo::*;
+}
+
+/// The ArangoDB backend (features `arango-async`, `arango-sync`).
+#[cfg(any(feature = "arango-async", feature = "arango-sync"))]
+pub mod arango {
+    pub use shylock_arango::*;
+}
