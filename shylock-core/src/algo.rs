@@ -257,10 +257,14 @@ pub(crate) async fn renew_loop<X: Exec>(
         if lease.is_stopped() || lease.loss().is_some() {
             return;
         }
-        let next = last_sent + every;
+        // Renew every `every`, and in any case with a third of the validity
+        // left (the validity can be shorter than the lease when the server
+        // clock estimate is uncertain).
+        let valid_until = lease.valid_until();
+        let next = (last_sent + every)
+            .min(last_sent + valid_until.saturating_duration_since(last_sent) * 2 / 3);
         if Instant::now() < next {
-            x.wait(&lease.signal, seen, Some(next.min(lease.valid_until())))
-                .await;
+            x.wait(&lease.signal, seen, Some(next)).await;
             continue;
         }
         let mut backoff = BackoffState::new(opts.backoff);
