@@ -78,10 +78,7 @@ impl Reply {
             }
             (408 | 504, _) | (_, Some(errnum::CLUSTER_TIMEOUT)) => BackendErrorKind::Timeout,
             (420 | 429, _) => BackendErrorKind::RateLimited,
-            (
-                502 | 503,
-                _,
-            )
+            (502 | 503, _)
             | (
                 _,
                 Some(

@@ -130,7 +130,10 @@ mod tests {
     #[test]
     fn short_plain_names_are_kept() {
         assert_eq!(lock_key("my-lock"), "n-my-lock");
-        assert_eq!(lock_key("a.b@c(d)+e,f=g;h$i!j*k'l"), "n-a.b@c(d)+e,f=g;h$i!j*k'l");
+        assert_eq!(
+            lock_key("a.b@c(d)+e,f=g;h$i!j*k'l"),
+            "n-a.b@c(d)+e,f=g;h$i!j*k'l"
+        );
     }
 
     #[test]
@@ -170,8 +173,21 @@ mod tests {
         assert!(validate_collection_name("shylock").is_ok());
         assert!(validate_collection_name("Locks_2-b").is_ok());
         assert!(validate_collection_name(&"a".repeat(256)).is_ok());
-        for bad in ["", "_system", "1abc", "-x", "a b", "a/b", "a.b", "lås", &"a".repeat(257)] {
-            assert!(validate_collection_name(bad).is_err(), "{bad:?} should be refused");
+        for bad in [
+            "",
+            "_system",
+            "1abc",
+            "-x",
+            "a b",
+            "a/b",
+            "a.b",
+            "lås",
+            &"a".repeat(257),
+        ] {
+            assert!(
+                validate_collection_name(bad).is_err(),
+                "{bad:?} should be refused"
+            );
         }
     }
 }

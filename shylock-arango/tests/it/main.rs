@@ -1,0 +1,12 @@
+//! shylock-arango's tests: against the in-repository ArangoDB emulator, or a
+//! real ArangoDB when `SHYLOCK_ARANGO_URL` is set (see `support/target.rs`).
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod support;
+
+mod backend_async;
+#[cfg(feature = "sync")]
+mod backend_sync;
+mod conformance;
+mod emulator_docs;
+mod errors;

@@ -1,0 +1,229 @@
+//! The emulator's AQL: it recognises exactly the backend's fixed query texts
+//! (its own copies, compared with the library's in a test) and executes them
+//! natively. Anything else is answered as a parse error (errorNum 1501).
+
+use serde_json::{Map, Value, json};
+
+/// The queries the emulator knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    Acquire,
+    Renew,
+    Release,
+    Inspect,
+}
+
+impl Known {
+    /// Short name for the request log.
+    pub fn label(self) -> &'static str {
+        match self {
+            Known::Acquire => "acquire",
+            Known::Renew => "renew",
+            Known::Release => "release",
+            Known::Inspect => "inspect",
+        }
+    }
+
+    /// Declared bind parameters (`@collection` is the collection parameter).
+    pub fn bind_params(self) -> &'static [&'static str] {
+        match self {
+            Known::Acquire | Known::Renew => &["@collection", "key", "name", "owner", "leaseMs"],
+            Known::Release => &["@collection", "key", "name", "owner"],
+            Known::Inspect => &["@collection", "key"],
+        }
+    }
+}
+
+pub const ACQUIRE: &str = r#"LET nowMs = DATE_NOW()
+LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
+LET isBad = lockDoc != null && (lockDoc.name != @name || !IS_NUMBER(lockDoc.epoch) || !IS_NUMBER(lockDoc.seq) || !IS_NUMBER(lockDoc.expiresAt))
+LET isFree = !isBad && (lockDoc == null || lockDoc.owner == null || lockDoc.owner == @owner || lockDoc.expiresAt * 1000 <= nowMs)
+LET newEpoch = lockDoc == null ? nowMs : lockDoc.epoch
+LET newSeq = lockDoc == null ? 1 : lockDoc.seq + 1
+LET newExpiry = nowMs + @leaseMs
+LET written = (
+  FOR x IN (isFree ? [1] : [])
+    INSERT { _key: @key, name: @name, owner: @owner, epoch: newEpoch, seq: newSeq, expiresAt: newExpiry / 1000 }
+    INTO @@collection OPTIONS { overwriteMode: "replace", exclusive: true }
+    RETURN 1
+)
+RETURN { acquired: LENGTH(written) > 0, bad: isBad, storedName: lockDoc.name, epoch: newEpoch, seq: newSeq, expiresAtMs: LENGTH(written) > 0 ? newExpiry : lockDoc.expiresAt * 1000 }"#;
+
+pub const RENEW: &str = r#"LET nowMs = DATE_NOW()
+LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
+LET isMine = lockDoc != null && lockDoc.name == @name && lockDoc.owner == @owner
+LET newExpiry = nowMs + @leaseMs
+LET written = (
+  FOR x IN (isMine ? [1] : [])
+    UPDATE @key WITH { expiresAt: newExpiry / 1000 } IN @@collection OPTIONS { exclusive: true }
+    RETURN 1
+)
+RETURN { renewed: LENGTH(written) > 0, storedName: lockDoc.name, expiresAtMs: newExpiry }"#;
+
+pub const RELEASE: &str = r#"LET nowMs = DATE_NOW()
+LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
+LET isMine = lockDoc != null && lockDoc.name == @name && lockDoc.owner == @owner
+LET written = (
+  FOR x IN (isMine ? [1] : [])
+    UPDATE @key WITH { owner: null, expiresAt: nowMs / 1000 } IN @@collection OPTIONS { exclusive: true }
+    RETURN 1
+)
+RETURN { released: LENGTH(written) > 0, storedName: lockDoc.name }"#;
+
+pub const INSPECT: &str = r#"LET nowMs = DATE_NOW()
+LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
+RETURN { nowMs: nowMs, doc: lockDoc }"#;
+
+/// Which known query `text` is, compared exactly.
+pub fn recognise(text: &str) -> Option<Known> {
+    match text {
+        ACQUIRE => Some(Known::Acquire),
+        RENEW => Some(Known::Renew),
+        RELEASE => Some(Known::Release),
+        INSPECT => Some(Known::Inspect),
+        _ => None,
+    }
+}
+
+/// AQL's conversion of a value to a number (null → 0, bool → 0/1, numeric
+/// strings parsed, anything else 0).
+pub fn to_number(v: Option<&Value>) -> f64 {
+    match v {
+        Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
+        Some(Value::Bool(b)) => f64::from(u8::from(*b)),
+        Some(Value::String(s)) => s.trim().parse().unwrap_or(0.0),
+        _ => 0.0,
+    }
+}
+
+/// A number as ArangoDB prints it: integral doubles without a fraction.
+pub fn num(f: f64) -> Value {
+    if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 {
+        json!(f as i64)
+    } else {
+        json!(f)
+    }
+}
+
+fn attr<'a>(doc: Option<&'a Map<String, Value>>, name: &str) -> Option<&'a Value> {
+    doc.and_then(|d| d.get(name))
+}
+
+fn is_null(v: Option<&Value>) -> bool {
+    matches!(v, None | Some(Value::Null))
+}
+
+/// The outcome of a native execution.
+pub struct Executed {
+    pub row: Value,
+    /// The document to write under the key, if any (full replacement).
+    pub write: Option<Map<String, Value>>,
+}
+
+/// Execute `query` natively against the current document `doc` (the caller
+/// holds the database lock, as a single server's transaction would).
+pub fn execute(
+    query: Known,
+    bind: &Map<String, Value>,
+    doc: Option<&Map<String, Value>>,
+    now_ms: i64,
+) -> Executed {
+    let key = bind.get("key").cloned().unwrap_or(Value::Null);
+    let name = bind.get("name").cloned().unwrap_or(Value::Null);
+    let owner = bind.get("owner").cloned().unwrap_or(Value::Null);
+    let lease_ms = to_number(bind.get("leaseMs"));
+    let now = now_ms as f64;
+    let stored_name = attr(doc, "name").cloned().unwrap_or(Value::Null);
+    match query {
+        Known::Acquire => {
+            let bad = doc.is_some()
+                && (attr(doc, "name") != Some(&name)
+                    || !matches!(attr(doc, "epoch"), Some(Value::Number(_)))
+                    || !matches!(attr(doc, "seq"), Some(Value::Number(_)))
+                    || !matches!(attr(doc, "expiresAt"), Some(Value::Number(_))));
+            let free = !bad
+                && (doc.is_none()
+                    || is_null(attr(doc, "owner"))
+                    || attr(doc, "owner") == Some(&owner)
+                    || to_number(attr(doc, "expiresAt")) * 1000.0 <= now);
+            let new_epoch = match doc {
+                None => num(now),
+                Some(d) => d.get("epoch").cloned().unwrap_or(Value::Null),
+            };
+            let new_seq = match doc {
+                None => num(1.0),
+                Some(_) => num(to_number(attr(doc, "seq")) + 1.0),
+            };
+            let new_expiry = now + lease_ms;
+            let write = free.then(|| {
+                let mut m = Map::new();
+                m.insert("_key".into(), key.clone());
+                m.insert("name".into(), name.clone());
+                m.insert("owner".into(), owner.clone());
+                m.insert("epoch".into(), new_epoch.clone());
+                m.insert("seq".into(), new_seq.clone());
+                m.insert("expiresAt".into(), json!(new_expiry / 1000.0));
+                m
+            });
+            let expires_at_ms = if free {
+                num(new_expiry)
+            } else {
+                num(to_number(attr(doc, "expiresAt")) * 1000.0)
+            };
+            Executed {
+                row: json!({
+                    "acquired": free,
+                    "bad": bad,
+                    "storedName": stored_name,
+                    "epoch": new_epoch,
+                    "seq": new_seq,
+                    "expiresAtMs": expires_at_ms,
+                }),
+                write,
+            }
+        }
+        Known::Renew => {
+            let mine = doc.is_some()
+                && attr(doc, "name") == Some(&name)
+                && attr(doc, "owner") == Some(&owner);
+            let new_expiry = now + lease_ms;
+            let write = match (mine, doc) {
+                (true, Some(d)) => {
+                    let mut m = d.clone();
+                    m.insert("expiresAt".into(), json!(new_expiry / 1000.0));
+                    Some(m)
+                }
+                _ => None,
+            };
+            Executed {
+                row: json!({ "renewed": mine, "storedName": stored_name, "expiresAtMs": num(new_expiry) }),
+                write,
+            }
+        }
+        Known::Release => {
+            let mine = doc.is_some()
+                && attr(doc, "name") == Some(&name)
+                && attr(doc, "owner") == Some(&owner);
+            let write = match (mine, doc) {
+                (true, Some(d)) => {
+                    let mut m = d.clone();
+                    m.insert("owner".into(), Value::Null);
+                    m.insert("expiresAt".into(), json!(now / 1000.0));
+                    Some(m)
+                }
+                _ => None,
+            };
+            Executed {
+                row: json!({ "released": mine, "storedName": stored_name }),
+                write,
+            }
+        }
+        Known::Inspect => Executed {
+            row: json!({
+                "nowMs": num(now),
+                "doc": doc.map(|d| Value::Object(d.clone())).unwrap_or(Value::Null),
+            }),
+            write: None,
+        },
+    }
+}
