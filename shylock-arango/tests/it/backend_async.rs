@@ -562,21 +562,3 @@ async fn connect_convenience_and_options() {
     }
     t.drop_collection(&coll).await;
 }
-
-/// Not a test: keeps an emulator running for manual runs of the examples
-/// (`SHYLOCK_EMULATOR_SECONDS`, default 60; prints its URL and credentials).
-/// `cargo test -p shylock-arango --test it serve_emulator -- --ignored --nocapture`
-#[test]
-#[ignore = "manual helper"]
-fn serve_emulator() {
-    let t = emulated();
-    println!(
-        "emulator: {} user {} password {} db {}",
-        t.url, t.user, t.password, t.db
-    );
-    let secs = std::env::var("SHYLOCK_EMULATOR_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
-    std::thread::sleep(Duration::from_secs(secs));
-}

@@ -28,13 +28,17 @@ fn assert_error(body: &Value, status: u16, error_num: i64) {
     assert!(body["errorMessage"].is_string(), "{body}");
 }
 
-/// The emulator knows exactly the backend's queries (its own copies).
+/// The emulator executes exactly the backend's published queries and
+/// answers any other text as a parse error.
 #[test]
-fn emulator_knows_the_backends_queries() {
-    assert_eq!(aql::ACQUIRE, shylock_arango::aql::ACQUIRE);
-    assert_eq!(aql::RENEW, shylock_arango::aql::RENEW);
-    assert_eq!(aql::RELEASE, shylock_arango::aql::RELEASE);
-    assert_eq!(aql::INSPECT, shylock_arango::aql::INSPECT);
+fn emulator_knows_exactly_the_backends_queries() {
+    use aql::Known;
+    assert_eq!(aql::recognise(shylock_arango::aql::ACQUIRE), Some(Known::Acquire));
+    assert_eq!(aql::recognise(shylock_arango::aql::RENEW), Some(Known::Renew));
+    assert_eq!(aql::recognise(shylock_arango::aql::RELEASE), Some(Known::Release));
+    assert_eq!(aql::recognise(shylock_arango::aql::INSPECT), Some(Known::Inspect));
+    assert_eq!(aql::recognise("RETURN 1"), None);
+    assert_eq!(aql::recognise(&format!("{} ", shylock_arango::aql::ACQUIRE)), None);
 }
 
 /// Example `RestVersion`, https://docs.arango.ai/arangodb/3.11/develop/http-api/administration/#get-the-server-version

@@ -1,6 +1,6 @@
-//! Test support: the ArangoDB HTTP API emulator and the choice of server.
+//! Test support: the ArangoDB HTTP API emulator (its own crate,
+//! `shylock-arango-emulator`) and the choice of server.
 #![allow(dead_code)]
 
-pub mod aql;
-pub mod emulator;
+pub use shylock_arango_emulator::{aql, emulator};
 pub mod target;

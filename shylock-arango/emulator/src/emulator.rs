@@ -48,7 +48,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Map, Value, json};
 
-use super::aql::{self, Known};
+use crate::aql::{self, Known};
 
 /// One request as the emulator saw it.
 #[derive(Debug, Clone)]

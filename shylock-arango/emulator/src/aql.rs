@@ -1,5 +1,5 @@
 //! The emulator's AQL: it recognises exactly the backend's fixed query texts
-//! (its own copies, compared with the library's in a test) and executes them
+//! (the library's own published constants) and executes them
 //! natively. Anything else is answered as a parse error (errorNum 1501).
 
 use serde_json::{Map, Value, json};
@@ -34,45 +34,7 @@ impl Known {
     }
 }
 
-pub const ACQUIRE: &str = r#"LET nowMs = DATE_NOW()
-LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
-LET isBad = lockDoc != null && (lockDoc.name != @name || !IS_NUMBER(lockDoc.epoch) || !IS_NUMBER(lockDoc.seq) || !IS_NUMBER(lockDoc.expiresAt))
-LET isFree = !isBad && (lockDoc == null || lockDoc.owner == null || lockDoc.owner == @owner || lockDoc.expiresAt * 1000 <= nowMs)
-LET newEpoch = lockDoc == null ? nowMs : lockDoc.epoch
-LET newSeq = lockDoc == null ? 1 : lockDoc.seq + 1
-LET newExpiry = nowMs + @leaseMs
-LET written = (
-  FOR x IN (isFree ? [1] : [])
-    INSERT { _key: @key, name: @name, owner: @owner, epoch: newEpoch, seq: newSeq, expiresAt: newExpiry / 1000 }
-    INTO @@collection OPTIONS { overwriteMode: "replace", exclusive: true }
-    RETURN 1
-)
-RETURN { acquired: LENGTH(written) > 0, bad: isBad, storedName: lockDoc.name, epoch: newEpoch, seq: newSeq, expiresAtMs: LENGTH(written) > 0 ? newExpiry : lockDoc.expiresAt * 1000 }"#;
-
-pub const RENEW: &str = r#"LET nowMs = DATE_NOW()
-LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
-LET isMine = lockDoc != null && lockDoc.name == @name && lockDoc.owner == @owner
-LET newExpiry = nowMs + @leaseMs
-LET written = (
-  FOR x IN (isMine ? [1] : [])
-    UPDATE @key WITH { expiresAt: newExpiry / 1000 } IN @@collection OPTIONS { exclusive: true }
-    RETURN 1
-)
-RETURN { renewed: LENGTH(written) > 0, storedName: lockDoc.name, expiresAtMs: newExpiry }"#;
-
-pub const RELEASE: &str = r#"LET nowMs = DATE_NOW()
-LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
-LET isMine = lockDoc != null && lockDoc.name == @name && lockDoc.owner == @owner
-LET written = (
-  FOR x IN (isMine ? [1] : [])
-    UPDATE @key WITH { owner: null, expiresAt: nowMs / 1000 } IN @@collection OPTIONS { exclusive: true }
-    RETURN 1
-)
-RETURN { released: LENGTH(written) > 0, storedName: lockDoc.name }"#;
-
-pub const INSPECT: &str = r#"LET nowMs = DATE_NOW()
-LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
-RETURN { nowMs: nowMs, doc: lockDoc }"#;
+pub use shylock_arango::aql::{ACQUIRE, INSPECT, RELEASE, RENEW};
 
 /// Which known query `text` is, compared exactly.
 pub fn recognise(text: &str) -> Option<Known> {
