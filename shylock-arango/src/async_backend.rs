@@ -43,7 +43,7 @@ impl ArangoBackend {
     pub async fn create(
         db: &arangors::Database<ReqwestClient>,
         collection: &str,
-    ) -> Result<Self, BackendError> {
+    ) -> Result<Self, shylock_core::Error> {
         Self::create_with(db, ArangoOptions::with_collection(collection)).await
     }
 
@@ -54,7 +54,7 @@ impl ArangoBackend {
     pub async fn create_with(
         db: &arangors::Database<ReqwestClient>,
         options: ArangoOptions,
-    ) -> Result<Self, BackendError> {
+    ) -> Result<Self, shylock_core::Error> {
         Ok(ArangoBackend {
             core: Arc::new(Core::create(db, options).await?),
         })
@@ -72,13 +72,9 @@ impl ArangoBackend {
         password: &str,
         db: &str,
         options: ArangoOptions,
-    ) -> Result<Self, BackendError> {
-        let validated = crate::names::validate_collection_name(&options.collection);
-        if let Err(reason) = validated {
-            return Err(BackendError::new(
-                shylock_core::BackendErrorKind::InvalidConfig,
-                reason,
-            ));
+    ) -> Result<Self, shylock_core::Error> {
+        if let Err(reason) = crate::names::validate_collection_name(&options.collection) {
+            return Err(shylock_core::Error::InvalidConfig { reason });
         }
         let db = crate::connect_db(url, user, password, db, options.request_timeout).await?;
         Self::create_with(&db, options).await

@@ -121,7 +121,12 @@ impl ArangoBackend {
     /// * [`Unavailable`](BackendErrorKind::Unavailable) /
     ///   [`Timeout`](BackendErrorKind::Timeout): server down or slow;
     /// * [`Unexpected`](BackendErrorKind::Unexpected): any other answer.
-    pub fn connect(url: &str, user: &str, password: &str, db: &str) -> Result<Self, BackendError> {
+    pub fn connect(
+        url: &str,
+        user: &str,
+        password: &str,
+        db: &str,
+    ) -> Result<Self, shylock_core::Error> {
         Self::connect_with(url, user, password, db, ArangoOptions::default())
     }
 
@@ -136,9 +141,9 @@ impl ArangoBackend {
         password: &str,
         db: &str,
         options: ArangoOptions,
-    ) -> Result<Self, BackendError> {
+    ) -> Result<Self, shylock_core::Error> {
         crate::names::validate_collection_name(&options.collection)
-            .map_err(|reason| BackendError::new(BackendErrorKind::InvalidConfig, reason))?;
+            .map_err(|reason| shylock_core::Error::InvalidConfig { reason })?;
         let worker = Worker::start()?;
         let (url, user, password, db) = (
             url.to_owned(),

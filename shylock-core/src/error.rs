@@ -66,7 +66,7 @@ pub enum Error {
         reason: LossReason,
     },
     /// The backend failed; see [`BackendError::kind`] for what kind of failure.
-    #[error("backend error on lock `{name}`: {source}")]
+    #[error("backend error{}: {source}", on_lock(.name))]
     Backend {
         /// The lock's name (empty where the operation concerned no lock).
         name: String,
@@ -84,11 +84,48 @@ impl Error {
         }
     }
 
+    /// The kind of backend failure behind this error: the backend error's
+    /// kind, [`BackendErrorKind::InvalidConfig`] for
+    /// [`Error::InvalidConfig`], `None` for the others.
+    pub fn backend_kind(&self) -> Option<BackendErrorKind> {
+        match self {
+            Error::Backend { source, .. } => Some(source.kind()),
+            Error::InvalidConfig { .. } => Some(BackendErrorKind::InvalidConfig),
+            _ => None,
+        }
+    }
+
     /// The backend error behind this error, if it is one.
     pub fn backend_error(&self) -> Option<&BackendError> {
         match self {
             Error::Backend { source, .. } => Some(source),
             _ => None,
+        }
+    }
+}
+
+fn on_lock(name: &str) -> String {
+    if name.is_empty() {
+        String::new()
+    } else {
+        format!(" on lock `{name}`")
+    }
+}
+
+/// A backend error outside any lock (setting a backend up): an
+/// [`InvalidConfig`](BackendErrorKind::InvalidConfig) one becomes
+/// [`Error::InvalidConfig`], any other [`Error::Backend`] with no lock name.
+impl From<BackendError> for Error {
+    fn from(source: BackendError) -> Self {
+        if source.kind() == BackendErrorKind::InvalidConfig {
+            Error::InvalidConfig {
+                reason: source.to_string(),
+            }
+        } else {
+            Error::Backend {
+                name: String::new(),
+                source,
+            }
         }
     }
 }

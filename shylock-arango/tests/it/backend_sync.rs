@@ -173,10 +173,18 @@ fn racing_threads_never_share_the_lock() {
 fn errors_are_typed() {
     let t = target();
     let err = ArangoBackend::connect(&t.url, &t.user, "wrong-password-x", &t.db).unwrap_err();
-    assert_eq!(err.kind(), BackendErrorKind::Unauthorized, "{err}");
+    assert_eq!(
+        err.backend_kind(),
+        Some(BackendErrorKind::Unauthorized),
+        "{err}"
+    );
     let err =
         ArangoBackend::connect(&t.url, &t.user, &t.password, "no_such_db_shylock").unwrap_err();
-    assert_eq!(err.kind(), BackendErrorKind::InvalidConfig, "{err}");
+    assert_eq!(
+        err.backend_kind(),
+        Some(BackendErrorKind::InvalidConfig),
+        "{err}"
+    );
     let err = ArangoBackend::connect_with(
         &t.url,
         &t.user,
@@ -185,9 +193,17 @@ fn errors_are_typed() {
         ArangoOptions::with_collection("no spaces allowed"),
     )
     .unwrap_err();
-    assert_eq!(err.kind(), BackendErrorKind::InvalidConfig, "{err}");
+    assert_eq!(
+        err.backend_kind(),
+        Some(BackendErrorKind::InvalidConfig),
+        "{err}"
+    );
     let err = ArangoBackend::connect(&dead_url(), "root", "", "db").unwrap_err();
-    assert_eq!(err.kind(), BackendErrorKind::Unavailable, "{err}");
+    assert_eq!(
+        err.backend_kind(),
+        Some(BackendErrorKind::Unavailable),
+        "{err}"
+    );
 }
 
 #[test]

@@ -33,12 +33,27 @@ fn assert_error(body: &Value, status: u16, error_num: i64) {
 #[test]
 fn emulator_knows_exactly_the_backends_queries() {
     use aql::Known;
-    assert_eq!(aql::recognise(shylock_arango::aql::ACQUIRE), Some(Known::Acquire));
-    assert_eq!(aql::recognise(shylock_arango::aql::RENEW), Some(Known::Renew));
-    assert_eq!(aql::recognise(shylock_arango::aql::RELEASE), Some(Known::Release));
-    assert_eq!(aql::recognise(shylock_arango::aql::INSPECT), Some(Known::Inspect));
+    assert_eq!(
+        aql::recognise(shylock_arango::aql::ACQUIRE),
+        Some(Known::Acquire)
+    );
+    assert_eq!(
+        aql::recognise(shylock_arango::aql::RENEW),
+        Some(Known::Renew)
+    );
+    assert_eq!(
+        aql::recognise(shylock_arango::aql::RELEASE),
+        Some(Known::Release)
+    );
+    assert_eq!(
+        aql::recognise(shylock_arango::aql::INSPECT),
+        Some(Known::Inspect)
+    );
     assert_eq!(aql::recognise("RETURN 1"), None);
-    assert_eq!(aql::recognise(&format!("{} ", shylock_arango::aql::ACQUIRE)), None);
+    assert_eq!(
+        aql::recognise(&format!("{} ", shylock_arango::aql::ACQUIRE)),
+        None
+    );
 }
 
 /// Example `RestVersion`, https://docs.arango.ai/arangodb/3.11/develop/http-api/administration/#get-the-server-version
