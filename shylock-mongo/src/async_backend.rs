@@ -74,7 +74,11 @@ impl MongoBackend {
     /// # Errors
     /// As [`create`](Self::create); also [`Error::InvalidConfig`] for a bad
     /// collection name or TTL grace.
-    pub async fn create_with(client: &Client, db: &str, options: MongoOptions) -> Result<Self, Error> {
+    pub async fn create_with(
+        client: &Client,
+        db: &str,
+        options: MongoOptions,
+    ) -> Result<Self, Error> {
         let backend = Self::new(client, db, options)?;
         backend.prepare().await?;
         Ok(backend)
@@ -150,7 +154,11 @@ impl MongoBackend {
         &self.inner.spec.collection
     }
 
-    async fn find_and_modify(&self, cmd: FindAndModify, deadline: Option<Instant>) -> Result<Result<Option<Document>, mongodb::error::Error>, BackendError> {
+    async fn find_and_modify(
+        &self,
+        cmd: FindAndModify,
+        deadline: Option<Instant>,
+    ) -> Result<Result<Option<Document>, mongodb::error::Error>, BackendError> {
         let FindAndModify {
             filter,
             update,
@@ -171,7 +179,11 @@ impl MongoBackend {
 }
 
 /// Run `fut`, giving up at `deadline` with a timeout error.
-async fn within<T>(deadline: Option<Instant>, ctx: &Ctx, fut: impl Future<Output = T>) -> Result<T, BackendError> {
+async fn within<T>(
+    deadline: Option<Instant>,
+    ctx: &Ctx,
+    fut: impl Future<Output = T>,
+) -> Result<T, BackendError> {
     match deadline {
         None => Ok(fut.await),
         Some(deadline) => tokio::time::timeout_at(deadline.into(), fut)
@@ -193,7 +205,10 @@ impl AsyncBackend for MongoBackend {
         })
     }
 
-    fn renew<'a>(&'a self, req: RenewRequest<'a>) -> BoxFuture<'a, Result<RenewOutcome, BackendError>> {
+    fn renew<'a>(
+        &'a self,
+        req: RenewRequest<'a>,
+    ) -> BoxFuture<'a, Result<RenewOutcome, BackendError>> {
         Box::pin(async move {
             let cmd = commands::renew(&self.inner.spec, &req)?;
             let ctx = cmd.ctx.clone();
@@ -234,7 +249,10 @@ impl AsyncBackend for MongoBackend {
         })
     }
 
-    fn server_time(&self, deadline: Option<Instant>) -> BoxFuture<'_, Result<Timestamp, BackendError>> {
+    fn server_time(
+        &self,
+        deadline: Option<Instant>,
+    ) -> BoxFuture<'_, Result<Timestamp, BackendError>> {
         Box::pin(async move {
             loop {
                 let legacy = self.inner.legacy_hello.load(Ordering::Relaxed);
@@ -264,5 +282,13 @@ impl AsyncBackend for MongoBackend {
 
     fn describe(&self) -> String {
         self.inner.spec.describe()
+    }
+}
+
+impl From<MongoBackend> for shylock_core::Backend {
+    /// A lock handle over the async backend (for `shylock::configure` and
+    /// [`AsyncLock`](shylock_core::AsyncLock)).
+    fn from(backend: MongoBackend) -> Self {
+        shylock_core::Backend::from_async(backend)
     }
 }

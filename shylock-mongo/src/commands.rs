@@ -4,13 +4,13 @@
 
 use std::time::{Duration, Instant};
 
+use mongodb::IndexModel;
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::error::{Error as MongoError, ErrorKind, WriteFailure};
 use mongodb::options::{
-    CreateCollectionOptions, FindOneAndUpdateOptions, FindOneOptions, IndexOptions,
-    ReadPreference, ReturnDocument, RunCommandOptions, SelectionCriteria, WriteConcern,
+    CreateCollectionOptions, FindOneAndUpdateOptions, FindOneOptions, IndexOptions, ReadPreference,
+    ReturnDocument, RunCommandOptions, SelectionCriteria, WriteConcern,
 };
-use mongodb::IndexModel;
 use shylock_core::Error;
 use shylock_core::backend::{
     AcquireOutcome, AcquireRequest, Grant, InspectRequest, LockRecord, ReleaseOutcome,
@@ -64,6 +64,9 @@ const CODE_NOT_PRIMARY_NO_SECONDARY_OK: i32 = 13435;
 const CODE_NOT_PRIMARY_OR_SECONDARY: i32 = 13436;
 const CODE_SOCKET_EXCEPTION: i32 = 9001;
 const CODE_USER_NOT_FOUND: i32 = 11;
+const CODE_TYPE_MISMATCH: i32 = 14;
+const CODE_CANNOT_CREATE_INDEX: i32 = 67;
+const CODE_COMMAND_NOT_SUPPORTED: i32 = 115;
 
 /// Longest database name MongoDB accepts, in bytes.
 const MAX_DB_NAME_BYTES: usize = 63;
@@ -159,10 +162,12 @@ pub(crate) fn validate_db_name(db: &str) -> Result<(), Error> {
             db.len()
         ));
     }
-    if let Some(c) = db
-        .chars()
-        .find(|c| matches!(c, '/' | '\\' | '.' | ' ' | '"' | '$' | '*' | '<' | '>' | ':' | '|' | '?' | '\0'))
-    {
+    if let Some(c) = db.chars().find(|c| {
+        matches!(
+            c,
+            '/' | '\\' | '.' | ' ' | '"' | '$' | '*' | '<' | '>' | ':' | '|' | '?' | '\0'
+        )
+    }) {
         return refuse(format!("it contains the character {c:?}"));
     }
     Ok(())
@@ -202,7 +207,10 @@ pub(crate) fn validate_collection_name(db: &str, coll: &str) -> Result<(), Error
 
 /// The time left until `deadline` (`None`: no deadline), or a
 /// [`BackendErrorKind::Timeout`] error if it has passed (nothing is sent then).
-pub(crate) fn time_left(deadline: Option<Instant>, ctx: &Ctx) -> Result<Option<Duration>, BackendError> {
+pub(crate) fn time_left(
+    deadline: Option<Instant>,
+    ctx: &Ctx,
+) -> Result<Option<Duration>, BackendError> {
     match deadline {
         None => Ok(None),
         Some(deadline) => {
@@ -266,18 +274,18 @@ pub(crate) struct Command {
     pub(crate) ctx: Ctx,
 }
 
+/// Options of every `findAndModify`. No projection: FerretDB does not
+/// implement `fields` in `findAndModify` (238), and records are small.
 fn find_and_modify_options(
     spec: &Spec,
     left: Option<Duration>,
     upsert: bool,
-    projection: Option<Document>,
 ) -> FindOneAndUpdateOptions {
     let mut options = FindOneAndUpdateOptions::default();
     options.upsert = Some(upsert);
     options.return_document = Some(ReturnDocument::After);
     options.write_concern = Some(spec.write_concern.clone());
     options.max_time = max_time(left);
-    options.projection = projection;
     options
 }
 
@@ -289,7 +297,10 @@ fn find_and_modify_options(
 /// `_id` = the name, `seq` = 1 and `epoch` = now. If the record exists but is
 /// held by another owner, the filter misses and the upsert's insert collides
 /// with the existing `_id`: duplicate key error 11000, which means "busy".
-pub(crate) fn acquire(spec: &Spec, req: &AcquireRequest<'_>) -> Result<FindAndModify, BackendError> {
+pub(crate) fn acquire(
+    spec: &Spec,
+    req: &AcquireRequest<'_>,
+) -> Result<FindAndModify, BackendError> {
     let ctx = spec.context("acquire (findAndModify)", Some(req.name.as_str()));
     let left = time_left(req.deadline, &ctx)?;
     let now = date(req.now);
@@ -309,7 +320,7 @@ pub(crate) fn acquire(spec: &Spec, req: &AcquireRequest<'_>) -> Result<FindAndMo
             "$inc": { F_SEQ: 1_i64 },
             "$setOnInsert": { F_EPOCH: req.now.as_millis() },
         },
-        options: find_and_modify_options(spec, left, true, None),
+        options: find_and_modify_options(spec, left, true),
         ctx,
     })
 }
@@ -358,7 +369,7 @@ pub(crate) fn renew(spec: &Spec, req: &RenewRequest<'_>) -> Result<FindAndModify
     Ok(FindAndModify {
         filter: doc! { F_ID: req.name.as_str(), F_OWNER: req.owner.as_str() },
         update: doc! { "$set": { F_EXPIRES_AT: expires } },
-        options: find_and_modify_options(spec, left, false, Some(doc! { F_EXPIRES_AT: 1 })),
+        options: find_and_modify_options(spec, left, false),
         ctx,
     })
 }
@@ -379,13 +390,16 @@ pub(crate) fn renew_reply(
 
 /// Release: one `findAndModify` on `{_id, owner}` that frees the record (it
 /// is kept, so its `seq` keeps rising for the next grant).
-pub(crate) fn release(spec: &Spec, req: &ReleaseRequest<'_>) -> Result<FindAndModify, BackendError> {
+pub(crate) fn release(
+    spec: &Spec,
+    req: &ReleaseRequest<'_>,
+) -> Result<FindAndModify, BackendError> {
     let ctx = spec.context("release (findAndModify)", Some(req.name.as_str()));
     let left = time_left(req.deadline, &ctx)?;
     Ok(FindAndModify {
         filter: doc! { F_ID: req.name.as_str(), F_OWNER: req.owner.as_str() },
         update: doc! { "$set": { F_OWNER: Bson::Null, F_EXPIRES_AT: date(req.now) } },
-        options: find_and_modify_options(spec, left, false, Some(doc! { F_ID: 1 })),
+        options: find_and_modify_options(spec, left, false),
         ctx,
     })
 }
@@ -446,7 +460,14 @@ pub(crate) fn server_time(
     deadline: Option<Instant>,
 ) -> Result<Command, BackendError> {
     let name = if legacy { "isMaster" } else { "hello" };
-    let ctx = spec.context(if legacy { "server time (isMaster)" } else { "server time (hello)" }, None);
+    let ctx = spec.context(
+        if legacy {
+            "server time (isMaster)"
+        } else {
+            "server time (hello)"
+        },
+        None,
+    );
     time_left(deadline, &ctx)?;
     let mut options = RunCommandOptions::default();
     options.selection_criteria = Some(primary());
@@ -486,11 +507,17 @@ pub(crate) fn create_collection_options(spec: &Spec) -> CreateCollectionOptions 
 }
 
 /// Read the reply of the collection's `create`.
-pub(crate) fn create_collection_reply(spec: &Spec, reply: Result<(), MongoError>) -> Result<(), Error> {
+pub(crate) fn create_collection_reply(
+    spec: &Spec,
+    reply: Result<(), MongoError>,
+) -> Result<(), Error> {
     match reply {
         Ok(()) => Ok(()),
         Err(e) if server_code(&e) == Some(CODE_NAMESPACE_EXISTS) => Ok(()),
-        Err(e) => Err(setup_error(map_error(&spec.context("create collection", None), e))),
+        Err(e) => Err(setup_error(map_error(
+            &spec.context("create collection", None),
+            e,
+        ))),
     }
 }
 
@@ -518,7 +545,16 @@ pub(crate) fn ttl_index_reply(spec: &Spec, reply: Result<(), MongoError>) -> Res
     match reply {
         Ok(()) => Ok(()),
         Err(e) => match server_code(&e) {
-            Some(CODE_NOT_IMPLEMENTED) | Some(CODE_COMMAND_NOT_FOUND) => {
+            // FerretDB: NotImplemented. Other servers that refuse this TTL
+            // index (for example Azure Cosmos DB, which only offers TTL on
+            // its own `_ts` field) answer with one of the others.
+            Some(
+                CODE_NOT_IMPLEMENTED
+                | CODE_COMMAND_NOT_FOUND
+                | CODE_CANNOT_CREATE_INDEX
+                | CODE_COMMAND_NOT_SUPPORTED
+                | CODE_BAD_VALUE,
+            ) => {
                 tracing::warn!(
                     namespace = %spec.namespace(),
                     error = %e,
@@ -537,7 +573,10 @@ pub(crate) fn ttl_index_reply(spec: &Spec, reply: Result<(), MongoError>) -> Res
                 );
                 Ok(())
             }
-            _ => Err(setup_error(map_error(&spec.context("create TTL index", None), e))),
+            _ => Err(setup_error(map_error(
+                &spec.context("create TTL index", None),
+                e,
+            ))),
         },
     }
 }
@@ -566,7 +605,12 @@ pub(crate) fn check_indexes(spec: &Spec, reply: Result<Document, MongoError>) ->
         Ok(reply) => reply,
         // A server that lost the collection in between, or cannot list:
         // nothing to check.
-        Err(e) if matches!(server_code(&e), Some(CODE_NAMESPACE_NOT_FOUND) | Some(CODE_NOT_IMPLEMENTED)) => {
+        Err(e)
+            if matches!(
+                server_code(&e),
+                Some(CODE_NAMESPACE_NOT_FOUND) | Some(CODE_NOT_IMPLEMENTED)
+            ) =>
+        {
             return Ok(());
         }
         Err(e) => return Err(setup_error(map_error(&ctx, e))),
@@ -574,11 +618,20 @@ pub(crate) fn check_indexes(spec: &Spec, reply: Result<Document, MongoError>) ->
     let batch = reply
         .get_document("cursor")
         .and_then(|c| c.get_array("firstBatch"))
-        .map_err(|_| setup_error(unexpected(&ctx, format!("reply without cursor.firstBatch: {reply}"))))?;
+        .map_err(|_| {
+            setup_error(unexpected(
+                &ctx,
+                format!("reply without cursor.firstBatch: {reply}"),
+            ))
+        })?;
     for index in batch {
-        let Some(index) = index.as_document() else { continue };
+        let Some(index) = index.as_document() else {
+            continue;
+        };
         let name = index.get_str("name").unwrap_or("?");
-        let Ok(keys) = index.get_document("key") else { continue };
+        let Ok(keys) = index.get_document("key") else {
+            continue;
+        };
         let key_names: Vec<&str> = keys.keys().map(String::as_str).collect();
         let unique = matches!(index.get("unique"), Some(Bson::Boolean(true)));
         if unique && key_names != [F_ID] {
@@ -591,21 +644,20 @@ pub(crate) fn check_indexes(spec: &Spec, reply: Result<Document, MongoError>) ->
                 ),
             });
         }
-        if key_names == [F_EXPIRES_AT] {
-            if let Some(secs) = index.get("expireAfterSeconds").and_then(bson_int) {
-                if secs < i64::try_from(MIN_TTL_GRACE.as_secs()).unwrap_or(i64::MAX) {
-                    return Err(Error::InvalidConfig {
-                        reason: format!(
-                            "collection {} has the TTL index `{name}` on `expiresAt` with \
-                             expireAfterSeconds {secs}: lock records would be deleted too soon \
-                             after their lease ends for fencing tokens to keep rising (at least \
-                             {} s needed); change it with collMod or drop it",
-                            spec.namespace(),
-                            MIN_TTL_GRACE.as_secs()
-                        ),
-                    });
-                }
-            }
+        let min_secs = i64::try_from(MIN_TTL_GRACE.as_secs()).unwrap_or(i64::MAX);
+        if key_names == [F_EXPIRES_AT]
+            && let Some(secs) = index.get("expireAfterSeconds").and_then(bson_int)
+            && secs < min_secs
+        {
+            return Err(Error::InvalidConfig {
+                reason: format!(
+                    "collection {} has the TTL index `{name}` on `expiresAt` with \
+                     expireAfterSeconds {secs}: lock records would be deleted too soon \
+                     after their lease ends for fencing tokens to keep rising (at least \
+                     {min_secs} s needed); change it with collMod or drop it",
+                    spec.namespace(),
+                ),
+            });
         }
     }
     Ok(())
@@ -678,18 +730,18 @@ fn bson_int(value: &Bson) -> Option<i64> {
 }
 
 fn get_int(doc: &Document, key: &str, ctx: &Ctx) -> Result<i64, BackendError> {
-    doc.get(key).and_then(bson_int).ok_or_else(|| {
-        unexpected(
-            ctx,
-            format!("the record has no integer `{key}`: {doc}"),
-        )
-    })
+    doc.get(key)
+        .and_then(bson_int)
+        .ok_or_else(|| unexpected(ctx, format!("the record has no integer `{key}`: {doc}")))
 }
 
 fn get_date(doc: &Document, key: &str, ctx: &Ctx) -> Result<Timestamp, BackendError> {
     match doc.get(key) {
         Some(Bson::DateTime(d)) => Ok(Timestamp::from_millis(d.timestamp_millis())),
-        _ => Err(unexpected(ctx, format!("the reply has no date `{key}`: {doc}"))),
+        _ => Err(unexpected(
+            ctx,
+            format!("the reply has no date `{key}`: {doc}"),
+        )),
     }
 }
 
@@ -764,7 +816,11 @@ fn classify(e: &MongoError) -> (BackendErrorKind, Option<Duration>) {
             | CODE_NOT_PRIMARY_NO_SECONDARY_OK
             | CODE_NOT_PRIMARY_OR_SECONDARY
             | CODE_SOCKET_EXCEPTION => K::Unavailable,
-            CODE_INTERNAL_ERROR | CODE_BAD_VALUE | CODE_NOT_IMPLEMENTED => K::Unexpected,
+            // A record that is not shaped as expected (for example `seq` not a
+            // number) makes the update fail with TypeMismatch or BadValue.
+            CODE_INTERNAL_ERROR | CODE_BAD_VALUE | CODE_TYPE_MISMATCH | CODE_NOT_IMPLEMENTED => {
+                K::Unexpected
+            }
             _ if e.contains_label("RetryableWriteError")
                 || e.contains_label("RetryableError")
                 || e.contains_label("SystemOverloadedError") =>
@@ -801,6 +857,150 @@ fn classify(e: &MongoError) -> (BackendErrorKind, Option<Duration>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mongodb::bson::from_document;
+    use mongodb::error::{CommandError, WriteConcernError};
+
+    fn command_error(code: i32, name: &str, msg: &str) -> MongoError {
+        let ce: CommandError =
+            from_document(doc! { "code": code, "codeName": name, "errmsg": msg })
+                .expect("a command error");
+        MongoError::from(ErrorKind::Command(ce))
+    }
+
+    fn ctx() -> Ctx {
+        Ctx {
+            op: "test",
+            namespace: "db.shylock".into(),
+            name: Some("n".into()),
+        }
+    }
+
+    fn kind_of(e: MongoError) -> (BackendErrorKind, Option<Duration>) {
+        let err = map_error(&ctx(), e);
+        (err.kind(), err.retry_after())
+    }
+
+    #[test]
+    fn server_errors_map_to_kinds() {
+        use BackendErrorKind as K;
+        let cosmos = "Message: {\"Errors\":[\"Request rate is large.\"]}, Error=16500, RetryAfterMs=37, Details=''";
+        assert_eq!(
+            kind_of(command_error(16500, "TooManyRequests", cosmos)),
+            (K::RateLimited, Some(Duration::from_millis(37)))
+        );
+        assert_eq!(
+            kind_of(command_error(16500, "TooManyRequests", "slow down")),
+            (K::RateLimited, None)
+        );
+        assert_eq!(
+            kind_of(command_error(13, "Unauthorized", "not authorized")).0,
+            K::Unauthorized
+        );
+        assert_eq!(
+            kind_of(command_error(18, "AuthenticationFailed", "bad password")).0,
+            K::Unauthorized
+        );
+        assert_eq!(
+            kind_of(command_error(73, "InvalidNamespace", "bad name")).0,
+            K::InvalidConfig
+        );
+        assert_eq!(
+            kind_of(command_error(50, "MaxTimeMSExpired", "too slow")).0,
+            K::Timeout
+        );
+        assert_eq!(
+            kind_of(command_error(10107, "NotWritablePrimary", "stepped down")).0,
+            K::Unavailable
+        );
+        assert_eq!(
+            kind_of(command_error(11600, "InterruptedAtShutdown", "bye")).0,
+            K::Unavailable
+        );
+        assert_eq!(
+            kind_of(command_error(14, "TypeMismatch", "seq is a string")).0,
+            K::Unexpected
+        );
+        assert_eq!(kind_of(command_error(12345, "Whatever", "?")).0, K::Other);
+        let wce: WriteConcernError =
+            from_document(doc! { "code": 64, "codeName": "WriteConcernFailed", "errmsg": "waiting for replication timed out" })
+                .expect("a write concern error");
+        assert_eq!(
+            kind_of(MongoError::from(ErrorKind::Write(
+                WriteFailure::WriteConcernError(wce)
+            )))
+            .0,
+            K::Timeout
+        );
+    }
+
+    #[test]
+    fn client_errors_map_to_kinds() {
+        use BackendErrorKind as K;
+        let io = |k| MongoError::from(std::io::Error::new(k, "io"));
+        assert_eq!(
+            kind_of(io(std::io::ErrorKind::ConnectionRefused)).0,
+            K::Unavailable
+        );
+        assert_eq!(kind_of(io(std::io::ErrorKind::TimedOut)).0, K::Timeout);
+        // ServerSelection (no server reachable) is shown by the
+        // server-down integration test; the other variants cannot be built
+        // outside the driver.
+    }
+
+    #[test]
+    fn acquire_replies() {
+        let me = OwnerId::from_string("aa");
+        let expires = DateTime::from_millis(5_000);
+        let ours =
+            doc! { "_id": "n", "owner": "aa", "epoch": 7_i64, "seq": 3_i64, "expiresAt": expires };
+        assert_eq!(
+            acquire_reply(&ctx(), &me, Ok(Some(ours))).expect("granted"),
+            AcquireOutcome::Acquired(Grant {
+                token: FencingToken(7003),
+                expires_at: Timestamp::from_millis(5_000)
+            })
+        );
+        // Int32 counters (written by other tools) are read too.
+        let small =
+            doc! { "_id": "n", "owner": "aa", "epoch": 7_i32, "seq": 3_i32, "expiresAt": expires };
+        assert!(matches!(
+            acquire_reply(&ctx(), &me, Ok(Some(small))),
+            Ok(AcquireOutcome::Acquired(_))
+        ));
+        let dup = command_error(11000, "DuplicateKey", "E11000 duplicate key error");
+        assert_eq!(
+            acquire_reply(&ctx(), &me, Err(dup)).expect("busy"),
+            AcquireOutcome::Busy { expires_at: None }
+        );
+        let theirs =
+            doc! { "_id": "n", "owner": "bb", "epoch": 7_i64, "seq": 3_i64, "expiresAt": expires };
+        let err = acquire_reply(&ctx(), &me, Ok(Some(theirs))).expect_err("not ours");
+        assert_eq!(err.kind(), BackendErrorKind::Unexpected);
+        let shapeless = doc! { "_id": "n", "owner": "aa" };
+        let err = acquire_reply(&ctx(), &me, Ok(Some(shapeless))).expect_err("no fields");
+        assert_eq!(err.kind(), BackendErrorKind::Unexpected);
+        let err = acquire_reply(&ctx(), &me, Ok(None)).expect_err("no document");
+        assert_eq!(err.kind(), BackendErrorKind::Unexpected);
+    }
+
+    #[test]
+    fn inspect_replies() {
+        let now = Timestamp::from_millis(1_000);
+        let rec = |owner: Bson, at: i64| doc! { "_id": "n", "owner": owner, "epoch": 1_i64, "seq": 1_i64, "expiresAt": DateTime::from_millis(at) };
+        let held = inspect_reply(&ctx(), now, Ok(Some(rec(Bson::String("aa".into()), 1_001))))
+            .expect("ok");
+        assert_eq!(held.map(|r| r.token), Some(FencingToken(1001)));
+        assert_eq!(
+            inspect_reply(&ctx(), now, Ok(Some(rec(Bson::String("aa".into()), 1_000))))
+                .expect("ok"),
+            None
+        );
+        assert_eq!(
+            inspect_reply(&ctx(), now, Ok(Some(rec(Bson::Null, 9_000)))).expect("ok"),
+            None
+        );
+        assert_eq!(inspect_reply(&ctx(), now, Ok(None)).expect("ok"), None);
+    }
 
     #[test]
     fn cosmos_retry_after() {
@@ -814,7 +1014,10 @@ mod tests {
 
     #[test]
     fn tokens() {
-        assert_eq!(token(1_700_000_000_000, 1), Some(FencingToken(1_700_000_000_000_001)));
+        assert_eq!(
+            token(1_700_000_000_000, 1),
+            Some(FencingToken(1_700_000_000_000_001))
+        );
         assert_eq!(token(5, 1234), Some(FencingToken(6234)));
         assert_eq!(token(-1, 1), None);
         assert_eq!(token(1, 0), None);

@@ -1,13 +1,236 @@
-//! MongoDB backend for shylock (docs: see below).
-#![cfg_attr(not(any(feature = "async", feature = "sync")), allow(dead_code))]
+//! # shylock-mongo
+//!
+//! The MongoDB backend of [shylock](https://crates.io/crates/shylock)
+//! distributed locks, on the official [`mongodb`] driver: an async backend
+//! over [`mongodb::Client`] (feature `async`, as the Python original's motor
+//! backend) and a sync backend over `mongodb::sync::Client` (feature
+//! `sync`, as its pymongo backend). Both can be enabled at once. Most users
+//! reach them through the `shylock` facade (features `mongo-async`,
+//! `mongo-sync`, module `shylock::mongo`).
+//!
+//! ```no_run
+//! # #[cfg(feature = "async")]
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use shylock_core::{configure, AsyncLock};
+//! use shylock_mongo::MongoBackend;
+//!
+//! let client = mongodb::Client::with_uri_str("mongodb://127.0.0.1:27017/").await?;
+//! configure(MongoBackend::create(&client, "projectdb").await?); // collection `shylock`
+//!
+//! let guard = AsyncLock::new("nightly-report").acquire().await?;
+//! println!("fencing token {}", guard.token());
+//! guard.release().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ```no_run
+//! # #[cfg(feature = "sync")]
+//! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use shylock_core::{configure, Lock};
+//! use shylock_mongo::{sync::MongoBackend, MongoOptions};
+//!
+//! let client = mongodb::sync::Client::with_uri_str("mongodb://127.0.0.1:27017/")?;
+//! configure(MongoBackend::create_with(&client, "projectdb", MongoOptions::new().collection("locks"))?);
+//!
+//! if let Some(guard) = Lock::new("nightly-report").try_acquire()? {
+//!     // ... the lock is held (and renewed) while `guard` lives
+//!     guard.release()?;
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! `create` prepares the collection (see [Indexes](#indexes)); [`MongoOptions`]
+//! sets the collection name (default `shylock`), the write concern (default
+//! `majority`) and the garbage-collection grace (default 1 h).
+//! `MongoBackend::new` makes a backend without contacting the server, for a
+//! collection prepared beforehand.
+//!
+//! # The lock record
+//!
+//! One document per lock name, in one collection:
+//!
+//! ```text
+//! { _id:       "<the lock name>",         // any string: Unicode, NUL, up to 1024 bytes
+//!   owner:     "<32 hex digits>" | null,  // the holding acquisition's owner id; null = free
+//!   epoch:     NumberLong(<ms>),          // the record's creation time (the creator's
+//!                                         //   estimate of the server clock, Unix ms)
+//!   seq:       NumberLong(<n>),           // grants of this record so far
+//!   expiresAt: ISODate(...) }             // end of the current (or last) lease
+//! ```
+//!
+//! The fencing token of a grant is `epoch * 1000 + seq`.
+//!
+//! # Indexes
+//!
+//! * `_id_` (MongoDB's own unique index on `_id`): one record per lock name.
+//!   It is also what makes a busy acquisition fail inside the same command
+//!   (duplicate key, below).
+//! * `shylock_expiresAt_ttl`, a TTL index on `{expiresAt: 1}` with
+//!   `expireAfterSeconds` = the TTL grace (default 3600): garbage
+//!   collection. A record is deleted only once its lease has been over (or
+//!   it has been released) for the whole grace. A server that refuses TTL
+//!   indexes (FerretDB answers `NotImplemented`, 238) gets a logged
+//!   `tracing` warning, not an error: expiry is enforced by the acquisition
+//!   itself, the index only deletes old records.
+//!
+//! `create` makes both idempotently; when many processes start at once the
+//! losers' "already exists" answers are expected. It then lists the indexes
+//! and refuses (with [`shylock_core::Error::InvalidConfig`]) a collection
+//! with a unique index on another field (for example the Python shylock's
+//! `name` index, if its collection is reused: every acquisition would
+//! collide on it) or with a TTL index on `expiresAt` shorter than
+//! [`MIN_TTL_GRACE`].
+//!
+//! # The algorithm: one command per operation
+//!
+//! *now* is the request's `now`: the core's lower-bound estimate of the
+//! server's clock, sampled from the `hello` command's `localTime` (so the
+//! backend's clock is [`ClockSource::Estimated`](shylock_core::backend::ClockSource::Estimated)).
+//! Only plain update operators are used (no aggregation pipelines, no
+//! `$$NOW`), so the same commands run on MongoDB 4.4 and later and on
+//! MongoDB-compatible servers. Writes carry the configured write concern
+//! (default `majority`) and `maxTimeMS` (the time left until the request's
+//! deadline).
+//!
+//! **Acquire** — one `findAndModify`:
+//!
+//! ```text
+//! filter:  { _id: name, $or: [ { owner: null }, { expiresAt: { $lte: now } }, { owner: me } ] }
+//! update:  { $set: { owner: me, expiresAt: now + lease }, $inc: { seq: 1 },
+//!            $setOnInsert: { epoch: now_ms } }
+//! options: upsert: true, returnDocument: after
+//! ```
+//!
+//! * The record is free, expired, or already ours (a retry after a lost
+//!   reply): it becomes ours, `seq` rises by one; the returned document gives
+//!   the token and the expiry.
+//! * There is no record: the upsert inserts `{_id: name, owner: me, seq: 1,
+//!   epoch: now, expiresAt}` (the `$or` gives the insert no fields, `_id`
+//!   comes from the filter's equality).
+//! * Another owner holds a live lease: the filter misses, so the upsert
+//!   tries to insert a second document with the same `_id`, and the unique
+//!   `_id` index refuses it with duplicate key error 11000: **busy**, nothing
+//!   changed. (Because the filter is not a plain equality on `_id`, MongoDB
+//!   does not retry such an upsert as an update.)
+//!
+//! On MongoDB, `findAndModify` on one document is atomic: of two racing
+//! acquisitions of a free or expired record, the second one's write
+//! conflicts, MongoDB retries it against the first one's result, its filter
+//! no longer matches, and its insert gets 11000. Of two racing first
+//! acquisitions of a new name, one inserts and the other gets 11000.
+//!
+//! **Renew** — one `findAndModify` with filter `{_id: name, owner: me}`,
+//! update `{$set: {expiresAt: now + lease}}`, returning the new expiry; no
+//! document: the lease is **lost** (taken over, released, or collected). An
+//! expired lease nobody took over is still ours and is extended.
+//!
+//! **Release** — one `findAndModify` with filter `{_id: name, owner: me}`,
+//! update `{$set: {owner: null, expiresAt: now}}`; no document: **not the
+//! owner** (nothing changed). The record is kept, so its `seq` keeps
+//! rising for the next grant.
+//!
+//! **Inspect** — one `find` by `_id` on the primary: a holding only if
+//! `owner` is set and `expiresAt` is after *now*. **Server time** — one
+//! `hello` (`isMaster` on servers older than MongoDB 4.4.2), its
+//! `localTime`.
+//!
+//! # Why fencing tokens only rise, also across garbage collection
+//!
+//! Within one record's life `epoch` is fixed and every grant increments
+//! `seq`, so `epoch * 1000 + seq` rises by one per grant. A record is
+//! deleted only by the TTL monitor, once the server's clock passes its
+//! `expiresAt` + grace; every write sets `expiresAt` to at least its own
+//! *now*, so the deletion happens at least a grace (1 h by default) after
+//! the record's last write, and after its creation. A record re-created
+//! later gets `epoch` = its creator's *now*, which is therefore at least
+//! `grace - e` later than the deleted record's `epoch`, where `e` is the
+//! disagreement between the clients' server-clock estimates (a round trip
+//! plus drift over at most a minute: milliseconds). Its first token,
+//! `epoch' * 1000 + 1`, exceeds every token of the deleted record,
+//! `epoch * 1000 + seq`, as long as that record issued fewer than 1000
+//! grants per millisecond of its life plus the grace — physically
+//! impossible when every grant is a database round trip on one document.
+//! (The same argument covers records deleted by hand, with the record's age
+//! in place of the grace.) Tokens stay far below `u64::MAX` (epoch ≈ 1.8 ×
+//! 10¹² ms × 1000).
+//!
+//! # Guarantees and their conditions
+//!
+//! * **No two holders of a live lease** — on MongoDB (standalone, replica set,
+//!   or a sharded collection sharded on `_id`), by its single-document
+//!   atomicity. On a replica set, with write concern `majority` (the
+//!   default) a grant survives a failover; with `w: 1` a grant that the old
+//!   primary had not replicated can be rolled back and granted again.
+//! * **Clocks** — expiry is judged against the clients' estimates of the
+//!   server clock, never against their wall clocks. The holder counts its
+//!   lease as ended a safety margin early (the core's `safety_margin`, 1 %
+//!   of the lease by default, plus the estimate's uncertainty). Replica set
+//!   members' clocks must agree (NTP) to well within that margin, since an
+//!   estimate may come from a different primary after a failover.
+//! * **FerretDB v1 is not safe for locks between connections**: it runs a
+//!   conditional update as a query and a separate write, so two connections
+//!   can both be granted a lock (FerretDB issue 2168). It is used here to
+//!   test the commands and their replies, never to show atomicity.
+//! * **Azure Cosmos DB for MongoDB, Amazon DocumentDB** — the commands are
+//!   plain and should run there; this has not been verified here. Cosmos DB's
+//!   rate limiting (error 16500 with `RetryAfterMs=` in its message) is
+//!   reported as [`RateLimited`](shylock_core::BackendErrorKind::RateLimited)
+//!   with that delay, and the core retries after it.
+//!
+//! # Errors
+//!
+//! Driver errors map to [`BackendErrorKind`](shylock_core::BackendErrorKind)s
+//! (the core retries the transient ones within the caller's time limit):
+//!
+//! | what happened | kind |
+//! |---|---|
+//! | no server reachable (server selection), connection refused or dropped, primary stepped down, node shutting down, write conflict | `Unavailable` |
+//! | the request's deadline passed, `MaxTimeMSExpired` (50), write concern timeout (64), network timeout | `Timeout` (outcome unknown) |
+//! | Cosmos DB 16500 | `RateLimited`, with `RetryAfterMs` |
+//! | authentication failed (18), unauthorized (13), user not found (11) | `Unauthorized` |
+//! | invalid namespace (73), unsatisfiable write concern (100), bad TLS or client settings, server too old | `InvalidConfig` |
+//! | a record not shaped as expected, a reply without the expected fields, type mismatch (14), bad value (2) | `Unexpected` |
+//! | anything else | `Other` |
+//!
+//! Bad database or collection names (MongoDB's rules: database names of 1
+//! to 63 bytes without `/\. "$*<>:|?` or NUL; collection names non-empty,
+//! without `$` or NUL, not starting with `.` or `system.`, at most 255 bytes
+//! with the database name) and a TTL grace under [`MIN_TTL_GRACE`] are
+//! refused with [`shylock_core::Error::InvalidConfig`] before anything is
+//! sent.
+//!
+//! # Deadlines
+//!
+//! Every primitive gives up by its request's deadline with a `Timeout`
+//! error and never sends a command whose deadline has passed. The async
+//! backend cuts the driver's future off at the deadline. The sync driver
+//! cannot be interrupted, so the sync backend waits for its call on a helper
+//! thread until the deadline and then leaves it to finish in the background
+//! (see [`sync`]); such a call is bounded by the client's own timeouts
+//! (`serverSelectionTimeoutMS`, 30 s by default). `create` has no deadline
+//! of its own: it is bounded by the client's timeouts.
+//!
+//! # Testing
+//!
+//! `scripts/test.sh` builds FerretDB v1.24.2 once (`scripts/ensure-ferretdb.sh`)
+//! and runs every test; each test binary starts its own FerretDB on a free
+//! loopback port with its data in a temporary directory. Set
+//! `SHYLOCK_MONGODB_URI` to run every test against a real MongoDB instead.
+#![cfg_attr(
+    not(any(feature = "async", feature = "sync")),
+    allow(dead_code, unused_imports)
+)]
 
-mod commands;
-mod options;
 #[cfg(feature = "async")]
 mod async_backend;
+mod commands;
+mod options;
 #[cfg(feature = "sync")]
 pub mod sync;
 
-pub use options::{DEFAULT_COLLECTION, DEFAULT_TTL_GRACE, MIN_TTL_GRACE, MongoOptions};
 #[cfg(feature = "async")]
 pub use async_backend::MongoBackend;
+/// The MongoDB driver this backend is built on, re-exported so that an
+/// application can make its client with the very same driver version.
+pub use mongodb;
+pub use options::{DEFAULT_COLLECTION, DEFAULT_TTL_GRACE, MIN_TTL_GRACE, MongoOptions};

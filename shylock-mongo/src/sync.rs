@@ -267,3 +267,11 @@ impl SyncBackend for MongoBackend {
         self.inner.spec.describe()
     }
 }
+
+impl From<MongoBackend> for shylock_core::Backend {
+    /// A lock handle over the sync backend (for `shylock::configure` and
+    /// [`Lock`](shylock_core::Lock)).
+    fn from(backend: MongoBackend) -> Self {
+        shylock_core::Backend::from_sync(backend)
+    }
+}

@@ -1,0 +1,102 @@
+//! The Python original's `examples/aio_example.py` (motor), carried over:
+//! configure the MongoDB backend once, then take locks three ways — as a
+//! guard around a critical section (released also when the section fails,
+//! as `async with Lock(...)`), with an explicit acquire/release (the
+//! `try: acquire() ... finally: release()` form), and with a non-blocking
+//! try (`acquire(block=False)`) — and finally a few tasks contending for one
+//! lock, with their fencing tokens.
+//!
+//! ```sh
+//! cargo run -p shylock-examples --features mongo --example mongo_async -- mongodb://127.0.0.1:27017/
+//! ```
+//! The argument is a MongoDB connection string (default
+//! `mongodb://127.0.0.1:27017/`); the example uses the database
+//! `shylock_example` and its collection `shylock` (created with its TTL
+//! index if missing).
+
+use std::time::Duration;
+
+use shylock::mongo::{MongoBackend, mongodb};
+use shylock::{AsyncLock, configure};
+
+const LOCK_NAME: &str = "test-lock";
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let uri = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "mongodb://127.0.0.1:27017/".to_owned());
+    println!("Connecting to {uri}");
+
+    // Python: client = AsyncIOMotorClient(CONNECTION_STRING)
+    //         configure(await ShylockMotorAsyncIOBackend.create(client, "projectdb"))
+    let client = mongodb::Client::with_uri_str(&uri).await?;
+    configure(MongoBackend::create(&client, "shylock_example").await?);
+
+    // 1. `async with Lock("test-lock"):` — a guard around a critical section
+    //    that fails; the lock is released on the way out.
+    let test_lock = AsyncLock::new(LOCK_NAME);
+    if let Err(e) = guarded_section(&test_lock).await {
+        println!("The critical section failed ({e}); the lock was released");
+    }
+
+    // 2. try: await lock.acquire(); do_something() finally: await lock.release()
+    let guard = test_lock.acquire().await?;
+    println!(
+        "Acquired {LOCK_NAME} again (fencing token {})",
+        guard.token()
+    );
+    do_something().await;
+    guard.release().await?;
+
+    // 3. locked = await lock.acquire(block=False)
+    match test_lock.try_acquire().await? {
+        Some(guard) => {
+            println!("Non-blocking try: got it (fencing token {})", guard.token());
+            do_something().await;
+            guard.release().await?;
+        }
+        None => println!("Non-blocking try: somebody else holds it"),
+    }
+
+    // 4. Three tasks contend for one lock; each gets it in turn, with a
+    //    larger fencing token every time.
+    let mut tasks = Vec::new();
+    for worker in 0..3 {
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..2 {
+                let guard = AsyncLock::new("test-lock-shared").acquire().await?;
+                println!(
+                    "task {worker} holds test-lock-shared, token {}",
+                    guard.token()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                guard.release().await?;
+            }
+            Ok::<(), shylock::Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    println!("Done");
+    Ok(())
+}
+
+/// The `async with` block: the lock is held for the section and released on
+/// every path (an async guard cannot release in `Drop`, so release it
+/// explicitly before handing on the section's result).
+async fn guarded_section(test_lock: &AsyncLock) -> Result<(), Box<dyn std::error::Error>> {
+    let guard = test_lock.acquire().await?;
+    println!("Got {LOCK_NAME} (fencing token {})", guard.token());
+    // While it is held, a second, non-blocking try fails at once.
+    assert!(AsyncLock::new(LOCK_NAME).try_acquire().await?.is_none());
+    let work: Result<(), std::io::Error> = Err(std::io::Error::other("ValueError"));
+    guard.release().await?;
+    work?;
+    Ok(())
+}
+
+async fn do_something() {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+}

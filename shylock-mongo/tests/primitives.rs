@@ -1,0 +1,914 @@
+//! The backend primitives, called directly through the core's traits, in
+//! both forms (async `MongoBackend`, sync `sync::MongoBackend`).
+//!
+//! Server: FerretDB v1.24.2 started by the test support, or the real MongoDB
+//! at `SHYLOCK_MONGODB_URI`. Every test here drives all its "contenders"
+//! through one backend over ONE connection (`max_pool_size(1)`), so commands
+//! run one after another: FerretDB's lack of atomicity across connections
+//! (its issue 2168) can neither fake a pass nor a failure. These tests show
+//! the per-command semantics (what each command does to the record and what
+//! it answers); they do not show atomicity under concurrency, which only a
+//! server with MongoDB's single-document atomicity gives.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use mongodb::bson::{DateTime, doc};
+use mongodb::event::EventHandler;
+use shylock_core::backend::{
+    AcquireOutcome, AcquireRequest, AsyncBackend, InspectRequest, LockRecord, ReleaseOutcome,
+    ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
+};
+use shylock_core::{
+    BackendError, BackendErrorKind, Error, FencingToken, LockName, OwnerId, Timestamp,
+};
+use shylock_mongo::{MongoBackend, MongoOptions};
+
+const LEASE: Duration = Duration::from_secs(10);
+
+/// One backend form, with a uniform blocking interface for the scenarios.
+enum Form {
+    Async(MongoBackend, tokio::runtime::Runtime),
+    Sync(shylock_mongo::sync::MongoBackend),
+}
+
+struct Prims {
+    form: Form,
+    db: support::TestDb,
+    uri: String,
+}
+
+impl Prims {
+    fn new_async(test: &str) -> Prims {
+        let uri = support::server().uri();
+        let db = support::unique_db(test);
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let backend = rt.block_on(async {
+            let client = support::async_client(&uri, true);
+            MongoBackend::create(&client, &db)
+                .await
+                .expect("create the async backend")
+        });
+        Prims {
+            form: Form::Async(backend, rt),
+            db,
+            uri,
+        }
+    }
+
+    fn new_sync(test: &str) -> Prims {
+        let uri = support::server().uri();
+        let db = support::unique_db(test);
+        let client = support::sync_client(&uri, true);
+        let backend = shylock_mongo::sync::MongoBackend::create(&client, &db)
+            .expect("create the sync backend");
+        Prims {
+            form: Form::Sync(backend),
+            db,
+            uri,
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self.form {
+            Form::Async(..) => "async",
+            Form::Sync(..) => "sync",
+        }
+    }
+
+    fn deadline() -> Option<Instant> {
+        Some(Instant::now() + Duration::from_secs(20))
+    }
+
+    fn now(&self) -> Timestamp {
+        let deadline = Self::deadline();
+        match &self.form {
+            Form::Async(b, rt) => rt.block_on(AsyncBackend::server_time(b, deadline)),
+            Form::Sync(b) => SyncBackend::server_time(b, deadline),
+        }
+        .expect("server time")
+    }
+
+    fn acquire_at(
+        &self,
+        name: &LockName,
+        owner: &OwnerId,
+        lease: Duration,
+        now: Timestamp,
+    ) -> Result<AcquireOutcome, BackendError> {
+        let req = AcquireRequest {
+            name,
+            owner,
+            lease,
+            now,
+            deadline: Self::deadline(),
+        };
+        match &self.form {
+            Form::Async(b, rt) => rt.block_on(AsyncBackend::try_acquire(b, req)),
+            Form::Sync(b) => SyncBackend::try_acquire(b, req),
+        }
+    }
+
+    fn acquire(&self, name: &LockName, owner: &OwnerId) -> AcquireOutcome {
+        self.acquire_at(name, owner, LEASE, self.now())
+            .expect("acquire")
+    }
+
+    fn renew_at(
+        &self,
+        name: &LockName,
+        owner: &OwnerId,
+        lease: Duration,
+        now: Timestamp,
+    ) -> RenewOutcome {
+        let req = RenewRequest {
+            name,
+            owner,
+            token: FencingToken(0),
+            lease,
+            now,
+            deadline: Self::deadline(),
+        };
+        match &self.form {
+            Form::Async(b, rt) => rt.block_on(AsyncBackend::renew(b, req)),
+            Form::Sync(b) => SyncBackend::renew(b, req),
+        }
+        .expect("renew")
+    }
+
+    fn release_at(&self, name: &LockName, owner: &OwnerId, now: Timestamp) -> ReleaseOutcome {
+        let req = ReleaseRequest {
+            name,
+            owner,
+            token: FencingToken(0),
+            now,
+            deadline: Self::deadline(),
+        };
+        match &self.form {
+            Form::Async(b, rt) => rt.block_on(AsyncBackend::release(b, req)),
+            Form::Sync(b) => SyncBackend::release(b, req),
+        }
+        .expect("release")
+    }
+
+    fn release(&self, name: &LockName, owner: &OwnerId) -> ReleaseOutcome {
+        self.release_at(name, owner, self.now())
+    }
+
+    fn inspect_at(
+        &self,
+        name: &LockName,
+        now: Timestamp,
+    ) -> Result<Option<LockRecord>, BackendError> {
+        let req = InspectRequest {
+            name,
+            now,
+            deadline: Self::deadline(),
+        };
+        match &self.form {
+            Form::Async(b, rt) => rt.block_on(AsyncBackend::inspect(b, req)),
+            Form::Sync(b) => SyncBackend::inspect(b, req),
+        }
+    }
+
+    fn inspect(&self, name: &LockName) -> Option<LockRecord> {
+        self.inspect_at(name, self.now()).expect("inspect")
+    }
+
+    /// Write a raw document into the lock collection (for shape tests),
+    /// through a separate sync client.
+    fn insert_raw(&self, doc: mongodb::bson::Document) {
+        let client = support::sync_client(&self.uri, true);
+        client
+            .database(&self.db)
+            .collection::<mongodb::bson::Document>("shylock")
+            .insert_one(doc)
+            .run()
+            .expect("insert a raw document");
+    }
+}
+
+fn name(s: &str) -> LockName {
+    LockName::new(s).expect("valid lock name")
+}
+
+fn granted(outcome: AcquireOutcome) -> shylock_core::backend::Grant {
+    match outcome {
+        AcquireOutcome::Acquired(g) => g,
+        AcquireOutcome::Busy { .. } => panic!("expected a grant, got Busy"),
+    }
+}
+
+macro_rules! both_forms {
+    ($scenario:ident: $async_test:ident, $sync_test:ident) => {
+        #[test]
+        fn $async_test() {
+            $scenario(&Prims::new_async(stringify!($scenario)));
+        }
+        #[test]
+        fn $sync_test() {
+            $scenario(&Prims::new_sync(stringify!($scenario)));
+        }
+    };
+}
+
+// Shows (FerretDB and MongoDB, one connection): acquire grants a free name,
+// answers Busy to another owner while the lease is live, renew/release act
+// only for the owner, a released name is granted again with a larger token.
+fn basic_cycle(p: &Prims) {
+    let n = name("basic");
+    let (a, b) = (OwnerId::random(), OwnerId::random());
+    let now = p.now();
+    let g1 = granted(p.acquire_at(&n, &a, LEASE, now).expect("acquire"));
+    assert_eq!(g1.expires_at, now.saturating_add(LEASE), "{}", p.label());
+    assert!(
+        matches!(p.acquire(&n, &b), AcquireOutcome::Busy { .. }),
+        "a second owner must get Busy"
+    );
+    let rec = p.inspect(&n).expect("held");
+    assert_eq!(rec.owner, a);
+    assert_eq!(rec.token, g1.token);
+    assert_eq!(rec.expires_at, g1.expires_at);
+
+    let later = p.now().saturating_add(Duration::from_millis(5));
+    match p.renew_at(&n, &a, Duration::from_secs(20), later) {
+        RenewOutcome::Renewed { expires_at } => {
+            assert_eq!(expires_at, later.saturating_add(Duration::from_secs(20)))
+        }
+        RenewOutcome::Lost => panic!("the owner's renewal must succeed"),
+    }
+    assert_eq!(p.renew_at(&n, &b, LEASE, p.now()), RenewOutcome::Lost);
+    assert_eq!(p.release(&n, &b), ReleaseOutcome::NotOwner);
+    assert_eq!(
+        p.inspect(&n).map(|r| r.owner),
+        Some(a.clone()),
+        "a non-owner's release changed nothing"
+    );
+
+    assert_eq!(p.release(&n, &a), ReleaseOutcome::Released);
+    assert_eq!(
+        p.release(&n, &a),
+        ReleaseOutcome::NotOwner,
+        "a second release finds nothing"
+    );
+    assert_eq!(
+        p.renew_at(&n, &a, LEASE, p.now()),
+        RenewOutcome::Lost,
+        "no renewal after release"
+    );
+    assert_eq!(p.inspect(&n), None);
+
+    let g2 = granted(p.acquire(&n, &b));
+    assert!(g2.token > g1.token, "{} > {}", g2.token, g1.token);
+    assert_eq!(p.release(&n, &b), ReleaseOutcome::Released);
+}
+both_forms!(basic_cycle: basic_cycle_async, basic_cycle_sync);
+
+// Shows (both servers, one connection): tokens only rise for a name, across
+// releases, re-acquisition by the same owner (a retry after an unknown
+// outcome is granted again, with a new token) and takeovers after expiry;
+// names do not share tokens' records.
+fn tokens_rise(p: &Prims) {
+    let n = name("tokens");
+    let other = name("tokens-other");
+    let mut last = FencingToken(0);
+    for i in 0..15 {
+        let owner = OwnerId::random();
+        let g = granted(p.acquire(&n, &owner));
+        assert!(g.token > last, "round {i}: {} > {}", g.token, last);
+        last = g.token;
+        // A retry by the same owner (as after a lost reply) is granted again.
+        let again = granted(p.acquire(&n, &owner));
+        assert!(again.token > last, "retry: {} > {}", again.token, last);
+        last = again.token;
+        if i % 3 == 0 {
+            // Left to expire, then taken over.
+            let after = p
+                .now()
+                .saturating_add(LEASE)
+                .saturating_add(Duration::from_millis(1));
+            let g = granted(
+                p.acquire_at(&n, &OwnerId::random(), LEASE, after)
+                    .expect("takeover"),
+            );
+            assert!(g.token > last, "takeover: {} > {}", g.token, last);
+            last = g.token;
+            // Free it (through the record's owner, read back).
+            let rec = p.inspect_at(&n, p.now()).expect("inspect").expect("held");
+            assert_eq!(p.release(&n, &rec.owner), ReleaseOutcome::Released);
+        } else {
+            assert_eq!(p.release(&n, &owner), ReleaseOutcome::Released);
+        }
+    }
+    let o = OwnerId::random();
+    let g = granted(p.acquire(&other, &o));
+    assert!(
+        g.token.get() % 1000 == 1,
+        "a new record starts at seq 1: {}",
+        g.token
+    );
+    assert_eq!(p.release(&other, &o), ReleaseOutcome::Released);
+}
+both_forms!(tokens_rise: tokens_rise_async, tokens_rise_sync);
+
+// Shows (both servers, one connection): expiry is judged by the request's
+// `now` (the core's estimate of the server clock): at the expiry instant the
+// lock is free for others; the old owner's renew and release then fail and
+// do not touch the new holding. An expired lease that nobody took is still
+// renewable by its owner (nobody held the lock in between).
+fn expiry_and_takeover(p: &Prims) {
+    let n = name("expiry");
+    let (a, b) = (OwnerId::random(), OwnerId::random());
+    let lease = Duration::from_secs(2);
+    let t0 = p.now();
+    let ga = granted(p.acquire_at(&n, &a, lease, t0).expect("acquire"));
+    let just_before = t0
+        .saturating_add(lease)
+        .saturating_sub(Duration::from_millis(1));
+    assert!(matches!(
+        p.acquire_at(&n, &b, lease, just_before).expect("acquire"),
+        AcquireOutcome::Busy { .. }
+    ));
+    assert!(p.inspect_at(&n, just_before).expect("inspect").is_some());
+    let at_expiry = t0.saturating_add(lease);
+    assert_eq!(
+        p.inspect_at(&n, at_expiry).expect("inspect"),
+        None,
+        "expired at its expiry"
+    );
+
+    // Expired, not taken: the owner may still renew.
+    match p.renew_at(&n, &a, lease, at_expiry) {
+        RenewOutcome::Renewed { expires_at } => {
+            assert_eq!(expires_at, at_expiry.saturating_add(lease))
+        }
+        RenewOutcome::Lost => panic!("an expired lease nobody took is renewable"),
+    }
+
+    let t1 = at_expiry.saturating_add(lease);
+    let gb = granted(p.acquire_at(&n, &b, lease, t1).expect("takeover"));
+    assert!(gb.token > ga.token);
+    assert_eq!(p.renew_at(&n, &a, lease, t1), RenewOutcome::Lost);
+    assert_eq!(p.release_at(&n, &a, t1), ReleaseOutcome::NotOwner);
+    assert_eq!(
+        p.inspect_at(&n, t1).expect("inspect").map(|r| r.owner),
+        Some(b.clone())
+    );
+    assert_eq!(p.release_at(&n, &b, t1), ReleaseOutcome::Released);
+
+    // And in real time: a 300 ms lease, 600 ms of waiting, the server's clock.
+    let c = OwnerId::random();
+    granted(
+        p.acquire_at(&n, &c, Duration::from_millis(300), p.now())
+            .expect("acquire"),
+    );
+    assert!(matches!(p.acquire(&n, &a), AcquireOutcome::Busy { .. }));
+    std::thread::sleep(Duration::from_millis(600));
+    granted(p.acquire(&n, &a));
+    assert_eq!(p.release(&n, &c), ReleaseOutcome::NotOwner);
+    assert_eq!(p.release(&n, &a), ReleaseOutcome::Released);
+}
+both_forms!(expiry_and_takeover: expiry_and_takeover_async, expiry_and_takeover_sync);
+
+// Shows (both servers): any lock name is a valid record id: Unicode, NUL,
+// operator-looking strings, the maximum of 1024 bytes; distinct names never
+// share a record.
+fn odd_names(p: &Prims) {
+    let names = [
+        "ロック/ü 🔒".to_owned(),
+        "with\0nul".to_owned(),
+        "with".to_owned(),
+        "$where".to_owned(),
+        "{\"$gt\": \"\"}".to_owned(),
+        ".".to_owned(),
+        "x".repeat(1024),
+        "é".repeat(512),
+        "a.b.c".to_owned(),
+    ];
+    let owners: Vec<OwnerId> = names.iter().map(|_| OwnerId::random()).collect();
+    for (s, o) in names.iter().zip(&owners) {
+        assert_eq!(s.len().min(1024), s.len());
+        granted(p.acquire(&name(s), o));
+    }
+    for (s, o) in names.iter().zip(&owners) {
+        let rec = p.inspect(&name(s)).unwrap_or_else(|| panic!("{s:?} held"));
+        assert_eq!(&rec.owner, o, "{s:?} has its own record");
+        assert!(matches!(
+            p.acquire(&name(s), &OwnerId::random()),
+            AcquireOutcome::Busy { .. }
+        ));
+    }
+    for (s, o) in names.iter().zip(&owners) {
+        assert_eq!(p.release(&name(s), o), ReleaseOutcome::Released, "{s:?}");
+    }
+}
+both_forms!(odd_names: odd_names_async, odd_names_sync);
+
+// Shows (both servers): a record that is not shaped as expected gives an
+// `Unexpected` error (never a grant or a panic); a record held by somebody
+// else in an unknown shape is Busy, not overwritten.
+fn malformed_records(p: &Prims) {
+    let future = DateTime::from_millis(p.now().as_millis() + 600_000);
+    let past = DateTime::from_millis(p.now().as_millis() - 600_000);
+    p.insert_raw(
+        doc! { "_id": "bad-owner", "owner": 5, "epoch": 1_i64, "seq": 1_i64, "expiresAt": future },
+    );
+    p.insert_raw(doc! { "_id": "bad-seq", "owner": "someone", "epoch": 1_i64, "seq": "one", "expiresAt": past });
+    p.insert_raw(doc! { "_id": "no-expiry", "owner": "someone", "epoch": 1_i64, "seq": 1_i64 });
+    let kind = |r: Result<Option<LockRecord>, BackendError>| r.err().map(|e| e.kind());
+    assert_eq!(
+        kind(p.inspect_at(&name("bad-owner"), p.now())),
+        Some(BackendErrorKind::Unexpected)
+    );
+    assert_eq!(
+        kind(p.inspect_at(&name("bad-seq"), p.now())),
+        Some(BackendErrorKind::Unexpected)
+    );
+    assert_eq!(
+        kind(p.inspect_at(&name("no-expiry"), p.now())),
+        Some(BackendErrorKind::Unexpected)
+    );
+    // Held by "someone" with no expiry: never granted to another.
+    assert!(matches!(
+        p.acquire(&name("no-expiry"), &OwnerId::random()),
+        AcquireOutcome::Busy { .. }
+    ));
+    // An expired record whose seq is not a number: the update fails.
+    let err = p
+        .acquire_at(&name("bad-seq"), &OwnerId::random(), LEASE, p.now())
+        .expect_err("a string seq cannot be incremented");
+    assert_eq!(err.kind(), BackendErrorKind::Unexpected, "{err}");
+}
+both_forms!(malformed_records: malformed_records_async, malformed_records_sync);
+
+/// A client that counts the commands it sends.
+fn counting_async_client(uri: &str) -> (mongodb::Client, Arc<AtomicUsize>) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    let mut options = support::client_options(uri, Some(1));
+    options.command_event_handler = Some(EventHandler::callback(move |ev| {
+        if let mongodb::event::command::CommandEvent::Started(_) = ev {
+            c.fetch_add(1, Ordering::SeqCst);
+        }
+    }));
+    (
+        mongodb::Client::with_options(options).expect("client"),
+        count,
+    )
+}
+
+fn counting_sync_client(uri: &str) -> (mongodb::sync::Client, Arc<AtomicUsize>) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    let mut options = support::client_options(uri, Some(1));
+    options.command_event_handler = Some(EventHandler::callback(move |ev| {
+        if let mongodb::event::command::CommandEvent::Started(_) = ev {
+            c.fetch_add(1, Ordering::SeqCst);
+        }
+    }));
+    (
+        mongodb::sync::Client::with_options(options).expect("client"),
+        count,
+    )
+}
+
+fn assert_invalid_config(r: Result<impl std::fmt::Debug, Error>, what: &str) {
+    match r {
+        Err(Error::InvalidConfig { reason }) => eprintln!("refused as expected ({what}): {reason}"),
+        other => panic!("{what}: expected InvalidConfig, got {other:?}"),
+    }
+}
+
+// Shows (no server contact at all): bad database and collection names and a
+// too short TTL grace are refused with `InvalidConfig` before any command
+// is sent (counted by the driver's command monitoring).
+#[test]
+fn bad_names_refused_before_sending() {
+    let uri = support::server().uri();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (aclient, acount) = rt.block_on(async { counting_async_client(&uri) });
+    let (sclient, scount) = counting_sync_client(&uri);
+    let bad_dbs = [
+        "",
+        "a.b",
+        "a b",
+        "a/b",
+        "a\\b",
+        "a$b",
+        "a\"b",
+        "a\0b",
+        &"d".repeat(64),
+    ];
+    for db in bad_dbs {
+        assert_invalid_config(rt.block_on(MongoBackend::create(&aclient, db)), db);
+        assert_invalid_config(shylock_mongo::sync::MongoBackend::create(&sclient, db), db);
+    }
+    let long = "c".repeat(251); // okdb. + 251 = 256 bytes > 255
+    let bad_colls = ["", "a$b", "a\0b", "system.locks", ".hidden", long.as_str()];
+    for coll in bad_colls {
+        let options = MongoOptions::new().collection(coll);
+        assert_invalid_config(
+            rt.block_on(MongoBackend::create_with(&aclient, "okdb", options.clone())),
+            coll,
+        );
+        assert_invalid_config(
+            shylock_mongo::sync::MongoBackend::create_with(&sclient, "okdb", options.clone()),
+            coll,
+        );
+        assert_invalid_config(MongoBackend::new(&aclient, "okdb", options), coll);
+    }
+    let short = MongoOptions::new().ttl_grace(Duration::from_secs(5));
+    assert_invalid_config(
+        rt.block_on(MongoBackend::create_with(&aclient, "okdb", short.clone())),
+        "ttl",
+    );
+    assert_invalid_config(
+        shylock_mongo::sync::MongoBackend::create_with(&sclient, "okdb", short),
+        "ttl",
+    );
+    assert_eq!(
+        acount.load(Ordering::SeqCst),
+        0,
+        "nothing sent by the async form"
+    );
+    assert_eq!(
+        scount.load(Ordering::SeqCst),
+        0,
+        "nothing sent by the sync form"
+    );
+}
+
+fn assert_fails_fast(
+    label: &str,
+    started: Instant,
+    limit: Duration,
+    r: Result<impl std::fmt::Debug, BackendError>,
+    kinds: &[BackendErrorKind],
+) {
+    let took = started.elapsed();
+    match r {
+        Err(e) => {
+            assert!(
+                kinds.contains(&e.kind()),
+                "{label}: kind {:?} not in {kinds:?}: {e}",
+                e.kind()
+            );
+            assert!(
+                e.is_transient(),
+                "{label}: a down server is a transient failure"
+            );
+            eprintln!("{label}: {:?} after {took:?}: {e}", e.kind());
+        }
+        Ok(v) => panic!("{label}: a down server answered {v:?}"),
+    }
+    assert!(took <= limit, "{label}: took {took:?}, more than {limit:?}");
+}
+
+// Shows (no server; a loopback port where nothing listens): every primitive
+// of both forms gives up by the request's deadline with a Timeout error, or
+// earlier with Unavailable when the client's own server selection gives up
+// first; never a hang.
+#[test]
+fn server_down_gives_up_by_the_deadline() {
+    let uri = support::dead_uri();
+    let n = name("down");
+    let o = OwnerId::random();
+    let now = Timestamp::local_now();
+    let deadline_in = Duration::from_millis(800);
+    let limit = Duration::from_millis(1500);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+
+    // Default client settings (server selection would wait 30 s): the
+    // request's deadline cuts the call off.
+    let aclient = rt.block_on(async { support::async_client(&uri, true) });
+    let ab = MongoBackend::new(&aclient, "downdb", MongoOptions::new()).expect("backend");
+    let sclient = support::sync_client(&uri, true);
+    let sb = shylock_mongo::sync::MongoBackend::new(&sclient, "downdb", MongoOptions::new())
+        .expect("backend");
+    let timeout = [BackendErrorKind::Timeout];
+    for form in ["async", "sync"] {
+        let d = || Some(Instant::now() + deadline_in);
+        macro_rules! run {
+            ($label:expr, $call_async:expr, $call_sync:expr) => {{
+                let t = Instant::now();
+                if form == "async" {
+                    assert_fails_fast(
+                        &format!("{form} {}", $label),
+                        t,
+                        limit,
+                        rt.block_on($call_async),
+                        &timeout,
+                    );
+                } else {
+                    assert_fails_fast(
+                        &format!("{form} {}", $label),
+                        t,
+                        limit,
+                        $call_sync,
+                        &timeout,
+                    );
+                }
+            }};
+        }
+        run!(
+            "acquire",
+            AsyncBackend::try_acquire(
+                &ab,
+                AcquireRequest {
+                    name: &n,
+                    owner: &o,
+                    lease: LEASE,
+                    now,
+                    deadline: d()
+                }
+            ),
+            SyncBackend::try_acquire(
+                &sb,
+                AcquireRequest {
+                    name: &n,
+                    owner: &o,
+                    lease: LEASE,
+                    now,
+                    deadline: d()
+                }
+            )
+        );
+        run!(
+            "renew",
+            AsyncBackend::renew(
+                &ab,
+                RenewRequest {
+                    name: &n,
+                    owner: &o,
+                    token: FencingToken(1),
+                    lease: LEASE,
+                    now,
+                    deadline: d()
+                }
+            ),
+            SyncBackend::renew(
+                &sb,
+                RenewRequest {
+                    name: &n,
+                    owner: &o,
+                    token: FencingToken(1),
+                    lease: LEASE,
+                    now,
+                    deadline: d()
+                }
+            )
+        );
+        run!(
+            "release",
+            AsyncBackend::release(
+                &ab,
+                ReleaseRequest {
+                    name: &n,
+                    owner: &o,
+                    token: FencingToken(1),
+                    now,
+                    deadline: d()
+                }
+            ),
+            SyncBackend::release(
+                &sb,
+                ReleaseRequest {
+                    name: &n,
+                    owner: &o,
+                    token: FencingToken(1),
+                    now,
+                    deadline: d()
+                }
+            )
+        );
+        run!(
+            "inspect",
+            AsyncBackend::inspect(
+                &ab,
+                InspectRequest {
+                    name: &n,
+                    now,
+                    deadline: d()
+                }
+            ),
+            SyncBackend::inspect(
+                &sb,
+                InspectRequest {
+                    name: &n,
+                    now,
+                    deadline: d()
+                }
+            )
+        );
+        run!(
+            "server_time",
+            AsyncBackend::server_time(&ab, d()),
+            SyncBackend::server_time(&sb, d())
+        );
+    }
+
+    // A deadline already passed: Timeout at once, nothing sent.
+    let t = Instant::now();
+    let past = Some(Instant::now() - Duration::from_millis(1));
+    assert_fails_fast(
+        "sync acquire, deadline passed",
+        t,
+        Duration::from_millis(50),
+        SyncBackend::try_acquire(
+            &sb,
+            AcquireRequest {
+                name: &n,
+                owner: &o,
+                lease: LEASE,
+                now,
+                deadline: past,
+            },
+        ),
+        &timeout,
+    );
+
+    // A client with a short server selection timeout and no deadline: the
+    // driver gives up first, with Unavailable.
+    let mut options = support::client_options(&uri, Some(1));
+    options.server_selection_timeout = Some(Duration::from_millis(500));
+    let aclient =
+        rt.block_on(async { mongodb::Client::with_options(options.clone()).expect("client") });
+    let ab = MongoBackend::new(&aclient, "downdb", MongoOptions::new()).expect("backend");
+    let sclient = mongodb::sync::Client::with_options(options).expect("client");
+    let sb = shylock_mongo::sync::MongoBackend::new(&sclient, "downdb", MongoOptions::new())
+        .expect("backend");
+    let unavailable = [BackendErrorKind::Unavailable];
+    let t = Instant::now();
+    assert_fails_fast(
+        "async acquire, no deadline",
+        t,
+        limit,
+        rt.block_on(AsyncBackend::try_acquire(
+            &ab,
+            AcquireRequest {
+                name: &n,
+                owner: &o,
+                lease: LEASE,
+                now,
+                deadline: None,
+            },
+        )),
+        &unavailable,
+    );
+    let t = Instant::now();
+    assert_fails_fast(
+        "sync acquire, no deadline",
+        t,
+        limit,
+        SyncBackend::try_acquire(
+            &sb,
+            AcquireRequest {
+                name: &n,
+                owner: &o,
+                lease: LEASE,
+                now,
+                deadline: None,
+            },
+        ),
+        &unavailable,
+    );
+    // And `create` reports it as a backend error of kind Unavailable.
+    let t = Instant::now();
+    match rt.block_on(MongoBackend::create(&aclient, "downdb")) {
+        Err(Error::Backend { source, .. }) => {
+            assert_eq!(source.kind(), BackendErrorKind::Unavailable, "{source}")
+        }
+        other => panic!("create against a down server: {other:?}"),
+    }
+    match shylock_mongo::sync::MongoBackend::create(&sclient, "downdb") {
+        Err(Error::Backend { source, .. }) => {
+            assert_eq!(source.kind(), BackendErrorKind::Unavailable, "{source}")
+        }
+        other => panic!("create against a down server: {other:?}"),
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "create gave up in {:?}",
+        t.elapsed()
+    );
+}
+
+// Shows (both servers): `server_time` reads the server's clock (`hello`'s
+// `localTime`); FerretDB runs on this machine, so it is this machine's time
+// to within a second; a real MongoDB elsewhere is only checked for sanity.
+#[test]
+fn server_time_is_the_servers_clock() {
+    let p = Prims::new_sync("clock");
+    let t = p.now();
+    let local = Timestamp::local_now();
+    let skew = (t.as_millis() - local.as_millis()).abs();
+    if support::server().is_external() {
+        assert!(skew < 3_600_000, "server clock {t} vs local {local}");
+    } else {
+        assert!(skew < 1_000, "FerretDB clock {t} vs local {local}");
+    }
+    let q = Prims::new_async("clock_async");
+    let u = q.now();
+    assert!(u >= t, "the clock does not go back: {u} >= {t}");
+}
+
+// Shows (FerretDB: several separate connections; MongoDB too): `create` is
+// idempotent and safe when many processes prepare the same collection at
+// once (each thread has its own client, as separate processes would).
+#[test]
+fn create_is_idempotent_and_concurrent_safe() {
+    let uri = support::server().uri();
+    let db = support::unique_db("create_concurrent");
+    let threads: Vec<_> = (0..6)
+        .map(|i| {
+            let (uri, db) = (uri.clone(), db.to_string());
+            std::thread::spawn(move || {
+                if i % 2 == 0 {
+                    let client = support::sync_client(&uri, false);
+                    shylock_mongo::sync::MongoBackend::create(&client, &db).map(|_| ())
+                } else {
+                    let rt = tokio::runtime::Runtime::new().expect("runtime");
+                    rt.block_on(async {
+                        let client = support::async_client(&uri, false);
+                        MongoBackend::create(&client, &db).await.map(|_| ())
+                    })
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join()
+            .expect("thread")
+            .expect("create succeeds in every process");
+    }
+    // Once more, sequentially.
+    let client = support::sync_client(&uri, true);
+    shylock_mongo::sync::MongoBackend::create(&client, &db).expect("create again");
+    let indexes: Vec<String> = client
+        .database(&db)
+        .collection::<mongodb::bson::Document>("shylock")
+        .list_index_names()
+        .run()
+        .expect("list indexes");
+    eprintln!(
+        "indexes on {} {db}.shylock: {indexes:?}",
+        support::server().kind()
+    );
+    assert!(indexes.contains(&"_id_".to_owned()));
+    if support::server().is_external() {
+        assert!(
+            indexes.contains(&"shylock_expiresAt_ttl".to_owned()),
+            "MongoDB makes the TTL index"
+        );
+    }
+}
+
+// Shows (both servers): a collection with a unique index on another field
+// (as the Python shylock's `name` index) is refused by `create` with a
+// clear InvalidConfig error instead of making every acquisition Busy.
+#[test]
+fn foreign_unique_index_is_refused() {
+    let uri = support::server().uri();
+    let db = support::unique_db("foreign_index");
+    let client = support::sync_client(&uri, true);
+    let coll = client
+        .database(&db)
+        .collection::<mongodb::bson::Document>("shylock");
+    let mut opts = mongodb::options::IndexOptions::default();
+    opts.unique = Some(true);
+    let mut model = mongodb::IndexModel::default();
+    model.keys = doc! { "name": 1 };
+    model.options = Some(opts);
+    coll.create_index(model)
+        .run()
+        .expect("create the foreign index");
+    let err = shylock_mongo::sync::MongoBackend::create(&client, &db).expect_err("refused");
+    match err {
+        Error::InvalidConfig { reason } => assert!(reason.contains("name_1"), "{reason}"),
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
+    // Another collection name in the same database is fine.
+    shylock_mongo::sync::MongoBackend::create_with(
+        &client,
+        &db,
+        MongoOptions::new().collection("shylock2"),
+    )
+    .expect("another collection");
+}
+
+// Shows (both servers): the backend describes itself for logs.
+#[test]
+fn describe_names_the_namespace() {
+    let p = Prims::new_async("describe");
+    if let Form::Async(b, _) = &p.form {
+        assert_eq!(
+            AsyncBackend::describe(b),
+            format!("mongodb {}.shylock", p.db)
+        );
+        assert_eq!(b.collection_name(), "shylock");
+        assert_eq!(b.database_name(), &*p.db);
+    }
+}
