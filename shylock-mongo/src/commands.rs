@@ -514,7 +514,7 @@ pub(crate) fn create_collection_reply(
     match reply {
         Ok(()) => Ok(()),
         Err(e) if server_code(&e) == Some(CODE_NAMESPACE_EXISTS) => Ok(()),
-        Err(e) => Err(setup_error(map_error(
+        Err(e) => Err(Error::from(map_error(
             &spec.context("create collection", None),
             e,
         ))),
@@ -573,7 +573,7 @@ pub(crate) fn ttl_index_reply(spec: &Spec, reply: Result<(), MongoError>) -> Res
                 );
                 Ok(())
             }
-            _ => Err(setup_error(map_error(
+            _ => Err(Error::from(map_error(
                 &spec.context("create TTL index", None),
                 e,
             ))),
@@ -613,13 +613,13 @@ pub(crate) fn check_indexes(spec: &Spec, reply: Result<Document, MongoError>) ->
         {
             return Ok(());
         }
-        Err(e) => return Err(setup_error(map_error(&ctx, e))),
+        Err(e) => return Err(Error::from(map_error(&ctx, e))),
     };
     let batch = reply
         .get_document("cursor")
         .and_then(|c| c.get_array("firstBatch"))
         .map_err(|_| {
-            setup_error(unexpected(
+            Error::from(unexpected(
                 &ctx,
                 format!("reply without cursor.firstBatch: {reply}"),
             ))
@@ -661,13 +661,6 @@ pub(crate) fn check_indexes(spec: &Spec, reply: Result<Document, MongoError>) ->
         }
     }
     Ok(())
-}
-
-fn setup_error(source: BackendError) -> Error {
-    Error::Backend {
-        name: String::new(),
-        source,
-    }
 }
 
 // ---------------------------------------------------------------------------
