@@ -1,0 +1,1211 @@
+//! Benchmarks of shylock, beside the original Python `shylock` on the same
+//! server (issue 5). Prints a markdown table.
+//!
+//! ```text
+//! scripts/bench.sh                 # everything, writes BENCHMARKS.md
+//! scripts/bench.sh --quick         # about two minutes
+//! cargo run --release -p shylock-examples --example bench --features mongo,arango -- --help
+//! ```
+//!
+//! Scenarios, on each chosen backend:
+//!
+//! * **A. uncontended cycles**: acquire + release in a loop, one client, for
+//!   the blocking and the async API: cycles/s, and round trips per cycle
+//!   (primitive calls, counted by a wrapper around the backend; for MongoDB
+//!   also the commands the driver's command monitoring saw).
+//! * **B. handoff latency**: from the holder's call to `release` to the
+//!   waiter's `acquire` returning (wall-clock nanoseconds of one machine),
+//!   with the waiter in the same process and in another process (a child
+//!   running this binary with the hidden `--child` option). The holder holds
+//!   for a random time, uniform in [0.5, 1.5] × `--hold-ms`.
+//! * **C. contention**: P processes × T tasks acquire and release one lock
+//!   for S seconds: grants/s, round trips per grant (all processes), the
+//!   largest gap between a grant and the next, and a check for double
+//!   grants (overlapping holdings, repeated fencing tokens).
+//! * **D. many locks**: 10,000 names held at once by one process (async
+//!   API, default lease 30 s renewed every 10 s): renewal round trips per
+//!   second over a window, client memory per held lock (RSS delta).
+//!
+//! The original runs A (pymongo and motor), B and C through
+//! `examples/bench/original.py`, in a virtualenv made by `scripts/bench.sh`
+//! (`--python` names its interpreter).
+
+#[path = "bench/counting.rs"]
+mod counting;
+#[path = "bench/scenarios.rs"]
+mod scenarios;
+#[path = "bench/targets.rs"]
+mod targets;
+#[path = "bench/util.rs"]
+mod util;
+
+use std::fmt::Write as _;
+use std::process::{Command, Stdio};
+
+use scenarios::{AResult, BResult, CResult, DResult, Params, backoff_arg, parse_backoff};
+use shylock::Backoff;
+use targets::{ArangoConn, Kind, Target, repo_root};
+use util::{Json, R, err, machine, utc_now};
+
+const HELP: &str = "\
+shylock benchmarks: scenarios A-D on chosen backends, beside the original Python shylock.
+
+USAGE: bench [OPTIONS]
+
+  --backend B          memory | mongo | arango-emulator | arango (repeatable)
+  --all                memory, mongo and arango-emulator (the default)
+  --quick              shorter runs (about two minutes in all)
+  --scenarios LIST     which scenarios, e.g. ABD (default ABCD)
+  --mongo-uri URI      use this MongoDB-protocol server instead of starting FerretDB
+                       (databases shylock_bench and shylock_bench_py)
+  --ferretdb PATH      the FerretDB binary (default: $SHYLOCK_FERRETDB_BIN, or
+                       what scripts/ensure-ferretdb.sh prints)
+  --arango-url URL     a real ArangoDB for --backend arango (with --arango-user,
+                       --arango-password, --arango-db; defaults root, '', _system)
+  --python PATH        Python of the virtualenv with the original (default:
+                       $SHYLOCK_BENCH_PYTHON); without it the original is not run
+  --no-original        do not run the original
+  --a-secs S           A: seconds per form (default 5; quick 2)
+  --b-rounds N         B: handoffs per variant (default 100; quick 30)
+  --hold-ms MS         B: mean hold time before the release (default 100)
+  --c-procs P          C: processes (default 4)
+  --c-tasks T          C: tasks per process (default 4)
+  --c-secs S           C: seconds (default 10; quick 3)
+  --d-locks N          D: locks held at once (default 10000)
+  --d-locks-ferretdb N D on the FerretDB started here (default 500: FerretDB v1
+                       scans the whole collection for every conditional command)
+  --d-secs S           D: measuring window (default 20; quick 10)
+  --backoff I,M,F      waiters' backoff in B and C: initial ms, max ms, factor
+                       (default: the core's, 5,200,2)
+  --b-sweep LIST       also run B across processes with each backoff of LIST
+                       (';'-separated I,M,F triples) and print a table (full
+                       runs do 62.5,62.5,1;20,20,1;10,10,1;5,50,2 on mongo)
+  --out FILE           also write the markdown to FILE
+";
+
+/// D's locks on FerretDB: it pushes only `{_id: x}` filters down to SQLite
+/// and scans the whole collection for any other filter, so every lock
+/// command costs time proportional to the number of records.
+const FERRETDB_D_LOCKS: usize = 500;
+
+/// The backoffs of the default B sweep on the MongoDB target (full runs):
+/// the original's fixed 62.5 ms, faster fixed polls, and a lower cap.
+const DEFAULT_SWEEP: [&str; 4] = ["62.5,62.5,1", "20,20,1", "10,10,1", "5,50,2"];
+
+/// Parsed command line.
+#[derive(Debug, Default)]
+struct Opts {
+    backends: Vec<Kind>,
+    quick: bool,
+    scenarios: String,
+    mongo_uri: Option<String>,
+    ferretdb: Option<String>,
+    arango_url: Option<String>,
+    arango_user: String,
+    arango_password: String,
+    arango_db: String,
+    python: Option<String>,
+    no_original: bool,
+    a_secs: Option<f64>,
+    b_rounds: Option<usize>,
+    hold_ms: Option<f64>,
+    c_procs: Option<usize>,
+    c_tasks: Option<usize>,
+    c_secs: Option<f64>,
+    d_locks: Option<usize>,
+    d_locks_ferretdb: Option<usize>,
+    d_secs: Option<f64>,
+    backoff: Option<Backoff>,
+    b_sweep: Vec<Backoff>,
+    out: Option<String>,
+    child: Option<String>,
+    args: Vec<String>,
+}
+
+fn parse_args(args: Vec<String>) -> R<Opts> {
+    let mut o = Opts {
+        scenarios: "ABCD".into(),
+        arango_user: "root".into(),
+        arango_db: "_system".into(),
+        args: args.clone(),
+        ..Opts::default()
+    };
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        let mut val = |name: &str| {
+            it.next()
+                .ok_or_else(|| err(format!("{name} needs a value")))
+        };
+        fn num<T: std::str::FromStr>(name: &str, v: String) -> R<T> {
+            v.parse()
+                .map_err(|_| err(format!("{name}: bad number {v:?}")))
+        }
+        match a.as_str() {
+            "-h" | "--help" => {
+                print!("{HELP}");
+                std::process::exit(0);
+            }
+            "--backend" => o.backends.push(Kind::parse(&val(&a)?)?),
+            "--all" => o
+                .backends
+                .extend([Kind::Memory, Kind::Mongo, Kind::ArangoEmulator]),
+            "--quick" => o.quick = true,
+            "--scenarios" => o.scenarios = val(&a)?.to_uppercase(),
+            "--mongo-uri" => o.mongo_uri = Some(val(&a)?),
+            "--ferretdb" => o.ferretdb = Some(val(&a)?),
+            "--arango-url" => o.arango_url = Some(val(&a)?),
+            "--arango-user" => o.arango_user = val(&a)?,
+            "--arango-password" => o.arango_password = val(&a)?,
+            "--arango-db" => o.arango_db = val(&a)?,
+            "--python" => o.python = Some(val(&a)?),
+            "--no-original" => o.no_original = true,
+            "--a-secs" => o.a_secs = Some(num(&a, val(&a)?)?),
+            "--b-rounds" => o.b_rounds = Some(num(&a, val(&a)?)?),
+            "--hold-ms" => o.hold_ms = Some(num(&a, val(&a)?)?),
+            "--c-procs" => o.c_procs = Some(num(&a, val(&a)?)?),
+            "--c-tasks" => o.c_tasks = Some(num(&a, val(&a)?)?),
+            "--c-secs" => o.c_secs = Some(num(&a, val(&a)?)?),
+            "--d-locks" => o.d_locks = Some(num(&a, val(&a)?)?),
+            "--d-locks-ferretdb" => o.d_locks_ferretdb = Some(num(&a, val(&a)?)?),
+            "--d-secs" => o.d_secs = Some(num(&a, val(&a)?)?),
+            "--backoff" => o.backoff = Some(parse_backoff(&val(&a)?)?),
+            "--b-sweep" => {
+                o.b_sweep = val(&a)?
+                    .split(';')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(parse_backoff)
+                    .collect::<R<_>>()?;
+            }
+            "--out" => o.out = Some(val(&a)?),
+            "--child" => o.child = Some(val(&a)?),
+            other => return Err(err(format!("unknown option {other:?} (see --help)"))),
+        }
+    }
+    if o.backends.is_empty() {
+        o.backends = vec![Kind::Memory, Kind::Mongo, Kind::ArangoEmulator];
+    }
+    let mut seen = Vec::new();
+    o.backends.retain(|k| {
+        let new = !seen.contains(k);
+        seen.push(*k);
+        new
+    });
+    if o.python.is_none() {
+        o.python = std::env::var("SHYLOCK_BENCH_PYTHON")
+            .ok()
+            .filter(|p| !p.is_empty());
+    }
+    Ok(o)
+}
+
+impl Opts {
+    fn params(&self) -> Params {
+        let q = self.quick;
+        Params {
+            a_secs: self.a_secs.unwrap_or(if q { 2.0 } else { 5.0 }),
+            b_rounds: self.b_rounds.unwrap_or(if q { 30 } else { 100 }),
+            hold_ms: self.hold_ms.unwrap_or(100.0),
+            c_procs: self.c_procs.unwrap_or(4),
+            c_tasks: self.c_tasks.unwrap_or(4),
+            c_secs: self.c_secs.unwrap_or(if q { 3.0 } else { 10.0 }),
+            d_locks: self.d_locks.unwrap_or(10_000),
+            d_secs: self.d_secs.unwrap_or(if q { 10.0 } else { 20.0 }),
+            backoff: self.backoff.unwrap_or_default(),
+        }
+    }
+
+    fn has(&self, scenario: char) -> bool {
+        self.scenarios.contains(scenario)
+    }
+
+    fn arango_conn(&self) -> Option<ArangoConn> {
+        self.arango_url.as_ref().map(|url| ArangoConn {
+            url: url.clone(),
+            user: self.arango_user.clone(),
+            password: self.arango_password.clone(),
+            db: self.arango_db.clone(),
+        })
+    }
+}
+
+/// Not run (`None`), failed (`Some(Err)`), or the figures.
+type Res<T> = Option<Result<T, String>>;
+
+/// The figures of one column.
+#[derive(Default)]
+struct Run {
+    label: String,
+    server: String,
+    /// Why the whole column was not run.
+    skipped: Option<String>,
+    a_sync: Res<AResult>,
+    a_async: Res<AResult>,
+    b_in: Res<BResult>,
+    b_process: Res<BResult>,
+    c: Res<CResult>,
+    d: Res<DResult>,
+    sweep: Vec<(Backoff, Result<BResult, String>)>,
+}
+
+fn keep<T>(what: &str, label: &str, r: R<T>) -> Res<T> {
+    match r {
+        Ok(v) => {
+            eprintln!("bench: {label}: {what} done");
+            Some(Ok(v))
+        }
+        Err(e) => {
+            eprintln!("bench: {label}: {what} FAILED: {e}");
+            Some(Err(e.to_string()))
+        }
+    }
+}
+
+/// The original's scenarios run right after ours of the same letter, so
+/// that both meet the server in the same state.
+struct OriginalRun<'a> {
+    python: &'a str,
+    uri: String,
+    run: Run,
+    info: OriginalInfo,
+}
+
+impl OriginalRun<'_> {
+    fn scenario(&mut self, o: &Opts, letter: char) {
+        let (r, info) = run_original(
+            self.python,
+            &self.uri,
+            o,
+            &self.run.server,
+            &letter.to_string(),
+        );
+        if r.skipped.is_some() && self.run.skipped.is_none() {
+            self.run.skipped = r.skipped;
+        }
+        self.run.a_sync = self.run.a_sync.take().or(r.a_sync);
+        self.run.a_async = self.run.a_async.take().or(r.a_async);
+        self.run.b_in = self.run.b_in.take().or(r.b_in);
+        self.run.b_process = self.run.b_process.take().or(r.b_process);
+        self.run.c = self.run.c.take().or(r.c);
+        if !info.versions.is_empty() {
+            self.info.versions = info.versions;
+        }
+        if !info.workaround.is_empty() {
+            self.info.workaround = info.workaround;
+        }
+        if info.server_cost.is_some() {
+            self.info.server_cost = info.server_cost;
+        }
+    }
+}
+
+fn run_target(
+    t: &Target,
+    o: &Opts,
+    rt: &tokio::runtime::Runtime,
+    mut original: Option<&mut OriginalRun<'_>>,
+) -> Run {
+    let mut p = o.params();
+    if t.is_ferretdb {
+        p.d_locks = o.d_locks_ferretdb.unwrap_or(FERRETDB_D_LOCKS);
+    }
+    let l = t.label.as_str();
+    let mut run = Run {
+        label: t.label.clone(),
+        server: t.server.clone(),
+        ..Run::default()
+    };
+    if o.has('A') {
+        eprintln!("bench: {l}: A (blocking API) for {} s", p.a_secs);
+        run.a_sync = keep("A blocking", l, scenarios::a_sync(t, p.a_secs));
+        eprintln!("bench: {l}: A (async API) for {} s", p.a_secs);
+        run.a_async = keep("A async", l, rt.block_on(scenarios::a_async(t, p.a_secs)));
+        if let Some(orig) = original.as_mut() {
+            orig.scenario(o, 'A');
+        }
+    }
+    if o.has('B') {
+        eprintln!("bench: {l}: B in-process, {} handoffs", p.b_rounds);
+        run.b_in = keep(
+            "B in-process",
+            l,
+            rt.block_on(scenarios::b_local(t, &p, false)),
+        );
+        eprintln!("bench: {l}: B across processes, {} handoffs", p.b_rounds);
+        run.b_process = keep(
+            "B across processes",
+            l,
+            rt.block_on(scenarios::b_process(t, &p)),
+        );
+        if let Some(orig) = original.as_mut() {
+            orig.scenario(o, 'B');
+        }
+    }
+    if o.has('C') {
+        eprintln!(
+            "bench: {l}: C, {} processes x {} tasks for {} s",
+            p.c_procs, p.c_tasks, p.c_secs
+        );
+        run.c = keep("C", l, rt.block_on(scenarios::c_contention(t, &p)));
+        if let Some(orig) = original.as_mut() {
+            orig.scenario(o, 'C');
+        }
+    }
+    if o.has('D') {
+        eprintln!("bench: {l}: D, {} locks, window {} s", p.d_locks, p.d_secs);
+        run.d = keep("D", l, rt.block_on(scenarios::d_many(t, &p)));
+    }
+    // By default (full runs), the MongoDB target also measures B across
+    // processes with a few other backoffs, for the trade-off between
+    // latency and polling load.
+    let default_sweep: Vec<Backoff> =
+        if o.b_sweep.is_empty() && !o.quick && o.has('B') && t.kind == Kind::Mongo {
+            DEFAULT_SWEEP
+                .iter()
+                .filter_map(|b| parse_backoff(b).ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
+    for b in o.b_sweep.iter().chain(&default_sweep) {
+        eprintln!("bench: {l}: B sweep, backoff {}", backoff_arg(b));
+        let q = Params {
+            backoff: *b,
+            ..p.clone()
+        };
+        let r = rt
+            .block_on(scenarios::b_process(t, &q))
+            .map_err(|e| e.to_string());
+        run.sweep.push((*b, r));
+    }
+    run
+}
+
+// ---------------------------------------------------------------- original
+
+/// What the Python driver said about itself.
+#[derive(Default)]
+struct OriginalInfo {
+    versions: String,
+    workaround: String,
+    /// The server's own cost of one uncontended cycle (ms), both designs
+    /// driven by pymongo: (original's insert + delete, shylock's two
+    /// findAndModify).
+    server_cost: Option<(f64, f64)>,
+}
+
+fn run_original(
+    python: &str,
+    uri: &str,
+    o: &Opts,
+    server: &str,
+    scen: &str,
+) -> (Run, OriginalInfo) {
+    let p = o.params();
+    let mut run = Run {
+        label: "original (Python)".into(),
+        server: server.into(),
+        ..Run::default()
+    };
+    let script = repo_root().join("examples/bench/original.py");
+    eprintln!("bench: original: scenarios {scen} with {python}");
+    let output = Command::new(python)
+        .arg(&script)
+        .args([
+            "--uri",
+            uri,
+            "--db",
+            "shylock_bench_py",
+            "--scenarios",
+            scen,
+        ])
+        .args(["--a-secs", &p.a_secs.to_string()])
+        .args(["--b-rounds", &p.b_rounds.to_string()])
+        .args(["--hold-ms", &p.hold_ms.to_string()])
+        .args(["--c-procs", &p.c_procs.to_string()])
+        .args(["--c-tasks", &p.c_tasks.to_string()])
+        .args(["--c-secs", &p.c_secs.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output();
+    let parsed = output
+        .map_err(|e| err(format!("could not run {python}: {e}")))
+        .and_then(|out| {
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let last = text.lines().rev().find(|l| l.trim_start().starts_with('{'));
+            match (out.status.success(), last) {
+                (true, Some(line)) => Json::parse(line),
+                _ => Err(err(format!("original.py failed ({})", out.status))),
+            }
+        });
+    let j = match parsed {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("bench: original FAILED: {e}");
+            run.skipped = Some(format!("failed: {e}"));
+            return (run, OriginalInfo::default());
+        }
+    };
+    let info = OriginalInfo {
+        versions: j.str("versions").unwrap_or("?").to_owned(),
+        workaround: j.str("workaround").unwrap_or("").to_owned(),
+        server_cost: j
+            .num("server_cost.original_ms")
+            .zip(j.num("server_cost.shylock_ms")),
+    };
+    let a = |k: &str| -> Res<AResult> {
+        let g = |f: &str| j.num(&format!("{k}.{f}"));
+        j.get(k).map(|_| match j.str(&format!("{k}.error")) {
+            Some(e) => Err(e.to_owned()),
+            None => Ok(AResult {
+                cycles_per_s: g("cycles_per_s").unwrap_or(f64::NAN),
+                per_acquire: g("per_acquire").unwrap_or(f64::NAN),
+                per_release: g("per_release").unwrap_or(f64::NAN),
+                per_cycle: g("per_cycle").unwrap_or(f64::NAN),
+                wire_per_cycle: g("per_cycle"),
+            }),
+        })
+    };
+    let b = |k: &str| -> Res<BResult> {
+        let g = |f: &str| j.num(&format!("{k}.{f}")).unwrap_or(f64::NAN);
+        j.get(k).map(|_| match j.str(&format!("{k}.error")) {
+            Some(e) => Err(e.to_owned()),
+            None => Ok(BResult {
+                p50_ms: g("p50_ms"),
+                p99_ms: g("p99_ms"),
+                max_ms: g("max_ms"),
+                waiter_calls: g("waiter_calls"),
+                polls_per_s: g("polls_per_s"),
+            }),
+        })
+    };
+    run.a_sync = a("a_sync");
+    run.a_async = a("a_async");
+    run.b_in = b("b_in");
+    run.b_process = b("b_process");
+    run.c = j.get("c").map(|_| match j.str("c.error") {
+        Some(e) => Err(e.to_owned()),
+        None => {
+            let g = |f: &str| j.num(&format!("c.{f}")).unwrap_or(f64::NAN);
+            Ok(CResult {
+                grants: g("grants") as usize,
+                grants_per_s: g("grants_per_s"),
+                commands_per_grant: g("commands_per_grant"),
+                wire_per_grant: Some(g("commands_per_grant")),
+                max_gap_ms: g("max_gap_ms"),
+                min_task: g("min_task") as usize,
+                max_task: g("max_task") as usize,
+                overlaps: g("overlaps") as usize,
+                dup_tokens: usize::MAX,
+                lost_on_release: usize::MAX,
+            })
+        }
+    });
+    (run, info)
+}
+
+// ---------------------------------------------------------------- report
+
+fn cell<T>(r: &Res<T>, f: impl Fn(&T) -> String) -> String {
+    match r {
+        None => "–".into(),
+        Some(Err(_)) => "error".into(),
+        Some(Ok(v)) => f(v),
+    }
+}
+
+fn ms(v: f64) -> String {
+    if v.is_nan() {
+        "?".into()
+    } else if v < 10.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    a / b
+}
+
+fn render(
+    runs: &[Run],
+    original: Option<&(Run, OriginalInfo)>,
+    o: &Opts,
+    notes: &[String],
+) -> String {
+    let p = o.params();
+    let mut cols: Vec<&Run> = Vec::new();
+    for r in runs {
+        cols.push(r);
+        if r.label == "mongo"
+            && let Some((orig, _)) = original
+        {
+            cols.push(orig);
+        }
+    }
+    let command = std::env::var("SHYLOCK_BENCH_COMMAND").unwrap_or_else(|_| {
+        let mut c =
+            "cargo run --release -p shylock-examples --example bench --features mongo,arango --"
+                .to_owned();
+        for a in &o.args {
+            c.push(' ');
+            c.push_str(a);
+        }
+        c
+    });
+    let mut s = String::new();
+    let _ = writeln!(s, "## Benchmarks\n");
+    let _ = writeln!(s, "- Date: {}", utc_now());
+    let _ = writeln!(s, "- Machine: {}", machine());
+    for r in runs {
+        let _ = writeln!(s, "- Server of `{}`: {}", r.label, r.server);
+    }
+    let _ = writeln!(s, "- Command: `{command}`");
+    if let Some((_, info)) = original {
+        let _ = writeln!(
+            s,
+            "- Original: {} on the same server, run by `examples/bench/original.py`",
+            info.versions
+        );
+    }
+    let b = &p.backoff;
+    let _ = writeln!(
+        s,
+        "- Parameters: A {} s per API; B {} handoffs per variant, hold uniform in [{:.0}, {:.0}] ms; \
+         C {} processes × {} tasks × {} s; D {} locks, lease 30 s renewed every 10 s, window {} s; \
+         waiters' backoff in B and C: initial {:?}, max {:?}, factor {}, jitter [d/2, d]",
+        p.a_secs,
+        p.b_rounds,
+        p.hold_ms * 0.5,
+        p.hold_ms * 1.5,
+        p.c_procs,
+        p.c_tasks,
+        p.c_secs,
+        p.d_locks,
+        p.d_secs,
+        b.initial,
+        b.max,
+        b.factor
+    );
+    let _ = writeln!(s);
+
+    // The targets: our MongoDB figures against the original's.
+    let ours = runs.iter().find(|r| r.label == "mongo");
+    if let (Some(ours), Some((orig, _))) = (ours, original) {
+        let _ = writeln!(
+            s,
+            "### Targets (MongoDB protocol, against the original on the same server)\n"
+        );
+        let _ = writeln!(s, "| target | shylock | original | ratio | goal | met |");
+        let _ = writeln!(s, "|---|---:|---:|---:|---|---|");
+        let row = |name: &str,
+                   a: Option<f64>,
+                   b: Option<f64>,
+                   fmt: &dyn Fn(f64) -> String,
+                   goal: &str,
+                   ok: &dyn Fn(f64) -> bool| {
+            let (ac, bc) = (a.map_or("–".into(), fmt), b.map_or("–".into(), fmt));
+            let (rc, met) = match (a, b) {
+                (Some(a), Some(b)) => {
+                    let r = ratio(a, b);
+                    (format!("{r:.2}×"), if ok(r) { "yes" } else { "**no**" })
+                }
+                _ => ("–".into(), "–"),
+            };
+            format!("| {name} | {ac} | {bc} | {rc} | {goal} | {met} |\n")
+        };
+        let ok = |r: &Res<AResult>| {
+            r.as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .map(|a| a.cycles_per_s)
+        };
+        let per_s = |v: f64| format!("{v:.0}/s");
+        s.push_str(&row(
+            "A blocking cycles/s (vs pymongo)",
+            ok(&ours.a_sync),
+            ok(&orig.a_sync),
+            &per_s,
+            "≥ 2×",
+            &|r| r >= 2.0,
+        ));
+        s.push_str(&row(
+            "A async cycles/s (vs motor)",
+            ok(&ours.a_async),
+            ok(&orig.a_async),
+            &per_s,
+            "≥ 2×",
+            &|r| r >= 2.0,
+        ));
+        let exact = |r: &Res<AResult>| {
+            r.as_ref().and_then(|r| r.as_ref().ok()).map(|a| {
+                let one = |x: f64| (x - 1.0).abs() < 1e-9;
+                (
+                    one(a.per_acquire) && one(a.per_release),
+                    format!("{:.3} + {:.3}", a.per_acquire, a.per_release),
+                )
+            })
+        };
+        for (name, r, o2) in [
+            ("A blocking", &ours.a_sync, &orig.a_sync),
+            ("A async", &ours.a_async, &orig.a_async),
+        ] {
+            if let Some((good, text)) = exact(r) {
+                let other = exact(o2).map_or("–".into(), |(_, t)| t);
+                let _ = writeln!(
+                    s,
+                    "| {name}: commands per acquire + per release | {text} | {other} | | exactly 1 + 1 | {} |",
+                    if good { "yes" } else { "**no**" }
+                );
+            }
+        }
+        let p50 = |r: &Res<BResult>| r.as_ref().and_then(|r| r.as_ref().ok()).map(|b| b.p50_ms);
+        let msf = |v: f64| format!("{} ms", ms(v));
+        s.push_str(&row(
+            "B handoff p50, in-process",
+            p50(&ours.b_in),
+            p50(&orig.b_in),
+            &msf,
+            "≤ 0.2×",
+            &|r| r <= 0.2,
+        ));
+        s.push_str(&row(
+            "B handoff p50, across processes",
+            p50(&ours.b_process),
+            p50(&orig.b_process),
+            &msf,
+            "≤ 0.2×",
+            &|r| r <= 0.2,
+        ));
+        let c = |r: &Res<CResult>| r.as_ref().and_then(|r| r.as_ref().ok()).cloned();
+        let (cc, co) = (c(&ours.c), c(&orig.c));
+        s.push_str(&row(
+            "C grants/s",
+            cc.as_ref().map(|c| c.grants_per_s),
+            co.as_ref().map(|c| c.grants_per_s),
+            &per_s,
+            "≥ 2×",
+            &|r| r >= 2.0,
+        ));
+        s.push_str(&row(
+            "C commands per grant",
+            cc.as_ref().map(|c| c.commands_per_grant),
+            co.as_ref().map(|c| c.commands_per_grant),
+            &|v| format!("{v:.2}"),
+            "≤ 1×",
+            &|r| r <= 1.0,
+        ));
+        let d = ours.d.as_ref().and_then(|d| d.as_ref().ok());
+        let _ = writeln!(
+            s,
+            "| D many held locks, renewal on | {} | (no such feature) | | reported | {} |\n",
+            d.map_or("–".into(), |d| format!(
+                "{} locks: {:.0} renewals/s (expected {:.0}), {:.1} KiB per lock",
+                d.locks,
+                d.renewals_per_s,
+                d.expected_per_s,
+                d.bytes_per_lock / 1024.0
+            )),
+            if d.is_some() { "yes" } else { "–" }
+        );
+    }
+
+    // All figures.
+    let _ = writeln!(s, "### All figures\n");
+    let _ = write!(s, "| scenario | metric |");
+    for c in &cols {
+        let _ = write!(s, " {} |", c.label);
+    }
+    let _ = write!(s, "\n|---|---|");
+    for _ in &cols {
+        let _ = write!(s, "---:|");
+    }
+    let _ = writeln!(s);
+    let mut line = |sc: &str, metric: &str, f: &dyn Fn(&Run) -> String| {
+        let _ = write!(s, "| {sc} | {metric} |");
+        for c in &cols {
+            let v = if c.skipped.is_some() {
+                "not run".into()
+            } else {
+                f(c)
+            };
+            let _ = write!(s, " {v} |");
+        }
+        let _ = writeln!(s);
+    };
+    for (sc, pick) in [
+        (
+            "A blocking",
+            (|r: &Run| &r.a_sync) as fn(&Run) -> &Res<AResult>,
+        ),
+        ("A async", |r: &Run| &r.a_async),
+    ] {
+        line(sc, "cycles/s", &|r| {
+            cell(pick(r), |a| format!("{:.0}", a.cycles_per_s))
+        });
+        line(sc, "round trips per acquire + per release", &|r| {
+            cell(pick(r), |a| {
+                format!("{:.3} + {:.3}", a.per_acquire, a.per_release)
+            })
+        });
+        line(sc, "round trips per cycle, all (driver-monitored)", &|r| {
+            cell(pick(r), |a| match a.wire_per_cycle {
+                Some(w) => format!("{:.3} ({w:.3})", a.per_cycle),
+                None => format!("{:.3}", a.per_cycle),
+            })
+        });
+    }
+    for (sc, pick) in [
+        (
+            "B in-process",
+            (|r: &Run| &r.b_in) as fn(&Run) -> &Res<BResult>,
+        ),
+        ("B across processes", |r: &Run| &r.b_process),
+    ] {
+        line(sc, "handoff p50 / p99 / max (ms)", &|r| {
+            cell(pick(r), |b| {
+                format!("{} / {} / {}", ms(b.p50_ms), ms(b.p99_ms), ms(b.max_ms))
+            })
+        });
+        line(sc, "waiter's acquire requests per handoff", &|r| {
+            cell(pick(r), |b| format!("{:.1}", b.waiter_calls))
+        });
+        line(sc, "waiter's polls per second of waiting", &|r| {
+            cell(pick(r), |b| format!("{:.1}", b.polls_per_s))
+        });
+    }
+    let sc = format!("C {}×{}×{} s", p.c_procs, p.c_tasks, p.c_secs);
+    line(&sc, "grants/s (grants)", &|r| {
+        cell(&r.c, |c| format!("{:.0} ({})", c.grants_per_s, c.grants))
+    });
+    line(&sc, "round trips per grant (driver-monitored)", &|r| {
+        cell(&r.c, |c| match c.wire_per_grant {
+            Some(w) if r.label == "mongo" => format!("{:.2} ({w:.2})", c.commands_per_grant),
+            _ => format!("{:.2}", c.commands_per_grant),
+        })
+    });
+    line(&sc, "largest gap between grants (ms)", &|r| {
+        cell(&r.c, |c| ms(c.max_gap_ms))
+    });
+    line(&sc, "grants per task, min – max", &|r| {
+        cell(&r.c, |c| format!("{} – {}", c.min_task, c.max_task))
+    });
+    line(
+        &sc,
+        "double grants: overlaps / repeated tokens / releases finding another owner",
+        &|r| {
+            cell(&r.c, |c| {
+                let na = |v: usize| {
+                    if v == usize::MAX {
+                        "n/a".to_owned()
+                    } else {
+                        v.to_string()
+                    }
+                };
+                format!(
+                    "{} / {} / {}",
+                    c.overlaps,
+                    na(c.dup_tokens),
+                    na(c.lost_on_release)
+                )
+            })
+        },
+    );
+    line(
+        "D many locks",
+        "locks held; seconds to acquire / release them all",
+        &|r| {
+            cell(&r.d, |d| {
+                format!("{}; {:.1} / {:.1}", d.locks, d.acquire_s, d.release_s)
+            })
+        },
+    );
+    line("D many locks", "renewal round trips/s (expected)", &|r| {
+        cell(&r.d, |d| {
+            format!("{:.0} ({:.0})", d.renewals_per_s, d.expected_per_s)
+        })
+    });
+    line(
+        "D many locks",
+        "client memory per held lock (RSS delta)",
+        &|r| cell(&r.d, |d| format!("{:.1} KiB", d.bytes_per_lock / 1024.0)),
+    );
+    line(
+        "D many locks",
+        "client CPU while renewing (% of a core)",
+        &|r| cell(&r.d, |d| format!("{:.1}", d.cpu_pct)),
+    );
+    line("D many locks", "held at the end of the window", &|r| {
+        cell(&r.d, |d| format!("{} / {}", d.held_at_end, d.locks))
+    });
+    let _ = writeln!(s);
+
+    let sweeps: Vec<&Run> = runs.iter().filter(|r| !r.sweep.is_empty()).collect();
+    for r in sweeps {
+        let _ = writeln!(
+            s,
+            "### B across processes, by the waiters' backoff ({})\n",
+            r.label
+        );
+        let _ = writeln!(
+            s,
+            "| backoff initial, max, factor | p50 (ms) | p99 (ms) | max (ms) | waiter's polls per s of waiting |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|");
+        if let Some(Ok(x)) = &r.b_process {
+            let b = o.params().backoff;
+            let _ = writeln!(
+                s,
+                "| {:?}, {:?}, {} (this run's, as in B above) | {} | {} | {} | {:.1} |",
+                b.initial,
+                b.max,
+                b.factor,
+                ms(x.p50_ms),
+                ms(x.p99_ms),
+                ms(x.max_ms),
+                x.polls_per_s
+            );
+        }
+        for (b, res) in &r.sweep {
+            let _ = match res {
+                Ok(x) => writeln!(
+                    s,
+                    "| {:?}, {:?}, {} | {} | {} | {} | {:.1} |",
+                    b.initial,
+                    b.max,
+                    b.factor,
+                    ms(x.p50_ms),
+                    ms(x.p99_ms),
+                    ms(x.max_ms),
+                    x.polls_per_s
+                ),
+                Err(e) => writeln!(
+                    s,
+                    "| {:?}, {:?}, {} | error: {e} | | | |",
+                    b.initial, b.max, b.factor
+                ),
+            };
+        }
+        if let Some((orig, _)) = original
+            && let Some(Ok(x)) = &orig.b_process
+        {
+            let _ = writeln!(
+                s,
+                "| original (fixed 62.5 ms) | {} | {} | {} | {:.1} |",
+                ms(x.p50_ms),
+                ms(x.p99_ms),
+                ms(x.max_ms),
+                x.polls_per_s
+            );
+        }
+        let _ = writeln!(s);
+    }
+
+    let _ = writeln!(s, "Notes:\n");
+    if let (Some(ours), Some((orig, info))) = (runs.iter().find(|r| r.label == "mongo"), original) {
+        for n in miss_notes(ours, orig, info) {
+            let _ = writeln!(s, "- {n}");
+        }
+    }
+    for n in notes {
+        let _ = writeln!(s, "- {n}");
+    }
+    if let Some((_, info)) = original
+        && !info.workaround.is_empty()
+    {
+        let _ = writeln!(s, "- Original on FerretDB: {}", info.workaround);
+    }
+    let mut errors = Vec::new();
+    for c in &cols {
+        if let Some(why) = &c.skipped {
+            errors.push(format!("`{}` not run: {why}", c.label));
+        }
+        let all: [(&str, Option<&String>); 6] = [
+            (
+                "A blocking",
+                c.a_sync.as_ref().and_then(|r| r.as_ref().err()),
+            ),
+            ("A async", c.a_async.as_ref().and_then(|r| r.as_ref().err())),
+            (
+                "B in-process",
+                c.b_in.as_ref().and_then(|r| r.as_ref().err()),
+            ),
+            (
+                "B across processes",
+                c.b_process.as_ref().and_then(|r| r.as_ref().err()),
+            ),
+            ("C", c.c.as_ref().and_then(|r| r.as_ref().err())),
+            ("D", c.d.as_ref().and_then(|r| r.as_ref().err())),
+        ];
+        for (what, e) in all {
+            if let Some(e) = e {
+                errors.push(format!("`{}` {what} failed: {e}", c.label));
+            }
+        }
+    }
+    for e in errors {
+        let _ = writeln!(s, "- {e}");
+    }
+    s
+}
+
+/// Why a target was missed, with this run's numbers.
+fn miss_notes(ours: &Run, orig: &Run, info: &OriginalInfo) -> Vec<String> {
+    fn ok<T>(r: &Res<T>) -> Option<&T> {
+        r.as_ref().and_then(|r| r.as_ref().ok())
+    }
+    let mut notes = Vec::new();
+    let server = info.server_cost.map(|(o, y)| {
+        format!(
+            "driven by one and the same client (pymongo), the server itself needs {o:.2} ms for \
+             the original's uncontended cycle (insert + delete by name) and {y:.2} ms for \
+             shylock's (two findAndModify, {:.1}× as long): FerretDB v1 executes an update of an \
+             existing document (read, decode, modify, write back) much more slowly than an \
+             insert or a delete, and `$inc` adds to it. At {o:.2} ms, the server alone caps the \
+             original at {:.0} cycles/s; 2× that would need shylock's cycle to cost the server \
+             at most {:.2} ms, half the original's, which no conditional-update design gets \
+             from FerretDB (real MongoDB runs an `_id` findAndModify at about the cost of an insert)",
+            y / o,
+            1000.0 / o,
+            o / 2.0
+        )
+    });
+    let a_missed = [(&ours.a_sync, &orig.a_sync), (&ours.a_async, &orig.a_async)]
+        .iter()
+        .filter_map(|(a, b)| Some(ok(a)?.cycles_per_s / ok(b)?.cycles_per_s))
+        .filter(|r| *r < 2.0)
+        .map(|r| format!("{r:.2}×"))
+        .collect::<Vec<_>>();
+    if !a_missed.is_empty() {
+        notes.push(format!(
+            "A (cycles/s ≥ 2×) missed: {} of the 2× asked. The cycle is bound by the server, not \
+             by the client (the in-memory backend runs the same client code at tens of thousands \
+             of cycles/s): {}.",
+            a_missed.join(" and "),
+            server
+                .clone()
+                .unwrap_or_else(|| "see the server-cost probe of original.py".into())
+        ));
+    }
+    if let (Some(a), Some(b)) = (ok(&ours.b_process), ok(&orig.b_process))
+        && a.p50_ms / b.p50_ms > 0.2
+    {
+        notes.push(format!(
+            "B across processes (p50 ≤ 0.2×) missed: {:.2}× ({} ms against {} ms). A waiter in \
+             another process learns of a release only by polling, as the original's does; the \
+             latency is about half a polling interval plus a round trip. The original polls every \
+             62.5 ms ({:.1} polls/s of waiting here); shylock's default backoff starts at 5 ms and \
+             doubles to 200 ms, which polls more often than the original in the first ~100 ms of \
+             a wait ({:.1} polls/s here) and less afterwards (about 7/s). A p50 of 1/5 of the \
+             original's needs a poll every ~{:.0} ms, i.e. several times the original's load; \
+             the table \"B across processes, by the waiters' backoff\" measures the trade-off. Real MongoDB change streams (replica sets) could \
+             push releases to waiters; FerretDB and ArangoDB have nothing of the kind.",
+            a.p50_ms / b.p50_ms,
+            ms(a.p50_ms),
+            ms(b.p50_ms),
+            b.polls_per_s,
+            a.polls_per_s,
+            (b.p50_ms * 0.2 * 2.0).max(1.0),
+        ));
+    }
+    if let (Some(a), Some(b)) = (ok(&ours.c), ok(&orig.c)) {
+        let r = a.grants_per_s / b.grants_per_s;
+        if r < 2.0 {
+            notes.push(format!(
+                "C (grants/s ≥ 2×) missed: {r:.2}×. Every grant costs the server an acquire and a \
+                 release, as in A{}; shylock's waiting adds fewer commands per grant ({:.2} \
+                 against {:.2}).",
+                if server.is_some() {
+                    ", at the server costs measured for A"
+                } else {
+                    ""
+                },
+                a.commands_per_grant,
+                b.commands_per_grant
+            ));
+        }
+        if a.commands_per_grant > b.commands_per_grant {
+            notes.push(format!(
+                "C (commands per grant ≤ the original's) missed: {:.2} against {:.2}.",
+                a.commands_per_grant, b.commands_per_grant
+            ));
+        }
+    }
+    notes
+}
+
+fn standard_notes(runs: &[Run]) -> Vec<String> {
+    let mut notes = vec![
+        "Round trips are primitive calls (acquire, renew, release, inspect, server-time probe), \
+         counted by a wrapper around the backend; each MongoDB and ArangoDB primitive is one \
+         command or HTTP request. For MongoDB, the figure in parentheses is what the driver's \
+         command monitoring saw. Both forms read the server clock once per handle and then every \
+         60 s; A's count starts after a warm-up of 50 cycles, so that probe is not in it."
+            .to_owned(),
+        "B: latency is from the holder's call to `release` to the waiter's `acquire` returning, \
+         measured with the wall clock shared by all processes of the machine. In-process, the \
+         waiter shares the holder's handle and is woken by the release at once; across processes \
+         it can only poll (with the backoff above), as the original polls every 62.5 ms."
+            .to_owned(),
+        "C: every task acquires and releases at once, in a loop. A double grant shows as an \
+         overlap (a grant returned before the previous holder called release) or as a repeated \
+         fencing token; the original has no tokens (n/a)."
+            .to_owned(),
+    ];
+    if runs.iter().any(|r| r.label == "memory") {
+        notes.push(
+            "memory: \"across processes\" and C's processes are separate handles on one \
+             `MemoryBackend` in one process (separate waiter coordination, as separate processes \
+             would have), since an in-memory backend cannot be shared by processes."
+                .into(),
+        );
+    }
+    let ferret_doubles = runs.iter().any(|r| {
+        r.label == "mongo"
+            && matches!(&r.c, Some(Ok(c)) if c.overlaps > 0
+                || (c.dup_tokens > 0 && c.dup_tokens != usize::MAX)
+                || (c.lost_on_release > 0 && c.lost_on_release != usize::MAX))
+    });
+    if ferret_doubles {
+        notes.push(
+            "mongo C shows double grants: FerretDB v1 does not run a conditional update \
+             atomically across connections (its issue 2168: it runs the query, then writes by \
+             `_id`); real MongoDB does. Never read multi-connection safety off FerretDB."
+                .into(),
+        );
+    }
+    notes
+}
+
+// ---------------------------------------------------------------- main
+
+fn child_main(role: &str, o: &Opts, rt: &tokio::runtime::Runtime) -> R<()> {
+    let kind = *o
+        .backends
+        .first()
+        .ok_or_else(|| err("child: no --backend"))?;
+    let t = Target::for_child(kind, o.mongo_uri.clone(), o.arango_conn());
+    let p = o.params();
+    match role {
+        "b-waiter" => rt.block_on(scenarios::child_b_waiter(&t, p.backoff)),
+        "c-worker" => rt.block_on(scenarios::child_c_worker(
+            &t, p.c_tasks, p.c_secs, p.backoff,
+        )),
+        "d-many" => rt.block_on(scenarios::child_d_many(&t, &p)),
+        other => Err(err(format!("unknown child role {other:?}"))),
+    }
+}
+
+fn main() {
+    let o = match parse_args(std::env::args().skip(1).collect()) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bench: no runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Some(role) = &o.child {
+        if let Err(e) = child_main(role, &o, &rt) {
+            eprintln!("bench child {role}: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let started = std::time::Instant::now();
+    let mut runs = Vec::new();
+    let mut original = None;
+    let mut notes = Vec::new();
+    for kind in o.backends.clone() {
+        let target = match kind {
+            Kind::Memory => Ok(Target::memory()),
+            Kind::Mongo => Target::mongo(o.mongo_uri.as_deref(), o.ferretdb.as_deref()),
+            Kind::ArangoEmulator => Target::arango_emulator(),
+            Kind::Arango => o
+                .arango_conn()
+                .map(Target::arango)
+                .ok_or_else(|| err("--backend arango needs --arango-url")),
+        };
+        let target = match target {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("bench: {}: not run: {e}", kind.as_str());
+                runs.push(Run {
+                    label: kind.as_str().into(),
+                    server: "–".into(),
+                    skipped: Some(e.to_string()),
+                    ..Run::default()
+                });
+                continue;
+            }
+        };
+        let mut orig = None;
+        if kind == Kind::Mongo && !o.no_original {
+            match (&o.python, &target.mongo_uri) {
+                (Some(python), Some(uri)) => {
+                    orig = Some(OriginalRun {
+                        python,
+                        uri: uri.clone(),
+                        run: Run {
+                            label: "original (Python)".into(),
+                            server: target.server.clone(),
+                            ..Run::default()
+                        },
+                        info: OriginalInfo::default(),
+                    });
+                }
+                _ => notes.push(
+                    "The original was not run: give --python (the virtualenv's python, as \
+                     scripts/bench.sh does) or set SHYLOCK_BENCH_PYTHON."
+                        .to_owned(),
+                ),
+            }
+        }
+        runs.push(run_target(&target, &o, &rt, orig.as_mut()));
+        if let Some(orig) = orig {
+            original = Some((orig.run, orig.info));
+        }
+        // Dropping the target stops its server.
+    }
+    let mut all_notes = standard_notes(&runs);
+    all_notes.extend(notes);
+    all_notes.push(format!(
+        "The whole run took {:.0} s.",
+        started.elapsed().as_secs_f64()
+    ));
+    let md = render(&runs, original.as_ref(), &o, &all_notes);
+    print!("{md}");
+    if let Some(path) = &o.out
+        && let Err(e) = std::fs::write(path, &md)
+    {
+        eprintln!("bench: could not write {path}: {e}");
+        std::process::exit(1);
+    }
+    let failed = runs
+        .iter()
+        .chain(original.as_ref().map(|(r, _)| r))
+        .any(|r| {
+            [&r.a_sync.as_ref().map(|x| x.is_err())]
+                .into_iter()
+                .chain([
+                    &r.a_async.as_ref().map(|x| x.is_err()),
+                    &r.b_in.as_ref().map(|x| x.is_err()),
+                    &r.b_process.as_ref().map(|x| x.is_err()),
+                    &r.c.as_ref().map(|x| x.is_err()),
+                    &r.d.as_ref().map(|x| x.is_err()),
+                ])
+                .any(|x| *x == Some(true))
+        });
+    if failed {
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,564 @@
+//! The backends under test, the servers the benchmark starts for them, and
+//! the handles (each one counts its primitive calls).
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shylock::{Backend, MemoryBackend};
+
+use crate::counting::{Counting, Counts};
+use crate::util::{R, err, wall_ns};
+
+/// The MongoDB database of our locks.
+#[cfg(feature = "mongo")]
+pub const DB: &str = "shylock_bench";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Memory,
+    Mongo,
+    ArangoEmulator,
+    Arango,
+}
+
+impl Kind {
+    pub fn parse(s: &str) -> R<Kind> {
+        Ok(match s {
+            "memory" => Kind::Memory,
+            "mongo" => Kind::Mongo,
+            "arango-emulator" => Kind::ArangoEmulator,
+            "arango" => Kind::Arango,
+            other => {
+                return Err(err(format!(
+                    "unknown backend {other:?} (memory, mongo, arango-emulator, arango)"
+                )));
+            }
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Memory => "memory",
+            Kind::Mongo => "mongo",
+            Kind::ArangoEmulator => "arango-emulator",
+            Kind::Arango => "arango",
+        }
+    }
+}
+
+/// How to reach an ArangoDB server (real or emulated).
+#[derive(Debug, Clone)]
+pub struct ArangoConn {
+    pub url: String,
+    pub user: String,
+    pub password: String,
+    pub db: String,
+}
+
+/// A backend under test, with the server the benchmark started for it (if
+/// any), stopped when the target is dropped.
+pub struct Target {
+    pub kind: Kind,
+    /// Column label.
+    pub label: String,
+    /// What the server is, for the table's header.
+    pub server: String,
+    memory: Option<MemoryBackend>,
+    pub mongo_uri: Option<String>,
+    pub arango: Option<ArangoConn>,
+    /// The MongoDB-protocol server is the FerretDB started here.
+    pub is_ferretdb: bool,
+    _server: Option<ServerProcess>,
+}
+
+impl Target {
+    pub fn memory() -> Target {
+        Target {
+            kind: Kind::Memory,
+            label: "memory".into(),
+            server: "in-process `MemoryBackend`".into(),
+            memory: Some(MemoryBackend::new()),
+            mongo_uri: None,
+            arango: None,
+            is_ferretdb: false,
+            _server: None,
+        }
+    }
+
+    /// MongoDB protocol: a FerretDB started here, or the user's server.
+    pub fn mongo(uri: Option<&str>, ferretdb: Option<&str>) -> R<Target> {
+        let (uri, server, process) = match uri {
+            Some(uri) => (
+                uri.to_owned(),
+                format!(
+                    "MongoDB-protocol server at `{}` (given by --mongo-uri)",
+                    redact(uri)
+                ),
+                None,
+            ),
+            None => {
+                let bin = ferretdb_binary(ferretdb)?;
+                let version = ferretdb_version(&bin);
+                let server = ServerProcess::ferretdb(&bin)?;
+                let uri = format!("mongodb://127.0.0.1:{}/", server.port);
+                (
+                    uri,
+                    format!(
+                        "FerretDB {version} on SQLite (started by the benchmark on 127.0.0.1, temporary directory, telemetry off)"
+                    ),
+                    Some(server),
+                )
+            }
+        };
+        Ok(Target {
+            kind: Kind::Mongo,
+            label: "mongo".into(),
+            server,
+            memory: None,
+            mongo_uri: Some(uri),
+            arango: None,
+            is_ferretdb: process.is_some(),
+            _server: process,
+        })
+    }
+
+    /// A real ArangoDB given by the user.
+    pub fn arango(conn: ArangoConn) -> Target {
+        Target {
+            kind: Kind::Arango,
+            label: "arango".into(),
+            server: format!("ArangoDB at `{}`, database `{}`", conn.url, conn.db),
+            memory: None,
+            mongo_uri: None,
+            arango: Some(conn),
+            is_ferretdb: false,
+            _server: None,
+        }
+    }
+
+    /// The ArangoDB HTTP API emulator (`shylock-arango/emulator`, test
+    /// support), started on a free loopback port: the binary
+    /// `$SHYLOCK_ARANGO_EMULATOR_BIN`, or the one built beside this
+    /// benchmark (`cargo build --release -p shylock-arango-emulator`, as
+    /// scripts/bench.sh does), or else `cargo run --release -p
+    /// shylock-arango-emulator`.
+    pub fn arango_emulator() -> R<Target> {
+        let server = ServerProcess::emulator()?;
+        let conn = server
+            .arango
+            .clone()
+            .ok_or_else(|| err("emulator: no connection details"))?;
+        Ok(Target {
+            kind: Kind::ArangoEmulator,
+            label: "arango-emulator".into(),
+            server: format!(
+                "shylock-arango's emulator of the ArangoDB HTTP API (in-memory, one process, started by the benchmark on {})",
+                conn.url
+            ),
+            memory: None,
+            mongo_uri: None,
+            arango: Some(conn),
+            is_ferretdb: false,
+            _server: Some(server),
+        })
+    }
+
+    /// Several processes are possible (not for the in-memory backend, whose
+    /// "other processes" are other handles on the same `MemoryBackend`).
+    pub fn multiprocess(&self) -> bool {
+        self.kind != Kind::Memory
+    }
+
+    /// Arguments that make a child process reach the same backend.
+    pub fn child_args(&self) -> Vec<String> {
+        let mut args = vec!["--backend".to_owned(), self.kind.as_str().to_owned()];
+        if let Some(uri) = &self.mongo_uri {
+            args.extend(["--mongo-uri".into(), uri.clone()]);
+        }
+        if let Some(a) = &self.arango {
+            args.extend([
+                "--arango-url".into(),
+                a.url.clone(),
+                "--arango-user".into(),
+                a.user.clone(),
+                "--arango-password".into(),
+                a.password.clone(),
+                "--arango-db".into(),
+                a.db.clone(),
+            ]);
+        }
+        args
+    }
+
+    /// In a child: the target the parent described with [`child_args`].
+    pub fn for_child(kind: Kind, mongo_uri: Option<String>, arango: Option<ArangoConn>) -> Target {
+        Target {
+            kind,
+            label: kind.as_str().into(),
+            server: String::new(),
+            memory: (kind == Kind::Memory).then(MemoryBackend::new),
+            mongo_uri,
+            arango,
+            is_ferretdb: false,
+            _server: None,
+        }
+    }
+
+    /// A new handle (as a new process would make) on the async form,
+    /// counting into `counts`. Must run inside the tokio runtime.
+    pub async fn async_handle(&self, counts: &Arc<Counts>) -> R<Backend> {
+        self.async_handle_in(counts, None).await
+    }
+
+    /// [`async_handle`](Self::async_handle) on another collection than the
+    /// default `shylock` (MongoDB, ArangoDB).
+    pub async fn async_handle_in(
+        &self,
+        counts: &Arc<Counts>,
+        collection: Option<&str>,
+    ) -> R<Backend> {
+        match self.kind {
+            Kind::Memory => {
+                let inner = self
+                    .memory
+                    .clone()
+                    .ok_or_else(|| err("no memory backend"))?;
+                Ok(Backend::from_both(Counting {
+                    inner,
+                    counts: Arc::clone(counts),
+                }))
+            }
+            Kind::Mongo => mongo_async_handle(self, counts, collection).await,
+            Kind::Arango | Kind::ArangoEmulator => {
+                arango_async_handle(self, counts, collection).await
+            }
+        }
+    }
+
+    /// A new handle on the sync form. Must run outside the tokio runtime.
+    pub fn sync_handle(&self, counts: &Arc<Counts>) -> R<Backend> {
+        match self.kind {
+            Kind::Memory => {
+                let inner = self
+                    .memory
+                    .clone()
+                    .ok_or_else(|| err("no memory backend"))?;
+                Ok(Backend::from_both(Counting {
+                    inner,
+                    counts: Arc::clone(counts),
+                }))
+            }
+            Kind::Mongo => mongo_sync_handle(self, counts),
+            Kind::Arango | Kind::ArangoEmulator => arango_sync_handle(self, counts),
+        }
+    }
+}
+
+/// A connection string without its password.
+fn redact(uri: &str) -> String {
+    match (uri.find("://"), uri.find('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &uri[..s], &uri[at + 1..]),
+        _ => uri.to_owned(),
+    }
+}
+
+#[cfg(feature = "mongo")]
+use shylock::mongo::mongodb;
+
+#[cfg(feature = "mongo")]
+fn monitored(
+    mut options: mongodb::options::ClientOptions,
+    counts: &Arc<Counts>,
+) -> mongodb::options::ClientOptions {
+    use mongodb::event::{EventHandler, command::CommandEvent};
+    let counts = Arc::clone(counts);
+    options.command_event_handler = Some(EventHandler::callback(move |event: CommandEvent| {
+        if let CommandEvent::Started(_) = event {
+            counts
+                .wire
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }));
+    options.app_name = Some("shylock-bench".into());
+    options
+}
+
+#[cfg(feature = "mongo")]
+async fn mongo_async_handle(
+    t: &Target,
+    counts: &Arc<Counts>,
+    collection: Option<&str>,
+) -> R<Backend> {
+    let uri = t
+        .mongo_uri
+        .as_deref()
+        .ok_or_else(|| err("no MongoDB URI"))?;
+    let options = mongodb::options::ClientOptions::parse(uri).await?;
+    let client = mongodb::Client::with_options(monitored(options, counts))?;
+    let mut options = shylock::mongo::MongoOptions::new();
+    if let Some(c) = collection {
+        options = options.collection(c);
+    }
+    let backend = shylock::mongo::MongoBackend::create_with(&client, DB, options).await?;
+    Ok(Backend::from_async_arc(Arc::new(Counting {
+        inner: backend,
+        counts: Arc::clone(counts),
+    })))
+}
+
+#[cfg(feature = "mongo")]
+fn mongo_sync_handle(t: &Target, counts: &Arc<Counts>) -> R<Backend> {
+    let uri = t
+        .mongo_uri
+        .as_deref()
+        .ok_or_else(|| err("no MongoDB URI"))?;
+    let options = mongodb::options::ClientOptions::parse(uri).run()?;
+    let client = mongodb::sync::Client::with_options(monitored(options, counts))?;
+    let backend = shylock::mongo::sync::MongoBackend::create(&client, DB)?;
+    Ok(Backend::from_sync_arc(Arc::new(Counting {
+        inner: backend,
+        counts: Arc::clone(counts),
+    })))
+}
+
+#[cfg(not(feature = "mongo"))]
+async fn mongo_async_handle(_: &Target, _: &Arc<Counts>, _: Option<&str>) -> R<Backend> {
+    Err(err("built without the `mongo` feature"))
+}
+
+#[cfg(not(feature = "mongo"))]
+fn mongo_sync_handle(_: &Target, _: &Arc<Counts>) -> R<Backend> {
+    Err(err("built without the `mongo` feature"))
+}
+
+#[cfg(feature = "arango")]
+async fn arango_async_handle(
+    t: &Target,
+    counts: &Arc<Counts>,
+    collection: Option<&str>,
+) -> R<Backend> {
+    let a = t.arango.as_ref().ok_or_else(|| err("no ArangoDB URL"))?;
+    let options = match collection {
+        Some(c) => shylock::arango::ArangoOptions::with_collection(c),
+        None => shylock::arango::ArangoOptions::default(),
+    };
+    let backend =
+        shylock::arango::ArangoBackend::connect(&a.url, &a.user, &a.password, &a.db, options)
+            .await?;
+    Ok(Backend::from_async_arc(Arc::new(Counting {
+        inner: backend,
+        counts: Arc::clone(counts),
+    })))
+}
+
+#[cfg(feature = "arango")]
+fn arango_sync_handle(t: &Target, counts: &Arc<Counts>) -> R<Backend> {
+    let a = t.arango.as_ref().ok_or_else(|| err("no ArangoDB URL"))?;
+    let backend =
+        shylock::arango::sync::ArangoBackend::connect(&a.url, &a.user, &a.password, &a.db)?;
+    Ok(Backend::from_sync_arc(Arc::new(Counting {
+        inner: backend,
+        counts: Arc::clone(counts),
+    })))
+}
+
+#[cfg(not(feature = "arango"))]
+async fn arango_async_handle(_: &Target, _: &Arc<Counts>, _: Option<&str>) -> R<Backend> {
+    Err(err("built without the `arango` feature"))
+}
+
+#[cfg(not(feature = "arango"))]
+fn arango_sync_handle(_: &Target, _: &Arc<Counts>) -> R<Backend> {
+    Err(err("built without the `arango` feature"))
+}
+
+/// The repository root (the examples crate's parent).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// The FerretDB binary: `--ferretdb`, `$SHYLOCK_FERRETDB_BIN`, or what
+/// `scripts/ensure-ferretdb.sh` prints (it builds FerretDB if missing).
+fn ferretdb_binary(given: Option<&str>) -> R<String> {
+    if let Some(bin) = given {
+        return Ok(bin.to_owned());
+    }
+    if let Ok(bin) = std::env::var("SHYLOCK_FERRETDB_BIN")
+        && !bin.is_empty()
+    {
+        return Ok(bin);
+    }
+    let script = repo_root().join("scripts/ensure-ferretdb.sh");
+    eprintln!("bench: finding FerretDB with {}", script.display());
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()?;
+    let bin = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || bin.is_empty() {
+        return Err(err(format!("{} failed", script.display())));
+    }
+    Ok(bin)
+}
+
+fn ferretdb_version(bin: &str) -> String {
+    Command::new(bin)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("version: ").map(str::to_owned))
+        })
+        .unwrap_or_else(|| "(unknown version)".into())
+}
+
+/// A free TCP port on 127.0.0.1.
+fn free_port() -> R<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A server process, killed (and its temporary directory removed) on drop.
+struct ServerProcess {
+    child: Child,
+    /// Kept open: the emulator serves until its standard input closes.
+    stdin: Option<std::process::ChildStdin>,
+    dir: Option<PathBuf>,
+    port: u16,
+    url: String,
+    arango: Option<ArangoConn>,
+}
+
+impl ServerProcess {
+    fn ferretdb(bin: &str) -> R<ServerProcess> {
+        let dir = std::env::temp_dir().join(format!(
+            "shylock-bench-ferretdb-{}-{}",
+            std::process::id(),
+            wall_ns()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let log = std::fs::File::create(dir.join("ferretdb.log"))?;
+        let port = free_port()?;
+        let child = Command::new(bin)
+            .arg("--handler=sqlite")
+            .arg(format!("--sqlite-url=file:{}/", dir.display()))
+            .arg(format!("--state-dir={}", dir.display()))
+            .arg(format!("--listen-addr=127.0.0.1:{port}"))
+            .arg("--debug-addr=-")
+            .arg("--telemetry=disable")
+            .arg("--log-level=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        let mut server = ServerProcess {
+            child,
+            stdin: None,
+            dir: Some(dir),
+            port,
+            url: format!("mongodb://127.0.0.1:{port}/"),
+            arango: None,
+        };
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = server.child.try_wait()? {
+                return Err(err(format!(
+                    "FerretDB exited at start ({status}); see its log"
+                )));
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err(err("FerretDB did not listen within 30 s"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("bench: FerretDB listening on {}", server.url);
+        Ok(server)
+    }
+
+    fn emulator() -> R<ServerProcess> {
+        const NAME: &str = "shylock-arango-emulator";
+        let beside = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.parent()?.join(NAME)))
+            .filter(|p| p.is_file());
+        let mut cmd = match (std::env::var_os("SHYLOCK_ARANGO_EMULATOR_BIN"), beside) {
+            (Some(bin), _) => Command::new(bin),
+            (None, Some(bin)) => Command::new(bin),
+            (None, None) => {
+                eprintln!("bench: building and starting the ArangoDB emulator with cargo");
+                let mut c =
+                    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+                c.args(["run", "--release", "--quiet", "-p", NAME, "--manifest-path"])
+                    .arg(repo_root().join("Cargo.toml"));
+                c
+            }
+        };
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdin = child.stdin.take();
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| err("emulator: no stdout"))?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        // `URL USER PASSWORD DATABASE`
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [url, user, password, db] = fields[..] else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(err(format!(
+                "the emulator printed {:?}, not `URL USER PASSWORD DATABASE`",
+                line.trim()
+            )));
+        };
+        if !url.starts_with("http://127.0.0.1:") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(err(format!(
+                "the emulator serves on {url}, not on 127.0.0.1"
+            )));
+        }
+        let port = url
+            .trim_end_matches('/')
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        eprintln!("bench: ArangoDB emulator at {url}");
+        Ok(ServerProcess {
+            child,
+            stdin,
+            dir: None,
+            port,
+            url: url.to_owned(),
+            arango: Some(ArangoConn {
+                url: url.to_owned(),
+                user: user.to_owned(),
+                password: password.to_owned(),
+                db: db.to_owned(),
+            }),
+        })
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The benchmarks (issue 5), in one command, from a fresh clone:
+#
+#   scripts/bench.sh            # memory, MongoDB protocol (FerretDB) and the
+#                               # ArangoDB emulator, with the original Python
+#                               # shylock beside ours; about 6 minutes on 2 CPUs
+#   scripts/bench.sh --quick    # the same, shorter (about 2 minutes)
+#
+# Any other arguments go to the benchmark program (see `--help` of
+# `cargo run --release -p shylock-examples --example bench -- --help`), for
+# example `--backend mongo --mongo-uri mongodb://HOST/` for your own
+# MongoDB, or `--backend arango --arango-url http://HOST:8529 ...`.
+#
+# What it does:
+#   1. makes a Python virtualenv with the original (pinned in
+#      examples/bench/requirements.txt) under the cargo target directory
+#      (bench-venv), once;
+#   2. finds or builds FerretDB v1.24.2 (scripts/ensure-ferretdb.sh);
+#   3. builds the ArangoDB emulator and the benchmark (release);
+#   4. runs the benchmark, which starts FerretDB and the emulator on free
+#      127.0.0.1 ports (temporary directories, telemetry off) and stops them
+#      at the end; the markdown table goes to stdout and to BENCHMARKS.md
+#      (or to $SHYLOCK_BENCH_OUT).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+target_dir="${CARGO_TARGET_DIR:-target}"
+venv="$target_dir/bench-venv"
+requirements=examples/bench/requirements.txt
+out="${SHYLOCK_BENCH_OUT:-BENCHMARKS.md}"
+
+log() { echo "bench.sh: $*" >&2; }
+
+# 1. The original, in its own virtualenv.
+if [ ! -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$venv/requirements.installed"; then
+    log "making the virtualenv $venv with $(python3 --version 2>&1)"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$venv/requirements.installed"
+fi
+
+# 2. FerretDB (the MongoDB-protocol server).
+SHYLOCK_FERRETDB_BIN="$(bash scripts/ensure-ferretdb.sh)"
+export SHYLOCK_FERRETDB_BIN
+log "FerretDB: $SHYLOCK_FERRETDB_BIN"
+
+# 3. Build.
+cargo build --release -p shylock-arango-emulator
+cargo build --release -p shylock-examples --example bench --features mongo,arango
+export SHYLOCK_ARANGO_EMULATOR_BIN="$target_dir/release/shylock-arango-emulator"
+
+# 4. Run (all backends unless a --backend is given).
+args=("$@")
+case " $* " in
+    *" --backend "* | *" --all "*) ;;
+    *) args=(--all "${args[@]}") ;;
+esac
+export SHYLOCK_BENCH_PYTHON="$venv/bin/python"
+export SHYLOCK_BENCH_COMMAND="scripts/bench.sh${*:+ $*}"
+"$target_dir/release/examples/bench" "${args[@]}" --out "$out"
+log "wrote $out"
