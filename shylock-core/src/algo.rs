@@ -128,9 +128,6 @@ pub(crate) async fn acquire<X: Exec>(
     };
     let mut backoff = BackoffState::new(opts.backoff);
     let mut attempts = 0u32;
-    // A waiter that takes over polling from another waits one backoff step
-    // first (the lock was just taken), unless a local release woke it.
-    let mut took_over_after: Option<u64> = None;
     let timed_out = |attempts| {
         tracing::debug!(lock = %name, attempts, waited_ms = started.elapsed().as_millis() as u64, "acquire timed out");
         Err(Error::Timeout {
@@ -140,25 +137,33 @@ pub(crate) async fn acquire<X: Exec>(
     };
     loop {
         let seen = waiter.slot.get().signal.generation();
+        // While a holder in this process has the lock, nobody asks the
+        // backend: its release wakes the waiters at once, and they ask again
+        // only if its lease ends without a release.
+        let local_hold = waiter.slot.get().local_hold_until();
         if let Mode::Wait = mode {
-            if attempts > 0 && passed(deadline) {
+            if (attempts > 0 || local_hold.is_some()) && passed(deadline) {
                 return timed_out(attempts);
             }
             if !waiter.try_lead() {
                 if passed(deadline) {
                     return timed_out(attempts);
                 }
-                took_over_after = Some(waiter.slot.get().releases());
                 x.wait(&waiter.slot.get().signal, seen, deadline).await;
                 continue;
             }
-            if let Some(releases) = took_over_after.take()
-                && releases == waiter.slot.get().releases()
-            {
-                let until = earliest(Instant::now() + backoff.next_delay(), deadline);
-                x.wait(&waiter.slot.get().signal, seen, Some(until)).await;
-                continue;
+        }
+        if let Some(until) = local_hold {
+            if let Mode::Try = mode {
+                return Ok(None);
             }
+            x.wait(
+                &waiter.slot.get().signal,
+                seen,
+                Some(earliest(until, deadline)),
+            )
+            .await;
+            continue;
         }
         attempts += 1;
         let attempt = async {
@@ -189,6 +194,7 @@ pub(crate) async fn acquire<X: Exec>(
                     attempts,
                     waited: started.elapsed(),
                 };
+                waiter.slot.set_local_holder(&holding.lease);
                 tracing::info!(
                     lock = %name,
                     token = grant.token.get(),

@@ -2,10 +2,11 @@
 //! backend handle, and wake-ups on local releases.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
 
 use crate::LockName;
+use crate::lease::LeaseState;
 use crate::signal::Signal;
 
 /// The waiters and holders of one name in this process.
@@ -14,19 +15,27 @@ pub(crate) struct Slot {
     /// Bumped when a local holder releases, or the poller steps down.
     pub(crate) signal: Signal,
     poller: Mutex<bool>,
-    releases: AtomicU64,
+    /// The lease of the holder in this process, if any.
+    local: Mutex<Weak<LeaseState>>,
 }
 
 impl Slot {
-    /// A holder in this process released: wake the waiters at once.
+    /// A holder in this process released or lost the lock: wake the
+    /// waiters at once.
     pub(crate) fn note_release(&self) {
-        self.releases.fetch_add(1, Ordering::SeqCst);
         self.signal.bump();
     }
 
-    /// How many local releases there have been.
-    pub(crate) fn releases(&self) -> u64 {
-        self.releases.load(Ordering::SeqCst)
+    /// Until when a holder in this process holds the lock, if one does: its
+    /// release wakes the waiters, so they need not ask the backend before.
+    pub(crate) fn local_hold_until(&self) -> Option<Instant> {
+        let lease = self
+            .local
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade()?;
+        let until = lease.valid_until();
+        (!lease.is_stopped() && lease.loss().is_none() && until > Instant::now()).then_some(until)
     }
 }
 
@@ -64,6 +73,15 @@ impl Coordinator {
 impl SlotRef {
     pub(crate) fn get(&self) -> &Slot {
         self.slot.as_deref().expect("slot is present until drop")
+    }
+
+    /// A holder in this process got the lock: waiters wait for its release
+    /// (or loss) instead of asking the backend.
+    pub(crate) fn set_local_holder(&self, lease: &Arc<LeaseState>) {
+        if let Some(slot) = &self.slot {
+            *slot.local.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(lease);
+            lease.notify_on_loss(Arc::downgrade(slot));
+        }
     }
 }
 

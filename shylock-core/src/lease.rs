@@ -1,8 +1,9 @@
 //! What a guard knows about its lease, and the public view of it.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use crate::coord::Slot;
 use crate::signal::Signal;
 use crate::{Error, FencingToken, LockName, LossReason, OwnerId, Timestamp};
 
@@ -24,6 +25,8 @@ struct Inner {
 pub(crate) struct LeaseState {
     inner: Mutex<Inner>,
     pub(crate) signal: Signal,
+    /// The waiters of this name in this process, woken when the lease is lost.
+    slot: Mutex<Weak<Slot>>,
 }
 
 impl LeaseState {
@@ -38,6 +41,23 @@ impl LeaseState {
                 renewals: 0,
             }),
             signal: Signal::default(),
+            slot: Mutex::new(Weak::new()),
+        }
+    }
+
+    pub(crate) fn notify_on_loss(&self, slot: Weak<Slot>) {
+        *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = slot;
+    }
+
+    fn bump(&self) {
+        self.signal.bump();
+        let slot = self
+            .slot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade();
+        if let Some(slot) = slot {
+            slot.note_release();
         }
     }
 
@@ -86,7 +106,7 @@ impl LeaseState {
         if let Some(reason) = Self::loss_of(&inner) {
             inner.lost = Some(reason);
             drop(inner);
-            self.signal.bump();
+            self.bump();
             return false;
         }
         inner.valid_until = valid_until;
@@ -108,7 +128,7 @@ impl LeaseState {
         }
         inner.lost = Some(Self::loss_of(&inner).unwrap_or(reason));
         drop(inner);
-        self.signal.bump();
+        self.bump();
         true
     }
 
