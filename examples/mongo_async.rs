@@ -8,30 +8,53 @@
 //!
 //! ```sh
 //! cargo run -p shylock-examples --features mongo --example mongo_async -- mongodb://127.0.0.1:27017/
+//! # against FerretDB v1 (refused without the flag, see below):
+//! cargo run -p shylock-examples --features mongo --example mongo_async -- --allow-non-atomic-server mongodb://127.0.0.1:27017/
 //! ```
 //! The argument is a MongoDB connection string (default
 //! `mongodb://127.0.0.1:27017/`); the example uses the database
 //! `shylock_example` and its collection `shylock` (created with its TTL
 //! index if missing).
+//!
+//! FerretDB v1 can grant a lock twice to contenders on different connections
+//! (its issue 2168), so `create` refuses it unless
+//! `MongoOptions::allow_non_atomic_server(true)` is set. The flag
+//! `--allow-non-atomic-server` sets it AND limits the client to one
+//! connection (`max_pool_size(1)`), which is what makes that server safe
+//! within this one process.
 
 use std::time::Duration;
 
-use shylock::mongo::{MongoBackend, mongodb};
+use shylock::mongo::{MongoBackend, MongoOptions, mongodb};
 use shylock::{AsyncLock, configure};
 
 const LOCK_NAME: &str = "test-lock";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let uri = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "mongodb://127.0.0.1:27017/".to_owned());
+    let mut allow_non_atomic_server = false;
+    let mut uri = "mongodb://127.0.0.1:27017/".to_owned();
+    for arg in std::env::args().skip(1) {
+        if arg == "--allow-non-atomic-server" {
+            allow_non_atomic_server = true;
+        } else {
+            uri = arg;
+        }
+    }
     println!("Connecting to {uri}");
 
     // Python: client = AsyncIOMotorClient(CONNECTION_STRING)
     //         configure(await ShylockMotorAsyncIOBackend.create(client, "projectdb"))
-    let client = mongodb::Client::with_uri_str(&uri).await?;
-    configure(MongoBackend::create(&client, "shylock_example").await?);
+    let mut client_options = mongodb::options::ClientOptions::parse(&uri).await?;
+    // Against FerretDB v1 only (tests, one process): one connection, and
+    // the opt-in; plain `MongoBackend::create(&client, db)` refuses it.
+    //     MongoOptions::new().allow_non_atomic_server(true)
+    if allow_non_atomic_server {
+        client_options.max_pool_size = Some(1);
+    }
+    let client = mongodb::Client::with_options(client_options)?;
+    let options = MongoOptions::new().allow_non_atomic_server(allow_non_atomic_server);
+    configure(MongoBackend::create_with(&client, "shylock_example", options).await?);
 
     // 1. `async with Lock("test-lock"):` — a guard around a critical section
     //    that fails; the lock is released on the way out.

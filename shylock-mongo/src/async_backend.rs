@@ -1,8 +1,8 @@
 //! The async backend over [`mongodb::Client`].
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use mongodb::bson::Document;
@@ -13,7 +13,7 @@ use shylock_core::backend::{
 };
 use shylock_core::{BackendError, Error, Timestamp};
 
-use crate::commands::{self, Ctx, FindAndModify, Spec};
+use crate::commands::{self, Ctx, FindAndModify, ServerCheck, Spec};
 use crate::options::MongoOptions;
 
 /// The async MongoDB backend: lock records in one collection, reached
@@ -45,6 +45,9 @@ struct Inner {
     spec: Spec,
     /// The server answered `hello` with CommandNotFound: use `isMaster`.
     legacy_hello: AtomicBool,
+    /// The verdict of the `buildInfo` check (see
+    /// [`MongoOptions::allow_non_atomic_server`]), once made.
+    server_check: OnceLock<ServerCheck>,
 }
 
 impl std::fmt::Debug for MongoBackend {
@@ -62,8 +65,10 @@ impl MongoBackend {
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for a bad database name, before anything is
-    /// sent; [`Error::Backend`] if the server could not prepare the
-    /// collection (unreachable, unauthorized, or a conflicting index).
+    /// sent, or for a server that can grant a lock twice (FerretDB v1,
+    /// unless [`MongoOptions::allow_non_atomic_server`]); [`Error::Backend`]
+    /// if the server could not prepare the collection (unreachable,
+    /// unauthorized, or a conflicting index).
     pub async fn create(client: &Client, db: &str) -> Result<Self, Error> {
         Self::create_with(client, db, MongoOptions::default()).await
     }
@@ -89,6 +94,14 @@ impl MongoBackend {
     /// the application's user may not create indexes). The collection is
     /// also created implicitly by the first acquisition.
     ///
+    /// Since nothing is sent here, the check that refuses servers which can
+    /// grant a lock twice (FerretDB v1, see
+    /// [`MongoOptions::allow_non_atomic_server`]) runs lazily: the first
+    /// acquisition through this backend (or a clone) sends one `buildInfo`
+    /// first, and on such a server, without the opt-in, fails with a
+    /// [`BackendErrorKind::InvalidConfig`](shylock_core::BackendErrorKind::InvalidConfig)
+    /// error; later acquisitions reuse the verdict (no extra command).
+    ///
     /// # Errors
     /// [`Error::InvalidConfig`] for a bad database or collection name or
     /// TTL grace.
@@ -102,22 +115,32 @@ impl MongoBackend {
                 coll,
                 spec,
                 legacy_hello: AtomicBool::new(false),
+                server_check: OnceLock::new(),
             }),
         })
     }
 
-    /// Create the collection and its TTL index if they are missing, and
-    /// check its indexes. Idempotent and safe when many processes do it at
+    /// Check the server, create the collection and its TTL index if they
+    /// are missing, and check its indexes.
+    ///
+    /// The server check is one `buildInfo`: a server known not to make
+    /// conditional single-document updates atomic across connections
+    /// (FerretDB v1, recognized by the reply's `ferretdbVersion` field) is
+    /// refused with [`Error::InvalidConfig`] unless
+    /// [`MongoOptions::allow_non_atomic_server`] is set (then a `tracing`
+    /// warning is logged). Idempotent and safe when many processes do it at
     /// once: "already exists" answers are expected. A server that refuses
     /// TTL indexes (FerretDB) gets a `tracing` warning, not an error, since
     /// expiry is enforced by the acquisition itself.
     ///
     /// # Errors
     /// [`Error::Backend`] if the server is unreachable or refuses the
-    /// commands; [`Error::InvalidConfig`] if the collection has an index that
+    /// commands; [`Error::InvalidConfig`] for a server that can grant a lock
+    /// twice (above), or if the collection has an index that
     /// would break the locks (a unique index on anything but `_id`, or a TTL
     /// index on `expiresAt` shorter than [`MIN_TTL_GRACE`](crate::MIN_TTL_GRACE)).
     pub async fn prepare(&self) -> Result<(), Error> {
+        self.check_server(None).await?.into_setup_result()?;
         let spec = &self.inner.spec;
         let created = self
             .inner
@@ -152,6 +175,28 @@ impl MongoBackend {
     /// The collection name.
     pub fn collection_name(&self) -> &str {
         &self.inner.spec.collection
+    }
+
+    /// The verdict of the server check: the remembered one, or a
+    /// `buildInfo` (within `deadline`) read by
+    /// [`commands::server_check_reply`] and remembered.
+    async fn check_server(&self, deadline: Option<Instant>) -> Result<ServerCheck, BackendError> {
+        if let Some(verdict) = self.inner.server_check.get() {
+            return Ok(verdict.clone());
+        }
+        let cmd = commands::build_info(&self.inner.spec, deadline)?;
+        let reply = within(
+            deadline,
+            &cmd.ctx,
+            self.inner
+                .db
+                .run_command(cmd.command)
+                .with_options(cmd.options)
+                .into_future(),
+        )
+        .await?;
+        let verdict = commands::server_check_reply(&self.inner.spec, &cmd.ctx, reply)?;
+        Ok(self.inner.server_check.get_or_init(|| verdict).clone())
     }
 
     async fn find_and_modify(
@@ -198,6 +243,13 @@ impl AsyncBackend for MongoBackend {
         req: AcquireRequest<'a>,
     ) -> BoxFuture<'a, Result<AcquireOutcome, BackendError>> {
         Box::pin(async move {
+            // One atomic load once checked; a `buildInfo` before the first
+            // acquisition of a backend made with `new`.
+            if !matches!(self.inner.server_check.get(), Some(ServerCheck::Allowed)) {
+                self.check_server(req.deadline)
+                    .await?
+                    .into_backend_result()?;
+            }
             let cmd = commands::acquire(&self.inner.spec, &req)?;
             let ctx = cmd.ctx.clone();
             let reply = self.find_and_modify(cmd, req.deadline).await?;

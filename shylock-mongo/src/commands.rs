@@ -81,6 +81,7 @@ pub(crate) struct Spec {
     pub(crate) collection: String,
     pub(crate) write_concern: WriteConcern,
     pub(crate) ttl_grace: Duration,
+    pub(crate) allow_non_atomic_server: bool,
 }
 
 impl Spec {
@@ -101,6 +102,7 @@ impl Spec {
             collection: options.collection,
             write_concern: options.write_concern,
             ttl_grace: options.ttl_grace,
+            allow_non_atomic_server: options.allow_non_atomic_server,
         })
     }
 
@@ -491,6 +493,135 @@ pub(crate) fn server_time_reply(
     match reply {
         Ok(doc) => get_date(&doc, "localTime", cmd_ctx),
         Err(e) => Err(map_error(cmd_ctx, e)),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Refusing servers that can grant a lock twice
+// ---------------------------------------------------------------------------
+
+/// `buildInfo`, sent once per backend (by `prepare`, or before the first
+/// acquisition of a backend made with `new`) to recognize servers whose
+/// conditional single-document updates are not atomic.
+pub(crate) fn build_info(spec: &Spec, deadline: Option<Instant>) -> Result<Command, BackendError> {
+    let ctx = spec.context("server check (buildInfo)", None);
+    time_left(deadline, &ctx)?;
+    let mut options = RunCommandOptions::default();
+    options.selection_criteria = Some(primary());
+    Ok(Command {
+        command: doc! { "buildInfo": 1 },
+        options,
+        ctx,
+    })
+}
+
+/// The name and version of a server known not to run a conditional
+/// single-document update (`findAndModify`) atomically across connections,
+/// read from its `buildInfo` reply; `None` for any other server.
+///
+/// FerretDB adds its own version to `buildInfo` as `ferretdbVersion`
+/// (`"v1.24.2"`; MongoDB has no such field). FerretDB v1 (and v0) runs a
+/// conditional update as a query followed by a write by `_id` (its issue
+/// 2168), so two connections can both be granted a lock. A FerretDB version
+/// that cannot be read is treated as v1 (safety first); v2 and later (on
+/// DocumentDB) are not flagged. A `ferretdb: {version: ...}` sub-document is
+/// read the same way, in case a FerretDB reports itself so.
+pub(crate) fn non_atomic_server(build_info: &Document) -> Option<String> {
+    let version = match (
+        build_info.get("ferretdbVersion"),
+        build_info.get("ferretdb"),
+    ) {
+        (Some(v), _) => v,
+        (None, Some(Bson::Document(sub))) => sub.get("version").unwrap_or(&Bson::Null),
+        (None, Some(other)) => other,
+        (None, None) => return None,
+    };
+    let text = match version {
+        Bson::String(s) => s.trim().to_owned(),
+        other => other.to_string(),
+    };
+    let major = text
+        .trim_start_matches(['v', 'V'])
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u64>().ok());
+    match major {
+        Some(major) if major >= 2 => None,
+        _ => Some(format!("FerretDB {text}")),
+    }
+}
+
+/// What the `buildInfo` check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ServerCheck {
+    /// Not a server known to break single-document atomicity (or the user
+    /// opted in with `allow_non_atomic_server`).
+    Allowed,
+    /// A server that can grant a lock twice, and no opt-in: the reason.
+    Refused(String),
+}
+
+/// Read the reply of [`build_info`]. A driver error that is not the
+/// server's answer (unreachable, timed out) is an error, to be retried; a
+/// server that answers `buildInfo` with an error is not FerretDB (which
+/// implements it), so it passes. With the opt-in, a flagged server gets one
+/// `tracing` warning per check.
+pub(crate) fn server_check_reply(
+    spec: &Spec,
+    cmd_ctx: &Ctx,
+    reply: Result<Document, MongoError>,
+) -> Result<ServerCheck, BackendError> {
+    let reply = match reply {
+        Ok(reply) => reply,
+        Err(e) if server_code(&e).is_some() => {
+            tracing::debug!(namespace = %spec.namespace(), error = %e,
+                "buildInfo answered an error; taking the server for MongoDB");
+            return Ok(ServerCheck::Allowed);
+        }
+        Err(e) => return Err(map_error(cmd_ctx, e)),
+    };
+    let Some(server) = non_atomic_server(&reply) else {
+        return Ok(ServerCheck::Allowed);
+    };
+    if spec.allow_non_atomic_server {
+        tracing::warn!(
+            namespace = %spec.namespace(),
+            server = %server,
+            "the server is {server}, whose conditional updates are not atomic across \
+             connections (FerretDB issue 2168): a lock can be granted twice unless every \
+             lock user goes through ONE connection (one process, a client with \
+             max_pool_size(1)); running anyway because allow_non_atomic_server(true) was set"
+        );
+        return Ok(ServerCheck::Allowed);
+    }
+    Ok(ServerCheck::Refused(format!(
+        "the server behind {} is {server}, which does not run a conditional single-document \
+         update atomically across connections (FerretDB issue 2168: it runs the query, then \
+         writes by _id), so it can grant a lock twice to contenders on different connections; \
+         refusing it. For tests or single-connection use only (one process, a client with \
+         max_pool_size(1)), opt in with MongoOptions::allow_non_atomic_server(true)",
+        spec.namespace()
+    )))
+}
+
+impl ServerCheck {
+    /// As a set-up result: [`Error::InvalidConfig`] if refused.
+    pub(crate) fn into_setup_result(self) -> Result<(), Error> {
+        match self {
+            ServerCheck::Allowed => Ok(()),
+            ServerCheck::Refused(reason) => Err(Error::InvalidConfig { reason }),
+        }
+    }
+
+    /// As a primitive's result: a [`BackendErrorKind::InvalidConfig`] error
+    /// if refused.
+    pub(crate) fn into_backend_result(self) -> Result<(), BackendError> {
+        match self {
+            ServerCheck::Allowed => Ok(()),
+            ServerCheck::Refused(reason) => {
+                Err(BackendError::new(BackendErrorKind::InvalidConfig, reason))
+            }
+        }
     }
 }
 
@@ -993,6 +1124,103 @@ mod tests {
             None
         );
         assert_eq!(inspect_reply(&ctx(), now, Ok(None)).expect("ok"), None);
+    }
+
+    fn spec(allow: bool) -> Spec {
+        Spec::new("db", MongoOptions::new().allow_non_atomic_server(allow)).expect("spec")
+    }
+
+    #[test]
+    fn non_atomic_servers_are_recognized() {
+        // MongoDB 7.0's buildInfo (abridged): no FerretDB field.
+        let mongodb = doc! {
+            "version": "7.0.14", "gitVersion": "ce59cfc6a3c5e5c067dca0d30697edd68d4f5188",
+            "modules": [], "versionArray": [7, 0, 14, 0], "bits": 64,
+            "maxBsonObjectSize": 16_777_216, "ok": 1.0,
+        };
+        assert_eq!(non_atomic_server(&mongodb), None);
+        // FerretDB v1.24.2's buildInfo (abridged, as it answers): it poses as
+        // MongoDB 7.0.42 and adds `ferretdbVersion`.
+        let ferret = doc! {
+            "version": "7.0.42", "gitVersion": "unknown", "modules": [],
+            "versionArray": [7, 0, 42, 0], "bits": 64,
+            "ferretdbVersion": "v1.24.2",
+            "ferretdbFeatures": { "aggregationStages": ["$match"] }, "ok": 1.0,
+        };
+        assert_eq!(
+            non_atomic_server(&ferret).as_deref(),
+            Some("FerretDB v1.24.2")
+        );
+        assert_eq!(
+            non_atomic_server(&doc! { "ferretdbVersion": "0.9.0" }).as_deref(),
+            Some("FerretDB 0.9.0")
+        );
+        // An unreadable FerretDB version is taken for v1 (safety first).
+        assert_eq!(
+            non_atomic_server(&doc! { "ferretdbVersion": "unknown" }).as_deref(),
+            Some("FerretDB unknown")
+        );
+        assert_eq!(
+            non_atomic_server(&doc! { "ferretdb": { "version": "v1.10.0" } }).as_deref(),
+            Some("FerretDB v1.10.0")
+        );
+        // FerretDB v2 (on DocumentDB) is not flagged.
+        assert_eq!(
+            non_atomic_server(&doc! { "ferretdbVersion": "v2.5.0" }),
+            None
+        );
+        assert_eq!(
+            non_atomic_server(&doc! { "ferretdb": { "version": "v2.1.0" } }),
+            None
+        );
+
+        // The verdicts.
+        let c = ctx();
+        assert_eq!(
+            server_check_reply(&spec(false), &c, Ok(mongodb.clone())).expect("ok"),
+            ServerCheck::Allowed
+        );
+        let refused = server_check_reply(&spec(false), &c, Ok(ferret.clone())).expect("ok");
+        let ServerCheck::Refused(reason) = refused.clone() else {
+            panic!("FerretDB v1 not refused: {refused:?}");
+        };
+        for part in [
+            "FerretDB v1.24.2",
+            "2168",
+            "twice",
+            "allow_non_atomic_server(true)",
+        ] {
+            assert!(reason.contains(part), "{part:?} missing in {reason:?}");
+        }
+        assert!(matches!(
+            refused.clone().into_setup_result(),
+            Err(Error::InvalidConfig { .. })
+        ));
+        assert_eq!(
+            refused.into_backend_result().expect_err("refused").kind(),
+            BackendErrorKind::InvalidConfig
+        );
+        assert_eq!(
+            server_check_reply(&spec(true), &c, Ok(ferret)).expect("ok"),
+            ServerCheck::Allowed
+        );
+        // A server that answers buildInfo with an error is not FerretDB;
+        // a driver error without an answer is reported (to be retried).
+        let refused_cmd = command_error(59, "CommandNotFound", "no such command: buildInfo");
+        assert_eq!(
+            server_check_reply(&spec(false), &c, Err(refused_cmd)).expect("ok"),
+            ServerCheck::Allowed
+        );
+        let io = MongoError::from(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "io",
+        ));
+        assert_eq!(
+            server_check_reply(&spec(false), &c, Err(io))
+                .expect_err("no answer")
+                .kind(),
+            BackendErrorKind::Unavailable
+        );
     }
 
     #[test]

@@ -45,6 +45,36 @@
 //! `MongoBackend::new` makes a backend without contacting the server, for a
 //! collection prepared beforehand.
 //!
+//! # Servers that can grant a lock twice are refused
+//!
+//! `create`, `create_with` and `prepare` first send one `buildInfo`. A server
+//! known not to run a conditional single-document update atomically across
+//! connections is refused with [`shylock_core::Error::InvalidConfig`], which
+//! names the server and its version. Today that is **FerretDB v1** (and
+//! v0), recognized by the `ferretdbVersion` field FerretDB adds to its
+//! `buildInfo` reply (`"v1.24.2"`; MongoDB has no such field, so MongoDB and
+//! any server without it pass; a FerretDB version that cannot be read counts
+//! as v1, v2 and later are not flagged). FerretDB v1 runs `findAndModify` as
+//! a query followed by a separate write by `_id` (its issue 2168): with 4
+//! processes hammering one lock on v1.24.2, 1197 of 2669 grants repeated a
+//! fencing token, i.e. the lock was granted twice.
+//!
+//! [`MongoOptions::allow_non_atomic_server`]`(true)` lets such a server
+//! through, with a `tracing` warning at set-up. It is meant for tests and
+//! for single-connection use only: every user of the locks in ONE process,
+//! through one client built with `max_pool_size(1)` (commands on one
+//! connection run one after another, so the query-then-write cannot
+//! interleave).
+//!
+//! `MongoBackend::new` sends nothing, so it cannot check at construction;
+//! instead the first acquisition through the backend (or a clone) sends the
+//! `buildInfo` first and, on a refused server, fails with a
+//! [`BackendErrorKind::InvalidConfig`](shylock_core::BackendErrorKind::InvalidConfig)
+//! error (nothing is written). The verdict is remembered: later
+//! acquisitions, and every acquisition of a backend made by `create`, cost
+//! no extra command (one atomic load). Renewals and releases are not
+//! gated: they only act on a lease this backend's acquisition granted.
+//!
 //! # The lock record
 //!
 //! One document per lock name, in one collection:
@@ -169,8 +199,20 @@
 //!   estimate may come from a different primary after a failover.
 //! * **FerretDB v1 is not safe for locks between connections**: it runs a
 //!   conditional update as a query and a separate write, so two connections
-//!   can both be granted a lock (FerretDB issue 2168). It is used here to
-//!   test the commands and their replies, never to show atomicity.
+//!   can both be granted a lock (FerretDB issue 2168). It is refused unless
+//!   [`MongoOptions::allow_non_atomic_server`] is set (see
+//!   [above](#servers-that-can-grant-a-lock-twice-are-refused)). It is used
+//!   here, with that opt-in, to test the commands and their replies, never
+//!   to show atomicity. Two more costs on FerretDB v1 (SQLite storage):
+//!   - it refuses the TTL index (`NotImplemented`), so records are never
+//!     garbage-collected: every released or expired record stays, one per
+//!     lock name ever used;
+//!   - it pushes only a plain `{_id: x}` filter down to SQLite; the lock
+//!     commands' filters (`_id` plus `owner`, or the acquisition's `$or`)
+//!     make it read and filter the whole collection in Go, so every lock
+//!     command scans every record. Costs grow with the number of lock names
+//!     ever used: about 36 µs per record per command was measured (10 000
+//!     names ≈ 0.36 s per acquisition).
 //! * **Azure Cosmos DB for MongoDB, Amazon DocumentDB** — the commands are
 //!   plain and should run there; this has not been verified here. Cosmos DB's
 //!   rate limiting (error 16500 with `RetryAfterMs=` in its message) is
@@ -214,8 +256,10 @@
 //!
 //! `scripts/test.sh` builds FerretDB v1.24.2 once (`scripts/ensure-ferretdb.sh`)
 //! and runs every test; each test binary starts its own FerretDB on a free
-//! loopback port with its data in a temporary directory. Set
-//! `SHYLOCK_MONGODB_URI` to run every test against a real MongoDB instead.
+//! loopback port with its data in a temporary directory, and the tests opt
+//! in with [`MongoOptions::allow_non_atomic_server`] (their contenders share
+//! one connection where it matters). Set `SHYLOCK_MONGODB_URI` to run every
+//! test against a real MongoDB instead (no opt-in then).
 #![cfg_attr(
     not(any(feature = "async", feature = "sync")),
     allow(dead_code, unused_imports)

@@ -40,6 +40,7 @@ pub struct MongoOptions {
     pub(crate) collection: String,
     pub(crate) write_concern: WriteConcern,
     pub(crate) ttl_grace: Duration,
+    pub(crate) allow_non_atomic_server: bool,
 }
 
 impl Default for MongoOptions {
@@ -48,6 +49,7 @@ impl Default for MongoOptions {
             collection: DEFAULT_COLLECTION.to_owned(),
             write_concern: WriteConcern::majority(),
             ttl_grace: DEFAULT_TTL_GRACE,
+            allow_non_atomic_server: false,
         }
     }
 }
@@ -87,6 +89,42 @@ impl MongoOptions {
     pub fn ttl_grace(mut self, grace: Duration) -> Self {
         self.ttl_grace = grace;
         self
+    }
+
+    /// Run even on a server known not to make a conditional single-document
+    /// update atomic across connections (default `false`: refuse it).
+    ///
+    /// **For tests and single-connection use only.** Today that server is
+    /// FerretDB v1 (any version before 2.0): it runs `findAndModify` as a
+    /// query followed by a separate write by `_id` (FerretDB issue 2168), so
+    /// two contenders on different connections can both be granted the same
+    /// lock (a benchmark of 4 processes on one lock saw 1197 repeated
+    /// fencing tokens in 2669 grants). The backend recognizes it by the
+    /// `ferretdbVersion` field of its `buildInfo` reply and, without this
+    /// opt-in, refuses it with [`shylock_core::Error::InvalidConfig`] (from
+    /// `create`, `create_with` and `prepare`; for a backend made with `new`,
+    /// from its first acquisition).
+    ///
+    /// It is safe only when every user of the locks goes through **one**
+    /// connection: one process, one client built with `max_pool_size(1)`
+    /// (commands on one connection run one after another). With the opt-in
+    /// the backend logs a `tracing` warning when it detects such a server.
+    ///
+    /// ```
+    /// use shylock_mongo::MongoOptions;
+    /// // A test against FerretDB, through a client with max_pool_size(1):
+    /// let options = MongoOptions::new().allow_non_atomic_server(true);
+    /// assert!(options.allows_non_atomic_server());
+    /// ```
+    pub fn allow_non_atomic_server(mut self, allow: bool) -> Self {
+        self.allow_non_atomic_server = allow;
+        self
+    }
+
+    /// Whether [`allow_non_atomic_server`](Self::allow_non_atomic_server) is
+    /// in force.
+    pub fn allows_non_atomic_server(&self) -> bool {
+        self.allow_non_atomic_server
     }
 
     /// The collection name in force.

@@ -14,9 +14,9 @@
 //! `socketTimeoutMS`); its late result is dropped. Commands also carry
 //! `maxTimeMS` (the time left), so the server stops working on them too.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use mongodb::bson::Document;
@@ -27,7 +27,7 @@ use shylock_core::backend::{
 };
 use shylock_core::{BackendError, BackendErrorKind, Error, Timestamp};
 
-use crate::commands::{self, Ctx, FindAndModify, Spec};
+use crate::commands::{self, Ctx, FindAndModify, ServerCheck, Spec};
 use crate::options::MongoOptions;
 
 /// The sync MongoDB backend: lock records in one collection, reached through
@@ -58,6 +58,9 @@ struct Inner {
     spec: Spec,
     /// The server answered `hello` with CommandNotFound: use `isMaster`.
     legacy_hello: AtomicBool,
+    /// The verdict of the `buildInfo` check (see
+    /// [`MongoOptions::allow_non_atomic_server`]), once made.
+    server_check: OnceLock<ServerCheck>,
 }
 
 impl std::fmt::Debug for MongoBackend {
@@ -75,8 +78,10 @@ impl MongoBackend {
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for a bad database name, before anything is
-    /// sent; [`Error::Backend`] if the server could not prepare the
-    /// collection (unreachable, unauthorized, or a conflicting index).
+    /// sent, or for a server that can grant a lock twice (FerretDB v1,
+    /// unless [`MongoOptions::allow_non_atomic_server`]); [`Error::Backend`]
+    /// if the server could not prepare the collection (unreachable,
+    /// unauthorized, or a conflicting index).
     pub fn create(client: &Client, db: &str) -> Result<Self, Error> {
         Self::create_with(client, db, MongoOptions::default())
     }
@@ -97,6 +102,11 @@ impl MongoBackend {
     /// server: for a collection an administrator prepared. The collection is
     /// also created implicitly by the first acquisition.
     ///
+    /// As with the async [`MongoBackend::new`](crate::MongoBackend::new),
+    /// the server check (FerretDB v1 refused, see
+    /// [`MongoOptions::allow_non_atomic_server`]) then runs before the first
+    /// acquisition, once.
+    ///
     /// # Errors
     /// [`Error::InvalidConfig`] for a bad database or collection name or
     /// TTL grace.
@@ -110,18 +120,21 @@ impl MongoBackend {
                 coll,
                 spec,
                 legacy_hello: AtomicBool::new(false),
+                server_check: OnceLock::new(),
             }),
         })
     }
 
-    /// Create the collection and its TTL index if they are missing, and
-    /// check its indexes; see the async
+    /// Check the server (one `buildInfo`: FerretDB v1 is refused unless
+    /// [`MongoOptions::allow_non_atomic_server`]), create the collection and
+    /// its TTL index if they are missing, and check its indexes; see the async
     /// [`MongoBackend::prepare`](crate::MongoBackend::prepare) (same
     /// commands, same errors).
     ///
     /// # Errors
     /// As the async form's.
     pub fn prepare(&self) -> Result<(), Error> {
+        self.check_server(None)?.into_setup_result()?;
         let spec = &self.inner.spec;
         let created = self
             .inner
@@ -156,6 +169,23 @@ impl MongoBackend {
     /// The collection name.
     pub fn collection_name(&self) -> &str {
         &self.inner.spec.collection
+    }
+
+    /// The verdict of the server check: the remembered one, or a
+    /// `buildInfo` (within `deadline`) read by
+    /// [`commands::server_check_reply`] and remembered.
+    fn check_server(&self, deadline: Option<Instant>) -> Result<ServerCheck, BackendError> {
+        if let Some(verdict) = self.inner.server_check.get() {
+            return Ok(verdict.clone());
+        }
+        let cmd = commands::build_info(&self.inner.spec, deadline)?;
+        let db = self.inner.db.clone();
+        let (command, options) = (cmd.command, cmd.options);
+        let reply = within(deadline, &cmd.ctx, move || {
+            db.run_command(command).with_options(options).run()
+        })?;
+        let verdict = commands::server_check_reply(&self.inner.spec, &cmd.ctx, reply)?;
+        Ok(self.inner.server_check.get_or_init(|| verdict).clone())
     }
 
     fn find_and_modify(
@@ -215,6 +245,11 @@ fn within<T: Send + 'static>(
 
 impl SyncBackend for MongoBackend {
     fn try_acquire(&self, req: AcquireRequest<'_>) -> Result<AcquireOutcome, BackendError> {
+        // One atomic load once checked; a `buildInfo` before the first
+        // acquisition of a backend made with `new`.
+        if !matches!(self.inner.server_check.get(), Some(ServerCheck::Allowed)) {
+            self.check_server(req.deadline)?.into_backend_result()?;
+        }
         let cmd = commands::acquire(&self.inner.spec, &req)?;
         let (ctx, reply) = self.find_and_modify(cmd, req.deadline)?;
         commands::acquire_reply(&ctx, req.owner, reply)

@@ -71,7 +71,9 @@ async fn async_primitives_send_one_command_each() {
     let log = Log::default();
     let client = mongodb::Client::with_options(options(&log)).expect("client");
     let db = support::unique_db("count_async");
-    let b = MongoBackend::create(&client, &db).await.expect("create");
+    let b = MongoBackend::create_with(&client, &db, support::options())
+        .await
+        .expect("create");
     let created = log.take();
     println!("create sent {created:?}");
 
@@ -182,7 +184,8 @@ fn sync_primitives_send_one_command_each() {
     let log = Log::default();
     let client = mongodb::sync::Client::with_options(options(&log)).expect("client");
     let db = support::unique_db("count_sync");
-    let b = shylock_mongo::sync::MongoBackend::create(&client, &db).expect("create");
+    let b = shylock_mongo::sync::MongoBackend::create_with(&client, &db, support::options())
+        .expect("create");
     log.take();
 
     let (warm, w) = (LockName::new("warm").expect("name"), OwnerId::random());
@@ -274,7 +277,11 @@ async fn async_lock_sends_one_command_per_operation() {
     let log = Log::default();
     let client = mongodb::Client::with_options(options(&log)).expect("client");
     let db = support::unique_db("count_async_lock");
-    let backend = Backend::from(MongoBackend::create(&client, &db).await.expect("create"));
+    let backend = Backend::from(
+        MongoBackend::create_with(&client, &db, support::options())
+            .await
+            .expect("create"),
+    );
 
     let warm = AsyncLock::with_backend("warm", &backend);
     warm.acquire()
@@ -305,8 +312,10 @@ fn sync_lock_sends_one_command_per_operation() {
     let log = Log::default();
     let client = mongodb::sync::Client::with_options(options(&log)).expect("client");
     let db = support::unique_db("count_sync_lock");
-    let backend =
-        Backend::from(shylock_mongo::sync::MongoBackend::create(&client, &db).expect("create"));
+    let backend = Backend::from(
+        shylock_mongo::sync::MongoBackend::create_with(&client, &db, support::options())
+            .expect("create"),
+    );
 
     let warm = Lock::with_backend("warm", &backend);
     warm.acquire().expect("warm-up").release().expect("release");

@@ -28,7 +28,9 @@ async fn async_backend_passes_the_conformance_suite() {
     let server = support::server();
     let client = support::async_client(&server.uri(), true);
     let db = support::unique_db("conformance_async");
-    let backend = MongoBackend::create(&client, &db).await.expect("create");
+    let backend = MongoBackend::create_with(&client, &db, support::options())
+        .await
+        .expect("create");
     let report = run_async(&suite(Backend::from(backend), "mongo-async")).await;
     println!("async conformance on {}: {report:?}", server.kind());
 }
@@ -38,7 +40,8 @@ fn sync_backend_passes_the_conformance_suite() {
     let server = support::server();
     let client = support::sync_client(&server.uri(), true);
     let db = support::unique_db("conformance_sync");
-    let backend = shylock_mongo::sync::MongoBackend::create(&client, &db).expect("create");
+    let backend = shylock_mongo::sync::MongoBackend::create_with(&client, &db, support::options())
+        .expect("create");
     let report = run_sync(&suite(Backend::from(backend), "mongo-sync"));
     println!("sync conformance on {}: {report:?}", server.kind());
 }

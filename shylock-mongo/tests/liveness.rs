@@ -31,7 +31,7 @@ const CHILD_ENV: &str = "SHYLOCK_TEST_CHILD_HOLDER";
 /// and the contender's (like two processes, but one connection).
 fn two_async_handles(db: &str) -> (Backend, Backend) {
     let client = support::async_client(&support::server().uri(), true);
-    let b = MongoBackend::new(&client, db, Default::default()).expect("backend");
+    let b = MongoBackend::new(&client, db, support::options()).expect("backend");
     (Backend::from(b.clone()), Backend::from(b))
 }
 
@@ -42,7 +42,9 @@ fn two_async_handles(db: &str) -> (Backend, Backend) {
 async fn async_lease_survives_many_lease_lengths() {
     let db = support::unique_db("survive_async");
     let client = support::async_client(&support::server().uri(), true);
-    MongoBackend::create(&client, &db).await.expect("create");
+    MongoBackend::create_with(&client, &db, support::options())
+        .await
+        .expect("create");
     let (holder, contender) = two_async_handles(&db);
     let lease = Duration::from_millis(300);
     let lock = AsyncLock::with_backend("long-job", &holder).lease(lease);
@@ -87,7 +89,8 @@ async fn async_lease_survives_many_lease_lengths() {
 fn sync_lease_survives_many_lease_lengths() {
     let db = support::unique_db("survive_sync");
     let client = support::sync_client(&support::server().uri(), true);
-    let b = shylock_mongo::sync::MongoBackend::create(&client, &db).expect("create");
+    let b = shylock_mongo::sync::MongoBackend::create_with(&client, &db, support::options())
+        .expect("create");
     let (holder, contender) = (Backend::from(b.clone()), Backend::from(b));
     let lease = Duration::from_millis(300);
     let guard = Lock::with_backend("long-job", &holder)
@@ -253,7 +256,7 @@ fn child_holder() {
     let backend = shylock_mongo::sync::MongoBackend::new(
         &client,
         &var("SHYLOCK_TEST_CHILD_DB"),
-        Default::default(),
+        support::options(),
     )
     .expect("backend");
     let mut lock = Lock::with_backend(var("SHYLOCK_TEST_CHILD_NAME"), &Backend::from(backend));
@@ -286,7 +289,9 @@ struct Death {
 async fn death_to_acquisition(test: &str, lease: Option<Duration>, pause: Duration) -> Death {
     let db = support::unique_db(test);
     let client = support::async_client(&support::server().uri(), true);
-    let raw = MongoBackend::create(&client, &db).await.expect("create");
+    let raw = MongoBackend::create_with(&client, &db, support::options())
+        .await
+        .expect("create");
     let waiter_backend = Backend::from(raw.clone());
     let mut holder = ChildHolder::spawn(&db, "job", lease);
     let mut waiter = AsyncLock::with_backend("job", &waiter_backend);

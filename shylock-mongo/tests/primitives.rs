@@ -48,7 +48,7 @@ impl Prims {
         let rt = tokio::runtime::Runtime::new().expect("runtime");
         let backend = rt.block_on(async {
             let client = support::async_client(&uri, true);
-            MongoBackend::create(&client, &db)
+            MongoBackend::create_with(&client, &db, support::options())
                 .await
                 .expect("create the async backend")
         });
@@ -63,8 +63,9 @@ impl Prims {
         let uri = support::server().uri();
         let db = support::unique_db(test);
         let client = support::sync_client(&uri, true);
-        let backend = shylock_mongo::sync::MongoBackend::create(&client, &db)
-            .expect("create the sync backend");
+        let backend =
+            shylock_mongo::sync::MongoBackend::create_with(&client, &db, support::options())
+                .expect("create the sync backend");
         Prims {
             form: Form::Sync(backend),
             db,
@@ -828,12 +829,15 @@ fn create_is_idempotent_and_concurrent_safe() {
             std::thread::spawn(move || {
                 if i % 2 == 0 {
                     let client = support::sync_client(&uri, false);
-                    shylock_mongo::sync::MongoBackend::create(&client, &db).map(|_| ())
+                    shylock_mongo::sync::MongoBackend::create_with(&client, &db, support::options())
+                        .map(|_| ())
                 } else {
                     let rt = tokio::runtime::Runtime::new().expect("runtime");
                     rt.block_on(async {
                         let client = support::async_client(&uri, false);
-                        MongoBackend::create(&client, &db).await.map(|_| ())
+                        MongoBackend::create_with(&client, &db, support::options())
+                            .await
+                            .map(|_| ())
                     })
                 }
             })
@@ -846,7 +850,8 @@ fn create_is_idempotent_and_concurrent_safe() {
     }
     // Once more, sequentially.
     let client = support::sync_client(&uri, true);
-    shylock_mongo::sync::MongoBackend::create(&client, &db).expect("create again");
+    shylock_mongo::sync::MongoBackend::create_with(&client, &db, support::options())
+        .expect("create again");
     let indexes: Vec<String> = client
         .database(&db)
         .collection::<mongodb::bson::Document>("shylock")
@@ -885,7 +890,8 @@ fn foreign_unique_index_is_refused() {
     coll.create_index(model)
         .run()
         .expect("create the foreign index");
-    let err = shylock_mongo::sync::MongoBackend::create(&client, &db).expect_err("refused");
+    let err = shylock_mongo::sync::MongoBackend::create_with(&client, &db, support::options())
+        .expect_err("refused");
     match err {
         Error::InvalidConfig { reason } => assert!(reason.contains("name_1"), "{reason}"),
         other => panic!("expected InvalidConfig, got {other:?}"),
@@ -894,7 +900,7 @@ fn foreign_unique_index_is_refused() {
     shylock_mongo::sync::MongoBackend::create_with(
         &client,
         &db,
-        MongoOptions::new().collection("shylock2"),
+        support::options().collection("shylock2"),
     )
     .expect("another collection");
 }
@@ -911,4 +917,119 @@ fn describe_names_the_namespace() {
         assert_eq!(b.collection_name(), "shylock");
         assert_eq!(b.database_name(), &*p.db);
     }
+}
+
+// Shows (FerretDB): a server that can grant a lock twice across connections
+// (FerretDB v1, its issue 2168) is refused without the opt-in: `create`
+// (both forms) answers InvalidConfig naming FerretDB, its version, the issue
+// and the opt-in; a backend made with `new` (no server contact) refuses at
+// its first acquisition, and nothing is written. With
+// `allow_non_atomic_server(true)` all of them work. (MongoDB: `create`
+// without the opt-in works, so the check does not get in its way.)
+#[test]
+fn non_atomic_server_needs_the_opt_in() {
+    let uri = support::server().uri();
+    let db = support::unique_db("non_atomic");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let aclient = rt.block_on(async { support::async_client(&uri, true) });
+    let sclient = support::sync_client(&uri, true);
+    let plain = MongoOptions::new();
+    let allowed = MongoOptions::new().allow_non_atomic_server(true);
+    let n = name("opt-in");
+    let request = |owner| AcquireRequest {
+        name: &n,
+        owner,
+        lease: LEASE,
+        now: Timestamp::local_now(),
+        deadline: Some(Instant::now() + Duration::from_secs(10)),
+    };
+
+    if !support::on_ferretdb() {
+        rt.block_on(MongoBackend::create_with(&aclient, &db, plain.clone()))
+            .expect("async create on MongoDB without the opt-in");
+        shylock_mongo::sync::MongoBackend::create_with(&sclient, &db, plain)
+            .expect("sync create on MongoDB without the opt-in");
+        return;
+    }
+
+    let check = |r: Result<(), Error>, form: &str| match r {
+        Err(Error::InvalidConfig { reason }) => {
+            eprintln!("{form} refused as expected: {reason}");
+            for part in ["FerretDB v1.", "2168", "allow_non_atomic_server", "twice"] {
+                assert!(
+                    reason.contains(part),
+                    "{form}: {part:?} missing in {reason:?}"
+                );
+            }
+        }
+        other => panic!("{form}: expected InvalidConfig, got {other:?}"),
+    };
+    check(
+        rt.block_on(MongoBackend::create_with(&aclient, &db, plain.clone()))
+            .map(|_| ()),
+        "async create",
+    );
+    check(
+        shylock_mongo::sync::MongoBackend::create(&sclient, &db).map(|_| ()),
+        "sync create",
+    );
+
+    // `new` sends nothing; the first acquisition checks, then refuses.
+    let ab = MongoBackend::new(&aclient, &db, plain.clone()).expect("async new");
+    let sb = shylock_mongo::sync::MongoBackend::new(&sclient, &db, plain).expect("sync new");
+    let o = OwnerId::random();
+    for (form, r) in [
+        (
+            "async new",
+            rt.block_on(AsyncBackend::try_acquire(&ab, request(&o))),
+        ),
+        ("sync new", SyncBackend::try_acquire(&sb, request(&o))),
+    ] {
+        let err = r.expect_err("refused at the first acquisition");
+        assert_eq!(err.kind(), BackendErrorKind::InvalidConfig, "{form}: {err}");
+        assert!(err.to_string().contains("FerretDB v1."), "{form}: {err}");
+        // Refused again, from the remembered verdict.
+        let again = if form == "async new" {
+            rt.block_on(AsyncBackend::try_acquire(&ab, request(&o)))
+        } else {
+            SyncBackend::try_acquire(&sb, request(&o))
+        };
+        assert_eq!(
+            again.expect_err("still refused").kind(),
+            BackendErrorKind::InvalidConfig
+        );
+    }
+    // Nothing was ever granted.
+    let inspect = InspectRequest {
+        name: &n,
+        now: Timestamp::local_now(),
+        deadline: Some(Instant::now() + Duration::from_secs(10)),
+    };
+    assert_eq!(
+        SyncBackend::inspect(&sb, inspect).expect("inspect"),
+        None,
+        "no record was written"
+    );
+
+    // With the opt-in: create works in both forms, and so does `new`.
+    let ab = rt
+        .block_on(MongoBackend::create_with(&aclient, &db, allowed.clone()))
+        .expect("async create with the opt-in");
+    let sb = shylock_mongo::sync::MongoBackend::create_with(&sclient, &db, allowed.clone())
+        .expect("sync create with the opt-in");
+    let a = OwnerId::random();
+    assert!(matches!(
+        rt.block_on(AsyncBackend::try_acquire(&ab, request(&a))),
+        Ok(AcquireOutcome::Acquired(_))
+    ));
+    let b = OwnerId::random();
+    assert!(matches!(
+        SyncBackend::try_acquire(&sb, request(&b)),
+        Ok(AcquireOutcome::Busy { .. })
+    ));
+    let lazy = shylock_mongo::sync::MongoBackend::new(&sclient, &db, allowed).expect("new");
+    assert!(matches!(
+        SyncBackend::try_acquire(&lazy, request(&a)),
+        Ok(AcquireOutcome::Acquired(_))
+    ));
 }

@@ -47,7 +47,7 @@ async fn restart_keeps_the_record_and_the_lease() {
     }
     let mut server = support::FerretDb::start(false);
     let client = support::async_client(&server.uri(), true);
-    let b = MongoBackend::create(&client, "restartdb")
+    let b = MongoBackend::create_with(&client, "restartdb", support::options())
         .await
         .expect("create");
     let (n, a, other) = (
@@ -178,13 +178,13 @@ async fn restart_under_a_renewed_guard() {
     let mut server = support::FerretDb::start(false);
     let holder_client = support::async_client(&server.uri(), true);
     let holder = Backend::from(
-        MongoBackend::create(&holder_client, "restartdb")
+        MongoBackend::create_with(&holder_client, "restartdb", support::options())
             .await
             .expect("create"),
     );
     let contender_client = support::async_client(&server.uri(), true);
     let contender = Backend::from(
-        MongoBackend::new(&contender_client, "restartdb", Default::default()).expect("backend"),
+        MongoBackend::new(&contender_client, "restartdb", support::options()).expect("backend"),
     );
 
     let lock = AsyncLock::with_backend("guarded", &holder)

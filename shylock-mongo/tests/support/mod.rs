@@ -111,6 +111,21 @@ pub fn server() -> &'static Target {
     })
 }
 
+/// Whether the tests run against FerretDB (no `SHYLOCK_MONGODB_URI`), read
+/// from the environment without starting a server.
+pub fn on_ferretdb() -> bool {
+    !matches!(std::env::var(URI_ENV), Ok(uri) if !uri.trim().is_empty())
+}
+
+/// The backend options of the tests: the defaults, plus, on FerretDB, the
+/// opt-in [`allow_non_atomic_server`](shylock_mongo::MongoOptions::allow_non_atomic_server)
+/// (FerretDB v1 can grant a lock twice across connections, its issue 2168;
+/// the tests drive contenders through one connection where that matters).
+/// Against a real MongoDB the opt-in stays off, so the check is exercised.
+pub fn options() -> shylock_mongo::MongoOptions {
+    shylock_mongo::MongoOptions::new().allow_non_atomic_server(on_ferretdb())
+}
+
 /// A database name unique to one test (so tests can share a server). On a
 /// real MongoDB (`SHYLOCK_MONGODB_URI`) the database is dropped when the
 /// value is dropped; FerretDB's data goes with its temporary directory.
