@@ -76,7 +76,7 @@ USAGE: bench [OPTIONS]
                        scans the whole collection for every conditional command)
   --d-secs S           D: measuring window (default 20; quick 10)
   --backoff I,M,F      waiters' backoff in B and C: initial ms, max ms, factor
-                       (default: the core's, 5,200,2)
+                       (default: the core's, 5,50,2)
   --b-sweep LIST       also run B across processes with each backoff of LIST
                        (';'-separated I,M,F triples) and print a table (full
                        runs do 62.5,62.5,1;20,20,1;10,10,1;5,50,2 on mongo)
@@ -1070,7 +1070,10 @@ fn standard_notes(runs: &[Run]) -> Vec<String> {
         notes.push(
             "mongo C shows double grants: FerretDB v1 does not run a conditional update \
              atomically across connections (its issue 2168: it runs the query, then writes by \
-             `_id`); real MongoDB does. Never read multi-connection safety off FerretDB."
+             `_id`); real MongoDB does. Never read multi-connection safety off FerretDB. \
+             This is why shylock's MongoDB backend refuses FerretDB v1 unless opted in \
+             (`MongoOptions::allow_non_atomic_server`); the benchmark opts in to measure \
+             speed and load on the server it can run here."
                 .into(),
         );
     }

@@ -287,6 +287,15 @@ fn monitored(
     options
 }
 
+/// The backend's options: on the FerretDB v1 that the benchmark starts, the
+/// opt-in to a server without atomic conditional updates (the backend refuses
+/// it otherwise; the benchmark measures speed and load there, and counts the
+/// double grants FerretDB causes in C).
+#[cfg(feature = "mongo")]
+fn bench_mongo_options(t: &Target) -> shylock::mongo::MongoOptions {
+    shylock::mongo::MongoOptions::new().allow_non_atomic_server(t.is_ferretdb)
+}
+
 #[cfg(feature = "mongo")]
 async fn mongo_async_handle(
     t: &Target,
@@ -299,7 +308,7 @@ async fn mongo_async_handle(
         .ok_or_else(|| err("no MongoDB URI"))?;
     let options = mongodb::options::ClientOptions::parse(uri).await?;
     let client = mongodb::Client::with_options(monitored(options, counts))?;
-    let mut options = shylock::mongo::MongoOptions::new();
+    let mut options = bench_mongo_options(t);
     if let Some(c) = collection {
         options = options.collection(c);
     }
@@ -318,7 +327,8 @@ fn mongo_sync_handle(t: &Target, counts: &Arc<Counts>) -> R<Backend> {
         .ok_or_else(|| err("no MongoDB URI"))?;
     let options = mongodb::options::ClientOptions::parse(uri).run()?;
     let client = mongodb::sync::Client::with_options(monitored(options, counts))?;
-    let backend = shylock::mongo::sync::MongoBackend::create(&client, DB)?;
+    let backend =
+        shylock::mongo::sync::MongoBackend::create_with(&client, DB, bench_mongo_options(t))?;
     Ok(Backend::from_sync_arc(Arc::new(Counting {
         inner: backend,
         counts: Arc::clone(counts),
