@@ -100,6 +100,8 @@ struct Opts {
     scenarios: String,
     mongo_uri: Option<String>,
     ferretdb: Option<String>,
+    /// In a child: the parent's MongoDB-protocol server is its FerretDB v1.
+    child_on_ferretdb: bool,
     arango_url: Option<String>,
     arango_user: String,
     arango_password: String,
@@ -153,6 +155,7 @@ fn parse_args(args: Vec<String>) -> R<Opts> {
             "--scenarios" => o.scenarios = val(&a)?.to_uppercase(),
             "--mongo-uri" => o.mongo_uri = Some(val(&a)?),
             "--ferretdb" => o.ferretdb = Some(val(&a)?),
+            "--child-on-ferretdb" => o.child_on_ferretdb = true,
             "--arango-url" => o.arango_url = Some(val(&a)?),
             "--arango-user" => o.arango_user = val(&a)?,
             "--arango-password" => o.arango_password = val(&a)?,
@@ -1087,7 +1090,12 @@ fn child_main(role: &str, o: &Opts, rt: &tokio::runtime::Runtime) -> R<()> {
         .backends
         .first()
         .ok_or_else(|| err("child: no --backend"))?;
-    let t = Target::for_child(kind, o.mongo_uri.clone(), o.arango_conn());
+    let t = Target::for_child(
+        kind,
+        o.mongo_uri.clone(),
+        o.arango_conn(),
+        o.child_on_ferretdb,
+    );
     let p = o.params();
     match role {
         "b-waiter" => rt.block_on(scenarios::child_b_waiter(&t, p.backoff)),

@@ -179,6 +179,9 @@ impl Target {
         if let Some(uri) = &self.mongo_uri {
             args.extend(["--mongo-uri".into(), uri.clone()]);
         }
+        if self.is_ferretdb {
+            args.push("--child-on-ferretdb".into());
+        }
         if let Some(a) = &self.arango {
             args.extend([
                 "--arango-url".into(),
@@ -195,7 +198,12 @@ impl Target {
     }
 
     /// In a child: the target the parent described with [`child_args`].
-    pub fn for_child(kind: Kind, mongo_uri: Option<String>, arango: Option<ArangoConn>) -> Target {
+    pub fn for_child(
+        kind: Kind,
+        mongo_uri: Option<String>,
+        arango: Option<ArangoConn>,
+        is_ferretdb: bool,
+    ) -> Target {
         Target {
             kind,
             label: kind.as_str().into(),
@@ -203,7 +211,7 @@ impl Target {
             memory: (kind == Kind::Memory).then(MemoryBackend::new),
             mongo_uri,
             arango,
-            is_ferretdb: false,
+            is_ferretdb,
             _server: None,
         }
     }
