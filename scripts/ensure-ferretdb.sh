@@ -31,8 +31,11 @@ MODULE=github.com/FerretDB/FerretDB
 log() { echo "ensure-ferretdb: $*" >&2; }
 
 # A binary "works" if it runs and reports the expected version.
+# (The output is read whole first: with pipefail, `grep -q` closing the pipe
+# early would fail the check at random.)
 works() {
-    [ -x "$1" ] && "$1" --version 2>/dev/null | grep -qx "version: $VERSION"
+    local out
+    [ -x "$1" ] && out=$("$1" --version 2>/dev/null) && grep -qx "version: $VERSION" <<<"$out"
 }
 
 if [ -n "${SHYLOCK_FERRETDB_BIN:-}" ]; then
