@@ -1,26 +1,41 @@
 //! The lock algorithm, written once for both forms (see [`crate::exec`]).
+//!
+//! * [`acquire`] runs an [`Acquisition`], whose policies each have one
+//!   home: [`Acquisition::wait_for_turn`] (who asks the backend when:
+//!   local holders, the shared polling turn, the caller's deadline),
+//!   [`Acquisition::ask`] (one request, and what is on its way), and
+//!   [`Acquisition::judge`] (what an answer or an error means: granted,
+//!   granted too late, busy, retry, fail). [`Pending`] cleans up after
+//!   requests whose outcome is unknown when the acquisition ends without the
+//!   lock.
+//! * [`Renewer`] is one renewal at a time: the async form loops over it in
+//!   a task ([`renew_loop`]), the sync form schedules it on the handle's
+//!   [`Jobs`](crate::jobs::Jobs) threads.
+//! * [`release`] releases only the caller's own holding, and is idempotent:
+//!   a release whose earlier answer was lost is not reported as a loss.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::backend::{
-    AcquireOutcome, AcquireRequest, ClockSource, InspectRequest, LockRecord, ReleaseOutcome,
+    AcquireOutcome, ClockSource, Grant, InspectRequest, LockRecord, ReleaseOutcome, ReleaseRequest,
     RenewOutcome, RenewRequest,
 };
 use crate::clock::Estimate;
-use crate::coord::{SlotRef, Waiter};
-use crate::exec::{Exec, OwnedRelease};
+use crate::coord::{Next, SlotRef, Waiter, takeover_grace};
+use crate::exec::{Exec, OwnedAcquire, OwnedRelease};
 use crate::handle::Shared;
 use crate::lease::{Holding, LeaseState};
 use crate::options::BackoffState;
-use crate::signal::Signal;
+use crate::tick::{Tick, deadline_after};
 use crate::{
     BackendError, BackendErrorKind, Error, FencingToken, LockName, LockOptions, LossReason,
     OwnerId, Timestamp,
 };
 
 /// How an acquisition waits.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
     /// One attempt.
     Try,
@@ -28,12 +43,15 @@ pub(crate) enum Mode {
     Wait,
 }
 
-/// A holding with what is needed to renew and release it.
-pub(crate) struct Held {
+/// What a guard keeps to renew and release its holding (the user sees the
+/// [`Holding`]; the lease's moving parts are in its [`LeaseState`]).
+pub(crate) struct GuardState {
     pub(crate) holding: Holding,
     pub(crate) slot: SlotRef,
     pub(crate) opts: LockOptions,
     pub(crate) shared: Arc<Shared>,
+    /// Whether a release request may have reached the backend already.
+    release_sent: AtomicBool,
 }
 
 /// The server clock now: a lower bound and its uncertainty.
@@ -51,7 +69,7 @@ async fn server_now<X: Exec>(
     if let Some(estimate) = shared.clock.estimate() {
         return Ok(estimate);
     }
-    let sent = Instant::now();
+    let sent = Tick::now();
     let server = x.server_time(deadline).await?;
     Ok(shared.clock.record(sent, server))
 }
@@ -60,7 +78,7 @@ async fn server_now<X: Exec>(
 fn now_without_round_trip(shared: &Shared) -> Timestamp {
     shared
         .clock
-        .estimate()
+        .any_estimate()
         .map_or_else(Timestamp::local_now, |e| e.now)
 }
 
@@ -72,41 +90,248 @@ fn earliest(a: Instant, b: Option<Instant>) -> Instant {
     b.map_or(a, |b| a.min(b))
 }
 
+/// `Instant::now() + d`, saturating far in the future.
+fn after(d: Duration) -> Instant {
+    deadline_after(d).unwrap_or_else(Instant::now)
+}
+
+/// Until when a holder counts a lease granted to (or renewed by) a request
+/// sent at `sent` as held: the lease, less the safety margin and the clock's uncertainty.
+fn valid_from(sent: Tick, opts: &LockOptions, estimate: &Estimate) -> Tick {
+    sent.add(
+        opts.lease
+            .saturating_sub(opts.effective_margin() + estimate.uncertainty),
+    )
+}
+
 /// Sleep without being woken by anything.
 async fn sleep_until<X: Exec>(x: &X, until: Instant) {
-    let quiet = Signal::default();
+    let quiet = crate::signal::Signal::default();
     x.wait(&quiet, quiet.generation(), Some(until)).await;
 }
 
-/// An acquisition whose outcome may be unknown: released in the background
-/// if it is given up (error, timeout, or the future dropped).
+// ------------------------------------------------------------- acquire --
+
+/// The requests of one acquisition whose outcome is not settled. If the
+/// acquisition ends without the lock (error, time-out, or the future
+/// dropped), whatever may have been granted is released in the background,
+/// after the request on its way (if any) has finished.
 struct Pending<'a, X: Exec> {
     x: &'a X,
     shared: &'a Shared,
     name: &'a LockName,
     owner: &'a OwnerId,
-    release_timeout: Duration,
-    armed: bool,
+    opts: &'a LockOptions,
+    /// The request on its way, if one was sent and not answered.
+    in_flight: Option<X::InFlight>,
+    /// Whether a request was answered with an error after which it may
+    /// still have been granted (or was granted too late to use).
+    unknown: bool,
+    /// The acquisition got the lock: nothing to clean up.
+    settled: bool,
 }
 
 impl<X: Exec> Drop for Pending<'_, X> {
     fn drop(&mut self) {
-        if self.armed {
-            tracing::debug!(lock = %self.name, "acquisition given up with an unknown outcome; releasing in the background");
-            self.x.release_in_background(OwnedRelease {
+        if self.settled || !(self.unknown || self.in_flight.is_some()) {
+            return;
+        }
+        tracing::debug!(lock = %self.name, "acquisition given up with an unknown outcome; releasing in the background");
+        self.x.clean_up(
+            self.in_flight.take(),
+            self.opts.lease.saturating_add(self.opts.release_timeout),
+            OwnedRelease {
                 name: self.name.clone(),
                 owner: self.owner.clone(),
                 token: FencingToken(0),
                 now: now_without_round_trip(self.shared),
-                deadline: Some(Instant::now() + self.release_timeout),
-            });
+                deadline: None,
+            },
+            self.unknown,
+        );
+    }
+}
+
+/// What to do after an answer.
+enum Step {
+    /// The lock is ours, valid until then.
+    Granted(Grant, Tick),
+    /// The acquisition ends with this.
+    Done(Result<(), Error>),
+    /// Ask again after this delay (or a wake-up).
+    RetryAfter(Duration),
+}
+
+/// One acquisition: an owner id and everything it has asked so far.
+struct Acquisition<'a, X: Exec> {
+    x: &'a X,
+    shared: &'a Shared,
+    name: &'a LockName,
+    opts: &'a LockOptions,
+    mode: Mode,
+    deadline: Option<Instant>,
+    waiter: Waiter,
+    pending: Pending<'a, X>,
+    backoff: BackoffState,
+    started: Instant,
+    attempts: u32,
+}
+
+impl<X: Exec> Acquisition<'_, X> {
+    fn timed_out(&self) -> Error {
+        tracing::debug!(lock = %self.name, attempts = self.attempts, waited_ms = self.started.elapsed().as_millis() as u64, "acquire timed out");
+        Error::Timeout {
+            name: self.name.to_string(),
+            waited: self.started.elapsed(),
         }
+    }
+
+    /// The waiting policy: wait while a holder in this process has the lock
+    /// (its release wakes us), and while another waiter has the polling
+    /// turn (taking it over if that waiter stops asking). `Ok(true)`: ask
+    /// now; `Ok(false)`: a try finds the lock held here.
+    async fn wait_for_turn(&mut self) -> Result<bool, Error> {
+        let grace = takeover_grace(self.opts.backoff.max);
+        loop {
+            let slot = self.waiter.slot.get();
+            let seen = slot.signal.generation();
+            let until = match (slot.local_hold_until(), self.mode) {
+                (Some(_), Mode::Try) => return Ok(false),
+                (Some(held_until), Mode::Wait) => held_until.to_instant(),
+                (None, Mode::Try) => return Ok(true),
+                (None, Mode::Wait) => match self.waiter.take_turn(grace) {
+                    // A zero timeout still gets its one attempt.
+                    Next::Ask if self.attempts == 0 || !passed(self.deadline) => return Ok(true),
+                    Next::Ask => return Err(self.timed_out()),
+                    Next::WaitUntil(until) => until,
+                },
+            };
+            if passed(self.deadline) {
+                return Err(self.timed_out());
+            }
+            self.x
+                .wait(&slot.signal, seen, Some(earliest(until, self.deadline)))
+                .await;
+        }
+    }
+
+    /// One request. Returns the answer, the clock estimate it was sent
+    /// with and when it was sent.
+    async fn ask(&mut self) -> (Result<AcquireOutcome, BackendError>, Estimate, Tick) {
+        self.attempts += 1;
+        let estimate = match server_now(self.x, self.shared, self.deadline).await {
+            Ok(estimate) => estimate,
+            Err(error) => {
+                let none = Estimate {
+                    now: Timestamp::EPOCH,
+                    uncertainty: Duration::ZERO,
+                };
+                return (Err(error), none, Tick::now());
+            }
+        };
+        if let Some(earlier) = self.pending.in_flight.take() {
+            // Cannot happen (a timed-out request ends the acquisition), but
+            // if it did, the earlier request must still be cleaned up after.
+            self.pending.unknown = true;
+            self.x
+                .clean_up(Some(earlier), self.opts.lease, self.owned_release(), false);
+        }
+        let sent = Tick::now();
+        self.pending.in_flight = Some(self.x.start_acquire(OwnedAcquire {
+            name: self.name.clone(),
+            owner: self.pending.owner.clone(),
+            lease: self.opts.lease,
+            now: estimate.now,
+            deadline: self.deadline,
+        }));
+        let outcome = self
+            .x
+            .finish_acquire(&mut self.pending.in_flight, self.deadline)
+            .await;
+        if matches!(&outcome, Err(e) if e.kind() != BackendErrorKind::RateLimited) {
+            // The request may have been applied: clean up if we give up.
+            // (A rate-limited request was refused; it proves nothing about
+            // earlier ones, so it does not settle them either.)
+            self.pending.unknown = true;
+        }
+        (outcome, estimate, sent)
+    }
+
+    fn owned_release(&self) -> OwnedRelease {
+        OwnedRelease {
+            name: self.name.clone(),
+            owner: self.pending.owner.clone(),
+            token: FencingToken(0),
+            now: now_without_round_trip(self.shared),
+            deadline: None,
+        }
+    }
+
+    /// The error policy: what an answer means.
+    fn judge(
+        &mut self,
+        outcome: Result<AcquireOutcome, BackendError>,
+        estimate: &Estimate,
+        sent: Tick,
+    ) -> Step {
+        match outcome {
+            Ok(AcquireOutcome::Acquired(grant)) => {
+                let until = valid_from(sent, self.opts, estimate);
+                if until.passed() {
+                    // The answer came after the lease it granted had ended on
+                    // our clock (a stall, or a clock estimate too uncertain):
+                    // the record is ours but useless. Ask again, as the same
+                    // owner (which the backend grants anew), with a fresh
+                    // clock sample; if we give up instead, it is released.
+                    self.pending.unknown = true;
+                    self.shared.clock.invalidate();
+                    tracing::debug!(lock = %self.name, attempts = self.attempts, "a grant arrived after its lease; asking again");
+                    return Step::RetryAfter(self.backoff.next_delay());
+                }
+                Step::Granted(grant, until)
+            }
+            Ok(AcquireOutcome::Busy { .. }) if self.mode == Mode::Try => Step::Done(Ok(())),
+            Ok(AcquireOutcome::Busy { expires_at }) => {
+                let delay = self.backoff.next_delay();
+                Step::RetryAfter(match expires_at {
+                    Some(end) if end > estimate.now => {
+                        delay.min(end.since(estimate.now) + Duration::from_millis(1))
+                    }
+                    _ => delay,
+                })
+            }
+            Err(error) if error.is_transient() && self.mode == Mode::Wait => {
+                let delay = error
+                    .retry_after()
+                    .unwrap_or_else(|| self.backoff.next_delay());
+                tracing::debug!(lock = %self.name, %error, ?delay, "acquire attempt failed; retrying");
+                Step::RetryAfter(delay)
+            }
+            Err(error) if error.kind() == BackendErrorKind::Timeout && self.deadline.is_some() => {
+                Step::Done(Err(self.timed_out()))
+            }
+            Err(error) => Step::Done(Err(Error::backend(self.name.as_str(), error))),
+        }
+    }
+
+    /// Wait `delay` before asking again (woken early by a local release),
+    /// telling the other waiters when this one asks next.
+    async fn pause(&mut self, delay: Duration, seen: u64) -> Result<(), Error> {
+        if passed(self.deadline) {
+            return Err(self.timed_out());
+        }
+        let until = earliest(after(delay), self.deadline);
+        self.waiter.keep_turn_until(until);
+        tracing::trace!(lock = %self.name, attempts = self.attempts, ?delay, "waiting for lock");
+        self.x
+            .wait(&self.waiter.slot.get().signal, seen, Some(until))
+            .await;
+        Ok(())
     }
 }
 
 /// Acquire `name`: one attempt ([`Mode::Try`]), or wait with backoff until
-/// held or `deadline` ([`Mode::Wait`]). Waiters of one name through one
-/// handle share one poller and are woken by local releases.
+/// held or `deadline` ([`Mode::Wait`]).
 pub(crate) async fn acquire<X: Exec>(
     x: &X,
     shared: &Arc<Shared>,
@@ -114,259 +339,262 @@ pub(crate) async fn acquire<X: Exec>(
     opts: &LockOptions,
     mode: Mode,
     deadline: Option<Instant>,
-) -> Result<Option<Held>, Error> {
-    let started = Instant::now();
+) -> Result<Option<GuardState>, Error> {
     let owner = OwnerId::random();
-    let mut waiter = Waiter::new(shared.coord.slot(name));
-    let mut pending = Pending {
+    let mut acq = Acquisition {
         x,
         shared,
         name,
-        owner: &owner,
-        release_timeout: opts.release_timeout,
-        armed: false,
+        opts,
+        mode,
+        deadline,
+        waiter: Waiter::new(shared.coord.slot(name)),
+        pending: Pending {
+            x,
+            shared,
+            name,
+            owner: &owner,
+            opts,
+            in_flight: None,
+            unknown: false,
+            settled: false,
+        },
+        backoff: BackoffState::new(opts.backoff),
+        started: Instant::now(),
+        attempts: 0,
     };
-    let mut backoff = BackoffState::new(opts.backoff);
-    let mut attempts = 0u32;
-    let timed_out = |attempts| {
-        tracing::debug!(lock = %name, attempts, waited_ms = started.elapsed().as_millis() as u64, "acquire timed out");
-        Err(Error::Timeout {
-            name: name.to_string(),
-            waited: started.elapsed(),
-        })
+    let (grant, until) = loop {
+        if !acq.wait_for_turn().await? {
+            return Ok(None);
+        }
+        let seen = acq.waiter.slot.get().signal.generation();
+        let (outcome, estimate, sent) = acq.ask().await;
+        match acq.judge(outcome, &estimate, sent) {
+            Step::Granted(grant, until) => break (grant, until),
+            Step::Done(result) => return result.map(|()| None),
+            Step::RetryAfter(delay) => acq.pause(delay, seen).await?,
+        }
     };
-    loop {
-        let seen = waiter.slot.get().signal.generation();
-        // While a holder in this process has the lock, nobody asks the
-        // backend: its release wakes the waiters at once, and they ask again
-        // only if its lease ends without a release.
-        let local_hold = waiter.slot.get().local_hold_until();
-        if let Mode::Wait = mode {
-            if (attempts > 0 || local_hold.is_some()) && passed(deadline) {
-                return timed_out(attempts);
-            }
-            if !waiter.try_lead() {
-                if passed(deadline) {
-                    return timed_out(attempts);
-                }
-                x.wait(&waiter.slot.get().signal, seen, deadline).await;
-                continue;
-            }
-        }
-        if let Some(until) = local_hold {
-            if let Mode::Try = mode {
-                return Ok(None);
-            }
-            x.wait(
-                &waiter.slot.get().signal,
-                seen,
-                Some(earliest(until, deadline)),
-            )
-            .await;
-            continue;
-        }
-        attempts += 1;
-        let attempt = async {
-            let estimate = server_now(x, shared, deadline).await?;
-            let sent = Instant::now();
-            pending.armed = true;
-            let outcome = x
-                .try_acquire(AcquireRequest {
-                    name,
-                    owner: &owner,
-                    lease: opts.lease,
-                    now: estimate.now,
-                    deadline,
-                })
-                .await;
-            outcome.map(|o| (o, estimate, sent))
-        };
-        let delay = match attempt.await {
-            Ok((AcquireOutcome::Acquired(grant), estimate, sent)) => {
-                pending.armed = false;
-                let margin = opts.effective_margin() + estimate.uncertainty;
-                let valid_until = sent + opts.lease.saturating_sub(margin);
-                let holding = Holding {
-                    name: name.clone(),
-                    owner: owner.clone(),
-                    token: grant.token,
-                    lease: Arc::new(LeaseState::new(valid_until, grant.expires_at)),
-                    attempts,
-                    waited: started.elapsed(),
-                };
-                waiter.slot.set_local_holder(&holding.lease);
-                tracing::info!(
-                    lock = %name,
-                    token = grant.token.get(),
-                    attempts,
-                    waited_ms = holding.waited.as_millis() as u64,
-                    backend = %shared.description,
-                    "lock acquired"
-                );
-                return Ok(Some(Held {
-                    holding,
-                    slot: waiter.into_slot(),
-                    opts: opts.clone(),
-                    shared: Arc::clone(shared),
-                }));
-            }
-            Ok((AcquireOutcome::Busy { expires_at }, estimate, _)) => {
-                // Busy proves that no earlier attempt of ours holds it.
-                pending.armed = false;
-                if let Mode::Try = mode {
-                    return Ok(None);
-                }
-                let delay = backoff.next_delay();
-                match expires_at {
-                    Some(end) if end > estimate.now => {
-                        delay.min(end.since(estimate.now) + Duration::from_millis(1))
-                    }
-                    _ => delay,
-                }
-            }
-            Err(error) if error.is_transient() && matches!(mode, Mode::Wait) => {
-                if error.kind() == BackendErrorKind::RateLimited {
-                    pending.armed = false;
-                }
-                let delay = error.retry_after().unwrap_or_else(|| backoff.next_delay());
-                tracing::debug!(lock = %name, %error, ?delay, "acquire attempt failed; retrying");
-                delay
-            }
-            Err(error) => {
-                if error.kind() == BackendErrorKind::Timeout && deadline.is_some() {
-                    return timed_out(attempts);
-                }
-                return Err(Error::backend(name.as_str(), error));
-            }
-        };
-        if passed(deadline) {
-            return timed_out(attempts);
-        }
-        tracing::trace!(lock = %name, attempts, ?delay, "waiting for lock");
-        let until = earliest(Instant::now() + delay, deadline);
-        x.wait(&waiter.slot.get().signal, seen, Some(until)).await;
-    }
+    acq.pending.settled = true;
+    let holding = Holding {
+        name: name.clone(),
+        owner: owner.clone(),
+        token: grant.token,
+        lease: Arc::new(LeaseState::new(until, grant.expires_at)),
+        attempts: acq.attempts,
+        waited: acq.started.elapsed(),
+    };
+    acq.waiter.slot.set_local_holder(&holding.lease);
+    tracing::info!(
+        lock = %name,
+        token = grant.token.get(),
+        attempts = acq.attempts,
+        waited_ms = holding.waited.as_millis() as u64,
+        backend = %shared.description,
+        "lock acquired"
+    );
+    let Acquisition {
+        waiter, pending, ..
+    } = acq;
+    drop(pending);
+    Ok(Some(GuardState {
+        holding,
+        slot: waiter.into_slot(),
+        opts: opts.clone(),
+        shared: Arc::clone(shared),
+        release_sent: AtomicBool::new(false),
+    }))
 }
 
-/// Renew the lease every `every` until the guard stops or the lease is lost.
-pub(crate) async fn renew_loop<X: Exec>(
-    x: X,
+// ------------------------------------------------------------- renewal --
+
+/// The renewal of one lease, one step at a time.
+pub(crate) struct Renewer {
     shared: Arc<Shared>,
     holding: Holding,
     opts: LockOptions,
     every: Duration,
-) {
-    let lease = &holding.lease;
-    let mut last_sent = Instant::now();
-    loop {
-        let seen = lease.signal.generation();
+    last_sent: Tick,
+    backoff: BackoffState,
+    /// The last renewal failed: retry with backoff instead of on schedule.
+    failing: bool,
+}
+
+impl Renewer {
+    /// A renewer of `state`'s lease, if its options renew.
+    pub(crate) fn new(state: &GuardState) -> Option<Self> {
+        let every = state.opts.renew_interval()?;
+        Some(Renewer {
+            shared: Arc::clone(&state.shared),
+            holding: state.holding.clone(),
+            opts: state.opts.clone(),
+            every,
+            last_sent: Tick::now(),
+            backoff: BackoffState::new(state.opts.backoff),
+            failing: false,
+        })
+    }
+
+    /// The lease's shared state (its signal wakes the async renewal loop).
+    pub(crate) fn lease(&self) -> &Arc<LeaseState> {
+        &self.holding.lease
+    }
+
+    /// When the next renewal is due: every `every`, and in any case with a
+    /// third of the validity left (the validity can be shorter than the
+    /// lease when the server clock estimate is uncertain).
+    fn due(&self) -> Tick {
+        let valid_for = self.holding.lease.valid_until().since(self.last_sent);
+        self.last_sent.add(self.every.min(valid_for * 2 / 3))
+    }
+
+    /// One step: renews if due. Returns when the next step is due, or
+    /// `None` once the renewal is over (guard released, lease lost).
+    pub(crate) async fn step<X: Exec>(&mut self, x: &X) -> Option<Tick> {
+        let (holding, lease) = (&self.holding, &self.holding.lease);
         if lease.is_stopped() || lease.loss().is_some() {
-            return;
+            return None;
         }
-        // Renew every `every`, and in any case with a third of the validity
-        // left (the validity can be shorter than the lease when the server
-        // clock estimate is uncertain).
+        if !self.failing {
+            let due = self.due();
+            if !due.passed() {
+                return Some(due);
+            }
+        }
         let valid_until = lease.valid_until();
-        let next = (last_sent + every)
-            .min(last_sent + valid_until.saturating_duration_since(last_sent) * 2 / 3);
-        if Instant::now() < next {
-            x.wait(&lease.signal, seen, Some(next)).await;
-            continue;
+        if valid_until.passed() {
+            if lease.mark_lost(LossReason::RenewalFailed) {
+                tracing::warn!(lock = %holding.name, token = holding.token.get(), reason = ?lease.loss(), "lease lost");
+            }
+            return None;
         }
-        let mut backoff = BackoffState::new(opts.backoff);
-        loop {
-            let valid_until = lease.valid_until();
-            if lease.is_stopped() {
-                return;
-            }
-            if Instant::now() >= valid_until {
-                if lease.mark_lost(LossReason::RenewalFailed) || lease.loss().is_some() {
-                    tracing::warn!(lock = %holding.name, token = holding.token.get(), reason = ?lease.loss(), "lease lost");
-                }
-                return;
-            }
-            let sent = Instant::now();
-            let result = async {
-                let estimate = server_now(&x, &shared, Some(valid_until)).await?;
-                let outcome = x
-                    .renew(RenewRequest {
-                        name: &holding.name,
-                        owner: &holding.owner,
-                        token: holding.token,
-                        lease: opts.lease,
-                        now: estimate.now,
-                        deadline: Some(valid_until),
-                    })
-                    .await?;
-                Ok::<_, BackendError>((outcome, estimate))
-            }
-            .await;
-            if lease.is_stopped() {
-                return;
-            }
-            match result {
-                Ok((RenewOutcome::Renewed { expires_at }, estimate)) => {
-                    let margin = opts.effective_margin() + estimate.uncertainty;
-                    if lease.extend(sent + opts.lease.saturating_sub(margin), expires_at) {
-                        tracing::debug!(lock = %holding.name, token = holding.token.get(), expires_at = expires_at.as_millis(), "lease renewed");
-                        last_sent = sent;
-                        break;
-                    }
+        let sent = Tick::now();
+        let deadline = Some(valid_until.to_instant());
+        let result = async {
+            let estimate = server_now(x, &self.shared, deadline).await?;
+            let outcome = x
+                .renew(RenewRequest {
+                    name: &holding.name,
+                    owner: &holding.owner,
+                    token: holding.token,
+                    lease: self.opts.lease,
+                    now: estimate.now,
+                    deadline,
+                })
+                .await?;
+            Ok::<_, BackendError>((outcome, estimate))
+        }
+        .await;
+        if lease.is_stopped() {
+            return None;
+        }
+        match result {
+            Ok((RenewOutcome::Renewed { expires_at }, estimate)) => {
+                if !lease.extend(valid_from(sent, &self.opts, &estimate), expires_at) {
                     tracing::warn!(lock = %holding.name, token = holding.token.get(), reason = ?lease.loss(), "lease lost: renewed too late");
-                    return;
+                    return None;
                 }
-                Ok((RenewOutcome::Lost, _)) => {
-                    lease.mark_lost(LossReason::Taken);
-                    tracing::warn!(lock = %holding.name, token = holding.token.get(), reason = ?lease.loss(), "lease lost: the lock is not ours any more");
-                    return;
-                }
-                Err(error) => {
-                    lease.note_renewal_error();
-                    let delay = error.retry_after().unwrap_or_else(|| backoff.next_delay());
-                    tracing::warn!(lock = %holding.name, token = holding.token.get(), %error, ?delay, "lease renewal failed; retrying");
-                    x.wait(
-                        &lease.signal,
-                        lease.signal.generation(),
-                        Some((Instant::now() + delay).min(valid_until)),
-                    )
-                    .await;
+                tracing::debug!(lock = %holding.name, token = holding.token.get(), expires_at = expires_at.as_millis(), "lease renewed");
+                self.last_sent = sent;
+                self.failing = false;
+                self.backoff = BackoffState::new(self.opts.backoff);
+                Some(self.due())
+            }
+            Ok((RenewOutcome::Lost, _)) => {
+                lease.mark_lost(LossReason::Taken);
+                tracing::warn!(lock = %holding.name, token = holding.token.get(), reason = ?lease.loss(), "lease lost: the lock is not ours any more");
+                None
+            }
+            Err(error) => {
+                lease.note_renewal_error();
+                self.failing = true;
+                let delay = error
+                    .retry_after()
+                    .unwrap_or_else(|| self.backoff.next_delay());
+                tracing::warn!(lock = %holding.name, token = holding.token.get(), %error, ?delay, "lease renewal failed; retrying");
+                Some(Tick::now().add(delay).min(valid_until))
+            }
+        }
+    }
+}
+
+/// Renew a lease until its guard stops or the lease is lost (the async
+/// form's driver of [`Renewer`]).
+pub(crate) async fn renew_loop<X: Exec>(x: X, mut renewer: Renewer) {
+    let lease = Arc::clone(renewer.lease());
+    loop {
+        // Read before the step looks at the lease: a stop after that look
+        // moves the generation, so the wait below returns at once.
+        let seen = lease.signal.generation();
+        match renewer.step(&x).await {
+            None => return,
+            Some(at) => {
+                if !at.passed() {
+                    x.wait(&lease.signal, seen, Some(at.to_instant())).await;
                 }
             }
+        }
+    }
+}
+
+// ------------------------------------------------------------- release --
+
+impl GuardState {
+    fn owned_release(&self, deadline: Option<Instant>) -> OwnedRelease {
+        OwnedRelease {
+            name: self.holding.name.clone(),
+            owner: self.holding.owner.clone(),
+            token: self.holding.token,
+            now: now_without_round_trip(&self.shared),
+            deadline,
         }
     }
 }
 
 /// Release a holding: only ever the caller's own. Retries transient errors
-/// within the release timeout, then wakes local waiters.
-pub(crate) async fn release<X: Exec>(x: &X, held: &Held) -> Result<(), Error> {
-    let holding = &held.holding;
+/// within the release timeout, then wakes local waiters. May be called again
+/// for the same holding (a release whose future was dropped is finished in
+/// the background this way): a `NotOwner` answer after a request that may
+/// have been applied means that request freed the lock.
+pub(crate) async fn release<X: Exec>(x: &X, state: &GuardState) -> Result<(), Error> {
+    let holding = &state.holding;
     let lost_before = holding.lease.stop();
-    let deadline = Instant::now() + held.opts.release_timeout;
-    let mut backoff = BackoffState::new(held.opts.backoff);
+    let deadline = deadline_after(state.opts.release_timeout);
+    let mut backoff = BackoffState::new(state.opts.backoff);
+    let mut maybe_released = state.release_sent.load(Ordering::SeqCst);
     let result = loop {
-        let now = now_without_round_trip(&held.shared);
+        let req = state.owned_release(deadline);
+        state.release_sent.store(true, Ordering::SeqCst);
         let outcome = x
-            .release(crate::backend::ReleaseRequest {
-                name: &holding.name,
-                owner: &holding.owner,
-                token: holding.token,
-                now,
-                deadline: Some(deadline),
+            .release(ReleaseRequest {
+                name: &req.name,
+                owner: &req.owner,
+                token: req.token,
+                now: req.now,
+                deadline: req.deadline,
             })
             .await;
         match outcome {
-            Err(error) if error.is_transient() && Instant::now() < deadline => {
+            Err(error) if error.is_transient() && !passed(deadline) => {
+                maybe_released |= error.kind() != BackendErrorKind::RateLimited;
                 let delay = error.retry_after().unwrap_or_else(|| backoff.next_delay());
-                sleep_until(x, (Instant::now() + delay).min(deadline)).await;
+                sleep_until(x, earliest(after(delay), deadline)).await;
             }
             other => break other,
         }
     };
-    held.slot.get().note_release();
+    state.slot.get().note_release();
     let token = holding.token.get();
     match (result, lost_before) {
         (Ok(ReleaseOutcome::Released), None) => {
             tracing::info!(lock = %holding.name, token, "lock released");
+            Ok(())
+        }
+        (Ok(ReleaseOutcome::NotOwner), None) if maybe_released => {
+            // An earlier request of this release (whose answer was lost, or
+            // whose future was dropped) freed it; the lease was valid when
+            // the release began, so the critical section was covered.
+            tracing::info!(lock = %holding.name, token, "lock released (by an earlier request whose answer was lost)");
             Ok(())
         }
         (Ok(ReleaseOutcome::Released), Some(reason)) => {
@@ -392,23 +620,23 @@ pub(crate) async fn inspect<X: Exec>(
     name: &LockName,
     opts: &LockOptions,
 ) -> Result<Option<LockRecord>, Error> {
-    let deadline = Instant::now() + opts.timeout.unwrap_or(opts.release_timeout);
+    let deadline = deadline_after(opts.timeout.unwrap_or(opts.release_timeout));
     let mut backoff = BackoffState::new(opts.backoff);
     loop {
         let result = async {
-            let estimate = server_now(x, shared, Some(deadline)).await?;
+            let estimate = server_now(x, shared, deadline).await?;
             x.inspect(InspectRequest {
                 name,
                 now: estimate.now,
-                deadline: Some(deadline),
+                deadline,
             })
             .await
         }
         .await;
         match result {
-            Err(error) if error.is_transient() && Instant::now() < deadline => {
+            Err(error) if error.is_transient() && !passed(deadline) => {
                 let delay = error.retry_after().unwrap_or_else(|| backoff.next_delay());
-                sleep_until(x, (Instant::now() + delay).min(deadline)).await;
+                sleep_until(x, earliest(after(delay), deadline)).await;
             }
             other => return other.map_err(|e| Error::backend(name.as_str(), e)),
         }

@@ -45,6 +45,14 @@ pub enum Error {
         /// `"async"` or `"sync"`.
         form: &'static str,
     },
+    /// The lock cannot run in this context: an async lock outside a tokio
+    /// runtime or on one built without timers, or no thread could be
+    /// started for a blocking guard's renewal.
+    #[error("the lock cannot run here: {reason}")]
+    Runtime {
+        /// What is missing.
+        reason: String,
+    },
     /// The lock could not be acquired within the time the caller allowed.
     #[error("timed out after {waited:?} waiting for lock `{name}`")]
     Timeout {

@@ -5,24 +5,36 @@
 //! [`SyncExec`] runs it on the calling thread over a [`SyncBackend`]: each of
 //! its futures does its blocking work when first polled and is then ready,
 //! and [`block_on`] drives the whole algorithm to completion on the thread.
+//! Background work (clean-up releases, renewals of blocking guards) goes to
+//! tokio tasks in the async form and to the handle's [`Jobs`] threads in the
+//! sync form.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::backend::{
     AcquireOutcome, AcquireRequest, AsyncBackend, InspectRequest, LockRecord, ReleaseOutcome,
     ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
 };
+use crate::jobs::Jobs;
 use crate::signal::Signal;
-use crate::{BackendError, BackendErrorKind, FencingToken, LockName, OwnerId, Timestamp};
+use crate::{BackendError, BackendErrorKind, Error, FencingToken, LockName, OwnerId, Timestamp};
 
 /// What the algorithm needs from a driver.
 pub(crate) trait Exec: Send + Sync + 'static {
-    fn try_acquire<'a>(
+    /// An acquisition request on its way to the backend.
+    type InFlight: Send + 'static;
+    /// Send an acquisition request.
+    fn start_acquire(&self, req: OwnedAcquire) -> Self::InFlight;
+    /// Wait for its answer until `deadline`. After an answer the in-flight
+    /// request is spent (`None`); after a time-out it may still be on its
+    /// way (left in place).
+    fn finish_acquire<'a>(
         &'a self,
-        req: AcquireRequest<'a>,
+        in_flight: &'a mut Option<Self::InFlight>,
+        deadline: Option<Instant>,
     ) -> impl Future<Output = Result<AcquireOutcome, BackendError>> + Send + 'a;
     fn renew<'a>(
         &'a self,
@@ -47,9 +59,40 @@ pub(crate) trait Exec: Send + Sync + 'static {
         seen: u64,
         until: Option<Instant>,
     ) -> impl Future<Output = ()> + Send + 'a;
-    /// Release `owner`'s holding in the background, if it exists (clean-up
-    /// after an acquisition whose outcome is unknown was given up).
-    fn release_in_background(&self, release: OwnedRelease);
+    /// In the background: let `in_flight` (if any) finish, at most for
+    /// `wait_at_most`, then release `release.owner`'s holding if `always`,
+    /// or if that request was granted or its outcome is unknown. The
+    /// clean-up after an acquisition given up with an unknown outcome: it
+    /// comes after the request it cleans up, never before.
+    fn clean_up(
+        &self,
+        in_flight: Option<Self::InFlight>,
+        wait_at_most: Duration,
+        release: OwnedRelease,
+        always: bool,
+    );
+}
+
+/// An owned acquisition request (it may outlive the acquisition that sent it).
+#[derive(Debug, Clone)]
+pub(crate) struct OwnedAcquire {
+    pub(crate) name: LockName,
+    pub(crate) owner: OwnerId,
+    pub(crate) lease: Duration,
+    pub(crate) now: Timestamp,
+    pub(crate) deadline: Option<Instant>,
+}
+
+impl OwnedAcquire {
+    fn request(&self) -> AcquireRequest<'_> {
+        AcquireRequest {
+            name: &self.name,
+            owner: &self.owner,
+            lease: self.lease,
+            now: self.now,
+            deadline: self.deadline,
+        }
+    }
 }
 
 /// An owned release request, for background clean-up.
@@ -83,6 +126,20 @@ impl OwnedRelease {
     }
 }
 
+/// Whether the outcome of a request that was let finish in the background
+/// calls for a release.
+fn needs_release(outcome: &Result<AcquireOutcome, BackendError>) -> bool {
+    !matches!(outcome, Ok(AcquireOutcome::Busy { .. }))
+        && !matches!(outcome, Err(e) if e.kind() == BackendErrorKind::RateLimited)
+}
+
+fn timed_out() -> BackendError {
+    BackendError::new(
+        BackendErrorKind::Timeout,
+        "the backend did not answer within the time allowed",
+    )
+}
+
 /// Cut an async backend call off at `deadline`.
 async fn bounded<T>(
     deadline: Option<Instant>,
@@ -92,52 +149,180 @@ async fn bounded<T>(
         None => fut.await,
         Some(deadline) => tokio::time::timeout_at(deadline.into(), fut)
             .await
-            .unwrap_or_else(|_| {
-                Err(BackendError::new(
-                    BackendErrorKind::Timeout,
-                    "the backend did not answer within the time allowed",
-                ))
-            }),
+            .unwrap_or_else(|_| Err(timed_out())),
     }
 }
 
+// ------------------------------------------------------------ runtime --
+
+thread_local! {
+    /// Set while this thread probes the runtime for timers, so that the
+    /// expected panic is not printed.
+    static PROBING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn quiet_probe_panics() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !PROBING.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// The tokio runtime of this context, if it can run locks: it must exist
+/// and have its timers enabled (renewal, waiting and time limits need them).
+///
+/// # Errors
+/// [`Error::Runtime`] saying what is missing.
+pub(crate) fn runtime() -> Result<tokio::runtime::Handle, Error> {
+    let handle = tokio::runtime::Handle::try_current().map_err(|_| Error::Runtime {
+        reason: "an async lock needs a tokio runtime (call it from within one)".into(),
+    })?;
+    // tokio has no non-panicking way to ask whether timers are enabled: make
+    // a timer and catch the panic (not printed: see `quiet_probe_panics`).
+    quiet_probe_panics();
+    PROBING.with(|p| p.set(true));
+    let timers = std::panic::catch_unwind(|| drop(tokio::time::sleep(Duration::ZERO))).is_ok();
+    PROBING.with(|p| p.set(false));
+    if timers {
+        Ok(handle)
+    } else {
+        Err(Error::Runtime {
+            reason: "the tokio runtime has no timers: build it with `enable_time()` (or \
+                     `enable_all()`); renewal and time limits need them"
+                .into(),
+        })
+    }
+}
+
+/// A future run in the background that says so if it is dropped before it
+/// finishes (its runtime shut down).
+struct Background<F> {
+    what: &'static str,
+    name: LockName,
+    fut: F,
+    done: bool,
+}
+
+impl<F: Future + Unpin> Future for Background<F> {
+    type Output = F::Output;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let out = std::pin::Pin::new(&mut self.fut).poll(cx);
+        if out.is_ready() {
+            self.done = true;
+        }
+        out
+    }
+}
+
+impl<F> Drop for Background<F> {
+    fn drop(&mut self) {
+        if !self.done {
+            tracing::warn!(lock = %self.name, what = self.what, "background work abandoned: its tokio runtime shut down first; the lease expiry will free the lock");
+        }
+    }
+}
+
+/// Run `fut` in the background on `runtime`, warning if it cannot finish.
+pub(crate) fn spawn_background(
+    runtime: &tokio::runtime::Handle,
+    what: &'static str,
+    name: LockName,
+    fut: impl Future<Output = ()> + Send + 'static,
+) {
+    runtime.spawn(Background {
+        what,
+        name,
+        fut: Box::pin(fut),
+        done: false,
+    });
+}
+
+// ------------------------------------------------------------- drivers --
+
 /// The tokio driver.
-pub(crate) struct AsyncExec(pub(crate) Arc<dyn AsyncBackend>);
+pub(crate) struct AsyncExec {
+    pub(crate) backend: Arc<dyn AsyncBackend>,
+    pub(crate) runtime: tokio::runtime::Handle,
+}
+
+/// An async acquisition request: a task of its own, so that it goes on
+/// (and can be cleaned up after) when the acquisition that sent it is
+/// dropped or times out.
+pub(crate) type AsyncInFlight = tokio::task::JoinHandle<Result<AcquireOutcome, BackendError>>;
+
+fn joined(
+    result: Result<Result<AcquireOutcome, BackendError>, tokio::task::JoinError>,
+) -> Result<AcquireOutcome, BackendError> {
+    result.unwrap_or_else(|e| {
+        let kind = if e.is_cancelled() {
+            BackendErrorKind::Unavailable
+        } else {
+            BackendErrorKind::Other
+        };
+        Err(BackendError::new(kind, "the acquisition request's task failed").with_source(e))
+    })
+}
 
 impl Exec for AsyncExec {
-    fn try_acquire<'a>(
+    type InFlight = AsyncInFlight;
+
+    fn start_acquire(&self, req: OwnedAcquire) -> Self::InFlight {
+        let backend = Arc::clone(&self.backend);
+        self.runtime
+            .spawn(async move { backend.try_acquire(req.request()).await })
+    }
+
+    async fn finish_acquire<'a>(
         &'a self,
-        req: AcquireRequest<'a>,
-    ) -> impl Future<Output = Result<AcquireOutcome, BackendError>> + Send + 'a {
-        bounded(req.deadline, self.0.try_acquire(req))
+        in_flight: &'a mut Option<Self::InFlight>,
+        deadline: Option<Instant>,
+    ) -> Result<AcquireOutcome, BackendError> {
+        let Some(task) = in_flight.as_mut() else {
+            return Err(BackendError::new(
+                BackendErrorKind::Other,
+                "internal: no acquisition request on its way",
+            ));
+        };
+        let result = bounded(deadline, async { joined((&mut *task).await) }).await;
+        let still_on_its_way = matches!(&result, Err(e) if e.kind() == BackendErrorKind::Timeout)
+            && !task.is_finished();
+        if !still_on_its_way {
+            *in_flight = None;
+        }
+        result
     }
 
     fn renew<'a>(
         &'a self,
         req: RenewRequest<'a>,
     ) -> impl Future<Output = Result<RenewOutcome, BackendError>> + Send + 'a {
-        bounded(req.deadline, self.0.renew(req))
+        bounded(req.deadline, self.backend.renew(req))
     }
 
     fn release<'a>(
         &'a self,
         req: ReleaseRequest<'a>,
     ) -> impl Future<Output = Result<ReleaseOutcome, BackendError>> + Send + 'a {
-        bounded(req.deadline, self.0.release(req))
+        bounded(req.deadline, self.backend.release(req))
     }
 
     fn inspect<'a>(
         &'a self,
         req: InspectRequest<'a>,
     ) -> impl Future<Output = Result<Option<LockRecord>, BackendError>> + Send + 'a {
-        bounded(req.deadline, self.0.inspect(req))
+        bounded(req.deadline, self.backend.inspect(req))
     }
 
     fn server_time(
         &self,
         deadline: Option<Instant>,
     ) -> impl Future<Output = Result<Timestamp, BackendError>> + Send + '_ {
-        bounded(deadline, self.0.server_time(deadline))
+        bounded(deadline, self.backend.server_time(deadline))
     }
 
     fn wait<'a>(
@@ -149,71 +334,112 @@ impl Exec for AsyncExec {
         signal.wait_async(seen, until)
     }
 
-    fn release_in_background(&self, release: OwnedRelease) {
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                let backend = Arc::clone(&self.0);
-                runtime.spawn(async move {
-                    let result =
-                        bounded(release.deadline, backend.release(release.request())).await;
-                    release.log(result);
-                });
+    fn clean_up(
+        &self,
+        in_flight: Option<Self::InFlight>,
+        wait_at_most: Duration,
+        release: OwnedRelease,
+        always: bool,
+    ) {
+        let backend = Arc::clone(&self.backend);
+        let name = release.name.clone();
+        spawn_background(&self.runtime, "clean-up release", name, async move {
+            let mut needed = always;
+            if let Some(task) = in_flight {
+                match tokio::time::timeout(wait_at_most, task).await {
+                    Ok(outcome) => needed |= needs_release(&joined(outcome)),
+                    Err(_) => needed = true,
+                }
             }
-            Err(_) => tracing::warn!(
-                lock = %release.name,
-                "no tokio runtime to release in the background; the lease expiry will free the lock"
-            ),
-        }
+            if needed {
+                let deadline = crate::tick::deadline_after(wait_at_most);
+                let release = OwnedRelease {
+                    deadline,
+                    ..release
+                };
+                let result = bounded(release.deadline, backend.release(release.request())).await;
+                release.log(result);
+            }
+        });
     }
 }
 
 /// The blocking driver.
-pub(crate) struct SyncExec(pub(crate) Arc<dyn SyncBackend>);
+pub(crate) struct SyncExec {
+    pub(crate) backend: Arc<dyn SyncBackend>,
+    pub(crate) jobs: Arc<Jobs>,
+}
 
 impl Exec for SyncExec {
-    async fn try_acquire<'a>(
+    /// A blocking request is answered before `start_acquire` returns.
+    type InFlight = Result<AcquireOutcome, BackendError>;
+
+    fn start_acquire(&self, req: OwnedAcquire) -> Self::InFlight {
+        self.backend.try_acquire(req.request())
+    }
+
+    async fn finish_acquire<'a>(
         &'a self,
-        req: AcquireRequest<'a>,
+        in_flight: &'a mut Option<Self::InFlight>,
+        _deadline: Option<Instant>,
     ) -> Result<AcquireOutcome, BackendError> {
-        self.0.try_acquire(req)
+        in_flight.take().unwrap_or_else(|| {
+            Err(BackendError::new(
+                BackendErrorKind::Other,
+                "internal: no acquisition request on its way",
+            ))
+        })
     }
 
     async fn renew<'a>(&'a self, req: RenewRequest<'a>) -> Result<RenewOutcome, BackendError> {
-        self.0.renew(req)
+        self.backend.renew(req)
     }
 
     async fn release<'a>(
         &'a self,
         req: ReleaseRequest<'a>,
     ) -> Result<ReleaseOutcome, BackendError> {
-        self.0.release(req)
+        self.backend.release(req)
     }
 
     async fn inspect<'a>(
         &'a self,
         req: InspectRequest<'a>,
     ) -> Result<Option<LockRecord>, BackendError> {
-        self.0.inspect(req)
+        self.backend.inspect(req)
     }
 
     async fn server_time(&self, deadline: Option<Instant>) -> Result<Timestamp, BackendError> {
-        self.0.server_time(deadline)
+        self.backend.server_time(deadline)
     }
 
     async fn wait<'a>(&'a self, signal: &'a Signal, seen: u64, until: Option<Instant>) {
         signal.wait_blocking(seen, until)
     }
 
-    fn release_in_background(&self, release: OwnedRelease) {
-        let backend = Arc::clone(&self.0);
-        let spawned = std::thread::Builder::new()
-            .name("shylock-cleanup".into())
-            .spawn(move || {
+    fn clean_up(
+        &self,
+        in_flight: Option<Self::InFlight>,
+        wait_at_most: Duration,
+        release: OwnedRelease,
+        always: bool,
+    ) {
+        let needed = always || in_flight.is_some_and(|o| needs_release(&o));
+        if !needed {
+            return;
+        }
+        let backend = Arc::clone(&self.backend);
+        let mut release = Some(release);
+        let job = Box::new(move || {
+            if let Some(mut release) = release.take() {
+                release.deadline = crate::tick::deadline_after(wait_at_most);
                 let result = backend.release(release.request());
                 release.log(result);
-            });
-        if let Err(error) = spawned {
-            tracing::warn!(%error, "could not start a clean-up thread; the lease expiry will free the lock");
+            }
+            None
+        });
+        if let Err(error) = self.jobs.add(crate::tick::Tick::now(), job) {
+            tracing::warn!(%error, "could not start a background thread for a clean-up release; the lease expiry will free the lock");
         }
     }
 }

@@ -6,6 +6,7 @@ use crate::Error;
 use crate::backend::{AsyncBackend, ClockSource, SyncBackend};
 use crate::clock::ServerClock;
 use crate::coord::Coordinator;
+use crate::jobs::Jobs;
 
 /// A backend ready for locks: its async form, its sync form or both, with
 /// the per-process state locks share through it (one poller per lock name,
@@ -30,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) coord: Arc<Coordinator>,
     pub(crate) clock: ServerClock,
     pub(crate) description: String,
+    /// The sync form's background work (renewals, clean-up releases).
+    pub(crate) jobs: Arc<Jobs>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -55,6 +58,7 @@ impl Backend {
                 coord: Arc::default(),
                 clock: ServerClock::default(),
                 description,
+                jobs: Arc::default(),
             }),
         }
     }

@@ -5,12 +5,14 @@ use std::time::{Duration, Instant};
 
 use crate::coord::Slot;
 use crate::signal::Signal;
+use crate::tick::Tick;
 use crate::{Error, FencingToken, LockName, LossReason, OwnerId, Timestamp};
 
 #[derive(Debug)]
 struct Inner {
-    /// The guard counts its lease as held until then (monotonic clock).
-    valid_until: Instant,
+    /// The guard counts its lease as held until then (suspend-aware
+    /// monotonic clock).
+    valid_until: Tick,
     /// The lease's end on the backend's clock.
     expires_at: Timestamp,
     lost: Option<LossReason>,
@@ -30,7 +32,7 @@ pub(crate) struct LeaseState {
 }
 
 impl LeaseState {
-    pub(crate) fn new(valid_until: Instant, expires_at: Timestamp) -> Self {
+    pub(crate) fn new(valid_until: Tick, expires_at: Timestamp) -> Self {
         LeaseState {
             inner: Mutex::new(Inner {
                 valid_until,
@@ -67,11 +69,14 @@ impl LeaseState {
 
     fn loss_of(inner: &Inner) -> Option<LossReason> {
         inner.lost.or_else(|| {
-            (Instant::now() >= inner.valid_until).then_some(if inner.renewal_failing {
-                LossReason::RenewalFailed
-            } else {
-                LossReason::Expired
-            })
+            inner
+                .valid_until
+                .passed()
+                .then_some(if inner.renewal_failing {
+                    LossReason::RenewalFailed
+                } else {
+                    LossReason::Expired
+                })
         })
     }
 
@@ -80,7 +85,7 @@ impl LeaseState {
         Self::loss_of(&self.inner())
     }
 
-    pub(crate) fn valid_until(&self) -> Instant {
+    pub(crate) fn valid_until(&self) -> Tick {
         self.inner().valid_until
     }
 
@@ -98,7 +103,7 @@ impl LeaseState {
 
     /// Record a successful renewal. A lease whose validity ran out before the
     /// renewal came back stays lost: loss is final.
-    pub(crate) fn extend(&self, valid_until: Instant, expires_at: Timestamp) -> bool {
+    pub(crate) fn extend(&self, valid_until: Tick, expires_at: Timestamp) -> bool {
         let mut inner = self.inner();
         if inner.stopped {
             return false;
@@ -180,16 +185,19 @@ impl Holding {
         self.lease.expires_at()
     }
 
-    /// Until when this process counts the lease as held (monotonic clock,
-    /// the safety margin already taken off).
+    /// Until when this process counts the lease as held, the safety margin
+    /// already taken off, as an [`Instant`]. The lease itself is measured on
+    /// a clock that also counts time the machine spent suspended (on Linux
+    /// `CLOCK_BOOTTIME`), which `Instant` does not: this is the moment as
+    /// far as can be told now.
     pub fn valid_until(&self) -> Instant {
-        self.lease.valid_until()
+        self.lease.valid_until().to_instant()
     }
 
     /// How much longer the lease is held, unless renewed (zero once lost).
     pub fn remaining(&self) -> Duration {
         if self.is_held() {
-            self.valid_until().saturating_duration_since(Instant::now())
+            self.lease.valid_until().remaining()
         } else {
             Duration::ZERO
         }

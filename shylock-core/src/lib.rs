@@ -49,11 +49,13 @@ mod coord;
 mod error;
 mod exec;
 mod handle;
+mod jobs;
 mod lease;
 mod lock;
 mod memory;
 mod options;
 mod signal;
+mod tick;
 pub mod types;
 
 #[cfg(feature = "conformance")]
@@ -65,5 +67,7 @@ pub use handle::{Backend, configure, default_backend};
 pub use lease::Holding;
 pub use lock::{Async, AsyncLock, AsyncLockGuard, Blocking, GenericLock, Lock, LockGuard};
 pub use memory::MemoryBackend;
-pub use options::{Backoff, DEFAULT_LEASE, LockOptions, MAX_LEASE, MIN_LEASE, Renewal};
+pub use options::{
+    Backoff, CLOCK_GRANULARITY, DEFAULT_LEASE, LockOptions, MAX_LEASE, MIN_LEASE, Renewal,
+};
 pub use types::{FencingToken, LockName, MAX_NAME_BYTES, OwnerId, Timestamp};

@@ -5,10 +5,11 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::algo::{self, Held, Mode};
-use crate::backend::{AsyncBackend, LockRecord, SyncBackend};
-use crate::exec::{AsyncExec, SyncExec, block_on};
+use crate::algo::{self, GuardState, Mode, Renewer};
+use crate::backend::LockRecord;
+use crate::exec::{AsyncExec, SyncExec, block_on, runtime, spawn_background};
 use crate::handle::default_backend;
+use crate::jobs::JobId;
 use crate::lease::Holding;
 use crate::{Backend, Error, LockName, LockOptions, LossReason, Renewal};
 
@@ -130,7 +131,7 @@ impl<F> GenericLock<F> {
     }
 
     fn deadline(timeout: Option<Duration>) -> Option<Instant> {
-        timeout.and_then(|t| Instant::now().checked_add(t))
+        timeout.and_then(crate::tick::deadline_after)
     }
 }
 
@@ -140,7 +141,10 @@ impl Lock {
         f: impl AsyncFnOnce(&SyncExec, &Backend, &LockName) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let (name, backend) = self.resolve("sync")?;
-        let exec = SyncExec(backend.sync_form()?);
+        let exec = SyncExec {
+            backend: backend.sync_form()?,
+            jobs: Arc::clone(&backend.shared.jobs),
+        };
         block_on(f(&exec, &backend, name))
     }
 
@@ -150,7 +154,7 @@ impl Lock {
         timeout: Option<Duration>,
     ) -> Result<Option<LockGuard>, Error> {
         self.run(async |exec, backend, name| {
-            let held = algo::acquire(
+            let state = algo::acquire(
                 exec,
                 &backend.shared,
                 name,
@@ -159,16 +163,28 @@ impl Lock {
                 Self::deadline(timeout),
             )
             .await?;
-            Ok(held.map(|held| LockGuard::start(held, Arc::clone(&exec.0))))
+            match state {
+                Some(state) => LockGuard::start(state, exec).await.map(Some),
+                None => Ok(None),
+            }
         })
     }
 
-    /// Wait until the lock is held (or the lock's timeout passes).
+    /// Wait until the lock is held (or the lock's timeout passes), blocking
+    /// the calling thread.
+    ///
+    /// Inside a tokio runtime this blocks the runtime's worker thread for as
+    /// long as it waits (on a current-thread runtime: the whole runtime, so
+    /// async holders and waiters there make no progress until it returns;
+    /// waiters of the same name elsewhere are not held up, and it does
+    /// return once the lock is free or the timeout passes). From async code
+    /// use [`AsyncLock`], or call this in `tokio::task::spawn_blocking`.
     ///
     /// # Errors
     /// [`Error::Timeout`], [`Error::InvalidName`], [`Error::InvalidOption`],
-    /// [`Error::NotConfigured`], or [`Error::Backend`] for a non-transient
-    /// backend failure.
+    /// [`Error::NotConfigured`], [`Error::Runtime`] if no thread could be
+    /// started to renew the lease, or [`Error::Backend`] for a
+    /// non-transient backend failure.
     pub fn acquire(&self) -> Result<LockGuard, Error> {
         self.acquire_timeout_opt(self.opts.timeout)
     }
@@ -208,14 +224,21 @@ impl Lock {
 }
 
 impl AsyncLock {
+    fn exec(backend: &Backend) -> Result<AsyncExec, Error> {
+        Ok(AsyncExec {
+            backend: backend.async_form()?,
+            runtime: runtime()?,
+        })
+    }
+
     async fn acquire_with(
         &self,
         mode: Mode,
         timeout: Option<Duration>,
     ) -> Result<Option<AsyncLockGuard>, Error> {
         let (name, backend) = self.resolve("async")?;
-        let exec = AsyncExec(backend.async_form()?);
-        let held = algo::acquire(
+        let exec = Self::exec(&backend)?;
+        let state = algo::acquire(
             &exec,
             &backend.shared,
             name,
@@ -224,16 +247,18 @@ impl AsyncLock {
             Self::deadline(timeout),
         )
         .await?;
-        Ok(held.map(|held| AsyncLockGuard::start(held, exec.0)))
+        Ok(state.map(|state| AsyncLockGuard::start(state, exec)))
     }
 
     /// Wait until the lock is held (or the lock's timeout passes).
-    /// Dropping the future while it waits never leaves the lock held: an
-    /// attempt whose answer is lost is released in the background.
+    /// Dropping the future while it waits never leaves the lock held: a
+    /// request on its way is let finish in the background and released if
+    /// it was granted.
     ///
     /// # Errors
     /// [`Error::Timeout`], [`Error::InvalidName`], [`Error::InvalidOption`],
-    /// [`Error::NotConfigured`], or [`Error::Backend`] for a non-transient
+    /// [`Error::NotConfigured`], [`Error::Runtime`] outside a tokio runtime
+    /// or on one without timers, or [`Error::Backend`] for a non-transient
     /// backend failure.
     pub async fn acquire(&self) -> Result<AsyncLockGuard, Error> {
         self.acquire_timeout_opt(self.opts.timeout).await
@@ -272,45 +297,66 @@ impl AsyncLock {
     /// As [`acquire`](Self::acquire).
     pub async fn inspect(&self) -> Result<Option<LockRecord>, Error> {
         let (name, backend) = self.resolve("async")?;
-        let exec = AsyncExec(backend.async_form()?);
+        let exec = Self::exec(&backend)?;
         algo::inspect(&exec, &backend.shared, name, &self.opts).await
     }
 }
 
 /// A held blocking lock. Dropping it releases the lock (errors are logged);
-/// [`release`](LockGuard::release) releases it and says how that went. While
-/// it lives, a background thread renews the lease (unless renewal is off);
-/// check [`is_held`](Holding::is_held) or
-/// [`ensure_held`](Holding::ensure_held) before steps that need the lock.
+/// [`release`](LockGuard::release) releases it and says how that went.
+///
+/// While it lives its lease is renewed (unless renewal is off) by the
+/// backend handle's background threads: one timer queue and at most two
+/// threads per handle renew every blocking guard of that handle. Check
+/// [`is_held`](Holding::is_held) or [`ensure_held`](Holding::ensure_held)
+/// before steps that need the lock.
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct LockGuard {
-    held: Option<Held>,
+    state: Option<GuardState>,
     holding: Holding,
-    backend: Arc<dyn SyncBackend>,
+    exec: SyncExec,
+    renewal: Option<JobId>,
 }
 
 impl LockGuard {
-    fn start(held: Held, backend: Arc<dyn SyncBackend>) -> Self {
-        if let Some(every) = held.opts.renew_interval() {
-            let (exec, shared, holding, opts) = (
-                SyncExec(Arc::clone(&backend)),
-                Arc::clone(&held.shared),
-                held.holding.clone(),
-                held.opts.clone(),
-            );
-            let spawned = std::thread::Builder::new()
-                .name("shylock-renew".into())
-                .stack_size(256 * 1024)
-                .spawn(move || block_on(algo::renew_loop(exec, shared, holding, opts, every)));
-            if let Err(error) = spawned {
-                tracing::error!(lock = %held.holding.name, %error, "could not start the renewal thread; the lease will not be renewed");
+    /// A guard for a fresh holding, with its renewal scheduled. If no
+    /// thread can renew it, the holding is released and the error returned:
+    /// no guard is handed out that nothing renews.
+    async fn start(state: GuardState, exec: &SyncExec) -> Result<Self, Error> {
+        let exec = SyncExec {
+            backend: Arc::clone(&exec.backend),
+            jobs: Arc::clone(&exec.jobs),
+        };
+        let renewal = match Renewer::new(&state) {
+            None => None,
+            Some(mut renewer) => {
+                let job_exec = SyncExec {
+                    backend: Arc::clone(&exec.backend),
+                    jobs: Arc::clone(&exec.jobs),
+                };
+                let first = renewer.step(&job_exec).await;
+                let job = Box::new(move || block_on(renewer.step(&job_exec)));
+                match first.map(|at| exec.jobs.add(at, job)) {
+                    Some(Ok(id)) => Some(id),
+                    None => None,
+                    Some(Err(error)) => {
+                        let _ = algo::release(&exec, &state).await;
+                        return Err(Error::Runtime {
+                            reason: format!(
+                                "no thread could be started to renew the lease on `{}`: {error}",
+                                state.holding.name
+                            ),
+                        });
+                    }
+                }
             }
-        }
-        LockGuard {
-            holding: held.holding.clone(),
-            held: Some(held),
-            backend,
-        }
+        };
+        Ok(LockGuard {
+            holding: state.holding.clone(),
+            state: Some(state),
+            exec,
+            renewal,
+        })
     }
 
     /// Release the lock.
@@ -323,8 +369,11 @@ impl LockGuard {
     }
 
     fn release_inner(&mut self) -> Result<(), Error> {
-        match self.held.take() {
-            Some(held) => block_on(algo::release(&SyncExec(Arc::clone(&self.backend)), &held)),
+        if let Some(id) = self.renewal.take() {
+            self.exec.jobs.cancel(id);
+        }
+        match self.state.take() {
+            Some(state) => block_on(algo::release(&self.exec, &state)),
             None => Ok(()),
         }
     }
@@ -361,39 +410,43 @@ impl Drop for LockGuard {
 
 /// A held async lock. Release it with [`release`](AsyncLockGuard::release)`.await`.
 ///
-/// If it is dropped without that, the release is handed to the tokio
-/// runtime in the background (if there is one in the dropping thread's
-/// context); otherwise the lease expiry frees the lock. While it lives, a
-/// tokio task renews the lease (unless renewal is off);
-/// [`lost`](AsyncLockGuard::lost) resolves when the lease is lost.
+/// If it is dropped without that (or the `release()` future is dropped
+/// before it finishes), the release is handed to the tokio runtime the lock
+/// was acquired on and runs in the background; local waiters are woken when
+/// it is done. If that runtime shuts down first, the release is abandoned
+/// with a `tracing` warning and the lease expiry frees the lock: release
+/// explicitly before a runtime ends. While it lives, a tokio task renews the
+/// lease (unless renewal is off); [`lost`](AsyncLockGuard::lost) resolves
+/// when the lease is lost.
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct AsyncLockGuard {
-    held: Option<Held>,
+    state: Option<GuardState>,
     holding: Holding,
-    backend: Arc<dyn AsyncBackend>,
+    exec: Arc<AsyncExec>,
     renewer: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl AsyncLockGuard {
-    fn start(held: Held, backend: Arc<dyn AsyncBackend>) -> Self {
-        let renewer = held.opts.renew_interval().map(|every| {
-            tokio::spawn(algo::renew_loop(
-                AsyncExec(Arc::clone(&backend)),
-                Arc::clone(&held.shared),
-                held.holding.clone(),
-                held.opts.clone(),
-                every,
-            ))
+    fn start(state: GuardState, exec: AsyncExec) -> Self {
+        let renewer = Renewer::new(&state).map(|renewer| {
+            let task_exec = AsyncExec {
+                backend: Arc::clone(&exec.backend),
+                runtime: exec.runtime.clone(),
+            };
+            exec.runtime.spawn(algo::renew_loop(task_exec, renewer))
         });
         AsyncLockGuard {
-            holding: held.holding.clone(),
-            held: Some(held),
-            backend,
+            holding: state.holding.clone(),
+            state: Some(state),
+            exec: Arc::new(exec),
             renewer,
         }
     }
 
     /// Release the lock.
+    ///
+    /// Cancel-safe: if this future is dropped before it finishes, the
+    /// release goes on in the background as if the guard had been dropped.
     ///
     /// # Errors
     /// [`Error::LeaseLost`] if the lease had been lost (nothing is changed on
@@ -402,10 +455,14 @@ impl AsyncLockGuard {
         if let Some(renewer) = self.renewer.take() {
             renewer.abort();
         }
-        match self.held.take() {
-            Some(held) => algo::release(&AsyncExec(Arc::clone(&self.backend)), &held).await,
+        let result = match &self.state {
+            Some(state) => algo::release(&*self.exec, state).await,
             None => Ok(()),
-        }
+        };
+        // Only now: had this future been dropped while awaiting, `Drop`
+        // would have finished the release.
+        self.state = None;
+        result
     }
 
     /// Resolves when the lease is lost, with the reason. Never resolves
@@ -419,7 +476,7 @@ impl AsyncLockGuard {
             }
             lease
                 .signal
-                .wait_async(seen, Some(lease.valid_until()))
+                .wait_async(seen, Some(lease.valid_until().to_instant()))
                 .await;
         }
     }
@@ -437,26 +494,20 @@ impl Drop for AsyncLockGuard {
         if let Some(renewer) = self.renewer.take() {
             renewer.abort();
         }
-        let Some(held) = self.held.take() else {
+        let Some(state) = self.state.take() else {
             return;
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                let exec = AsyncExec(Arc::clone(&self.backend));
-                runtime.spawn(async move {
-                    if let Err(error) = algo::release(&exec, &held).await {
-                        tracing::warn!(lock = %held.holding.name, %error, "release on drop");
-                    }
-                });
-            }
-            Err(_) => {
-                held.holding.lease.stop();
-                held.slot.get().note_release();
-                tracing::warn!(
-                    lock = %held.holding.name,
-                    "async guard dropped outside a tokio runtime; the lease expiry will free the lock"
-                );
-            }
-        }
+        let exec = Arc::clone(&self.exec);
+        let name = state.holding.name.clone();
+        spawn_background(
+            &self.exec.runtime,
+            "release of a dropped guard",
+            name,
+            async move {
+                if let Err(error) = algo::release(&*exec, &state).await {
+                    tracing::warn!(lock = %state.holding.name, %error, "release on drop");
+                }
+            },
+        );
     }
 }

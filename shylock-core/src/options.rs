@@ -10,6 +10,11 @@ pub const MIN_LEASE: Duration = Duration::from_millis(50);
 pub const MAX_LEASE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// The default lease: 30 s.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// What the safety margin always covers on top of the margin set: lock
+/// records keep whole milliseconds, so the backend's expiry (its clock read
+/// and the lease, both truncated to the millisecond) can fall up to 2 ms
+/// before the exact end that the holder measures.
+pub const CLOCK_GRANULARITY: Duration = Duration::from_millis(2);
 
 /// How a held lease is renewed while its guard lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -94,7 +99,9 @@ pub struct LockOptions {
     /// The holder-side safety margin: a guard counts its lease as ended this
     /// long before the lease's nominal end (measured on the monotonic clock
     /// from the moment the request was sent), plus the uncertainty of the
-    /// server clock estimate. Default: 1% of the lease, at least 10 ms.
+    /// server clock estimate, plus [`CLOCK_GRANULARITY`] whatever is set
+    /// here (timestamps are whole milliseconds). Default: 1% of the lease,
+    /// at least 10 ms.
     pub safety_margin: Option<Duration>,
     /// How long a release (explicit or on drop) may take (default 5 s).
     pub release_timeout: Duration,
@@ -150,10 +157,12 @@ impl LockOptions {
         self
     }
 
-    /// The safety margin in force.
+    /// The safety margin in force: the one set (or the default) plus
+    /// [`CLOCK_GRANULARITY`], which no setting removes.
     pub fn effective_margin(&self) -> Duration {
         self.safety_margin
             .unwrap_or_else(|| (self.lease / 100).max(Duration::from_millis(10)))
+            .saturating_add(CLOCK_GRANULARITY)
     }
 
     /// The renewal interval in force, if renewal is on.
@@ -230,7 +239,10 @@ impl BackoffState {
     /// The next wait, with jitter in `[d/2, d]`.
     pub(crate) fn next_delay(&mut self) -> Duration {
         let d = self.current;
-        self.current = self.cfg.max.min(d.mul_f64(self.cfg.factor));
+        // Saturating: a huge factor or bound must not overflow.
+        self.current = Duration::try_from_secs_f64(d.as_secs_f64() * self.cfg.factor)
+            .unwrap_or(Duration::MAX)
+            .min(self.cfg.max);
         let half = d / 2;
         let jitter_ns = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
         half + Duration::from_nanos(if jitter_ns == 0 {
@@ -260,6 +272,7 @@ mod tests {
             LockOptions::default().safety_margin(Duration::from_secs(20)),
             LockOptions::default().backoff(Backoff::fixed(Duration::ZERO)),
             LockOptions::default().release_timeout(Duration::ZERO),
+            LockOptions::default().safety_margin(Duration::MAX),
         ] {
             assert!(
                 matches!(opts.validate(), Err(Error::InvalidOption { .. })),
@@ -275,5 +288,24 @@ mod tests {
         assert!(waits[0] >= Duration::from_micros(2500) && waits[0] <= Duration::from_millis(5));
         assert!(waits.iter().all(|w| *w <= Duration::from_millis(50)));
         assert!(waits[11] >= Duration::from_millis(25));
+    }
+
+    #[test]
+    fn huge_backoff_values_saturate() {
+        let cfg = Backoff {
+            initial: Duration::from_millis(1),
+            max: Duration::MAX,
+            factor: 1e300,
+        };
+        let mut b = BackoffState::new(cfg);
+        for _ in 0..4 {
+            let _ = b.next_delay();
+        }
+    }
+
+    #[test]
+    fn the_margin_always_covers_the_clock_granularity() {
+        let opts = LockOptions::default().safety_margin(Duration::ZERO);
+        assert_eq!(opts.effective_margin(), CLOCK_GRANULARITY);
     }
 }
