@@ -43,6 +43,8 @@ pub(crate) mod suspend {
     use std::time::Duration;
 
     static SUSPENDED_NS: AtomicU64 = AtomicU64::new(0);
+    /// Held by tests that read both clocks or move them apart.
+    pub(crate) static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     pub(crate) fn add(d: Duration) {
         SUSPENDED_NS.fetch_add(
@@ -119,6 +121,7 @@ mod tests {
 
     #[test]
     fn tick_moves_with_instant_and_saturates() {
+        let _clocks = suspend::LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let (t, i) = (Tick::now(), Instant::now());
         std::thread::sleep(Duration::from_millis(20));
         let (dt, di) = (Tick::now().since(t), i.elapsed());
@@ -130,5 +133,28 @@ mod tests {
         assert!(t.add(Duration::MAX) > t);
         let _ = t.add(Duration::MAX).to_instant();
         assert!(deadline_after(Duration::MAX).is_some());
+    }
+
+    /// Item 12 of the hardening issue: after a suspend longer than the
+    /// lease (the suspend-aware clock moves on, `Instant` does not), a guard
+    /// says it is not held.
+    #[test]
+    fn a_suspend_longer_than_the_lease_ends_the_lease() {
+        use crate::{Backend, Lock, LockOptions, MemoryBackend, Renewal};
+        let _clocks = suspend::LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let backend = Backend::from(MemoryBackend::new());
+        let guard = Lock::with_backend("suspend", &backend)
+            .options(
+                LockOptions::default()
+                    .lease(Duration::from_secs(5))
+                    .renewal(Renewal::Off),
+            )
+            .acquire()
+            .expect("acquire");
+        assert!(guard.is_held());
+        suspend::add(Duration::from_secs(6));
+        assert!(!guard.is_held(), "a suspend of 6 s ended a 5 s lease");
+        assert!(guard.remaining().is_zero());
+        assert!(guard.valid_until() <= Instant::now());
     }
 }
