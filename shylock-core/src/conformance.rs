@@ -73,6 +73,11 @@ impl Suite {
     }
 }
 
+/// How many rounds the zero-margin check runs (each at least one short
+/// lease of [`MIN_LEASE`](crate::MIN_LEASE) or an eighth of
+/// [`Suite::short_lease`], whichever is longer).
+const MARGIN_ROUNDS: usize = 25;
+
 /// What a run checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Report {
@@ -94,6 +99,9 @@ pub async fn run_async(suite: &Suite) -> Report {
     let ctx = Ctx::new(suite, "async");
     run_common(&form, &ctx).await;
     cancellation_leaves_nothing_held(&form, &ctx).await;
+    a_request_on_its_way_is_cleaned_up_after_it_lands(&form, &ctx).await;
+    a_dropped_release_still_releases(&form, &ctx).await;
+    an_unpolled_waiter_does_not_hold_the_others_back(&form, &ctx).await;
     ctx.report()
 }
 
@@ -122,6 +130,9 @@ async fn run_common<F: Form>(form: &F, ctx: &Ctx) {
     loss_is_reported_when_renewals_fail(form, ctx).await;
     contenders_never_overlap_and_tokens_rise(form, ctx).await;
     waiters_share_one_poller_and_wake_on_local_release(form, ctx).await;
+    a_zero_safety_margin_never_gives_two_holders(form, ctx).await;
+    a_lost_answer_then_rate_limits_leave_nothing_held(form, ctx).await;
+    a_release_whose_answer_was_lost_is_released(form, ctx).await;
 }
 
 struct Ctx {
@@ -369,13 +380,26 @@ enum Primitives {
     Sync(Arc<dyn SyncBackend>),
 }
 
-/// A backend wrapper that counts acquisition attempts, can hold back the
-/// answers of acquisitions (after the backend has acted on them) and can
+/// A backend wrapper that plays the network between the core and the
+/// backend: it counts acquisition attempts, can delay acquisitions on their
+/// way (they still arrive if their caller gives up) and their answers
+/// (after the backend has acted on them), lose answers, rate-limit, and
 /// fail renewals.
 struct Wrapper {
     inner: Primitives,
     acquires: Arc<AtomicU64>,
+    /// Before an acquisition reaches the backend.
+    request_delay: Duration,
+    /// After the backend acted on an acquisition, before its answer.
     answer_delay: Duration,
+    /// The first acquisition is applied and its answer lost (a time-out);
+    /// the later ones are refused as rate limited.
+    lose_first_answer_then_rate_limit: bool,
+    /// Before a release reaches the backend.
+    release_delay: Duration,
+    /// The first release is applied and its answer lost.
+    lose_first_release_answer: bool,
+    releases: AtomicU64,
     fail_renewals: Arc<AtomicBool>,
 }
 
@@ -384,9 +408,56 @@ impl Wrapper {
         Wrapper {
             inner,
             acquires: Arc::default(),
+            request_delay: Duration::ZERO,
             answer_delay: Duration::ZERO,
+            lose_first_answer_then_rate_limit: false,
+            release_delay: Duration::ZERO,
+            lose_first_release_answer: false,
+            releases: AtomicU64::new(0),
             fail_renewals: Arc::default(),
         }
+    }
+
+    /// Before the n-th acquisition reaches the backend: refuse it (rate
+    /// limited) if the wrapper says so.
+    fn refuse_acquire(&self, n: u64) -> Option<BackendError> {
+        (self.lose_first_answer_then_rate_limit && n > 0).then(|| {
+            BackendError::new(
+                crate::BackendErrorKind::RateLimited,
+                "conformance: slow down",
+            )
+            .with_retry_after(Duration::from_millis(20))
+        })
+    }
+
+    /// After the n-th acquisition was applied: lose its answer if the
+    /// wrapper says so.
+    fn lose_acquire_answer<T>(
+        &self,
+        n: u64,
+        outcome: Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
+        if self.lose_first_answer_then_rate_limit && n == 0 {
+            return Err(BackendError::new(
+                crate::BackendErrorKind::Timeout,
+                "conformance: the answer was lost",
+            ));
+        }
+        outcome
+    }
+
+    /// After a release was applied: lose its answer if the wrapper says so.
+    fn lose_release_answer(
+        &self,
+        outcome: Result<ReleaseOutcome, BackendError>,
+    ) -> Result<ReleaseOutcome, BackendError> {
+        if self.lose_first_release_answer && self.releases.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err(BackendError::new(
+                crate::BackendErrorKind::Unavailable,
+                "conformance: the answer was lost",
+            ));
+        }
+        outcome
     }
 
     fn renew_failure(&self) -> Option<BackendError> {
@@ -425,13 +496,41 @@ impl AsyncBackend for Wrapper {
         &'a self,
         req: AcquireRequest<'a>,
     ) -> BoxFuture<'a, Result<AcquireOutcome, BackendError>> {
-        Box::pin(async move {
-            self.acquires.fetch_add(1, Ordering::SeqCst);
-            let outcome = self.async_inner().try_acquire(req).await;
-            if !self.answer_delay.is_zero() {
-                tokio::time::sleep(self.answer_delay).await;
-            }
+        let n = self.acquires.fetch_add(1, Ordering::SeqCst);
+        if let Some(refused) = self.refuse_acquire(n) {
+            return Box::pin(std::future::ready(Err(refused)));
+        }
+        // The request travels as a task of its own: like a request on the
+        // network, it reaches the backend even if its caller gives up.
+        let inner = match &self.inner {
+            Primitives::Async(b) => Arc::clone(b),
+            Primitives::Sync(_) => unreachable!("an async wrapper wraps an async backend"),
+        };
+        let (name, owner) = (req.name.clone(), req.owner.clone());
+        let (lease, now, deadline) = (req.lease, req.now, req.deadline);
+        let (request_delay, answer_delay) = (self.request_delay, self.answer_delay);
+        let request = tokio::spawn(async move {
+            tokio::time::sleep(request_delay).await;
+            let req = AcquireRequest {
+                name: &name,
+                owner: &owner,
+                lease,
+                now,
+                deadline,
+            };
+            let outcome = inner.try_acquire(req).await;
+            tokio::time::sleep(answer_delay).await;
             outcome
+        });
+        Box::pin(async move {
+            let outcome = request.await.unwrap_or_else(|e| {
+                Err(BackendError::new(
+                    crate::BackendErrorKind::Other,
+                    "conformance: request task failed",
+                )
+                .with_source(e))
+            });
+            self.lose_acquire_answer(n, outcome)
         })
     }
 
@@ -449,7 +548,11 @@ impl AsyncBackend for Wrapper {
         &'a self,
         req: ReleaseRequest<'a>,
     ) -> BoxFuture<'a, Result<ReleaseOutcome, BackendError>> {
-        self.async_inner().release(req)
+        Box::pin(async move {
+            tokio::time::sleep(self.release_delay).await;
+            let outcome = self.async_inner().release(req).await;
+            self.lose_release_answer(outcome)
+        })
     }
 
     fn inspect<'a>(
@@ -477,10 +580,14 @@ impl AsyncBackend for Wrapper {
 
 impl SyncBackend for Wrapper {
     fn try_acquire(&self, req: AcquireRequest<'_>) -> Result<AcquireOutcome, BackendError> {
-        self.acquires.fetch_add(1, Ordering::SeqCst);
+        let n = self.acquires.fetch_add(1, Ordering::SeqCst);
+        if let Some(refused) = self.refuse_acquire(n) {
+            return Err(refused);
+        }
+        std::thread::sleep(self.request_delay);
         let outcome = self.sync_inner().try_acquire(req);
         std::thread::sleep(self.answer_delay);
-        outcome
+        self.lose_acquire_answer(n, outcome)
     }
 
     fn renew(&self, req: RenewRequest<'_>) -> Result<RenewOutcome, BackendError> {
@@ -491,7 +598,9 @@ impl SyncBackend for Wrapper {
     }
 
     fn release(&self, req: ReleaseRequest<'_>) -> Result<ReleaseOutcome, BackendError> {
-        self.sync_inner().release(req)
+        std::thread::sleep(self.release_delay);
+        let outcome = self.sync_inner().release(req);
+        self.lose_release_answer(outcome)
     }
 
     fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError> {
@@ -1075,4 +1184,187 @@ async fn cancellation_leaves_nothing_held(form: &AsyncForm, ctx: &Ctx) {
     if let Ok(g) = next {
         ctx.check(form.release(g).await.is_ok(), "release");
     }
+}
+
+async fn a_zero_safety_margin_never_gives_two_holders<F: Form>(form: &F, ctx: &Ctx) {
+    let name = ctx.name("zero-margin");
+    // Another handle on the same backend: "another process".
+    let other = form.wrapped(Wrapper::new);
+    let opts = LockOptions::default()
+        .lease(crate::MIN_LEASE.max(ctx.suite.short_lease / 8))
+        .renewal(Renewal::Off)
+        .safety_margin(Duration::ZERO)
+        .backoff(Backoff::fixed(Duration::from_millis(1)));
+    let mut overlaps = 0;
+    for _ in 0..MARGIN_ROUNDS {
+        let a = form.acquire(&name, &opts).await.expect("acquire");
+        let b = other
+            .acquire(&name, &opts.clone().timeout(opts.lease + ctx.suite.slack))
+            .await
+            .expect("the lock is granted again once the lease ends");
+        if a.is_held() {
+            overlaps += 1;
+        }
+        ctx.check(b.token() > a.token(), "the next holder's token is larger");
+        drop(form.release(a).await);
+        ctx.check(other.release(b).await.is_ok(), "release");
+    }
+    ctx.check(
+        overlaps == 0,
+        format!(
+            "with a zero safety margin the old holder still counts its lease as ended before the next grant (it did not in {overlaps} of {MARGIN_ROUNDS} rounds): the margin always covers the clock granularity"
+        ),
+    );
+}
+
+async fn a_lost_answer_then_rate_limits_leave_nothing_held<F: Form>(form: &F, ctx: &Ctx) {
+    let name = ctx.name("rate-limited");
+    let flaky = form.wrapped(|inner| Wrapper {
+        lose_first_answer_then_rate_limit: true,
+        ..Wrapper::new(inner)
+    });
+    let r = flaky
+        .acquire(
+            &name,
+            &LockOptions::default().timeout(Duration::from_millis(300)),
+        )
+        .await;
+    ctx.check(
+        r.is_err(),
+        format!("an acquisition whose answers are lost, then refused, gives up: {r:?}"),
+    );
+    let started = Instant::now();
+    let next = form
+        .acquire(&name, &LockOptions::default().timeout(ctx.suite.slack))
+        .await;
+    ctx.check(
+        next.is_ok(),
+        format!(
+            "its grant whose answer was lost is released, rate-limited retries or not ({:?})",
+            started.elapsed()
+        ),
+    );
+    if let Ok(g) = next {
+        ctx.check(form.release(g).await.is_ok(), "release");
+    }
+}
+
+async fn a_release_whose_answer_was_lost_is_released<F: Form>(form: &F, ctx: &Ctx) {
+    let name = ctx.name("release-lost-answer");
+    let flaky = form.wrapped(|inner| Wrapper {
+        lose_first_release_answer: true,
+        ..Wrapper::new(inner)
+    });
+    let g = flaky
+        .acquire(&name, &LockOptions::default())
+        .await
+        .expect("acquire");
+    let r = flaky.release(g).await;
+    ctx.check(
+        r.is_ok(),
+        format!("a release whose answer was lost is retried and reported released: {r:?}"),
+    );
+    let seen = form.inspect(&name).await.expect("inspect");
+    ctx.check(seen.is_none(), format!("and the lock is free: {seen:?}"));
+}
+
+async fn a_request_on_its_way_is_cleaned_up_after_it_lands(form: &AsyncForm, ctx: &Ctx) {
+    let name = ctx.name("in-flight");
+    let opts = LockOptions::default();
+    let slow = form.wrapped(|inner| Wrapper {
+        request_delay: Duration::from_millis(300),
+        ..Wrapper::new(inner)
+    });
+    let dropped =
+        tokio::time::timeout(Duration::from_millis(100), slow.acquire(&name, &opts)).await;
+    ctx.check(
+        dropped.is_err(),
+        "the acquisition was dropped while its request was on its way",
+    );
+    // Look once the request has reached the backend.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let next = form
+        .acquire(&name, &opts.clone().timeout(ctx.suite.slack))
+        .await;
+    ctx.check(
+        next.is_ok(),
+        format!("the clean-up release comes after the request it cleans up: {next:?}"),
+    );
+    if let Ok(g) = next {
+        ctx.check(form.release(g).await.is_ok(), "release");
+    }
+}
+
+async fn a_dropped_release_still_releases(form: &AsyncForm, ctx: &Ctx) {
+    let name = ctx.name("dropped-release");
+    let slow = form.wrapped(|inner| Wrapper {
+        release_delay: Duration::from_millis(300),
+        ..Wrapper::new(inner)
+    });
+    let g = slow
+        .acquire(&name, &LockOptions::default())
+        .await
+        .expect("acquire");
+    let dropped = tokio::time::timeout(Duration::from_millis(50), slow.release(g)).await;
+    ctx.check(
+        dropped.is_err(),
+        "the release future was dropped before it finished",
+    );
+    let next = form
+        .acquire(&name, &LockOptions::default().timeout(ctx.suite.slack))
+        .await;
+    ctx.check(
+        next.is_ok(),
+        format!("a dropped release() finishes in the background as a dropped guard does: {next:?}"),
+    );
+    if let Ok(g) = next {
+        ctx.check(form.release(g).await.is_ok(), "release");
+    }
+}
+
+async fn an_unpolled_waiter_does_not_hold_the_others_back(form: &AsyncForm, ctx: &Ctx) {
+    let name = ctx.name("unpolled");
+    // The holder is in "another process"; the waiters share `form`'s handle.
+    let other = form.wrapped(Wrapper::new);
+    let waiters = form;
+    let holder = other
+        .acquire(&name, &LockOptions::default())
+        .await
+        .expect("acquire");
+    // The first waiter is polled a while (it takes the polling turn), then
+    // kept but never polled again.
+    let stuck_lock = AsyncLock::with_backend(&name, &waiters.0);
+    let mut stuck = Box::pin(stuck_lock.acquire());
+    ctx.check(
+        tokio::time::timeout(Duration::from_millis(100), &mut stuck)
+            .await
+            .is_err(),
+        "the first waiter waits",
+    );
+    ctx.check(other.release(holder).await.is_ok(), "release");
+    let opts = LockOptions::default().timeout(ctx.suite.slack);
+    let next = waiters.acquire(&name, &opts).await;
+    ctx.check(
+        next.is_ok(),
+        format!("another waiter of the same handle gets the free lock although the first is never polled again: {next:?}"),
+    );
+    if let Ok(g) = next {
+        ctx.check(waiters.release(g).await.is_ok(), "release");
+    }
+    if waiters.0.has_sync() {
+        let (h, n) = (waiters.0.clone(), name.clone());
+        let sync = tokio::task::spawn_blocking(move || {
+            Lock::with_backend(n, &h)
+                .options(opts)
+                .acquire()
+                .and_then(LockGuard::release)
+        })
+        .await
+        .expect("join");
+        ctx.check(
+            sync.is_ok(),
+            format!("so does a blocking waiter of the same handle: {sync:?}"),
+        );
+    }
+    drop(stuck);
 }
