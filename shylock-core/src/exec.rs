@@ -199,16 +199,49 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Handle, Error> {
     }
 }
 
-/// A future run in the background that says so if it is dropped before it
-/// finishes (its runtime shut down).
-struct Background<F> {
+/// The background work of one backend handle under way, so that it can be
+/// waited for before a runtime shuts down ([`Backend::settle`](crate::Backend::settle)).
+#[derive(Debug, Default)]
+pub(crate) struct Background {
+    running: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl Background {
+    /// Wait until no background work runs, at most until `deadline`.
+    /// True if none runs.
+    pub(crate) async fn settle(&self, deadline: Option<Instant>) -> bool {
+        use std::sync::atomic::Ordering;
+        loop {
+            let idle = self.idle.notified();
+            let mut idle = std::pin::pin!(idle);
+            idle.as_mut().enable();
+            if self.running.load(Ordering::SeqCst) == 0 {
+                return true;
+            }
+            match deadline {
+                None => idle.await,
+                Some(d) => {
+                    if tokio::time::timeout_at(d.into(), idle).await.is_err() {
+                        return self.running.load(Ordering::SeqCst) == 0;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A future run in the background: counted while it runs, and it says so
+/// if it is dropped before it finishes (its runtime shut down).
+struct Tracked<F> {
     what: &'static str,
     name: LockName,
     fut: F,
     done: bool,
+    background: Arc<Background>,
 }
 
-impl<F: Future + Unpin> Future for Background<F> {
+impl<F: Future + Unpin> Future for Tracked<F> {
     type Output = F::Output;
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let out = std::pin::Pin::new(&mut self.fut).poll(cx);
@@ -219,27 +252,41 @@ impl<F: Future + Unpin> Future for Background<F> {
     }
 }
 
-impl<F> Drop for Background<F> {
+impl<F> Drop for Tracked<F> {
     fn drop(&mut self) {
         if !self.done {
-            tracing::warn!(lock = %self.name, what = self.what, "background work abandoned: its tokio runtime shut down first; the lease expiry will free the lock");
+            tracing::warn!(lock = %self.name, what = self.what, "background work abandoned: its tokio runtime shut down first; the lease expiry will free the lock (call Backend::settle before shutting a runtime down)");
+        }
+        let before = self
+            .background
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        if before == 1 {
+            self.background.idle.notify_waiters();
         }
     }
 }
 
-/// Run `fut` in the background on `runtime`, warning if it cannot finish.
-pub(crate) fn spawn_background(
-    runtime: &tokio::runtime::Handle,
-    what: &'static str,
-    name: LockName,
-    fut: impl Future<Output = ()> + Send + 'static,
-) {
-    runtime.spawn(Background {
-        what,
-        name,
-        fut: Box::pin(fut),
-        done: false,
-    });
+impl AsyncExec {
+    /// Run `fut` in the background on the runtime, counted and warning if
+    /// it cannot finish.
+    pub(crate) fn spawn_background(
+        &self,
+        what: &'static str,
+        name: LockName,
+        fut: impl Future<Output = ()> + Send + 'static,
+    ) {
+        self.background
+            .running
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.runtime.spawn(Tracked {
+            what,
+            name,
+            fut: Box::pin(fut),
+            done: false,
+            background: Arc::clone(&self.background),
+        });
+    }
 }
 
 // ------------------------------------------------------------- drivers --
@@ -248,6 +295,7 @@ pub(crate) fn spawn_background(
 pub(crate) struct AsyncExec {
     pub(crate) backend: Arc<dyn AsyncBackend>,
     pub(crate) runtime: tokio::runtime::Handle,
+    pub(crate) background: Arc<Background>,
 }
 
 /// An async acquisition request: a task of its own, so that it goes on
@@ -343,7 +391,7 @@ impl Exec for AsyncExec {
     ) {
         let backend = Arc::clone(&self.backend);
         let name = release.name.clone();
-        spawn_background(&self.runtime, "clean-up release", name, async move {
+        self.spawn_background("clean-up release", name, async move {
             let mut needed = always;
             if let Some(task) = in_flight {
                 match tokio::time::timeout(wait_at_most, task).await {

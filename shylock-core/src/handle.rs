@@ -6,6 +6,7 @@ use crate::Error;
 use crate::backend::{AsyncBackend, ClockSource, SyncBackend};
 use crate::clock::ServerClock;
 use crate::coord::Coordinator;
+use crate::exec::Background;
 use crate::jobs::Jobs;
 
 /// A backend ready for locks: its async form, its sync form or both, with
@@ -33,6 +34,8 @@ pub(crate) struct Shared {
     pub(crate) description: String,
     /// The sync form's background work (renewals, clean-up releases).
     pub(crate) jobs: Arc<Jobs>,
+    /// The async form's background work under way.
+    pub(crate) background: Arc<Background>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -59,6 +62,7 @@ impl Backend {
                 clock: ServerClock::default(),
                 description,
                 jobs: Arc::default(),
+                background: Arc::default(),
             }),
         }
     }
@@ -92,6 +96,37 @@ impl Backend {
         let backend = Arc::new(backend);
         let description = AsyncBackend::describe(&*backend);
         Self::build(Some(backend.clone()), Some(backend), description)
+    }
+
+    /// Wait until the background work that async locks of this handle
+    /// handed to the tokio runtime has finished: releases of guards dropped
+    /// without `release().await`, of `release()` futures dropped before they
+    /// finished, and clean-ups after acquisitions given up with a request
+    /// on its way. Waits at most `timeout`; returns whether all of it
+    /// finished.
+    ///
+    /// Call it before a runtime shuts down (for example at the end of
+    /// `main`): work still running then is abandoned (with a `tracing`
+    /// warning) and the locks it would have released stay held until their
+    /// leases end.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), shylock_core::Error> {
+    /// use std::time::Duration;
+    /// use shylock_core::{AsyncLock, Backend, MemoryBackend};
+    /// let backend = Backend::from(MemoryBackend::new());
+    /// let guard = AsyncLock::with_backend("settle-doc", &backend).acquire().await?;
+    /// drop(guard); // released in the background
+    /// assert!(backend.settle(Duration::from_secs(5)).await);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn settle(&self, timeout: std::time::Duration) -> bool {
+        self.shared
+            .background
+            .settle(crate::tick::deadline_after(timeout))
+            .await
     }
 
     /// Whether async locks can use this handle.

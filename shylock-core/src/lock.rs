@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::algo::{self, GuardState, Mode, Renewer};
 use crate::backend::LockRecord;
-use crate::exec::{AsyncExec, SyncExec, block_on, runtime, spawn_background};
+use crate::exec::{AsyncExec, SyncExec, block_on, runtime};
 use crate::handle::default_backend;
 use crate::jobs::JobId;
 use crate::lease::Holding;
@@ -228,6 +228,7 @@ impl AsyncLock {
         Ok(AsyncExec {
             backend: backend.async_form()?,
             runtime: runtime()?,
+            background: Arc::clone(&backend.shared.background),
         })
     }
 
@@ -415,7 +416,7 @@ impl Drop for LockGuard {
 /// was acquired on and runs in the background; local waiters are woken when
 /// it is done. If that runtime shuts down first, the release is abandoned
 /// with a `tracing` warning and the lease expiry frees the lock: release
-/// explicitly before a runtime ends. While it lives, a tokio task renews the
+/// explicitly, or await [`Backend::settle`], before a runtime ends. While it lives, a tokio task renews the
 /// lease (unless renewal is off); [`lost`](AsyncLockGuard::lost) resolves
 /// when the lease is lost.
 #[must_use = "the lock is released when the guard is dropped"]
@@ -432,6 +433,7 @@ impl AsyncLockGuard {
             let task_exec = AsyncExec {
                 backend: Arc::clone(&exec.backend),
                 runtime: exec.runtime.clone(),
+                background: Arc::clone(&exec.background),
             };
             exec.runtime.spawn(algo::renew_loop(task_exec, renewer))
         });
@@ -499,15 +501,11 @@ impl Drop for AsyncLockGuard {
         };
         let exec = Arc::clone(&self.exec);
         let name = state.holding.name.clone();
-        spawn_background(
-            &self.exec.runtime,
-            "release of a dropped guard",
-            name,
-            async move {
+        self.exec
+            .spawn_background("release of a dropped guard", name, async move {
                 if let Err(error) = algo::release(&*exec, &state).await {
                     tracing::warn!(lock = %state.holding.name, %error, "release on drop");
                 }
-            },
-        );
+            });
     }
 }
