@@ -2,7 +2,7 @@
 //! shylock's locks, in an async form ([`AsyncBackend`]) and a sync form
 //! ([`SyncBackend`]).
 //!
-//! The core's one lock algorithm (waiting, backoff, shared pollers, clock
+//! The core's one lock algorithm (waiting, backoff, polling turns, clock
 //! offset, renewal, loss detection, cancellation clean-up) drives both forms;
 //! a backend only implements these primitives.
 //!

@@ -1332,8 +1332,10 @@ async fn an_unpolled_waiter_does_not_hold_the_others_back(form: &AsyncForm, ctx:
         .await
         .expect("acquire");
     // The first waiter is polled a while (it takes the polling turn), then
-    // kept but never polled again.
-    let stuck_lock = AsyncLock::with_backend(&name, &waiters.0);
+    // kept but never polled again. (If its request was on its way when it
+    // stopped being polled, that request may still be granted: then the
+    // others wait for its short lease to end, not for it to be polled.)
+    let stuck_lock = AsyncLock::with_backend(&name, &waiters.0).options(ctx.short());
     let mut stuck = Box::pin(stuck_lock.acquire());
     ctx.check(
         tokio::time::timeout(Duration::from_millis(100), &mut stuck)

@@ -10,7 +10,7 @@ use crate::exec::Background;
 use crate::jobs::Jobs;
 
 /// A backend ready for locks: its async form, its sync form or both, with
-/// the per-process state locks share through it (one poller per lock name,
+/// the per-process state locks share through it (polling turns per lock name,
 /// wake-ups on local releases, the server clock estimate).
 ///
 /// Cheap to clone; clones share that state. Make one per database and

@@ -51,6 +51,9 @@ pub(crate) struct Jobs {
 struct Inner {
     state: Mutex<State>,
     wake: Condvar,
+    /// Test support: fail to start threads, as an exhausted system would.
+    #[cfg(test)]
+    fail_spawn: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Jobs {
@@ -81,6 +84,15 @@ impl Jobs {
         let mut started = None;
         while state.threads < THREADS {
             let inner = Arc::clone(&self.inner);
+            #[cfg(test)]
+            if self
+                .inner
+                .fail_spawn
+                .load(std::sync::atomic::Ordering::SeqCst)
+            {
+                started = Some(Err(std::io::Error::other("test: no threads left")));
+                break;
+            }
             match std::thread::Builder::new()
                 .name("shylock-jobs".into())
                 .stack_size(128 * 1024)
@@ -120,6 +132,14 @@ impl Jobs {
         }
         drop(state);
         drop(job);
+    }
+
+    /// Test support: make thread starts fail.
+    #[cfg(test)]
+    pub(crate) fn fail_spawn(&self) {
+        self.inner
+            .fail_spawn
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// How many threads run now.
@@ -229,5 +249,22 @@ mod tests {
             0,
             "a cancelled job does not run"
         );
+    }
+
+    /// Item 5 of the hardening issue: if no thread can renew a blocking
+    /// guard, `acquire` fails (and leaves the lock free) instead of
+    /// returning a guard whose lease silently lapses.
+    #[test]
+    fn no_guard_is_returned_that_nothing_renews() {
+        use crate::{Backend, Error, Lock, MemoryBackend, Renewal};
+        let backend = Backend::from(MemoryBackend::new());
+        backend.shared.jobs.fail_spawn();
+        let r = Lock::with_backend("no-threads", &backend).acquire();
+        assert!(matches!(r, Err(Error::Runtime { .. })), "{r:?}");
+        let free = Lock::with_backend("no-threads", &backend)
+            .renewal(Renewal::Off)
+            .try_acquire()
+            .expect("try");
+        assert!(free.is_some(), "the lock was released");
     }
 }

@@ -22,8 +22,9 @@
 //!
 //! * Never two holders of a live lease: a grant is atomic on the backend, and
 //!   the holder counts its lease as ended a safety margin before the backend
-//!   does (measured on the monotonic clock from the moment its request was
-//!   sent, less the uncertainty of the server clock estimate).
+//!   does (measured from the moment its request was sent, on a monotonic
+//!   clock that counts suspended time, less the uncertainty of the server
+//!   clock estimate and the millisecond granularity of records).
 //! * Never a release of somebody else's lock: every acquisition has its own
 //!   owner id, and renewals and releases act only on a record with that id.
 //! * Never a silent loss of a lease: a guard knows until when its lease is
@@ -36,11 +37,13 @@
 //!
 //! ## One algorithm, two forms
 //!
-//! The algorithm (waiting with backoff and jitter, one poller per name and
-//! handle, wake-ups on local releases, the server clock estimate, renewal,
-//! loss detection, clean-up of cancelled attempts) is written once as async
-//! code over a small driver trait; the async API runs it on tokio, the
-//! blocking API runs it on the calling thread over a [`SyncBackend`].
+//! The algorithm (waiting with backoff and jitter, polling turns per name
+//! and handle that a stuck waiter cannot keep, wake-ups on local releases,
+//! the server clock estimate, renewal, loss detection, clean-up of
+//! cancelled attempts) is written once as async code over a small driver
+//! trait; the async API runs it on tokio, the blocking API runs it on the
+//! calling thread over a [`SyncBackend`], with the renewals of all blocking
+//! guards of a handle on one timer queue.
 
 mod algo;
 pub mod backend;
