@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::backend::{
-    AcquireOutcome, ClockSource, Grant, InspectRequest, LockRecord, ReleaseOutcome, ReleaseRequest,
-    RenewOutcome, RenewRequest,
+    AcquireOutcome, ClockSource, Grant, InspectRequest, LockRecord, ReleaseOutcome, RenewOutcome,
+    RenewRequest,
 };
 use crate::clock::Estimate;
 use crate::coord::{Next, SlotRef, Waiter, takeover_grace};
@@ -565,15 +565,7 @@ pub(crate) async fn release<X: Exec>(x: &X, state: &GuardState) -> Result<(), Er
     let result = loop {
         let req = state.owned_release(deadline);
         state.release_sent.store(true, Ordering::SeqCst);
-        let outcome = x
-            .release(ReleaseRequest {
-                name: &req.name,
-                owner: &req.owner,
-                token: req.token,
-                now: req.now,
-                deadline: req.deadline,
-            })
-            .await;
+        let outcome = x.release(req.request()).await;
         match outcome {
             Err(error) if error.is_transient() && !passed(deadline) => {
                 maybe_released |= error.kind() != BackendErrorKind::RateLimited;

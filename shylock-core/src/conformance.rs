@@ -1206,8 +1206,10 @@ async fn a_zero_safety_margin_never_gives_two_holders<F: Form>(form: &F, ctx: &C
             overlaps += 1;
         }
         ctx.check(b.token() > a.token(), "the next holder's token is larger");
+        // Both leases are short and not renewed: on a busy machine either
+        // may have ended by now, and releasing says so.
         drop(form.release(a).await);
-        ctx.check(other.release(b).await.is_ok(), "release");
+        drop(other.release(b).await);
     }
     ctx.check(
         overlaps == 0,
