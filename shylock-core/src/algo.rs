@@ -219,23 +219,25 @@ impl<X: Exec> Acquisition<'_, X> {
     /// with and when it was sent.
     async fn ask(&mut self) -> (Result<AcquireOutcome, BackendError>, Estimate, Tick) {
         self.attempts += 1;
+        let none = Estimate {
+            now: Timestamp::EPOCH,
+            uncertainty: Duration::ZERO,
+        };
+        if self.pending.in_flight.is_some() {
+            // Cannot happen: a request still on its way means the deadline
+            // passed, which ends the acquisition. Were it to happen, end the
+            // acquisition rather than let two requests of one owner cross;
+            // `Pending` cleans up after the one on its way.
+            let error = BackendError::new(
+                BackendErrorKind::Other,
+                "internal: an earlier acquisition request is still on its way",
+            );
+            return (Err(error), none, Tick::now());
+        }
         let estimate = match server_now(self.x, self.shared, self.deadline).await {
             Ok(estimate) => estimate,
-            Err(error) => {
-                let none = Estimate {
-                    now: Timestamp::EPOCH,
-                    uncertainty: Duration::ZERO,
-                };
-                return (Err(error), none, Tick::now());
-            }
+            Err(error) => return (Err(error), none, Tick::now()),
         };
-        if let Some(earlier) = self.pending.in_flight.take() {
-            // Cannot happen (a timed-out request ends the acquisition), but
-            // if it did, the earlier request must still be cleaned up after.
-            self.pending.unknown = true;
-            self.x
-                .clean_up(Some(earlier), self.opts.lease, self.owned_release(), false);
-        }
         let sent = Tick::now();
         self.pending.in_flight = Some(self.x.start_acquire(OwnedAcquire {
             name: self.name.clone(),
@@ -255,16 +257,6 @@ impl<X: Exec> Acquisition<'_, X> {
             self.pending.unknown = true;
         }
         (outcome, estimate, sent)
-    }
-
-    fn owned_release(&self) -> OwnedRelease {
-        OwnedRelease {
-            name: self.name.clone(),
-            owner: self.pending.owner.clone(),
-            token: FencingToken(0),
-            now: now_without_round_trip(self.shared),
-            deadline: None,
-        }
     }
 
     /// The error policy: what an answer means.
