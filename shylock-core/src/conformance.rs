@@ -54,7 +54,7 @@ pub struct Suite {
     pub contenders: usize,
     /// How many acquisitions each contender makes (default 25).
     pub rounds: usize,
-    /// A generous bound for "soon" (default 3 s): only a functional bound,
+    /// A generous bound for "soon" (default 5 s): only a functional bound,
     /// never a performance figure.
     pub slack: Duration,
 }
@@ -68,7 +68,7 @@ impl Suite {
             short_lease: Duration::from_millis(400),
             contenders: 8,
             rounds: 25,
-            slack: Duration::from_secs(3),
+            slack: Duration::from_secs(5),
         }
     }
 }
@@ -873,12 +873,14 @@ async fn abandoned_lock_is_taken_over_by_acquire<F: Form>(form: &F, ctx: &Ctx) {
 
 async fn renewal_keeps_the_lease_past_several_leases<F: Form>(form: &F, ctx: &Ctx) {
     let name = ctx.name("renewal");
-    let lease = ctx.suite.short_lease;
+    // Three short leases, renewed every third: a renewal may take most of a
+    // short lease on a busy machine and the lease must still hold.
+    let lease = ctx.suite.short_lease * 3;
     let a = form
         .acquire(&name, &LockOptions::default().lease(lease))
         .await
         .expect("acquire");
-    let until = Instant::now() + lease * 5;
+    let until = Instant::now() + lease * 4;
     while Instant::now() < until {
         ctx.check(a.is_held(), "a renewed lease stays held");
         let other = form
