@@ -278,6 +278,10 @@ pub struct DResult {
     /// Locks acquired (and held over the window).
     pub held: usize,
     pub acquire_s: f64,
+    /// The window's length, and the renewal interval: a window shorter than
+    /// the interval need not see any renewal.
+    pub window_s: f64,
+    pub interval_s: f64,
     pub renewals_per_s: f64,
     /// One renewal per held lock and renewal interval.
     pub expected_per_s: f64,
@@ -300,12 +304,14 @@ impl DResult {
     /// One line for the child's report: `DRESULT key=value ...`.
     fn to_line(&self) -> String {
         format!(
-            "DRESULT locks={} held={} acquire_s={} renewals_per_s={} expected_per_s={} \
-             bytes_per_lock={} cpu_pct={} threads_before={} threads_held={} held_at_end={} \
-             release_s={}",
+            "DRESULT locks={} held={} acquire_s={} window_s={} interval_s={} renewals_per_s={} \
+             expected_per_s={} bytes_per_lock={} cpu_pct={} threads_before={} threads_held={} \
+             held_at_end={} release_s={}",
             self.locks,
             self.held,
             self.acquire_s,
+            self.window_s,
+            self.interval_s,
             self.renewals_per_s,
             self.expected_per_s,
             self.bytes_per_lock,
@@ -334,6 +340,8 @@ impl DResult {
             locks: get("locks")? as usize,
             held: get("held")? as usize,
             acquire_s: get("acquire_s")?,
+            window_s: get("window_s")?,
+            interval_s: get("interval_s")?,
             renewals_per_s: get("renewals_per_s")?,
             expected_per_s: get("expected_per_s")?,
             bytes_per_lock: get("bytes_per_lock")?,
@@ -938,8 +946,12 @@ pub async fn child_c_worker(t: &Target, tasks: usize, secs: f64, backoff: Backof
 
 // ---------------------------------------------------------------- D
 
-/// The collection of D's records (MongoDB and ArangoDB).
-pub const D_COLLECTION: &str = "shylock_d";
+/// The collection of D's records (MongoDB and ArangoDB), one per form:
+/// a lock that one form could not release (its release timed out, its
+/// outcome unknown) must not make the other form wait for its expiry.
+fn d_collection(form: Form) -> String {
+    format!("shylock_d_{}", form.as_str())
+}
 
 /// D in a child process of its own (one per form), so that its memory and
 /// thread figures start from a fresh process.
@@ -1053,6 +1065,8 @@ impl DMeasured {
             locks: self.locks,
             held: self.held,
             acquire_s: self.acquire_s,
+            window_s: self.hold.window_s,
+            interval_s: self.interval.as_secs_f64(),
             renewals_per_s: self.hold.calls.renew as f64 / self.hold.window_s,
             expected_per_s: self.held as f64 / self.interval.as_secs_f64(),
             bytes_per_lock: per_held(self.rss_delta),
@@ -1075,7 +1089,8 @@ async fn d_many_async(t: &Target, p: &Params) -> R<(DResult, bool)> {
     let counts = Arc::new(Counts::default());
     // A collection of its own: the other scenarios' commands must not pay
     // for D's records on servers that scan collections (FerretDB).
-    let h = t.async_handle_in(&counts, Some(D_COLLECTION)).await?;
+    let collection = d_collection(Form::Async);
+    let h = t.async_handle_in(&counts, Some(&collection)).await?;
     let mut errors = Errors::default();
     async_cycle(&AsyncLock::with_backend("bench-d-warmup", &h), &mut errors).await;
     // The warm-up's calls (and its guard's renewer) end before the baseline.
@@ -1187,7 +1202,7 @@ fn on_threads(what: &str, work: &(dyn Fn() -> Errors + Sync)) -> Errors {
 /// window, whose threads are the API's own (and the backend's).
 fn d_many_blocking(t: &Target, p: &Params) -> R<(DResult, bool)> {
     let counts = Arc::new(Counts::default());
-    let h = t.sync_handle_in(&counts, Some(D_COLLECTION))?;
+    let h = t.sync_handle_in(&counts, Some(&d_collection(Form::Blocking)))?;
     let mut errors = Errors::default();
     sync_cycle(&Lock::with_backend("bench-d-warmup", &h), &mut errors);
     // The warm-up's calls (and its guard's renewer) end before the baseline.
