@@ -56,7 +56,7 @@ use errors::Errors;
 use scenarios::{AResult, BResult, CResult, DResult, Form, Params, backoff_arg, parse_backoff};
 use shylock::Backoff;
 use targets::{ArangoConn, Kind, Target, repo_root};
-use util::{Json, R, err, machine, utc_now};
+use util::{BoxErr, Json, R, err, machine, utc_now};
 
 const HELP: &str = "\
 shylock benchmarks: scenarios A-D on chosen backends, beside the original Python shylock.
@@ -86,6 +86,8 @@ USAGE: bench [OPTIONS]
   --d-locks-ferretdb N D on the FerretDB started here (default 500: FerretDB v1
                        scans the whole collection for every conditional command)
   --d-secs S           D: measuring window (default 20; quick 10)
+  --d-apis LIST        D: which APIs, async and/or blocking, comma-separated
+                       (default async,blocking)
   --backoff I,M,F      waiters' backoff in B and C: initial ms, max ms, factor
                        (default: the core's, 5,50,2)
   --b-sweep LIST       also run B across processes with each backoff of LIST
@@ -128,6 +130,8 @@ struct Opts {
     d_locks: Option<usize>,
     d_locks_ferretdb: Option<usize>,
     d_secs: Option<f64>,
+    /// D's APIs (empty: both).
+    d_forms: Vec<Form>,
     backoff: Option<Backoff>,
     b_sweep: Vec<Backoff>,
     out: Option<String>,
@@ -182,6 +186,19 @@ fn parse_args(args: Vec<String>) -> R<Opts> {
             "--d-locks" => o.d_locks = Some(num(&a, val(&a)?)?),
             "--d-locks-ferretdb" => o.d_locks_ferretdb = Some(num(&a, val(&a)?)?),
             "--d-secs" => o.d_secs = Some(num(&a, val(&a)?)?),
+            "--d-apis" => {
+                for api in val(&a)?.split(',').map(str::trim) {
+                    match Form::BOTH.into_iter().find(|f| f.as_str() == api) {
+                        Some(f) if !o.d_forms.contains(&f) => o.d_forms.push(f),
+                        Some(_) => {}
+                        None => {
+                            return Err(err(format!(
+                                "--d-apis: unknown API {api:?} (async, blocking)"
+                            )));
+                        }
+                    }
+                }
+            }
             "--backoff" => o.backoff = Some(parse_backoff(&val(&a)?)?),
             "--b-sweep" => {
                 o.b_sweep = val(&a)?
@@ -226,6 +243,14 @@ impl Opts {
             d_secs: self.d_secs.unwrap_or(if q { 10.0 } else { 20.0 }),
             backoff: self.backoff.unwrap_or_default(),
         }
+    }
+
+    /// D's APIs, in the order of [`Form::BOTH`].
+    fn d_forms(&self) -> Vec<Form> {
+        Form::BOTH
+            .into_iter()
+            .filter(|f| self.d_forms.is_empty() || self.d_forms.contains(f))
+            .collect()
     }
 
     fn has(&self, scenario: char) -> bool {
@@ -394,7 +419,7 @@ fn run_target(
         }
     }
     if o.has('D') {
-        for form in Form::BOTH {
+        for form in o.d_forms() {
             let what = format!("D {}", form.as_str());
             eprintln!(
                 "bench: {l}: {what}, {} locks, window {} s",
@@ -609,6 +634,19 @@ fn errors_cell<T>(run: &Run, r: &Res<T>, f: impl Fn(&T) -> &Errors) -> String {
     }
 }
 
+/// A warning for a renewal rate measured over a window shorter than the
+/// renewal interval (which need not see any renewal).
+fn short_window(d: &DResult) -> String {
+    if d.window_s + 0.5 < d.interval_s {
+        format!(
+            " (window {:.0} s < renewal interval {:.0} s)",
+            d.window_s, d.interval_s
+        )
+    } else {
+        String::new()
+    }
+}
+
 /// Whether D met the issue's target (`None` where fewer locks than the
 /// target's were asked for).
 fn d_target_met(d: &DResult) -> Option<bool> {
@@ -632,7 +670,7 @@ fn d_target_rows(runs: &[Run]) -> Vec<String> {
                 Ok(d) => (
                     format!(
                         "{} of {} held ({} at the end), {} threads ({} before acquiring), \
-                         {:.1} KiB per guard, {:.0} renewals/s (expected {:.0}), errors: {}",
+                         {:.1} KiB per guard, {:.0} renewals/s (expected {:.0}){}, errors: {}",
                         d.held,
                         d.locks,
                         d.held_at_end,
@@ -641,6 +679,7 @@ fn d_target_rows(runs: &[Run]) -> Vec<String> {
                         d.bytes_per_lock / 1024.0,
                         d.renewals_per_s,
                         d.expected_per_s,
+                        short_window(d),
                         d.errors
                     ),
                     match d_target_met(d) {
@@ -1068,7 +1107,12 @@ fn render(
         );
         line(&sc, "renewal round trips/s (expected)", &|r| {
             cell(r.d(form), |d| {
-                format!("{:.0} ({:.0})", d.renewals_per_s, d.expected_per_s)
+                format!(
+                    "{:.0} ({:.0}){}",
+                    d.renewals_per_s,
+                    d.expected_per_s,
+                    short_window(d)
+                )
             })
         });
         line(&sc, "client memory per held lock (RSS delta)", &|r| {
@@ -1362,9 +1406,35 @@ fn runtime() -> R<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// A child process's role. Everything it started (tasks, guards, backend
-/// calls) has ended when it returns; the runtime is dropped after that.
-fn child_main(role: &str, o: &Opts) -> R<()> {
+/// A child process: its role, on its own runtime (none for the blocking
+/// D). A role returns `Ok` only when everything it started (tasks, guards,
+/// backend calls) has ended, and the runtime is dropped after that; after a
+/// failure the child says `FAILED <why>` and exits at once, without
+/// shutting the runtime down under tasks that may still run.
+fn child(role: &str, o: &Opts) {
+    let fail = |e: BoxErr| -> ! {
+        // The parent reads this line as what failed.
+        println!("FAILED {}", e.to_string().replace('\n', " "));
+        eprintln!("bench child {role}: {e}");
+        std::process::exit(1);
+    };
+    if role == Form::Blocking.role() {
+        // No tokio runtime: the process's threads are the blocking API's own
+        // (and its backend's).
+        if let Err(e) = child_main(role, o, None) {
+            fail(e);
+        }
+        return;
+    }
+    let rt = runtime().unwrap_or_else(|e| fail(e));
+    if let Err(e) = child_main(role, o, Some(&rt)) {
+        fail(e);
+    }
+    drop(rt);
+}
+
+/// A child process's role.
+fn child_main(role: &str, o: &Opts, rt: Option<&tokio::runtime::Runtime>) -> R<()> {
     let kind = *o
         .backends
         .first()
@@ -1376,12 +1446,12 @@ fn child_main(role: &str, o: &Opts) -> R<()> {
         o.child_on_ferretdb,
     );
     let p = o.params();
-    if role == Form::Blocking.role() {
-        // No tokio runtime: the process's threads are the blocking API's own
-        // (and its backend's).
-        return scenarios::child_d_many_blocking(&t, &p);
-    }
-    let rt = runtime()?;
+    let Some(rt) = rt else {
+        return match role {
+            r if r == Form::Blocking.role() => scenarios::child_d_many_blocking(&t, &p),
+            other => Err(err(format!("child role {other:?} needs a runtime"))),
+        };
+    };
     match role {
         "b-waiter" => rt.block_on(scenarios::child_b_waiter(&t, p.backoff)),
         "c-worker" => rt.block_on(scenarios::child_c_worker(
@@ -1401,12 +1471,7 @@ fn main() {
         }
     };
     if let Some(role) = &o.child {
-        if let Err(e) = child_main(role, &o) {
-            // The parent reads this line as what failed.
-            println!("FAILED {}", e.to_string().replace('\n', " "));
-            eprintln!("bench child {role}: {e}");
-            std::process::exit(1);
-        }
+        child(role, &o);
         return;
     }
     let rt = match runtime() {
