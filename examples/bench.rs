@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! scripts/bench.sh                 # everything, writes BENCHMARKS.md
-//! scripts/bench.sh --quick         # about two minutes
+//! scripts/bench.sh --quick         # about 3 to 4 minutes
 //! cargo run --release -p shylock-examples --example bench --features mongo,arango -- --help
 //! ```
 //!
@@ -65,7 +65,7 @@ USAGE: bench [OPTIONS]
 
   --backend B          memory | mongo | arango-emulator | arango (repeatable)
   --all                memory, mongo and arango-emulator (the default)
-  --quick              shorter runs (about two minutes in all)
+  --quick              shorter runs (about 3 to 4 minutes in all)
   --scenarios LIST     which scenarios, e.g. ABD (default ABCD)
   --mongo-uri URI      use this MongoDB-protocol server instead of starting FerretDB
                        (databases shylock_bench and shylock_bench_py)

@@ -3,8 +3,9 @@
 #
 #   scripts/bench.sh            # memory, MongoDB protocol (FerretDB) and the
 #                               # ArangoDB emulator, with the original Python
-#                               # shylock beside ours; about 6 minutes on 2 CPUs
-#   scripts/bench.sh --quick    # the same, shorter (about 2 minutes)
+#                               # shylock beside ours; about 8 minutes on 2 idle
+#                               # CPUs (longer on a loaded machine)
+#   scripts/bench.sh --quick    # the same, shorter (about 3 to 4 minutes)
 #
 # Any other arguments go to the benchmark program (see `--help` of
 # `cargo run --release -p shylock-examples --example bench -- --help`), for
