@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! scripts/bench.sh                 # everything, writes BENCHMARKS.md
-//! scripts/bench.sh --quick         # about two minutes
+//! scripts/bench.sh --quick         # about 3 to 4 minutes
 //! cargo run --release -p shylock-examples --example bench --features mongo,arango -- --help
 //! ```
 //!
@@ -22,9 +22,17 @@
 //!   for S seconds: grants/s, round trips per grant (all processes), the
 //!   largest gap between a grant and the next, and a check for double
 //!   grants (overlapping holdings, repeated fencing tokens).
-//! * **D. many locks**: 10,000 names held at once by one process (async
-//!   API, default lease 30 s renewed every 10 s): renewal round trips per
-//!   second over a window, client memory per held lock (RSS delta).
+//! * **D. many locks**: 10,000 names held at once by one process (default
+//!   lease 30 s renewed every 10 s), through the async API (tasks) and
+//!   through the blocking API (guards acquired and released by 8 threads),
+//!   each in a fresh child process: renewal round trips per second over a
+//!   window, client memory per held lock (RSS delta), client CPU, and the
+//!   threads of the whole process while the locks are held (the issue's
+//!   target: 10,000 blocking guards in at most 8 threads and 4 KiB each).
+//!
+//! A failed lock operation (acquire, release, a timeout) is counted by kind
+//! in the scenario's "errors" row and the run goes on; a scenario that
+//! cannot run at all (or whose child process dies) says why in its column.
 //!
 //! The original runs A (pymongo and motor), B and C through
 //! `examples/bench/original.py`, in a virtualenv made by `scripts/bench.sh`
@@ -32,6 +40,8 @@
 
 #[path = "bench/counting.rs"]
 mod counting;
+#[path = "bench/errors.rs"]
+mod errors;
 #[path = "bench/scenarios.rs"]
 mod scenarios;
 #[path = "bench/targets.rs"]
@@ -42,10 +52,11 @@ mod util;
 use std::fmt::Write as _;
 use std::process::{Command, Stdio};
 
-use scenarios::{AResult, BResult, CResult, DResult, Params, backoff_arg, parse_backoff};
+use errors::Errors;
+use scenarios::{AResult, BResult, CResult, DResult, Form, Params, backoff_arg, parse_backoff};
 use shylock::Backoff;
 use targets::{ArangoConn, Kind, Target, repo_root};
-use util::{Json, R, err, machine, utc_now};
+use util::{BoxErr, Json, R, err, machine, utc_now};
 
 const HELP: &str = "\
 shylock benchmarks: scenarios A-D on chosen backends, beside the original Python shylock.
@@ -54,7 +65,7 @@ USAGE: bench [OPTIONS]
 
   --backend B          memory | mongo | arango-emulator | arango (repeatable)
   --all                memory, mongo and arango-emulator (the default)
-  --quick              shorter runs (about two minutes in all)
+  --quick              shorter runs (about 3 to 4 minutes in all)
   --scenarios LIST     which scenarios, e.g. ABD (default ABCD)
   --mongo-uri URI      use this MongoDB-protocol server instead of starting FerretDB
                        (databases shylock_bench and shylock_bench_py)
@@ -71,10 +82,12 @@ USAGE: bench [OPTIONS]
   --c-procs P          C: processes (default 4)
   --c-tasks T          C: tasks per process (default 4)
   --c-secs S           C: seconds (default 10; quick 3)
-  --d-locks N          D: locks held at once (default 10000)
+  --d-locks N          D: locks held at once, by each API (default 10000)
   --d-locks-ferretdb N D on the FerretDB started here (default 500: FerretDB v1
                        scans the whole collection for every conditional command)
   --d-secs S           D: measuring window (default 20; quick 10)
+  --d-apis LIST        D: which APIs, async and/or blocking, comma-separated
+                       (default async,blocking)
   --backoff I,M,F      waiters' backoff in B and C: initial ms, max ms, factor
                        (default: the core's, 5,50,2)
   --b-sweep LIST       also run B across processes with each backoff of LIST
@@ -117,6 +130,8 @@ struct Opts {
     d_locks: Option<usize>,
     d_locks_ferretdb: Option<usize>,
     d_secs: Option<f64>,
+    /// D's APIs (empty: both).
+    d_forms: Vec<Form>,
     backoff: Option<Backoff>,
     b_sweep: Vec<Backoff>,
     out: Option<String>,
@@ -171,6 +186,19 @@ fn parse_args(args: Vec<String>) -> R<Opts> {
             "--d-locks" => o.d_locks = Some(num(&a, val(&a)?)?),
             "--d-locks-ferretdb" => o.d_locks_ferretdb = Some(num(&a, val(&a)?)?),
             "--d-secs" => o.d_secs = Some(num(&a, val(&a)?)?),
+            "--d-apis" => {
+                for api in val(&a)?.split(',').map(str::trim) {
+                    match Form::BOTH.into_iter().find(|f| f.as_str() == api) {
+                        Some(f) if !o.d_forms.contains(&f) => o.d_forms.push(f),
+                        Some(_) => {}
+                        None => {
+                            return Err(err(format!(
+                                "--d-apis: unknown API {api:?} (async, blocking)"
+                            )));
+                        }
+                    }
+                }
+            }
             "--backoff" => o.backoff = Some(parse_backoff(&val(&a)?)?),
             "--b-sweep" => {
                 o.b_sweep = val(&a)?
@@ -217,6 +245,14 @@ impl Opts {
         }
     }
 
+    /// D's APIs, in the order of [`Form::BOTH`].
+    fn d_forms(&self) -> Vec<Form> {
+        Form::BOTH
+            .into_iter()
+            .filter(|f| self.d_forms.is_empty() || self.d_forms.contains(f))
+            .collect()
+    }
+
     fn has(&self, scenario: char) -> bool {
         self.scenarios.contains(scenario)
     }
@@ -239,6 +275,8 @@ type Res<T> = Option<Result<T, String>>;
 struct Run {
     label: String,
     server: String,
+    /// The original's column (it does not count its errors).
+    original: bool,
     /// Why the whole column was not run.
     skipped: Option<String>,
     a_sync: Res<AResult>,
@@ -246,8 +284,35 @@ struct Run {
     b_in: Res<BResult>,
     b_process: Res<BResult>,
     c: Res<CResult>,
-    d: Res<DResult>,
+    d_async: Res<DResult>,
+    d_blocking: Res<DResult>,
     sweep: Vec<(Backoff, Result<BResult, String>)>,
+}
+
+impl Run {
+    /// D in one form.
+    fn d(&self, form: Form) -> &Res<DResult> {
+        match form {
+            Form::Async => &self.d_async,
+            Form::Blocking => &self.d_blocking,
+        }
+    }
+
+    /// Every scenario's outcome: (name, error if it failed).
+    fn failures(&self) -> Vec<(&'static str, Option<&String>)> {
+        fn e<T>(r: &Res<T>) -> Option<&String> {
+            r.as_ref().and_then(|r| r.as_ref().err())
+        }
+        vec![
+            ("A blocking", e(&self.a_sync)),
+            ("A async", e(&self.a_async)),
+            ("B in-process", e(&self.b_in)),
+            ("B across processes", e(&self.b_process)),
+            ("C", e(&self.c)),
+            ("D async", e(&self.d_async)),
+            ("D blocking", e(&self.d_blocking)),
+        ]
+    }
 }
 
 fn keep<T>(what: &str, label: &str, r: R<T>) -> Res<T> {
@@ -354,8 +419,18 @@ fn run_target(
         }
     }
     if o.has('D') {
-        eprintln!("bench: {l}: D, {} locks, window {} s", p.d_locks, p.d_secs);
-        run.d = keep("D", l, rt.block_on(scenarios::d_many(t, &p)));
+        for form in o.d_forms() {
+            let what = format!("D {}", form.as_str());
+            eprintln!(
+                "bench: {l}: {what}, {} locks, window {} s",
+                p.d_locks, p.d_secs
+            );
+            let r = keep(&what, l, rt.block_on(scenarios::d_many(t, &p, form)));
+            match form {
+                Form::Async => run.d_async = r,
+                Form::Blocking => run.d_blocking = r,
+            }
+        }
     }
     // By default (full runs), the MongoDB target also measures B across
     // processes with a few other backoffs, for the trade-off between
@@ -407,6 +482,7 @@ fn run_original(
     let mut run = Run {
         label: "original (Python)".into(),
         server: server.into(),
+        original: true,
         ..Run::default()
     };
     let script = repo_root().join("examples/bench/original.py");
@@ -466,6 +542,7 @@ fn run_original(
                 per_release: g("per_release").unwrap_or(f64::NAN),
                 per_cycle: g("per_cycle").unwrap_or(f64::NAN),
                 wire_per_cycle: g("per_cycle"),
+                errors: Errors::default(),
             }),
         })
     };
@@ -479,6 +556,7 @@ fn run_original(
                 max_ms: g("max_ms"),
                 waiter_calls: g("waiter_calls"),
                 polls_per_s: g("polls_per_s"),
+                errors: Errors::default(),
             }),
         })
     };
@@ -501,6 +579,7 @@ fn run_original(
                 overlaps: g("overlaps") as usize,
                 dup_tokens: usize::MAX,
                 lost_on_release: usize::MAX,
+                errors: Errors::default(),
             })
         }
     });
@@ -508,6 +587,173 @@ fn run_original(
 }
 
 // ---------------------------------------------------------------- report
+
+/// The metric of the rows that count failed lock operations.
+const ERRORS_METRIC: &str = "errors (failed lock operations, by kind)";
+
+/// D's target (the issue's): this many blocking guards with renewal on in
+/// one process ...
+const D_TARGET_LOCKS: usize = 10_000;
+/// ... in at most this many threads in the whole process ...
+const D_TARGET_THREADS: usize = 8;
+/// ... and at most this much RSS per guard.
+const D_TARGET_BYTES: f64 = 4096.0;
+
+/// The figures, if the scenario ran and did not fail.
+fn ok<T>(r: &Res<T>) -> Option<&T> {
+    r.as_ref().and_then(|r| r.as_ref().ok())
+}
+
+/// Text for a table cell: one line, no `|`, at most about 160 characters.
+fn table_text(text: &str) -> String {
+    let one: String = text
+        .chars()
+        .map(|c| match c {
+            '|' => '/',
+            '\n' | '\r' => ' ',
+            c => c,
+        })
+        .collect();
+    if one.chars().count() > 160 {
+        let cut: String = one.chars().take(157).collect();
+        format!("{cut}…")
+    } else {
+        one
+    }
+}
+
+/// The errors row of a scenario: its failed operations by kind, what made
+/// the whole scenario fail, or `n/a` for the original (which does not
+/// count them).
+fn errors_cell<T>(run: &Run, r: &Res<T>, f: impl Fn(&T) -> &Errors) -> String {
+    match r {
+        None => "–".into(),
+        Some(Err(e)) => format!("run failed: {}", table_text(e)),
+        Some(Ok(_)) if run.original => "n/a".into(),
+        Some(Ok(v)) => f(v).to_string(),
+    }
+}
+
+/// A warning for a renewal rate measured over a window shorter than the
+/// renewal interval (which need not see any renewal).
+fn short_window(d: &DResult) -> String {
+    if d.window_s + 0.5 < d.interval_s {
+        format!(
+            " (window {:.0} s < renewal interval {:.0} s)",
+            d.window_s, d.interval_s
+        )
+    } else {
+        String::new()
+    }
+}
+
+/// Whether D met the issue's target (`None` where fewer locks than the
+/// target's were asked for).
+fn d_target_met(d: &DResult) -> Option<bool> {
+    (d.locks >= D_TARGET_LOCKS).then_some(
+        d.held >= D_TARGET_LOCKS
+            && d.held_at_end == d.held
+            && d.threads_held <= D_TARGET_THREADS
+            && d.bytes_per_lock <= D_TARGET_BYTES,
+    )
+}
+
+/// The rows of the targets table for D: each backend, each API.
+fn d_target_rows(runs: &[Run]) -> Vec<String> {
+    let mut rows = Vec::new();
+    for r in runs.iter().filter(|r| !r.original) {
+        for form in Form::BOTH {
+            let Some(res) = r.d(form) else {
+                continue;
+            };
+            let (figures, met) = match res {
+                Ok(d) => (
+                    format!(
+                        "{} of {} held ({} at the end), {} threads ({} before acquiring), \
+                         {:.1} KiB per guard, {:.0} renewals/s (expected {:.0}){}, errors: {}",
+                        d.held,
+                        d.locks,
+                        d.held_at_end,
+                        d.threads_held,
+                        d.threads_before,
+                        d.bytes_per_lock / 1024.0,
+                        d.renewals_per_s,
+                        d.expected_per_s,
+                        short_window(d),
+                        d.errors
+                    ),
+                    match d_target_met(d) {
+                        Some(true) => "yes".to_owned(),
+                        Some(false) => "**no**".to_owned(),
+                        None => format!("– ({} locks here)", d.locks),
+                    },
+                ),
+                Err(e) => (format!("run failed: {}", table_text(e)), "**no**".into()),
+            };
+            rows.push(format!(
+                "| D: {D_TARGET_LOCKS} guards held, renewal on, one process: {} API (`{}`) | \
+                 {figures} | (no such feature) | | ≤ {D_TARGET_THREADS} threads in the process, \
+                 ≤ {:.0} KiB RSS per guard, all held | {met} |\n",
+                form.as_str(),
+                r.label,
+                D_TARGET_BYTES / 1024.0
+            ));
+        }
+    }
+    rows
+}
+
+/// Why D's target was missed, with this run's numbers.
+fn d_notes(runs: &[Run]) -> Vec<String> {
+    let mut missed = Vec::new();
+    let mut own_thread = Vec::new();
+    for r in runs.iter().filter(|r| !r.original) {
+        for form in Form::BOTH {
+            let Some(d) = ok(r.d(form)) else {
+                continue;
+            };
+            if d_target_met(d) != Some(false) {
+                continue;
+            }
+            missed.push(format!(
+                "`{}` {}: {} threads, {:.1} KiB per guard, {} of {} held at the end",
+                r.label,
+                form.as_str(),
+                d.threads_held,
+                d.bytes_per_lock / 1024.0,
+                d.held_at_end,
+                d.locks
+            ));
+            let grown = d.threads_held.saturating_sub(d.threads_before);
+            if d.held > 0 && grown * 10 >= d.held * 9 {
+                own_thread.push(format!(
+                    "`{}` {}: +{grown} threads for {} guards",
+                    r.label,
+                    form.as_str(),
+                    d.held
+                ));
+            }
+        }
+    }
+    let mut notes = Vec::new();
+    if !missed.is_empty() {
+        let mut n = format!(
+            "D ({D_TARGET_LOCKS} guards in one process, at most {D_TARGET_THREADS} threads in all \
+             and {:.0} KiB RSS per guard) missed: {}.",
+            D_TARGET_BYTES / 1024.0,
+            missed.join("; ")
+        );
+        if !own_thread.is_empty() {
+            n.push_str(&format!(
+                " The threads grew with the guards ({}): each held guard came with a thread of \
+                 its own.",
+                own_thread.join("; ")
+            ));
+        }
+        notes.push(n);
+    }
+    notes
+}
 
 fn cell<T>(r: &Res<T>, f: impl Fn(&T) -> String) -> String {
     match r {
@@ -573,11 +819,21 @@ fn render(
         );
     }
     let b = &p.backoff;
+    // D's count where it differs (FerretDB).
+    let d_other: Vec<String> = runs
+        .iter()
+        .filter_map(|r| {
+            let d = Form::BOTH.iter().find_map(|f| ok(r.d(*f)))?;
+            (d.locks != p.d_locks).then(|| format!("{} on `{}`", d.locks, r.label))
+        })
+        .collect();
     let _ = writeln!(
         s,
         "- Parameters: A {} s per API; B {} handoffs per variant, hold uniform in [{:.0}, {:.0}] ms; \
-         C {} processes × {} tasks × {} s; D {} locks, lease 30 s renewed every 10 s, window {} s; \
-         waiters' backoff in B and C: initial {:?}, max {:?}, factor {}, jitter [d/2, d]",
+         C {} processes × {} tasks × {} s; D {} locks{} per API (the blocking one acquiring and \
+         releasing from {} threads), lease 30 s renewed every 10 s, window {} s; \
+         waiters' backoff in B and C: initial {:?}, max {:?}, factor {}, jitter [d/2, d]; \
+         one acquisition waits at most {} s",
         p.a_secs,
         p.b_rounds,
         p.hold_ms * 0.5,
@@ -586,22 +842,43 @@ fn render(
         p.c_tasks,
         p.c_secs,
         p.d_locks,
+        if d_other.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", d_other.join(", "))
+        },
+        scenarios::D_THREADS,
         p.d_secs,
         b.initial,
         b.max,
-        b.factor
+        b.factor,
+        scenarios::OP_LIMIT.as_secs()
     );
     let _ = writeln!(s);
 
-    // The targets: our MongoDB figures against the original's.
+    // The targets: our MongoDB figures against the original's, and D's
+    // figures on every backend.
     let ours = runs.iter().find(|r| r.label == "mongo");
-    if let (Some(ours), Some((orig, _))) = (ours, original) {
+    let vs_original = ours.zip(original.map(|(orig, _)| orig));
+    let d_rows = d_target_rows(runs);
+    if vs_original.is_some() || !d_rows.is_empty() {
+        let _ = writeln!(s, "### Targets\n");
+        if vs_original.is_some() {
+            let _ = write!(
+                s,
+                "A to C: MongoDB protocol, against the original on the same server. "
+            );
+        }
         let _ = writeln!(
             s,
-            "### Targets (MongoDB protocol, against the original on the same server)\n"
+            "D: one process holding many guards with renewal on, on each backend, each API in a \
+             fresh child process; the issue's target is for {D_TARGET_LOCKS} guards in one \
+             process, so it is judged only where that many were asked for.\n"
         );
         let _ = writeln!(s, "| target | shylock | original | ratio | goal | met |");
         let _ = writeln!(s, "|---|---:|---:|---:|---|---|");
+    }
+    if let Some((ours, orig)) = vs_original {
         let row = |name: &str,
                    a: Option<f64>,
                    b: Option<f64>,
@@ -698,19 +975,12 @@ fn render(
             "≤ 1×",
             &|r| r <= 1.0,
         ));
-        let d = ours.d.as_ref().and_then(|d| d.as_ref().ok());
-        let _ = writeln!(
-            s,
-            "| D many held locks, renewal on | {} | (no such feature) | | reported | {} |\n",
-            d.map_or("–".into(), |d| format!(
-                "{} locks: {:.0} renewals/s (expected {:.0}), {:.1} KiB per lock",
-                d.locks,
-                d.renewals_per_s,
-                d.expected_per_s,
-                d.bytes_per_lock / 1024.0
-            )),
-            if d.is_some() { "yes" } else { "–" }
-        );
+    }
+    if vs_original.is_some() || !d_rows.is_empty() {
+        for row in &d_rows {
+            s.push_str(row);
+        }
+        let _ = writeln!(s);
     }
 
     // All figures.
@@ -757,6 +1027,9 @@ fn render(
                 None => format!("{:.3}", a.per_cycle),
             })
         });
+        line(sc, ERRORS_METRIC, &|r| {
+            errors_cell(r, pick(r), |a| &a.errors)
+        });
     }
     for (sc, pick) in [
         (
@@ -775,6 +1048,9 @@ fn render(
         });
         line(sc, "waiter's polls per second of waiting", &|r| {
             cell(pick(r), |b| format!("{:.1}", b.polls_per_s))
+        });
+        line(sc, ERRORS_METRIC, &|r| {
+            errors_cell(r, pick(r), |b| &b.errors)
         });
     }
     let sc = format!("C {}×{}×{} s", p.c_procs, p.c_tasks, p.c_secs);
@@ -814,33 +1090,55 @@ fn render(
             })
         },
     );
-    line(
-        "D many locks",
-        "locks held; seconds to acquire / release them all",
-        &|r| {
-            cell(&r.d, |d| {
-                format!("{}; {:.1} / {:.1}", d.locks, d.acquire_s, d.release_s)
+    line(&sc, ERRORS_METRIC, &|r| errors_cell(r, &r.c, |c| &c.errors));
+    for form in Form::BOTH {
+        let sc = format!("D many locks, {}", form.as_str());
+        line(
+            &sc,
+            "locks held of asked; seconds to acquire / release them all",
+            &|r| {
+                cell(r.d(form), |d| {
+                    format!(
+                        "{} of {}; {:.1} / {:.1}",
+                        d.held, d.locks, d.acquire_s, d.release_s
+                    )
+                })
+            },
+        );
+        line(&sc, "renewal round trips/s (expected)", &|r| {
+            cell(r.d(form), |d| {
+                format!(
+                    "{:.0} ({:.0}){}",
+                    d.renewals_per_s,
+                    d.expected_per_s,
+                    short_window(d)
+                )
             })
-        },
-    );
-    line("D many locks", "renewal round trips/s (expected)", &|r| {
-        cell(&r.d, |d| {
-            format!("{:.0} ({:.0})", d.renewals_per_s, d.expected_per_s)
-        })
-    });
-    line(
-        "D many locks",
-        "client memory per held lock (RSS delta)",
-        &|r| cell(&r.d, |d| format!("{:.1} KiB", d.bytes_per_lock / 1024.0)),
-    );
-    line(
-        "D many locks",
-        "client CPU while renewing (% of a core)",
-        &|r| cell(&r.d, |d| format!("{:.1}", d.cpu_pct)),
-    );
-    line("D many locks", "held at the end of the window", &|r| {
-        cell(&r.d, |d| format!("{} / {}", d.held_at_end, d.locks))
-    });
+        });
+        line(&sc, "client memory per held lock (RSS delta)", &|r| {
+            cell(r.d(form), |d| {
+                format!("{:.1} KiB", d.bytes_per_lock / 1024.0)
+            })
+        });
+        line(&sc, "client CPU while renewing (% of a core)", &|r| {
+            cell(r.d(form), |d| format!("{:.1}", d.cpu_pct))
+        });
+        line(
+            &sc,
+            "threads in the process while held (before acquiring)",
+            &|r| {
+                cell(r.d(form), |d| {
+                    format!("{} ({})", d.threads_held, d.threads_before)
+                })
+            },
+        );
+        line(&sc, "held at the end of the window", &|r| {
+            cell(r.d(form), |d| format!("{} / {}", d.held_at_end, d.held))
+        });
+        line(&sc, ERRORS_METRIC, &|r| {
+            errors_cell(r, r.d(form), |d| &d.errors)
+        });
+    }
     let _ = writeln!(s);
 
     let sweeps: Vec<&Run> = runs.iter().filter(|r| !r.sweep.is_empty()).collect();
@@ -852,40 +1150,45 @@ fn render(
         );
         let _ = writeln!(
             s,
-            "| backoff initial, max, factor | p50 (ms) | p99 (ms) | max (ms) | waiter's polls per s of waiting |"
+            "| backoff initial, max, factor | p50 (ms) | p99 (ms) | max (ms) | waiter's polls per s of waiting | errors |"
         );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|");
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---|");
         if let Some(Ok(x)) = &r.b_process {
             let b = o.params().backoff;
             let _ = writeln!(
                 s,
-                "| {:?}, {:?}, {} (this run's, as in B above) | {} | {} | {} | {:.1} |",
+                "| {:?}, {:?}, {} (this run's, as in B above) | {} | {} | {} | {:.1} | {} |",
                 b.initial,
                 b.max,
                 b.factor,
                 ms(x.p50_ms),
                 ms(x.p99_ms),
                 ms(x.max_ms),
-                x.polls_per_s
+                x.polls_per_s,
+                x.errors
             );
         }
         for (b, res) in &r.sweep {
             let _ = match res {
                 Ok(x) => writeln!(
                     s,
-                    "| {:?}, {:?}, {} | {} | {} | {} | {:.1} |",
+                    "| {:?}, {:?}, {} | {} | {} | {} | {:.1} | {} |",
                     b.initial,
                     b.max,
                     b.factor,
                     ms(x.p50_ms),
                     ms(x.p99_ms),
                     ms(x.max_ms),
-                    x.polls_per_s
+                    x.polls_per_s,
+                    x.errors
                 ),
                 Err(e) => writeln!(
                     s,
-                    "| {:?}, {:?}, {} | error: {e} | | | |",
-                    b.initial, b.max, b.factor
+                    "| {:?}, {:?}, {} | | | | | run failed: {} |",
+                    b.initial,
+                    b.max,
+                    b.factor,
+                    table_text(e)
                 ),
             };
         }
@@ -894,7 +1197,7 @@ fn render(
         {
             let _ = writeln!(
                 s,
-                "| original (fixed 62.5 ms) | {} | {} | {} | {:.1} |",
+                "| original (fixed 62.5 ms) | {} | {} | {} | {:.1} | n/a |",
                 ms(x.p50_ms),
                 ms(x.p99_ms),
                 ms(x.max_ms),
@@ -918,29 +1221,15 @@ fn render(
     {
         let _ = writeln!(s, "- Original on FerretDB: {}", info.workaround);
     }
+    for n in d_notes(runs) {
+        let _ = writeln!(s, "- {n}");
+    }
     let mut errors = Vec::new();
     for c in &cols {
         if let Some(why) = &c.skipped {
             errors.push(format!("`{}` not run: {why}", c.label));
         }
-        let all: [(&str, Option<&String>); 6] = [
-            (
-                "A blocking",
-                c.a_sync.as_ref().and_then(|r| r.as_ref().err()),
-            ),
-            ("A async", c.a_async.as_ref().and_then(|r| r.as_ref().err())),
-            (
-                "B in-process",
-                c.b_in.as_ref().and_then(|r| r.as_ref().err()),
-            ),
-            (
-                "B across processes",
-                c.b_process.as_ref().and_then(|r| r.as_ref().err()),
-            ),
-            ("C", c.c.as_ref().and_then(|r| r.as_ref().err())),
-            ("D", c.d.as_ref().and_then(|r| r.as_ref().err())),
-        ];
-        for (what, e) in all {
+        for (what, e) in c.failures() {
             if let Some(e) = e {
                 errors.push(format!("`{}` {what} failed: {e}", c.label));
             }
@@ -954,9 +1243,6 @@ fn render(
 
 /// Why a target was missed, with this run's numbers.
 fn miss_notes(ours: &Run, orig: &Run, info: &OriginalInfo) -> Vec<String> {
-    fn ok<T>(r: &Res<T>) -> Option<&T> {
-        r.as_ref().and_then(|r| r.as_ref().ok())
-    }
     let mut notes = Vec::new();
     let server = info.server_cost.map(|(o, y)| {
         format!(
@@ -1060,6 +1346,28 @@ fn standard_notes(runs: &[Run]) -> Vec<String> {
          overlap (a grant returned before the previous holder called release) or as a repeated \
          fencing token; the original has no tokens (n/a)."
             .to_owned(),
+        format!(
+            "D: each API runs in a child process of its own, so that memory and threads start \
+             fresh. The async child runs a multi-thread tokio runtime (one worker per CPU) and \
+             acquires and releases with tasks, {0} at a time; the blocking child has no \
+             tokio runtime and acquires and releases from {0} threads (the main one among \
+             them), which have ended before the window. Threads are the `Threads:` line of the \
+             child's /proc/self/status (the whole process: the caller's, the backend's and the \
+             lock API's), the most seen after the acquisitions and every second of the hold, \
+             with the count before acquiring in parentheses. Memory is the RSS delta from \
+             before the first acquisition to after the last, per held lock; CPU is the child's \
+             user + system time over the window.",
+            scenarios::D_THREADS
+        ),
+        format!(
+            "Errors: every failed acquire or release is counted by kind (`timeout`: the \
+             acquisition's limit of {} s passed; `backend-timeout`: a backend call ran out of its \
+             time, its outcome unknown; `lease-lost`; `backend-<kind>`: another backend error) \
+             and the scenario goes on; \"run failed\" says why a whole scenario (or its child \
+             process) could not run. C's releases that found another owner are counted as \
+             double grants, not here.",
+            scenarios::OP_LIMIT.as_secs()
+        ),
     ];
     if runs.iter().any(|r| r.label == "memory") {
         notes.push(
@@ -1091,7 +1399,42 @@ fn standard_notes(runs: &[Run]) -> Vec<String> {
 
 // ---------------------------------------------------------------- main
 
-fn child_main(role: &str, o: &Opts, rt: &tokio::runtime::Runtime) -> R<()> {
+/// The multi-thread runtime of the parent and of the async children.
+fn runtime() -> R<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// A child process: its role, on its own runtime (none for the blocking
+/// D). A role returns `Ok` only when everything it started (tasks, guards,
+/// backend calls) has ended, and the runtime is dropped after that; after a
+/// failure the child says `FAILED <why>` and exits at once, without
+/// shutting the runtime down under tasks that may still run.
+fn child(role: &str, o: &Opts) {
+    let fail = |e: BoxErr| -> ! {
+        // The parent reads this line as what failed.
+        println!("FAILED {}", e.to_string().replace('\n', " "));
+        eprintln!("bench child {role}: {e}");
+        std::process::exit(1);
+    };
+    if role == Form::Blocking.role() {
+        // No tokio runtime: the process's threads are the blocking API's own
+        // (and its backend's).
+        if let Err(e) = child_main(role, o, None) {
+            fail(e);
+        }
+        return;
+    }
+    let rt = runtime().unwrap_or_else(|e| fail(e));
+    if let Err(e) = child_main(role, o, Some(&rt)) {
+        fail(e);
+    }
+    drop(rt);
+}
+
+/// A child process's role.
+fn child_main(role: &str, o: &Opts, rt: Option<&tokio::runtime::Runtime>) -> R<()> {
     let kind = *o
         .backends
         .first()
@@ -1103,12 +1446,18 @@ fn child_main(role: &str, o: &Opts, rt: &tokio::runtime::Runtime) -> R<()> {
         o.child_on_ferretdb,
     );
     let p = o.params();
+    let Some(rt) = rt else {
+        return match role {
+            r if r == Form::Blocking.role() => scenarios::child_d_many_blocking(&t, &p),
+            other => Err(err(format!("child role {other:?} needs a runtime"))),
+        };
+    };
     match role {
         "b-waiter" => rt.block_on(scenarios::child_b_waiter(&t, p.backoff)),
         "c-worker" => rt.block_on(scenarios::child_c_worker(
             &t, p.c_tasks, p.c_secs, p.backoff,
         )),
-        "d-many" => rt.block_on(scenarios::child_d_many(&t, &p)),
+        r if r == Form::Async.role() => rt.block_on(scenarios::child_d_many(&t, &p)),
         other => Err(err(format!("unknown child role {other:?}"))),
     }
 }
@@ -1121,23 +1470,17 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    if let Some(role) = &o.child {
+        child(role, &o);
+        return;
+    }
+    let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("bench: no runtime: {e}");
             std::process::exit(1);
         }
     };
-    if let Some(role) = &o.child {
-        if let Err(e) = child_main(role, &o, &rt) {
-            eprintln!("bench child {role}: {e}");
-            std::process::exit(1);
-        }
-        return;
-    }
     let started = std::time::Instant::now();
     let mut runs = Vec::new();
     let mut original = None;
@@ -1175,6 +1518,7 @@ fn main() {
                         run: Run {
                             label: "original (Python)".into(),
                             server: target.server.clone(),
+                            original: true,
                             ..Run::default()
                         },
                         info: OriginalInfo::default(),
@@ -1207,21 +1551,12 @@ fn main() {
         eprintln!("bench: could not write {path}: {e}");
         std::process::exit(1);
     }
+    // A scenario that could not run at all fails the command (after the
+    // table is written); counted errors of lock operations do not.
     let failed = runs
         .iter()
         .chain(original.as_ref().map(|(r, _)| r))
-        .any(|r| {
-            [&r.a_sync.as_ref().map(|x| x.is_err())]
-                .into_iter()
-                .chain([
-                    &r.a_async.as_ref().map(|x| x.is_err()),
-                    &r.b_in.as_ref().map(|x| x.is_err()),
-                    &r.b_process.as_ref().map(|x| x.is_err()),
-                    &r.c.as_ref().map(|x| x.is_err()),
-                    &r.d.as_ref().map(|x| x.is_err()),
-                ])
-                .any(|x| *x == Some(true))
-        });
+        .any(|r| r.failures().iter().any(|(_, e)| e.is_some()));
     if failed {
         std::process::exit(1);
     }

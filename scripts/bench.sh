@@ -3,8 +3,9 @@
 #
 #   scripts/bench.sh            # memory, MongoDB protocol (FerretDB) and the
 #                               # ArangoDB emulator, with the original Python
-#                               # shylock beside ours; about 6 minutes on 2 CPUs
-#   scripts/bench.sh --quick    # the same, shorter (about 2 minutes)
+#                               # shylock beside ours; about 8 minutes on 2 idle
+#                               # CPUs (longer on a loaded machine)
+#   scripts/bench.sh --quick    # the same, shorter (about 3 to 4 minutes)
 #
 # Any other arguments go to the benchmark program (see `--help` of
 # `cargo run --release -p shylock-examples --example bench -- --help`), for
@@ -21,6 +22,13 @@
 #      127.0.0.1 ports (temporary directories, telemetry off) and stops them
 #      at the end; the markdown table goes to stdout and to BENCHMARKS.md
 #      (or to $SHYLOCK_BENCH_OUT).
+#
+# Failed lock operations (timeouts, backend errors, lost leases) are counted
+# in each scenario's "errors" row and the run goes on. The command exits
+# non-zero (after writing the table) only if a whole scenario could not run;
+# the notes at the end of the table say why. Scenario D holds the locks
+# through the async API and through the blocking API, each in a child
+# process of its own, and reports the threads and memory of that process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -5,7 +5,7 @@
 use std::ops::{Add, Sub};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use shylock::backend::{
     AcquireOutcome, AcquireRequest, AsyncBackend, BoxFuture, ClockSource, InspectRequest,
@@ -24,7 +24,39 @@ pub struct Counts {
     server_time: AtomicU64,
     /// Commands started, as the MongoDB driver's command monitoring saw them.
     pub wire: AtomicU64,
+    /// Primitive calls begun and not yet returned (or dropped).
+    in_flight: AtomicU64,
 }
+
+/// One call in flight, for [`Counts::settle`]: counted from the call to its
+/// return, or to the drop of its future.
+struct InFlight(Arc<Counts>);
+
+impl InFlight {
+    fn new(counts: &Arc<Counts>) -> InFlight {
+        counts.in_flight.fetch_add(1, Relaxed);
+        InFlight(Arc::clone(counts))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Wrap a primitive's future so that it counts as in flight until it ends.
+fn tracked<'a, T: 'a>(counts: &Arc<Counts>, fut: BoxFuture<'a, T>) -> BoxFuture<'a, T> {
+    let guard = InFlight::new(counts);
+    Box::pin(async move {
+        let out = fut.await;
+        drop(guard);
+        out
+    })
+}
+
+/// How long the calls must have been quiet for [`Counts::settle`].
+const QUIET: Duration = Duration::from_millis(250);
 
 /// A snapshot of [`Counts`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +78,49 @@ impl Counts {
             inspect: self.inspect.load(Relaxed),
             server_time: self.server_time.load(Relaxed),
             wire: self.wire.load(Relaxed),
+        }
+    }
+
+    /// No call in flight and none begun since the last look.
+    fn quiet_since(&self, last: &mut Snap) -> bool {
+        let now = self.snap();
+        let quiet = self.in_flight.load(Relaxed) == 0 && now == *last;
+        *last = now;
+        quiet
+    }
+
+    /// Wait (at most `limit`) until no primitive call is in flight and none
+    /// has begun for a moment: releases that the core started in the
+    /// background (after an acquisition given up with an unknown outcome,
+    /// or a guard dropped) have ended. A child calls it before it returns,
+    /// so that no backend call is cut by the end of its runtime. Returns
+    /// whether the calls settled.
+    pub async fn settle(&self, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        let mut last = self.snap();
+        loop {
+            tokio::time::sleep(QUIET).await;
+            if self.quiet_since(&mut last) {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+        }
+    }
+
+    /// [`settle`](Self::settle) for a thread outside any runtime.
+    pub fn settle_blocking(&self, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        let mut last = self.snap();
+        loop {
+            std::thread::sleep(QUIET);
+            if self.quiet_since(&mut last) {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
         }
     }
 }
@@ -122,7 +197,7 @@ impl<B: AsyncBackend> AsyncBackend for Counting<B> {
         req: AcquireRequest<'a>,
     ) -> BoxFuture<'a, Result<AcquireOutcome, BackendError>> {
         self.counts.acquire.fetch_add(1, Relaxed);
-        AsyncBackend::try_acquire(&self.inner, req)
+        tracked(&self.counts, AsyncBackend::try_acquire(&self.inner, req))
     }
 
     fn renew<'a>(
@@ -130,7 +205,7 @@ impl<B: AsyncBackend> AsyncBackend for Counting<B> {
         req: RenewRequest<'a>,
     ) -> BoxFuture<'a, Result<RenewOutcome, BackendError>> {
         self.counts.renew.fetch_add(1, Relaxed);
-        AsyncBackend::renew(&self.inner, req)
+        tracked(&self.counts, AsyncBackend::renew(&self.inner, req))
     }
 
     fn release<'a>(
@@ -138,7 +213,7 @@ impl<B: AsyncBackend> AsyncBackend for Counting<B> {
         req: ReleaseRequest<'a>,
     ) -> BoxFuture<'a, Result<ReleaseOutcome, BackendError>> {
         self.counts.release.fetch_add(1, Relaxed);
-        AsyncBackend::release(&self.inner, req)
+        tracked(&self.counts, AsyncBackend::release(&self.inner, req))
     }
 
     fn inspect<'a>(
@@ -146,7 +221,7 @@ impl<B: AsyncBackend> AsyncBackend for Counting<B> {
         req: InspectRequest<'a>,
     ) -> BoxFuture<'a, Result<Option<LockRecord>, BackendError>> {
         self.counts.inspect.fetch_add(1, Relaxed);
-        AsyncBackend::inspect(&self.inner, req)
+        tracked(&self.counts, AsyncBackend::inspect(&self.inner, req))
     }
 
     fn server_time(
@@ -154,7 +229,10 @@ impl<B: AsyncBackend> AsyncBackend for Counting<B> {
         deadline: Option<Instant>,
     ) -> BoxFuture<'_, Result<Timestamp, BackendError>> {
         self.counts.server_time.fetch_add(1, Relaxed);
-        AsyncBackend::server_time(&self.inner, deadline)
+        tracked(
+            &self.counts,
+            AsyncBackend::server_time(&self.inner, deadline),
+        )
     }
 
     fn clock(&self) -> ClockSource {
@@ -169,26 +247,31 @@ impl<B: AsyncBackend> AsyncBackend for Counting<B> {
 impl<B: SyncBackend> SyncBackend for Counting<B> {
     fn try_acquire(&self, req: AcquireRequest<'_>) -> Result<AcquireOutcome, BackendError> {
         self.counts.acquire.fetch_add(1, Relaxed);
+        let _in_flight = InFlight::new(&self.counts);
         SyncBackend::try_acquire(&self.inner, req)
     }
 
     fn renew(&self, req: RenewRequest<'_>) -> Result<RenewOutcome, BackendError> {
         self.counts.renew.fetch_add(1, Relaxed);
+        let _in_flight = InFlight::new(&self.counts);
         SyncBackend::renew(&self.inner, req)
     }
 
     fn release(&self, req: ReleaseRequest<'_>) -> Result<ReleaseOutcome, BackendError> {
         self.counts.release.fetch_add(1, Relaxed);
+        let _in_flight = InFlight::new(&self.counts);
         SyncBackend::release(&self.inner, req)
     }
 
     fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError> {
         self.counts.inspect.fetch_add(1, Relaxed);
+        let _in_flight = InFlight::new(&self.counts);
         SyncBackend::inspect(&self.inner, req)
     }
 
     fn server_time(&self, deadline: Option<Instant>) -> Result<Timestamp, BackendError> {
         self.counts.server_time.fetch_add(1, Relaxed);
+        let _in_flight = InFlight::new(&self.counts);
         SyncBackend::server_time(&self.inner, deadline)
     }
 

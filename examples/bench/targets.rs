@@ -249,6 +249,12 @@ impl Target {
 
     /// A new handle on the sync form. Must run outside the tokio runtime.
     pub fn sync_handle(&self, counts: &Arc<Counts>) -> R<Backend> {
+        self.sync_handle_in(counts, None)
+    }
+
+    /// [`sync_handle`](Self::sync_handle) on another collection than the
+    /// default `shylock` (MongoDB, ArangoDB).
+    pub fn sync_handle_in(&self, counts: &Arc<Counts>, collection: Option<&str>) -> R<Backend> {
         match self.kind {
             Kind::Memory => {
                 let inner = self
@@ -260,8 +266,8 @@ impl Target {
                     counts: Arc::clone(counts),
                 }))
             }
-            Kind::Mongo => mongo_sync_handle(self, counts),
-            Kind::Arango | Kind::ArangoEmulator => arango_sync_handle(self, counts),
+            Kind::Mongo => mongo_sync_handle(self, counts, collection),
+            Kind::Arango | Kind::ArangoEmulator => arango_sync_handle(self, counts, collection),
         }
     }
 }
@@ -328,15 +334,18 @@ async fn mongo_async_handle(
 }
 
 #[cfg(feature = "mongo")]
-fn mongo_sync_handle(t: &Target, counts: &Arc<Counts>) -> R<Backend> {
+fn mongo_sync_handle(t: &Target, counts: &Arc<Counts>, collection: Option<&str>) -> R<Backend> {
     let uri = t
         .mongo_uri
         .as_deref()
         .ok_or_else(|| err("no MongoDB URI"))?;
     let options = mongodb::options::ClientOptions::parse(uri).run()?;
     let client = mongodb::sync::Client::with_options(monitored(options, counts))?;
-    let backend =
-        shylock::mongo::sync::MongoBackend::create_with(&client, DB, bench_mongo_options(t))?;
+    let mut options = bench_mongo_options(t);
+    if let Some(c) = collection {
+        options = options.collection(c);
+    }
+    let backend = shylock::mongo::sync::MongoBackend::create_with(&client, DB, options)?;
     Ok(Backend::from_sync_arc(Arc::new(Counting {
         inner: backend,
         counts: Arc::clone(counts),
@@ -349,7 +358,7 @@ async fn mongo_async_handle(_: &Target, _: &Arc<Counts>, _: Option<&str>) -> R<B
 }
 
 #[cfg(not(feature = "mongo"))]
-fn mongo_sync_handle(_: &Target, _: &Arc<Counts>) -> R<Backend> {
+fn mongo_sync_handle(_: &Target, _: &Arc<Counts>, _: Option<&str>) -> R<Backend> {
     Err(err("built without the `mongo` feature"))
 }
 
@@ -374,10 +383,19 @@ async fn arango_async_handle(
 }
 
 #[cfg(feature = "arango")]
-fn arango_sync_handle(t: &Target, counts: &Arc<Counts>) -> R<Backend> {
+fn arango_sync_handle(t: &Target, counts: &Arc<Counts>, collection: Option<&str>) -> R<Backend> {
     let a = t.arango.as_ref().ok_or_else(|| err("no ArangoDB URL"))?;
-    let backend =
-        shylock::arango::sync::ArangoBackend::connect(&a.url, &a.user, &a.password, &a.db)?;
+    let options = match collection {
+        Some(c) => shylock::arango::ArangoOptions::with_collection(c),
+        None => shylock::arango::ArangoOptions::default(),
+    };
+    let backend = shylock::arango::sync::ArangoBackend::connect_with(
+        &a.url,
+        &a.user,
+        &a.password,
+        &a.db,
+        options,
+    )?;
     Ok(Backend::from_sync_arc(Arc::new(Counting {
         inner: backend,
         counts: Arc::clone(counts),
@@ -390,7 +408,7 @@ async fn arango_async_handle(_: &Target, _: &Arc<Counts>, _: Option<&str>) -> R<
 }
 
 #[cfg(not(feature = "arango"))]
-fn arango_sync_handle(_: &Target, _: &Arc<Counts>) -> R<Backend> {
+fn arango_sync_handle(_: &Target, _: &Arc<Counts>, _: Option<&str>) -> R<Backend> {
     Err(err("built without the `arango` feature"))
 }
 

@@ -61,6 +61,21 @@ pub fn rss_bytes() -> u64 {
         .map_or(0, |pages| pages * page_size())
 }
 
+/// Threads of this process (all of them: the caller's, runtimes', the
+/// backends' and the core's), from the `Threads:` line of /proc/self/status.
+pub fn threads() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
 fn page_size() -> u64 {
     // 4 KiB on every Linux this runs on in practice; `getconf` confirms.
     std::process::Command::new("getconf")
