@@ -21,7 +21,14 @@ Exit status:
          refused collection name or server
   126    run: the command could not be executed
   127    run: the command was not found
+  128+N  run: interrupted by signal N while connecting or waiting (the command never ran)
   inspect: 0 when the lock is held, 1 when it is free";
+
+const RUN_NOTES: &str = "\
+The command runs in its own process group, with stdin, stdout and stderr inherited.
+SIGINT, SIGTERM and SIGHUP sent to shylock are passed on to that group; the lock is
+released once the command has exited, never before. If the lease is lost, the group
+gets SIGTERM, then SIGKILL after --kill-after, and shylock exits with 76.";
 
 const ENVIRONMENT: &str = "\
 Environment:
@@ -46,7 +53,7 @@ pub enum Command {
     /// Run a command while holding a lock: wait for the lock, run the command
     /// with SHYLOCK_LOCK_NAME and SHYLOCK_FENCING_TOKEN in its environment,
     /// renew the lease while it runs, release the lock once it has exited.
-    #[command(after_help = format!("{EXIT_CODES}\n\n{ENVIRONMENT}"))]
+    #[command(after_help = format!("{RUN_NOTES}\n\n{EXIT_CODES}\n\n{ENVIRONMENT}"))]
     Run(RunArgs),
     /// Show who holds a lock: owner id, fencing token and expiry, or that it
     /// is free. Exits 0 when held, 1 when free.
@@ -105,9 +112,6 @@ pub struct BackendArgs {
 // `shylock run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    #[command(flatten)]
-    pub backend: BackendArgs,
-
     /// The lock's name (any non-empty string of at most 1024 bytes).
     #[arg(value_name = "NAME")]
     pub name: String,
@@ -149,14 +153,14 @@ pub struct RunArgs {
     /// The command to run and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
+
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 // `shylock inspect`.
 #[derive(Args, Debug)]
 pub struct InspectArgs {
-    #[command(flatten)]
-    pub backend: BackendArgs,
-
     /// The lock's name.
     #[arg(value_name = "NAME")]
     pub name: String,
@@ -165,6 +169,9 @@ pub struct InspectArgs {
     /// "token", "expires_at" (RFC 3339), "expires_at_ms"}.
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 // `shylock setup`.

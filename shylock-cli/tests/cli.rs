@@ -176,6 +176,28 @@ fn no_wait_and_timeout_give_the_conflict_code_on_a_held_lock() {
         "{waited:?}"
     );
 
+    // SIGINT to a waiter: it gives up, 128 + 2, and its command never runs.
+    let waiter_err = dir.path().join("waiter-stderr");
+    let mut waiter = run_cmd(
+        &server.uri(),
+        &db,
+        &[],
+        &name,
+        "echo waiter-ran >> /dev/stderr",
+    )
+    .stderr(std::fs::File::create(&waiter_err).expect("waiter's stderr"))
+    .spawn()
+    .expect("start the waiter");
+    wait_for_text(&waiter_err, "waiting", LIMIT);
+    let pid =
+        rustix::process::Pid::from_raw(i32::try_from(waiter.id()).expect("a pid")).expect("a pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
+    let status = wait_for_exit(&mut waiter, LIMIT);
+    assert_eq!(status.code(), Some(130), "{status}");
+    let said = std::fs::read_to_string(&waiter_err).expect("waiter's stderr");
+    assert!(!said.contains("waiter-ran"), "{said}");
+    assert!(said.contains("interrupted"), "{said}");
+
     std::fs::write(&release, "").expect("release");
     assert!(wait_for_exit(&mut holder, LIMIT).success());
     // Free now: --no-wait gets it.
