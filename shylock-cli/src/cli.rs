@@ -59,8 +59,9 @@ pub enum Command {
     /// is free. Exits 0 when held, 1 when free.
     #[command(after_help = format!("{EXIT_CODES}\n\n{ENVIRONMENT}"))]
     Inspect(InspectArgs),
-    /// Create the lock collection and its indexes (an administrator's step;
-    /// `run` and `inspect` do not create indexes).
+    /// Create the lock collection and its indexes (an administrator's step:
+    /// with MongoDB, `run` and `inspect` create no indexes; the ArangoDB
+    /// backend prepares its collection whenever it connects).
     #[command(after_help = format!("{EXIT_CODES}\n\n{ENVIRONMENT}"))]
     Setup(SetupArgs),
 }
