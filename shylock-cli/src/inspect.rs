@@ -14,10 +14,10 @@ fn expiry(record: &LockRecord) -> String {
     humantime::format_rfc3339_millis(at).to_string()
 }
 
-/// "by owner … (fencing token …) until …", for messages.
+/// "by owner … (fencing token …, lease until …)", for messages.
 pub fn describe_holder(record: &LockRecord) -> String {
     format!(
-        "by owner {} (fencing token {}) until {}",
+        "by owner {} (fencing token {}, lease until {} unless renewed)",
         record.owner,
         record.token,
         expiry(record)
