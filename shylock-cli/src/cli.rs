@@ -28,7 +28,9 @@ const RUN_NOTES: &str = "\
 The command runs in its own process group, with stdin, stdout and stderr inherited.
 SIGINT, SIGTERM and SIGHUP sent to shylock are passed on to that group; the lock is
 released once the command has exited, never before. If the lease is lost, the group
-gets SIGTERM, then SIGKILL after --kill-after, and shylock exits with 76.";
+gets SIGTERM, then SIGKILL after --kill-after, and shylock exits with 76. A command
+that reads from the terminal needs --foreground (in its own group it would be
+stopped by SIGTTIN).";
 
 const ENVIRONMENT: &str = "\
 Environment:
@@ -137,6 +139,13 @@ pub struct RunArgs {
     /// group to send it SIGKILL.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub kill_after: Duration,
+
+    /// Run the command in shylock's own process group instead of a new one,
+    /// so that it can read from the terminal and gets the terminal's signals
+    /// (Ctrl-C, Ctrl-Z) itself, as with `timeout --foreground`. Signals and a
+    /// lost lease then reach the command alone, not its children.
+    #[arg(long)]
+    pub foreground: bool,
 
     /// Exit status when the lock could not be had.
     #[arg(long, value_name = "CODE", default_value_t = crate::exit::DEFAULT_CONFLICT)]

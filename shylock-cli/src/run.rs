@@ -4,7 +4,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal, kill_process_group};
+use rustix::process::{Pid, Signal, kill_process, kill_process_group};
 use shylock::{AsyncLock, AsyncLockGuard, Error, LockName, LockOptions, LossReason};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -210,11 +210,24 @@ fn exit_code(status: ExitStatus) -> i32 {
     }
 }
 
-fn signal_group(pgid: Option<Pid>, sig: Signal) {
-    if let Some(pgid) = pgid {
-        // ESRCH: the group is gone already.
-        let _ = kill_process_group(pgid, sig);
-    }
+/// Who gets the signals meant for the command.
+#[derive(Clone, Copy)]
+enum Target {
+    /// The command's own process group (the default).
+    Group(Pid),
+    /// The command alone (`--foreground`: it shares shylock's group).
+    Process(Pid),
+    /// Nobody (no pid: cannot happen for a running child).
+    None,
+}
+
+fn send(target: Target, sig: Signal) {
+    // ESRCH: it is gone already.
+    let _ = match target {
+        Target::Group(pgid) => kill_process_group(pgid, sig),
+        Target::Process(pid) => kill_process(pid, sig),
+        Target::None => Ok(()),
+    };
 }
 
 /// Start the command and wait until it exits or the lease is lost.
@@ -231,8 +244,10 @@ async fn supervise(
     command
         .args(rest)
         .env("SHYLOCK_LOCK_NAME", guard.name().as_str())
-        .env("SHYLOCK_FENCING_TOKEN", guard.token().to_string())
-        .process_group(0);
+        .env("SHYLOCK_FENCING_TOKEN", guard.token().to_string());
+    if !args.foreground {
+        command.process_group(0);
+    }
     let mut command = tokio::process::Command::from(command);
     let mut child = command.spawn().map_err(|e| {
         let code = if e.kind() == std::io::ErrorKind::NotFound {
@@ -245,10 +260,15 @@ async fn supervise(
             format!("cannot run `{}`: {e}", program.to_string_lossy()),
         )
     })?;
-    let pgid = child
+    let pid = child
         .id()
         .and_then(|id| i32::try_from(id).ok())
         .and_then(Pid::from_raw);
+    let target = match pid {
+        Some(pid) if args.foreground => Target::Process(pid),
+        Some(pid) => Target::Group(pid),
+        None => Target::None,
+    };
 
     let end = loop {
         tokio::select! {
@@ -257,7 +277,7 @@ async fn supervise(
                     Failure::new(exit::SOFTWARE, format!("cannot wait for the command: {e}"))
                 })?);
             }
-            (sig, _) = signals.recv() => signal_group(pgid, sig),
+            (sig, _) = signals.recv() => send(target, sig),
             reason = guard.lost() => break End::Lost(reason),
         }
     };
@@ -269,17 +289,17 @@ async fn supervise(
             guard.token(),
             humantime::format_duration(args.kill_after),
         );
-        signal_group(pgid, Signal::TERM);
+        send(target, Signal::TERM);
         let deadline = tokio::time::Instant::now() + args.kill_after;
         let exited = loop {
             tokio::select! {
                 status = child.wait() => break status.is_ok(),
                 () = tokio::time::sleep_until(deadline) => break false,
-                (sig, _) = signals.recv() => signal_group(pgid, sig),
+                (sig, _) = signals.recv() => send(target, sig),
             }
         };
         if !exited {
-            signal_group(pgid, Signal::KILL);
+            send(target, Signal::KILL);
             let _ = child.start_kill();
             let _ = child.wait().await;
         }

@@ -251,6 +251,29 @@ fn the_child_gets_the_lock_and_its_exit_code_passes_through() {
 }
 
 #[test]
+fn the_command_runs_in_its_own_process_group_unless_foreground() {
+    let server = server();
+    let db = unique("pgroup");
+    let name = unique("job");
+    // The command's process group, then shylock's (its parent's).
+    let script = "echo $(cut -d' ' -f5 /proc/$$/stat) $(cut -d' ' -f5 /proc/$PPID/stat)";
+    let groups = |extra: &[&str]| {
+        let out = run_within(
+            &mut run_cmd(&server.uri(), &db, extra, &name, script),
+            LIMIT,
+        );
+        assert!(out.status.success(), "{out:?}");
+        let stdout = text(&out.stdout);
+        let (child, parent) = stdout.trim().split_once(' ').expect("two groups");
+        (child.to_owned(), parent.to_owned())
+    };
+    let (child, parent) = groups(&[]);
+    assert_ne!(child, parent, "its own group by default");
+    let (child, parent) = groups(&["--foreground"]);
+    assert_eq!(child, parent, "shylock's group with --foreground");
+}
+
+#[test]
 fn sigterm_reaches_the_child_and_the_lock_is_released_after_it_exits() {
     let server = server();
     let db = unique("signal");
@@ -537,6 +560,7 @@ fn run_help_documents_every_option() {
         "--conflict-exit-code",
         "--lost-exit-code",
         "--quiet",
+        "--foreground",
         "SHYLOCK_FENCING_TOKEN",
         "SHYLOCK_ARANGO_PASSWORD",
         "Exit status",
