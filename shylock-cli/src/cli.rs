@@ -1,0 +1,228 @@
+//! The command line.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXIT_CODES: &str = "\
+Exit status:
+  0-255  run: the command's own exit status (128 + N if it was killed by signal N)
+  75     the lock could not be had: held with --no-wait, or --timeout passed
+         (--conflict-exit-code)
+  76     run: the lease was lost while the command ran; the command was stopped
+         (--lost-exit-code)
+  64     bad command line: unknown option, bad duration, bad lock name, no backend
+  69     the server could not be reached or failed
+  70     internal error
+  77     authentication or authorization failed
+  78     bad configuration: bad connection string or URL, missing database,
+         refused collection name or server
+  126    run: the command could not be executed
+  127    run: the command was not found
+  128+N  run: interrupted by signal N while connecting or waiting (the command never ran)
+  inspect: 0 when the lock is held, 1 when it is free";
+
+const RUN_NOTES: &str = "\
+The command runs in its own process group, with stdin, stdout and stderr inherited.
+SIGINT, SIGTERM and SIGHUP sent to shylock are passed on to that group; the lock is
+released once the command has exited, never before. If the lease is lost, the group
+gets SIGTERM, then SIGKILL after --kill-after, and shylock exits with 76. A command
+that reads from the terminal needs --foreground (in its own group it would be
+stopped by SIGTTIN).";
+
+const ENVIRONMENT: &str = "\
+Environment:
+  SHYLOCK_MONGODB_URI      MongoDB connection string, if neither --mongodb nor --arango is given
+  SHYLOCK_ARANGO_URL       ArangoDB URL, if neither --mongodb nor --arango is given
+  SHYLOCK_ARANGO_USER      ArangoDB user (default root)
+  SHYLOCK_ARANGO_PASSWORD  ArangoDB password (or --password-file; never on the command line)
+  SHYLOCK_ARANGO_DB        ArangoDB database (default _system)";
+
+/// Distributed locks on MongoDB and ArangoDB from the command line: run a
+/// command on exactly one machine at a time, with fencing tokens, lease
+/// renewal and loss detection.
+#[derive(Parser, Debug)]
+#[command(name = "shylock", version, after_help = format!("{EXIT_CODES}\n\n{ENVIRONMENT}"))]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a command while holding a lock: wait for the lock, run the command
+    /// with SHYLOCK_LOCK_NAME and SHYLOCK_FENCING_TOKEN in its environment,
+    /// renew the lease while it runs, release the lock once it has exited.
+    #[command(after_help = format!("{RUN_NOTES}\n\n{EXIT_CODES}\n\n{ENVIRONMENT}"))]
+    Run(RunArgs),
+    /// Show who holds a lock: owner id, fencing token and expiry, or that it
+    /// is free. Exits 0 when held, 1 when free.
+    #[command(after_help = format!("{EXIT_CODES}\n\n{ENVIRONMENT}"))]
+    Inspect(InspectArgs),
+    /// Create the lock collection and its indexes (an administrator's step:
+    /// with MongoDB, `run` and `inspect` create no indexes; the ArangoDB
+    /// backend prepares its collection whenever it connects).
+    #[command(after_help = format!("{EXIT_CODES}\n\n{ENVIRONMENT}"))]
+    Setup(SetupArgs),
+}
+
+// Where the locks are kept.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Backend")]
+pub struct BackendArgs {
+    /// MongoDB connection string, e.g. mongodb://host:27017/ (or
+    /// SHYLOCK_MONGODB_URI). Put credentials in the environment variable or
+    /// use --password-file, not the command line.
+    #[arg(long, value_name = "URI", conflicts_with = "arango")]
+    pub mongodb: Option<String>,
+
+    /// ArangoDB URL, e.g. http://host:8529 (or SHYLOCK_ARANGO_URL).
+    #[arg(long, value_name = "URL")]
+    pub arango: Option<String>,
+
+    /// ArangoDB user [env: SHYLOCK_ARANGO_USER] [default: root]. For
+    /// MongoDB, the user name goes into the connection string.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Read the password from this file (its first line). Passwords are
+    /// never taken on the command line; see also SHYLOCK_ARANGO_PASSWORD.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// Database: MongoDB default the connection string's, else `shylock`;
+    /// ArangoDB default SHYLOCK_ARANGO_DB, else `_system`.
+    #[arg(long, value_name = "NAME")]
+    pub database: Option<String>,
+
+    /// Collection holding the lock records.
+    #[arg(long, value_name = "NAME", default_value = "shylock")]
+    pub collection: String,
+
+    /// How long connecting to the server and each answer may take before
+    /// giving up with exit status 69 (never more than --timeout).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// TESTS ONLY: accept a MongoDB-compatible server that can grant a lock
+    /// twice across connections (FerretDB v1). Never use it in production.
+    #[arg(long)]
+    pub allow_non_atomic_server: bool,
+}
+
+// `shylock run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The lock's name (any non-empty string of at most 1024 bytes).
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// Do not wait: if the lock is held, exit at once with the conflict exit
+    /// status (75).
+    #[arg(short = 'n', long, conflicts_with = "timeout")]
+    pub no_wait: bool,
+
+    /// Wait at most this long for the lock (e.g. 30s, 5m, 1h30m; counted
+    /// from the start), then exit with the conflict exit status (75).
+    /// Default: wait as long as it takes.
+    #[arg(short = 't', long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+
+    /// The lease: how long the lock stays held if this machine stops
+    /// renewing it (renewed every third of it while the command runs).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub lease: Duration,
+
+    /// If the lease is lost, how long after SIGTERM to the command's process
+    /// group to send it SIGKILL.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub kill_after: Duration,
+
+    /// Run the command in shylock's own process group instead of a new one,
+    /// so that it can read from the terminal and gets the terminal's signals
+    /// (Ctrl-C, Ctrl-Z) itself, as with `timeout --foreground`. Signals and a
+    /// lost lease then reach the command alone, not its children.
+    #[arg(long)]
+    pub foreground: bool,
+
+    /// Exit status when the lock could not be had.
+    #[arg(long, value_name = "CODE", default_value_t = crate::exit::DEFAULT_CONFLICT)]
+    pub conflict_exit_code: u8,
+
+    /// Exit status when the lease was lost while the command ran.
+    #[arg(long, value_name = "CODE", default_value_t = crate::exit::DEFAULT_LOST)]
+    pub lost_exit_code: u8,
+
+    /// Do not say who holds the lock while waiting, nor that the lock was
+    /// busy. Errors are still printed.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// The command to run and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+// `shylock inspect`.
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// The lock's name.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// Print one JSON object: {"name", "held", and when held "owner",
+    /// "token", "expires_at" (RFC 3339), "expires_at_ms"}.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+// `shylock setup`.
+#[derive(Args, Debug)]
+pub struct SetupArgs {
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+/// A duration such as `30s`, `5m`, `1h30m`, `500ms`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|e| format!("bad duration `{s}`: {e}"));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("bad duration `{s}` ({e}); write e.g. 30s, 5m, 1h30m, 500ms"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("12"), Ok(Duration::from_secs(12)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+}

@@ -1,0 +1,67 @@
+//! `shylock`: run a command under a distributed lock kept in MongoDB or
+//! ArangoDB, inspect a lock, or set up the lock collection.
+//!
+//! ```text
+//! shylock run [OPTIONS] <NAME> -- <COMMAND> [ARGS...]
+//! shylock inspect [OPTIONS] <NAME> [--json]
+//! shylock setup [OPTIONS]
+//! ```
+//!
+//! See `shylock --help` and the README's "Command line" section.
+
+mod backend;
+mod cli;
+mod exit;
+mod inspect;
+mod run;
+
+use std::io::Write;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                std::process::exit(0);
+            }
+            // One line: the error itself, without the usage and hints.
+            let rendered = e.render().to_string();
+            let text: Vec<&str> = rendered
+                .lines()
+                .take_while(|l| !l.trim().is_empty() && !l.starts_with("Usage:"))
+                .collect();
+            let text = exit::one_line(&text.join(" "));
+            let text = text.strip_prefix("error: ").unwrap_or(&text);
+            eprintln!("shylock: {text} (see shylock --help)");
+            std::process::exit(exit::USAGE);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("shylock: cannot start the async runtime: {e}");
+            std::process::exit(exit::SOFTWARE);
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run::run(args).await,
+            Command::Inspect(args) => inspect::inspect(args).await,
+            Command::Setup(args) => inspect::setup(args).await,
+        }
+    });
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // Exit without dropping the runtime: nothing of it is needed any more,
+    // and its shutdown could wait for the driver's blocking tasks.
+    std::process::exit(code);
+}

@@ -1,0 +1,570 @@
+//! The `shylock` binary against a FerretDB started by the tests.
+//!
+//! FerretDB v1 is not atomic across connections (see `shylock-mongo`), so
+//! two processes never race for a free lock here: the second one is started
+//! only once the first holds the lock.
+
+mod support;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `shylock run <backend> <extra> <name> -- sh -c <script>`.
+fn run_cmd(uri: &str, db: &str, extra: &[&str], name: &str, script: &str) -> std::process::Command {
+    let mut cmd = shylock();
+    cmd.arg("run")
+        .args(mongo_args(uri, db))
+        .args(extra)
+        .arg(name)
+        .args(["--", "sh", "-c", script]);
+    cmd
+}
+
+fn inspect(uri: &str, db: &str, name: &str, json: bool) -> std::process::Output {
+    let mut cmd = shylock();
+    cmd.arg("inspect").args(mongo_args(uri, db)).arg(name);
+    if json {
+        cmd.arg("--json");
+    }
+    run_within(&mut cmd, LIMIT)
+}
+
+/// A script that logs start/end lines with its token, holding the lock
+/// until `release` exists (bounded).
+fn holder_script(log: &Path, release: &Path) -> String {
+    format!(
+        "echo \"start $SHYLOCK_FENCING_TOKEN\" >> {log}; \
+         i=0; while [ ! -e {release} ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i+1)); done; \
+         echo \"end $SHYLOCK_FENCING_TOKEN\" >> {log}",
+        log = log.display(),
+        release = release.display()
+    )
+}
+
+#[test]
+fn two_runs_on_one_name_never_overlap_and_tokens_rise() {
+    let server = server();
+    let db = unique("overlap");
+    let name = unique("job");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("log");
+    let release_a = dir.path().join("release-a");
+    let release_b = dir.path().join("release-b");
+
+    let mut a = run_cmd(
+        &server.uri(),
+        &db,
+        &[],
+        &name,
+        &holder_script(&log, &release_a),
+    )
+    .spawn()
+    .expect("start a");
+    wait_for_text(&log, "start", LIMIT);
+    let b_err_path = dir.path().join("b-stderr");
+    let mut b = run_cmd(
+        &server.uri(),
+        &db,
+        &[],
+        &name,
+        &holder_script(&log, &release_b),
+    )
+    .stderr(std::fs::File::create(&b_err_path).expect("b's stderr"))
+    .spawn()
+    .expect("start b");
+    // b says once who holds the lock, and waits.
+    let b_err = wait_for_text(&b_err_path, "waiting", LIMIT);
+    assert!(b_err.contains("is held by owner"), "b said: {b_err}");
+    std::thread::sleep(Duration::from_millis(500));
+    let so_far = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(
+        so_far.lines().count(),
+        1,
+        "b started while a held the lock: {so_far}"
+    );
+    std::fs::write(&release_a, "").expect("release a");
+    std::fs::write(&release_b, "").expect("release b");
+    let a_status = wait_for_exit(&mut a, LIMIT);
+    let b_status = wait_for_exit(&mut b, LIMIT);
+    assert!(a_status.success(), "a: {a_status}");
+    assert!(b_status.success(), "b: {b_status}");
+    let b_err = std::fs::read_to_string(&b_err_path).expect("b's stderr");
+    assert_eq!(b_err.matches("waiting").count(), 1, "said once: {b_err}");
+
+    let lines: Vec<(String, u64)> = std::fs::read_to_string(&log)
+        .expect("log")
+        .lines()
+        .map(|l| {
+            let (what, token) = l.split_once(' ').expect("a log line");
+            (what.to_owned(), token.parse().expect("a token"))
+        })
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    let kinds: Vec<&str> = lines.iter().map(|(w, _)| w.as_str()).collect();
+    assert_eq!(kinds, ["start", "end", "start", "end"], "{lines:?}");
+    assert_eq!(lines[0].1, lines[1].1);
+    assert_eq!(lines[2].1, lines[3].1);
+    assert!(lines[2].1 > lines[0].1, "tokens must rise: {lines:?}");
+}
+
+#[test]
+fn no_wait_and_timeout_give_the_conflict_code_on_a_held_lock() {
+    let server = server();
+    let db = unique("conflict");
+    let name = unique("job");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("log");
+    let release = dir.path().join("release");
+    let mut holder = run_cmd(
+        &server.uri(),
+        &db,
+        &[],
+        &name,
+        &holder_script(&log, &release),
+    )
+    .spawn()
+    .expect("start the holder");
+    wait_for_text(&log, "start", LIMIT);
+
+    let started = Instant::now();
+    let out = run_within(
+        &mut run_cmd(
+            &server.uri(),
+            &db,
+            &["--no-wait"],
+            &name,
+            "echo ran >> /dev/null",
+        ),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(75), "{out:?}");
+    assert!(text(&out.stderr).contains("is held by owner"), "{out:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    let out = run_within(
+        &mut run_cmd(
+            &server.uri(),
+            &db,
+            &["-n", "-q", "--conflict-exit-code", "9"],
+            &name,
+            "true",
+        ),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(9), "{out:?}");
+    assert_eq!(text(&out.stderr), "", "-q is quiet");
+
+    let started = Instant::now();
+    let out = run_within(
+        &mut run_cmd(&server.uri(), &db, &["--timeout", "1s"], &name, "true"),
+        LIMIT,
+    );
+    let waited = started.elapsed();
+    assert_eq!(out.status.code(), Some(75), "{out:?}");
+    assert!(text(&out.stderr).contains("timed out"), "{out:?}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(15),
+        "{waited:?}"
+    );
+
+    // SIGINT to a waiter: it gives up, 128 + 2, and its command never runs.
+    let waiter_err = dir.path().join("waiter-stderr");
+    let mut waiter = run_cmd(
+        &server.uri(),
+        &db,
+        &[],
+        &name,
+        "echo waiter-ran >> /dev/stderr",
+    )
+    .stderr(std::fs::File::create(&waiter_err).expect("waiter's stderr"))
+    .spawn()
+    .expect("start the waiter");
+    wait_for_text(&waiter_err, "waiting", LIMIT);
+    let pid =
+        rustix::process::Pid::from_raw(i32::try_from(waiter.id()).expect("a pid")).expect("a pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
+    let status = wait_for_exit(&mut waiter, LIMIT);
+    assert_eq!(status.code(), Some(130), "{status}");
+    let said = std::fs::read_to_string(&waiter_err).expect("waiter's stderr");
+    assert!(!said.contains("waiter-ran"), "{said}");
+    assert!(said.contains("interrupted"), "{said}");
+
+    std::fs::write(&release, "").expect("release");
+    assert!(wait_for_exit(&mut holder, LIMIT).success());
+    // Free now: --no-wait gets it.
+    let out = run_within(
+        &mut run_cmd(&server.uri(), &db, &["--no-wait"], &name, "exit 0"),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
+#[test]
+fn the_child_gets_the_lock_and_its_exit_code_passes_through() {
+    let server = server();
+    let db = unique("exit");
+    let name = unique("job");
+    let out = run_within(
+        &mut run_cmd(
+            &server.uri(),
+            &db,
+            &[],
+            &name,
+            "echo \"$SHYLOCK_LOCK_NAME $SHYLOCK_FENCING_TOKEN\"; exit 7",
+        ),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let stdout = text(&out.stdout);
+    let (got_name, token) = stdout.trim().split_once(' ').expect("name and token");
+    assert_eq!(got_name, name);
+    assert!(token.parse::<u64>().expect("a number") > 0);
+
+    // Killed by a signal: 128 + the signal.
+    let out = run_within(
+        &mut run_cmd(&server.uri(), &db, &[], &name, "kill -KILL $$"),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(128 + 9), "{out:?}");
+
+    // Not found.
+    let mut cmd = shylock();
+    cmd.arg("run")
+        .args(mongo_args(&server.uri(), &db))
+        .arg(&name)
+        .args(["--", "/nonexistent/shylock-test-command"]);
+    let out = run_within(&mut cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+
+    // And the lock was released every time.
+    let out = inspect(&server.uri(), &db, &name, false);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
+
+#[test]
+fn the_command_runs_in_its_own_process_group_unless_foreground() {
+    let server = server();
+    let db = unique("pgroup");
+    let name = unique("job");
+    // The command's process group, then shylock's (its parent's).
+    let script = "echo $(cut -d' ' -f5 /proc/$$/stat) $(cut -d' ' -f5 /proc/$PPID/stat)";
+    let groups = |extra: &[&str]| {
+        let out = run_within(
+            &mut run_cmd(&server.uri(), &db, extra, &name, script),
+            LIMIT,
+        );
+        assert!(out.status.success(), "{out:?}");
+        let stdout = text(&out.stdout);
+        let (child, parent) = stdout.trim().split_once(' ').expect("two groups");
+        (child.to_owned(), parent.to_owned())
+    };
+    let (child, parent) = groups(&[]);
+    assert_ne!(child, parent, "its own group by default");
+    let (child, parent) = groups(&["--foreground"]);
+    assert_eq!(child, parent, "shylock's group with --foreground");
+}
+
+#[test]
+fn sigterm_reaches_the_child_and_the_lock_is_released_after_it_exits() {
+    let server = server();
+    let db = unique("signal");
+    let name = unique("job");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("log");
+    let script = format!(
+        "trap 'echo term >> {log}; sleep 2; echo done >> {log}; exit 3' TERM; \
+         echo ready >> {log}; i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done",
+        log = log.display()
+    );
+    let mut child = run_cmd(&server.uri(), &db, &[], &name, &script)
+        .spawn()
+        .expect("start shylock");
+    wait_for_text(&log, "ready", LIMIT);
+    let pid =
+        rustix::process::Pid::from_raw(i32::try_from(child.id()).expect("a pid")).expect("a pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+    wait_for_text(&log, "term", LIMIT);
+    // The child is still cleaning up: the lock is still held.
+    let out = inspect(&server.uri(), &db, &name, false);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "held while the child runs: {out:?}"
+    );
+    let status = wait_for_exit(&mut child, LIMIT);
+    assert!(
+        std::fs::read_to_string(&log).expect("log").contains("done"),
+        "the child finished its clean-up"
+    );
+    assert_eq!(status.code(), Some(3), "the child's code");
+    let out = inspect(&server.uri(), &db, &name, false);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "free once shylock exited: {out:?}"
+    );
+}
+
+#[test]
+fn a_lost_lease_stops_the_child_and_exits_with_the_loss_code() {
+    // Its own server, to stop it.
+    let mut server = FerretDb::start(false);
+    let db = unique("lost");
+    let name = unique("job");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("log");
+    // The child notes SIGTERM but goes on: only SIGKILL stops it.
+    let script = format!(
+        "trap 'echo term >> {log}' TERM; echo \"ready $$\" >> {log}; \
+         i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; echo survived >> {log}",
+        log = log.display()
+    );
+    let child = run_cmd(
+        &server.uri(),
+        &db,
+        &["--lease", "2s", "--kill-after", "1s"],
+        &name,
+        &script,
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("start shylock");
+    let ready = wait_for_text(&log, "ready", LIMIT);
+    let child_pid: i32 = ready
+        .trim()
+        .strip_prefix("ready ")
+        .expect("ready line")
+        .parse()
+        .expect("a pid");
+    let stopped = Instant::now();
+    server.stop();
+    let out = output_within(child, LIMIT);
+    let took = stopped.elapsed();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(76), "{stderr}");
+    assert!(stderr.contains("lost the lease"), "{stderr}");
+    assert!(stderr.contains("renewals failed"), "{stderr}");
+    let log_text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        log_text.contains("term"),
+        "the child got SIGTERM: {log_text}"
+    );
+    assert!(!log_text.contains("survived"), "{log_text}");
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    // SIGKILL took the child down.
+    let pid = rustix::process::Pid::from_raw(child_pid).expect("a pid");
+    assert!(
+        rustix::process::test_kill_process(pid).is_err(),
+        "the child is gone"
+    );
+}
+
+#[test]
+fn inspect_shows_a_held_and_a_free_lock() {
+    let server = server();
+    let db = unique("inspect");
+    let name = unique("job");
+
+    let out = inspect(&server.uri(), &db, &name, false);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stdout).contains("free"), "{out:?}");
+    let out = inspect(&server.uri(), &db, &name, true);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(json["held"], false);
+    assert_eq!(json["name"], name.as_str());
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("log");
+    let release = dir.path().join("release");
+    let mut holder = run_cmd(
+        &server.uri(),
+        &db,
+        &[],
+        &name,
+        &holder_script(&log, &release),
+    )
+    .spawn()
+    .expect("start the holder");
+    let started = wait_for_text(&log, "start", LIMIT);
+    let token: u64 = started
+        .trim()
+        .strip_prefix("start ")
+        .expect("start line")
+        .parse()
+        .expect("a token");
+
+    let out = inspect(&server.uri(), &db, &name, false);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("held"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("fencing token: {token}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("owner:"), "{stdout}");
+    assert!(stdout.contains("expires at:"), "{stdout}");
+
+    let out = inspect(&server.uri(), &db, &name, true);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(json["held"], true);
+    assert_eq!(json["token"], token);
+    assert_eq!(json["owner"].as_str().map(str::len), Some(32), "{json}");
+    assert!(
+        json["expires_at"]
+            .as_str()
+            .is_some_and(|s| s.ends_with('Z')),
+        "{json}"
+    );
+    assert!(json["expires_at_ms"].as_i64().is_some(), "{json}");
+
+    std::fs::write(&release, "").expect("release");
+    assert!(wait_for_exit(&mut holder, LIMIT).success());
+}
+
+#[test]
+fn setup_prepares_the_collection_and_refuses_ferretdb_without_the_opt_in() {
+    let server = server();
+    let db = unique("setup");
+    let mut cmd = shylock();
+    cmd.arg("setup").args(mongo_args(&server.uri(), &db));
+    let out = run_within(&mut cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(text(&out.stdout).contains("ready"), "{out:?}");
+
+    // The environment variable works as --mongodb does.
+    let mut cmd = shylock();
+    cmd.env("SHYLOCK_MONGODB_URI", server.uri())
+        .args(["setup", "--database", &db]);
+    let out = run_within(&mut cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("FerretDB"), "{stderr}");
+}
+
+#[test]
+fn bad_input_and_unreachable_servers_fail_with_one_line_and_their_codes() {
+    let check = |args: &[&str], env: Option<(&str, &str)>, code: i32, needle: &str| {
+        let mut cmd = shylock();
+        cmd.args(args);
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        let started = Instant::now();
+        let out = run_within(&mut cmd, LIMIT);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: one line: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("hunter2"),
+            "{args:?}: a password shown: {stderr}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(15), "{args:?}");
+    };
+    let dead = dead_uri();
+    check(
+        &[
+            "run",
+            "--mongodb",
+            &dead,
+            "--timeout",
+            "soon",
+            "x",
+            "--",
+            "true",
+        ],
+        None,
+        64,
+        "bad duration",
+    );
+    check(
+        &["run", "--mongodb", &dead, "", "--", "true"],
+        None,
+        64,
+        "lock name",
+    );
+    check(&["run", "x", "--", "true"], None, 64, "no backend");
+    check(&["run", "--mongodb", &dead, "x"], None, 64, "COMMAND");
+    check(
+        &["inspect", "--mongodb", "notmongo://x", "x"],
+        None,
+        78,
+        "connection string",
+    );
+    check(
+        &["run", "--connect-timeout", "2s", "x", "--", "true"],
+        Some(("SHYLOCK_MONGODB_URI", &dead)),
+        69,
+        "MongoDB",
+    );
+    check(
+        &[
+            "run",
+            "--mongodb",
+            &dead,
+            "--timeout",
+            "1s",
+            "x",
+            "--",
+            "true",
+        ],
+        None,
+        69,
+        "MongoDB",
+    );
+    // The password never shows.
+    check(
+        &["inspect", "--connect-timeout", "2s", "x"],
+        Some((
+            "SHYLOCK_MONGODB_URI",
+            &dead.replace("127.0.0.1", "user:hunter2-secret@127.0.0.1"),
+        )),
+        69,
+        "MongoDB",
+    );
+}
+
+#[test]
+fn run_help_documents_every_option() {
+    let mut cmd = shylock();
+    cmd.args(["run", "--help"]);
+    let out = run_within(&mut cmd, LIMIT);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for option in [
+        "--mongodb",
+        "--arango",
+        "--user",
+        "--password-file",
+        "--database",
+        "--collection",
+        "--connect-timeout",
+        "--allow-non-atomic-server",
+        "--no-wait",
+        "--timeout",
+        "--lease",
+        "--kill-after",
+        "--conflict-exit-code",
+        "--lost-exit-code",
+        "--quiet",
+        "--foreground",
+        "SHYLOCK_FENCING_TOKEN",
+        "SHYLOCK_ARANGO_PASSWORD",
+        "Exit status",
+    ] {
+        assert!(help.contains(option), "{option} missing from:\n{help}");
+    }
+}
