@@ -15,8 +15,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use crate::backend::{
-    AcquireOutcome, AcquireRequest, AsyncBackend, InspectRequest, LockRecord, ReleaseOutcome,
-    ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
+    AcquireOutcome, AcquireRequest, AsyncBackend, BoxFuture, InspectRequest, LockRecord,
+    ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
 };
 use crate::jobs::Jobs;
 use crate::signal::Signal;
@@ -298,10 +298,17 @@ pub(crate) struct AsyncExec {
     pub(crate) background: Arc<Background>,
 }
 
-/// An async acquisition request: a task of its own, so that it goes on
+/// An async acquisition request. It is polled once where it was sent (a
+/// backend that answers at once, such as the in-memory one, is done then);
+/// if it is still pending, it becomes a task of its own, so that it goes on
 /// (and can be cleaned up after) when the acquisition that sent it is
 /// dropped or times out.
-pub(crate) type AsyncInFlight = tokio::task::JoinHandle<Result<AcquireOutcome, BackendError>>;
+pub(crate) enum AsyncInFlight {
+    /// Not polled yet: nothing has been sent.
+    Unsent(BoxFuture<'static, Result<AcquireOutcome, BackendError>>),
+    /// On its way, in a task of its own.
+    Task(tokio::task::JoinHandle<Result<AcquireOutcome, BackendError>>),
+}
 
 fn joined(
     result: Result<Result<AcquireOutcome, BackendError>, tokio::task::JoinError>,
@@ -321,8 +328,9 @@ impl Exec for AsyncExec {
 
     fn start_acquire(&self, req: OwnedAcquire) -> Self::InFlight {
         let backend = Arc::clone(&self.backend);
-        self.runtime
-            .spawn(async move { backend.try_acquire(req.request()).await })
+        AsyncInFlight::Unsent(Box::pin(
+            async move { backend.try_acquire(req.request()).await },
+        ))
     }
 
     async fn finish_acquire<'a>(
@@ -330,7 +338,18 @@ impl Exec for AsyncExec {
         in_flight: &'a mut Option<Self::InFlight>,
         deadline: Option<Instant>,
     ) -> Result<AcquireOutcome, BackendError> {
-        let Some(task) = in_flight.as_mut() else {
+        if let Some(AsyncInFlight::Unsent(fut)) = in_flight.as_mut() {
+            // One poll here: no task for a backend that answers at once.
+            let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+            if let Poll::Ready(result) = first {
+                *in_flight = None;
+                return result;
+            }
+            if let Some(AsyncInFlight::Unsent(fut)) = in_flight.take() {
+                *in_flight = Some(AsyncInFlight::Task(self.runtime.spawn(fut)));
+            }
+        }
+        let Some(AsyncInFlight::Task(task)) = in_flight.as_mut() else {
             return Err(BackendError::new(
                 BackendErrorKind::Other,
                 "internal: no acquisition request on its way",
@@ -393,7 +412,8 @@ impl Exec for AsyncExec {
         let name = release.name.clone();
         self.spawn_background("clean-up release", name, async move {
             let mut needed = always;
-            if let Some(task) = in_flight {
+            // An unsent request sent nothing: only a task can still land.
+            if let Some(AsyncInFlight::Task(task)) = in_flight {
                 match tokio::time::timeout(wait_at_most, task).await {
                     Ok(outcome) => needed |= needs_release(&joined(outcome)),
                     Err(_) => needed = true,
