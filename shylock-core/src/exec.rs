@@ -292,6 +292,7 @@ impl AsyncExec {
 // ------------------------------------------------------------- drivers --
 
 /// The tokio driver.
+#[derive(Clone)]
 pub(crate) struct AsyncExec {
     pub(crate) backend: Arc<dyn AsyncBackend>,
     pub(crate) runtime: tokio::runtime::Handle,
@@ -433,6 +434,7 @@ impl Exec for AsyncExec {
 }
 
 /// The blocking driver.
+#[derive(Clone)]
 pub(crate) struct SyncExec {
     pub(crate) backend: Arc<dyn SyncBackend>,
     pub(crate) jobs: Arc<Jobs>,

@@ -324,17 +324,11 @@ impl LockGuard {
     /// thread can renew it, the holding is released and the error returned:
     /// no guard is handed out that nothing renews.
     async fn start(state: GuardState, exec: &SyncExec) -> Result<Self, Error> {
-        let exec = SyncExec {
-            backend: Arc::clone(&exec.backend),
-            jobs: Arc::clone(&exec.jobs),
-        };
+        let exec = exec.clone();
         let renewal = match Renewer::new(&state) {
             None => None,
             Some(mut renewer) => {
-                let job_exec = SyncExec {
-                    backend: Arc::clone(&exec.backend),
-                    jobs: Arc::clone(&exec.jobs),
-                };
+                let job_exec = exec.clone();
                 let first = renewer.step(&job_exec).await;
                 let job = Box::new(move || block_on(renewer.step(&job_exec)));
                 match first.map(|at| exec.jobs.add(at, job)) {
@@ -429,14 +423,8 @@ pub struct AsyncLockGuard {
 
 impl AsyncLockGuard {
     fn start(state: GuardState, exec: AsyncExec) -> Self {
-        let renewer = Renewer::new(&state).map(|renewer| {
-            let task_exec = AsyncExec {
-                backend: Arc::clone(&exec.backend),
-                runtime: exec.runtime.clone(),
-                background: Arc::clone(&exec.background),
-            };
-            exec.runtime.spawn(algo::renew_loop(task_exec, renewer))
-        });
+        let renewer = Renewer::new(&state)
+            .map(|renewer| exec.runtime.spawn(algo::renew_loop(exec.clone(), renewer)));
         AsyncLockGuard {
             holding: state.holding.clone(),
             state: Some(state),
