@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mongodb::bson::Document;
 use mongodb::{Client, Collection, Database};
@@ -42,8 +42,10 @@ pub struct MongoBackend {
 struct Inner {
     db: Database,
     coll: Collection<Document>,
+    /// `config.collections`, read by the sharding check.
+    config_collections: Collection<Document>,
     spec: Spec,
-    /// The server answered `hello` with CommandNotFound: use `isMaster`.
+    /// The server refused `hello` (or gave no clock with it): use `isMaster`.
     legacy_hello: AtomicBool,
     /// The verdict of the `buildInfo` check (see
     /// [`MongoOptions::allow_non_atomic_server`]), once made.
@@ -61,24 +63,26 @@ impl std::fmt::Debug for MongoBackend {
 
 impl MongoBackend {
     /// A backend on the collection `shylock` of database `db`, prepared with
-    /// [`prepare`](Self::prepare).
+    /// [`prepare`](Self::prepare) within [`DEFAULT_SETUP_TIMEOUT`](crate::DEFAULT_SETUP_TIMEOUT).
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for a bad database name, before anything is
     /// sent, or for a server that can grant a lock twice (FerretDB v1,
-    /// unless [`MongoOptions::allow_non_atomic_server`]); [`Error::Backend`]
-    /// if the server could not prepare the collection (unreachable,
-    /// unauthorized, or a conflicting index).
+    /// unless [`MongoOptions::allow_non_atomic_server`]) or a collection
+    /// that breaks the locks (sharded on another key than `_id`, a unique
+    /// index on another field); [`Error::Backend`] if the server could not
+    /// prepare the collection (unreachable within the set-up deadline,
+    /// unauthorized).
     pub async fn create(client: &Client, db: &str) -> Result<Self, Error> {
         Self::create_with(client, db, MongoOptions::default()).await
     }
 
     /// A backend on database `db` with `options` (collection name, write
-    /// concern, TTL grace), prepared with [`prepare`](Self::prepare).
+    /// concern, TTL grace, deadlines), prepared with [`prepare`](Self::prepare).
     ///
     /// # Errors
     /// As [`create`](Self::create); also [`Error::InvalidConfig`] for a bad
-    /// collection name or TTL grace.
+    /// collection name, TTL grace or timeout.
     pub async fn create_with(
         client: &Client,
         db: &str,
@@ -100,19 +104,24 @@ impl MongoBackend {
     /// acquisition through this backend (or a clone) sends one `buildInfo`
     /// first, and on such a server, without the opt-in, fails with a
     /// [`BackendErrorKind::InvalidConfig`](shylock_core::BackendErrorKind::InvalidConfig)
-    /// error; later acquisitions reuse the verdict (no extra command).
+    /// error; later acquisitions reuse the verdict (no extra command). The
+    /// sharding check runs only in [`prepare`](Self::prepare).
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for a bad database or collection name or
-    /// TTL grace.
+    /// [`Error::InvalidConfig`] for a bad database or collection name, TTL
+    /// grace or timeout.
     pub fn new(client: &Client, db: &str, options: MongoOptions) -> Result<Self, Error> {
-        let spec = Spec::new(db, options)?;
+        let spec = Spec::new(db, &options)?;
         let database = client.database(&spec.db);
         let coll = database.collection::<Document>(&spec.collection);
+        let config_collections = client
+            .database("config")
+            .collection::<Document>("collections");
         Ok(MongoBackend {
             inner: Arc::new(Inner {
                 db: database,
                 coll,
+                config_collections,
                 spec,
                 legacy_hello: AtomicBool::new(false),
                 server_check: OnceLock::new(),
@@ -120,73 +129,142 @@ impl MongoBackend {
         })
     }
 
-    /// Check the server, create the collection and its TTL index if they
-    /// are missing, and check its indexes.
+    /// Check the server and the collection, and create the collection and
+    /// its TTL index if they are missing, all within
+    /// [`MongoOptions::setup_timeout`].
     ///
-    /// The server check is one `buildInfo`: a server known not to make
-    /// conditional single-document updates atomic across connections
-    /// (FerretDB v1, recognized by the reply's `ferretdbVersion` field) is
-    /// refused with [`Error::InvalidConfig`] unless
-    /// [`MongoOptions::allow_non_atomic_server`] is set (then a `tracing`
-    /// warning is logged). Idempotent and safe when many processes do it at
-    /// once: "already exists" answers are expected. A server that refuses
-    /// TTL indexes (FerretDB) gets a `tracing` warning, not an error, since
-    /// expiry is enforced by the acquisition itself.
+    /// In order: one `buildInfo` (a server known not to make conditional
+    /// single-document updates atomic across connections, FerretDB v1,
+    /// recognized by the reply's `ferretdbVersion` field, is refused with
+    /// [`Error::InvalidConfig`] unless
+    /// [`MongoOptions::allow_non_atomic_server`] is set, then a `tracing`
+    /// warning is logged); one `hello` (the server must give its clock,
+    /// `localTime`); `create` of the collection; the sharding check (the
+    /// collection's entry in `config.collections`, and Azure Cosmos DB's
+    /// `customAction: GetCollection`): a collection sharded or partitioned
+    /// on anything but `_id` is refused; `createIndexes` of the TTL index
+    /// (with `maxTimeMS` and, on replica sets and sharded clusters, commit
+    /// quorum `majority`); `listIndexes`. Idempotent and safe when many
+    /// processes do it at once: "already exists" answers are expected. A
+    /// server that refuses TTL indexes (FerretDB) gets a `tracing` warning,
+    /// not an error, since expiry is enforced by the acquisition itself.
     ///
     /// # Errors
-    /// [`Error::Backend`] if the server is unreachable or refuses the
-    /// commands; [`Error::InvalidConfig`] for a server that can grant a lock
-    /// twice (above), or if the collection has an index that
-    /// would break the locks (a unique index on anything but `_id`, or a TTL
-    /// index on `expiresAt` shorter than [`MIN_TTL_GRACE`](crate::MIN_TTL_GRACE)).
+    /// [`Error::Backend`] if the server is unreachable (a
+    /// [`Timeout`](shylock_core::BackendErrorKind::Timeout) at the set-up
+    /// deadline, saying what it waited for) or refuses the commands;
+    /// [`Error::InvalidConfig`] for a server that can grant a lock twice or
+    /// gives no clock, a collection sharded on another key than `_id`, or an
+    /// index that would break the locks (a unique index on anything but
+    /// `_id`, or a TTL index on `expiresAt` shorter than
+    /// [`MIN_TTL_GRACE`](crate::MIN_TTL_GRACE)).
     pub async fn prepare(&self) -> Result<(), Error> {
-        self.check_server(None).await?.into_setup_result()?;
         let spec = &self.inner.spec;
-        let created = self
-            .inner
-            .db
-            .create_collection(&spec.collection)
-            .with_options(commands::create_collection_options(spec))
-            .await;
-        commands::create_collection_reply(spec, created)?;
-        let indexed = self
-            .inner
-            .coll
-            .create_index(commands::ttl_index(spec))
-            .write_concern(commands::ttl_index_write_concern(spec))
+        let deadline = spec.setup_deadline();
+        let cap = spec.setup_timeout;
+        let fail = |e| commands::setup_error(spec, e);
+        self.check_server(Some(deadline), cap)
             .await
-            .map(|_| ());
+            .map_err(fail)?
+            .into_setup_result()?;
+        let hello = self.hello(Some(deadline), cap).await.map_err(fail)?;
+        let topology = commands::Topology::from_hello(&hello);
+        let ctx = spec_ctx(spec, "create collection");
+        let created = within(
+            deadline,
+            &ctx,
+            self.inner
+                .db
+                .create_collection(&spec.collection)
+                .with_options(commands::create_collection_options(spec, deadline))
+                .into_future(),
+        )
+        .await
+        .map_err(fail)?;
+        commands::create_collection_reply(spec, created)?;
+        let lookup = commands::shard_key_lookup(spec, deadline);
+        let found = within(
+            deadline,
+            &lookup.ctx,
+            self.inner
+                .config_collections
+                .find_one(lookup.filter)
+                .with_options(lookup.options)
+                .into_future(),
+        )
+        .await
+        .map_err(fail)?;
+        commands::shard_key_reply(spec, found)?;
+        let cosmos = commands::cosmos_get_collection(spec, deadline);
+        let answer = within(
+            deadline,
+            &cosmos.ctx,
+            self.inner
+                .db
+                .run_command(cosmos.command)
+                .with_options(cosmos.options)
+                .into_future(),
+        )
+        .await
+        .map_err(fail)?;
+        commands::cosmos_get_collection_reply(spec, answer)?;
+        let ctx = spec_ctx(spec, "create TTL index");
+        let indexed = within(
+            deadline,
+            &ctx,
+            self.inner
+                .coll
+                .create_index(commands::ttl_index(spec))
+                .with_options(commands::ttl_index_options(spec, topology, deadline))
+                .into_future(),
+        )
+        .await
+        .map_err(fail)?
+        .map(|_| ());
         commands::ttl_index_reply(spec, indexed)?;
-        let list = commands::list_indexes(spec);
-        let listed = self
-            .inner
-            .db
-            .run_command(list.command)
-            .with_options(list.options)
-            .await;
+        let ctx = commands::list_indexes_ctx(spec);
+        let listed = within(deadline, &ctx, async {
+            let mut cursor = self
+                .inner
+                .coll
+                .list_indexes()
+                .with_options(commands::list_indexes_options(deadline))
+                .await?;
+            let mut indexes = Vec::new();
+            while cursor.advance().await? {
+                indexes.push(cursor.deserialize_current()?);
+            }
+            Ok(indexes)
+        })
+        .await
+        .map_err(fail)?;
         commands::check_indexes(spec, listed)
     }
 
-    /// The database name.
-    pub fn database_name(&self) -> &str {
+    /// The database's name.
+    pub fn database(&self) -> &str {
         &self.inner.spec.db
     }
 
-    /// The collection name.
-    pub fn collection_name(&self) -> &str {
+    /// The collection's name.
+    pub fn collection(&self) -> &str {
         &self.inner.spec.collection
     }
 
     /// The verdict of the server check: the remembered one, or a
-    /// `buildInfo` (within `deadline`) read by
+    /// `buildInfo` (within `deadline` and `cap`) read by
     /// [`commands::server_check_reply`] and remembered.
-    async fn check_server(&self, deadline: Option<Instant>) -> Result<ServerCheck, BackendError> {
+    async fn check_server(
+        &self,
+        deadline: Option<Instant>,
+        cap: Duration,
+    ) -> Result<ServerCheck, BackendError> {
         if let Some(verdict) = self.inner.server_check.get() {
             return Ok(verdict.clone());
         }
-        let cmd = commands::build_info(&self.inner.spec, deadline)?;
+        let cmd = commands::build_info(&self.inner.spec, deadline, cap)?;
         let reply = within(
-            deadline,
+            cmd.deadline,
             &cmd.ctx,
             self.inner
                 .db
@@ -199,16 +277,45 @@ impl MongoBackend {
         Ok(self.inner.server_check.get_or_init(|| verdict).clone())
     }
 
+    /// `hello` (or `isMaster`, remembered, where `hello` is refused or
+    /// gives no clock): a reply with the server's `localTime`.
+    async fn hello(
+        &self,
+        deadline: Option<Instant>,
+        cap: Duration,
+    ) -> Result<Document, BackendError> {
+        loop {
+            let legacy = self.inner.legacy_hello.load(Ordering::Relaxed);
+            let cmd = commands::server_time(&self.inner.spec, legacy, deadline, cap)?;
+            let reply = within(
+                cmd.deadline,
+                &cmd.ctx,
+                self.inner
+                    .db
+                    .run_command(cmd.command)
+                    .with_options(cmd.options)
+                    .into_future(),
+            )
+            .await?;
+            if !legacy && commands::hello_unsupported(&reply) {
+                self.inner.legacy_hello.store(true, Ordering::Relaxed);
+                continue;
+            }
+            commands::server_time_reply(&cmd.ctx, reply.clone())?;
+            return reply.map_err(|e| commands::map_error(&cmd.ctx, e));
+        }
+    }
+
     async fn find_and_modify(
         &self,
         cmd: FindAndModify,
-        deadline: Option<Instant>,
     ) -> Result<Result<Option<Document>, mongodb::error::Error>, BackendError> {
         let FindAndModify {
             filter,
             update,
             options,
             ctx,
+            deadline,
         } = cmd;
         within(
             deadline,
@@ -223,18 +330,20 @@ impl MongoBackend {
     }
 }
 
+/// A context for a set-up step's messages.
+fn spec_ctx(spec: &Spec, op: &'static str) -> Ctx {
+    spec.context(op, None)
+}
+
 /// Run `fut`, giving up at `deadline` with a timeout error.
 async fn within<T>(
-    deadline: Option<Instant>,
+    deadline: Instant,
     ctx: &Ctx,
     fut: impl Future<Output = T>,
 ) -> Result<T, BackendError> {
-    match deadline {
-        None => Ok(fut.await),
-        Some(deadline) => tokio::time::timeout_at(deadline.into(), fut)
-            .await
-            .map_err(|_| commands::timeout_error(ctx)),
-    }
+    tokio::time::timeout_at(deadline.into(), fut)
+        .await
+        .map_err(|_| commands::timeout_error(ctx))
 }
 
 impl AsyncBackend for MongoBackend {
@@ -246,13 +355,13 @@ impl AsyncBackend for MongoBackend {
             // One atomic load once checked; a `buildInfo` before the first
             // acquisition of a backend made with `new`.
             if !matches!(self.inner.server_check.get(), Some(ServerCheck::Allowed)) {
-                self.check_server(req.deadline)
+                self.check_server(req.deadline, self.inner.spec.command_timeout)
                     .await?
                     .into_backend_result()?;
             }
             let cmd = commands::acquire(&self.inner.spec, &req)?;
             let ctx = cmd.ctx.clone();
-            let reply = self.find_and_modify(cmd, req.deadline).await?;
+            let reply = self.find_and_modify(cmd).await?;
             commands::acquire_reply(&ctx, req.owner, reply)
         })
     }
@@ -264,7 +373,7 @@ impl AsyncBackend for MongoBackend {
         Box::pin(async move {
             let cmd = commands::renew(&self.inner.spec, &req)?;
             let ctx = cmd.ctx.clone();
-            let reply = self.find_and_modify(cmd, req.deadline).await?;
+            let reply = self.find_and_modify(cmd).await?;
             commands::renew_reply(&ctx, reply)
         })
     }
@@ -276,7 +385,7 @@ impl AsyncBackend for MongoBackend {
         Box::pin(async move {
             let cmd = commands::release(&self.inner.spec, &req)?;
             let ctx = cmd.ctx.clone();
-            let reply = self.find_and_modify(cmd, req.deadline).await?;
+            let reply = self.find_and_modify(cmd).await?;
             commands::release_reply(&ctx, reply)
         })
     }
@@ -288,7 +397,7 @@ impl AsyncBackend for MongoBackend {
         Box::pin(async move {
             let cmd = commands::inspect(&self.inner.spec, &req)?;
             let reply = within(
-                req.deadline,
+                cmd.deadline,
                 &cmd.ctx,
                 self.inner
                     .coll
@@ -306,25 +415,11 @@ impl AsyncBackend for MongoBackend {
         deadline: Option<Instant>,
     ) -> BoxFuture<'_, Result<Timestamp, BackendError>> {
         Box::pin(async move {
-            loop {
-                let legacy = self.inner.legacy_hello.load(Ordering::Relaxed);
-                let cmd = commands::server_time(&self.inner.spec, legacy, deadline)?;
-                let reply = within(
-                    deadline,
-                    &cmd.ctx,
-                    self.inner
-                        .db
-                        .run_command(cmd.command)
-                        .with_options(cmd.options)
-                        .into_future(),
-                )
+            let hello = self
+                .hello(deadline, self.inner.spec.command_timeout)
                 .await?;
-                if !legacy && commands::hello_unsupported(&reply) {
-                    self.inner.legacy_hello.store(true, Ordering::Relaxed);
-                    continue;
-                }
-                return commands::server_time_reply(&cmd.ctx, reply);
-            }
+            let ctx = spec_ctx(&self.inner.spec, "server time");
+            commands::server_time_reply(&ctx, Ok(hello))
         })
     }
 

@@ -6,10 +6,14 @@ use std::time::{Duration, Instant};
 
 use mongodb::IndexModel;
 use mongodb::bson::{Bson, DateTime, Document, doc};
-use mongodb::error::{Error as MongoError, ErrorKind, WriteFailure};
+use mongodb::error::{
+    Error as MongoError, ErrorKind, RETRYABLE_ERROR, RETRYABLE_WRITE_ERROR,
+    SYSTEM_OVERLOADED_ERROR, WriteFailure,
+};
 use mongodb::options::{
-    CreateCollectionOptions, FindOneAndUpdateOptions, FindOneOptions, IndexOptions, ReadPreference,
-    ReturnDocument, RunCommandOptions, SelectionCriteria, WriteConcern,
+    CommitQuorum, CreateCollectionOptions, CreateIndexOptions, FindOneAndUpdateOptions,
+    FindOneOptions, IndexOptions, ListIndexesOptions, ReadConcern, ReadPreference, ReturnDocument,
+    RunCommandOptions, SelectionCriteria, WriteConcern,
 };
 use shylock_core::Error;
 use shylock_core::backend::{
@@ -26,6 +30,8 @@ pub(crate) const F_OWNER: &str = "owner";
 pub(crate) const F_EPOCH: &str = "epoch";
 pub(crate) const F_SEQ: &str = "seq";
 pub(crate) const F_EXPIRES_AT: &str = "expiresAt";
+/// Who released the record last (its owner id), while it is free.
+pub(crate) const F_RELEASED_BY: &str = "releasedBy";
 
 /// The name of the TTL index on `expiresAt`.
 pub(crate) const TTL_INDEX_NAME: &str = "shylock_expiresAt_ttl";
@@ -67,6 +73,9 @@ const CODE_USER_NOT_FOUND: i32 = 11;
 const CODE_TYPE_MISMATCH: i32 = 14;
 const CODE_CANNOT_CREATE_INDEX: i32 = 67;
 const CODE_COMMAND_NOT_SUPPORTED: i32 = 115;
+const CODE_ILLEGAL_OPERATION: i32 = 20;
+const CODE_FAILED_TO_SATISFY_READ_PREFERENCE: i32 = 133;
+const CODE_NETWORK_INTERFACE_EXCEEDED_TIME_LIMIT: i32 = 202;
 
 /// Longest database name MongoDB accepts, in bytes.
 const MAX_DB_NAME_BYTES: usize = 63;
@@ -82,28 +91,44 @@ pub(crate) struct Spec {
     pub(crate) write_concern: WriteConcern,
     pub(crate) ttl_grace: Duration,
     pub(crate) allow_non_atomic_server: bool,
+    pub(crate) setup_timeout: Duration,
+    pub(crate) command_timeout: Duration,
 }
 
 impl Spec {
     /// Validate the database name and the options; nothing is sent.
-    pub(crate) fn new(db: &str, options: MongoOptions) -> Result<Spec, Error> {
+    pub(crate) fn new(db: &str, options: &MongoOptions) -> Result<Spec, Error> {
         validate_db_name(db)?;
-        validate_collection_name(db, &options.collection)?;
-        if options.ttl_grace < MIN_TTL_GRACE {
-            return Err(Error::InvalidConfig {
-                reason: format!(
-                    "ttl_grace must be at least {MIN_TTL_GRACE:?} (fencing tokens rely on it), got {:?}",
-                    options.ttl_grace
-                ),
-            });
+        validate_collection_name(db, options.get_collection())?;
+        let refuse = |reason: String| Err(Error::InvalidConfig { reason });
+        if options.get_ttl_grace() < MIN_TTL_GRACE {
+            return refuse(format!(
+                "ttl_grace must be at least {MIN_TTL_GRACE:?} (fencing tokens rely on it), got {:?}",
+                options.get_ttl_grace()
+            ));
+        }
+        if options.get_setup_timeout().is_zero() {
+            return refuse("setup_timeout must not be zero".into());
+        }
+        if options.get_command_timeout().is_zero() {
+            return refuse("command_timeout must not be zero".into());
         }
         Ok(Spec {
             db: db.to_owned(),
-            collection: options.collection,
-            write_concern: options.write_concern,
-            ttl_grace: options.ttl_grace,
-            allow_non_atomic_server: options.allow_non_atomic_server,
+            collection: options.get_collection().to_owned(),
+            write_concern: options.get_write_concern().clone(),
+            ttl_grace: options.get_ttl_grace(),
+            allow_non_atomic_server: options.get_allow_non_atomic_server(),
+            setup_timeout: options.get_setup_timeout(),
+            command_timeout: options.get_command_timeout(),
         })
+    }
+
+    /// The deadline of a set-up (`create`, `prepare`) begun now.
+    pub(crate) fn setup_deadline(&self) -> Instant {
+        Instant::now()
+            .checked_add(self.setup_timeout)
+            .unwrap_or_else(far_future)
     }
 
     /// `db.collection`.
@@ -116,7 +141,7 @@ impl Spec {
         format!("mongodb {}", self.namespace())
     }
 
-    fn context(&self, op: &'static str, name: Option<&str>) -> Ctx {
+    pub(crate) fn context(&self, op: &'static str, name: Option<&str>) -> Ctx {
         Ctx {
             op,
             namespace: self.namespace(),
@@ -207,22 +232,28 @@ pub(crate) fn validate_collection_name(db: &str, coll: &str) -> Result<(), Error
 // Deadlines
 // ---------------------------------------------------------------------------
 
-/// The time left until `deadline` (`None`: no deadline), or a
-/// [`BackendErrorKind::Timeout`] error if it has passed (nothing is sent then).
-pub(crate) fn time_left(
+/// A point in time far enough ahead to mean "never" (about 30 years).
+fn far_future() -> Instant {
+    let now = Instant::now();
+    now.checked_add(Duration::from_secs(30 * 365 * 24 * 3600))
+        .unwrap_or(now)
+}
+
+/// The deadline of one command: the caller's `deadline` or `cap` from now,
+/// whichever comes first; a [`BackendErrorKind::Timeout`] error if the
+/// caller's deadline has passed (nothing is sent then).
+pub(crate) fn bound(
     deadline: Option<Instant>,
+    cap: Duration,
     ctx: &Ctx,
-) -> Result<Option<Duration>, BackendError> {
-    match deadline {
-        None => Ok(None),
-        Some(deadline) => {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                Err(timeout_error(ctx))
-            } else {
-                Ok(Some(left))
-            }
-        }
+) -> Result<Instant, BackendError> {
+    let now = Instant::now();
+    let capped = now.checked_add(cap).unwrap_or_else(far_future);
+    let bound = deadline.map_or(capped, |d| d.min(capped));
+    if bound <= now {
+        Err(timeout_error(ctx))
+    } else {
+        Ok(bound)
     }
 }
 
@@ -230,13 +261,51 @@ pub(crate) fn time_left(
 pub(crate) fn timeout_error(ctx: &Ctx) -> BackendError {
     BackendError::new(
         BackendErrorKind::Timeout,
-        format!("{ctx}: the deadline passed before the server answered (the outcome is unknown)"),
+        format!(
+            "{ctx}: no answer from the server within the time allowed (the caller's limit, \
+             the lease or MongoOptions::command_timeout); the outcome is unknown"
+        ),
     )
 }
 
-/// `maxTimeMS` for a command with `left` time: whole milliseconds, at least 1.
-fn max_time(left: Option<Duration>) -> Option<Duration> {
-    left.map(|d| Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)))
+/// A set-up step's failure as the caller's error: a timeout (the set-up
+/// deadline passed, or the server gave up on `maxTimeMS`) says first what
+/// was being waited for; the rest as [`Error::from`].
+pub(crate) fn setup_error(spec: &Spec, e: BackendError) -> Error {
+    if e.kind() != BackendErrorKind::Timeout {
+        return Error::from(e);
+    }
+    Error::from(
+        BackendError::new(
+            BackendErrorKind::Timeout,
+            format!(
+                "no answer from the MongoDB server within {:?} (MongoOptions::setup_timeout) \
+                 while setting up {}: is the server running and reachable at the connection \
+                 string's hosts, with the right replicaSet, TLS and credentials? (Without \
+                 this deadline the driver would keep trying for its serverSelectionTimeoutMS, \
+                 30 s by default.)",
+                spec.setup_timeout,
+                spec.namespace(),
+            ),
+        )
+        .with_source(e),
+    )
+}
+
+/// `maxTimeMS` for a command due by `deadline`: whole milliseconds, at least 1.
+fn max_time(deadline: Instant) -> Duration {
+    let left = deadline.saturating_duration_since(Instant::now());
+    Duration::from_millis(u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1))
+}
+
+/// The configured write concern with a `wtimeout` no later than `deadline`,
+/// so that a write never waits for ever for acknowledgements (a majority
+/// that is down).
+fn write_concern(spec: &Spec, deadline: Instant) -> WriteConcern {
+    let mut wc = spec.write_concern.clone();
+    let limit = max_time(deadline);
+    wc.w_timeout = Some(wc.w_timeout.map_or(limit, |w| w.min(limit)));
+    wc
 }
 
 fn primary() -> SelectionCriteria {
@@ -258,6 +327,8 @@ pub(crate) struct FindAndModify {
     pub(crate) update: Document,
     pub(crate) options: FindOneAndUpdateOptions,
     pub(crate) ctx: Ctx,
+    /// Stop waiting for the answer then.
+    pub(crate) deadline: Instant,
 }
 
 /// One `find` of a single record.
@@ -266,28 +337,32 @@ pub(crate) struct FindOne {
     pub(crate) filter: Document,
     pub(crate) options: FindOneOptions,
     pub(crate) ctx: Ctx,
+    /// Stop waiting for the answer then.
+    pub(crate) deadline: Instant,
 }
 
-/// One database command (`hello`, `isMaster`, `listIndexes`).
+/// One database command (`hello`, `isMaster`, `buildInfo`, ...).
 #[derive(Debug)]
 pub(crate) struct Command {
     pub(crate) command: Document,
     pub(crate) options: RunCommandOptions,
     pub(crate) ctx: Ctx,
+    /// Stop waiting for the answer then.
+    pub(crate) deadline: Instant,
 }
 
 /// Options of every `findAndModify`. No projection: FerretDB does not
 /// implement `fields` in `findAndModify` (238), and records are small.
 fn find_and_modify_options(
     spec: &Spec,
-    left: Option<Duration>,
+    deadline: Instant,
     upsert: bool,
 ) -> FindOneAndUpdateOptions {
     let mut options = FindOneAndUpdateOptions::default();
     options.upsert = Some(upsert);
     options.return_document = Some(ReturnDocument::After);
-    options.write_concern = Some(spec.write_concern.clone());
-    options.max_time = max_time(left);
+    options.write_concern = Some(write_concern(spec, deadline));
+    options.max_time = Some(max_time(deadline));
     options
 }
 
@@ -299,12 +374,15 @@ fn find_and_modify_options(
 /// `_id` = the name, `seq` = 1 and `epoch` = now. If the record exists but is
 /// held by another owner, the filter misses and the upsert's insert collides
 /// with the existing `_id`: duplicate key error 11000, which means "busy".
+///
+/// Bounded by the caller's deadline, the lease (a grant that arrives after
+/// its lease is worthless) and the command timeout.
 pub(crate) fn acquire(
     spec: &Spec,
     req: &AcquireRequest<'_>,
 ) -> Result<FindAndModify, BackendError> {
     let ctx = spec.context("acquire (findAndModify)", Some(req.name.as_str()));
-    let left = time_left(req.deadline, &ctx)?;
+    let deadline = bound(req.deadline, spec.command_timeout.min(req.lease), &ctx)?;
     let now = date(req.now);
     let expires = date(req.now.saturating_add(req.lease));
     let owner = req.owner.as_str();
@@ -322,8 +400,9 @@ pub(crate) fn acquire(
             "$inc": { F_SEQ: 1_i64 },
             "$setOnInsert": { F_EPOCH: req.now.as_millis() },
         },
-        options: find_and_modify_options(spec, left, true),
+        options: find_and_modify_options(spec, deadline, true),
         ctx,
+        deadline,
     })
 }
 
@@ -363,16 +442,17 @@ pub(crate) fn acquire_reply(
 }
 
 /// Renew: one `findAndModify` on `{_id, owner}` that sets the new expiry and
-/// returns it.
+/// returns it. Bounded like [`acquire`].
 pub(crate) fn renew(spec: &Spec, req: &RenewRequest<'_>) -> Result<FindAndModify, BackendError> {
     let ctx = spec.context("renew (findAndModify)", Some(req.name.as_str()));
-    let left = time_left(req.deadline, &ctx)?;
+    let deadline = bound(req.deadline, spec.command_timeout.min(req.lease), &ctx)?;
     let expires = date(req.now.saturating_add(req.lease));
     Ok(FindAndModify {
         filter: doc! { F_ID: req.name.as_str(), F_OWNER: req.owner.as_str() },
         update: doc! { "$set": { F_EXPIRES_AT: expires } },
-        options: find_and_modify_options(spec, left, false),
+        options: find_and_modify_options(spec, deadline, false),
         ctx,
+        deadline,
     })
 }
 
@@ -390,19 +470,33 @@ pub(crate) fn renew_reply(
     }
 }
 
-/// Release: one `findAndModify` on `{_id, owner}` that frees the record (it
-/// is kept, so its `seq` keeps rising for the next grant).
+/// Release: one `findAndModify` that frees the record if it is the
+/// requester's, and records who freed it (`releasedBy`), so that the same
+/// release sent again (its first answer lost, on a deployment without
+/// retryable writes) finds its own release and answers `Released` again
+/// instead of "not the owner". The record is kept, so its `seq` keeps rising
+/// for the next grant.
 pub(crate) fn release(
     spec: &Spec,
     req: &ReleaseRequest<'_>,
 ) -> Result<FindAndModify, BackendError> {
     let ctx = spec.context("release (findAndModify)", Some(req.name.as_str()));
-    let left = time_left(req.deadline, &ctx)?;
+    let deadline = bound(req.deadline, spec.command_timeout, &ctx)?;
+    let owner = req.owner.as_str();
     Ok(FindAndModify {
-        filter: doc! { F_ID: req.name.as_str(), F_OWNER: req.owner.as_str() },
-        update: doc! { "$set": { F_OWNER: Bson::Null, F_EXPIRES_AT: date(req.now) } },
-        options: find_and_modify_options(spec, left, false),
+        filter: doc! {
+            F_ID: req.name.as_str(),
+            "$or": [
+                { F_OWNER: owner },
+                { F_OWNER: Bson::Null, F_RELEASED_BY: owner },
+            ],
+        },
+        update: doc! {
+            "$set": { F_OWNER: Bson::Null, F_RELEASED_BY: owner, F_EXPIRES_AT: date(req.now) },
+        },
+        options: find_and_modify_options(spec, deadline, false),
         ctx,
+        deadline,
     })
 }
 
@@ -418,17 +512,20 @@ pub(crate) fn release_reply(
     }
 }
 
-/// Inspect: one `find` by `_id` on the primary.
+/// Inspect: one `find` by `_id` on the primary, with read concern
+/// `majority`: a grant that a failover could still roll back is not shown.
 pub(crate) fn inspect(spec: &Spec, req: &InspectRequest<'_>) -> Result<FindOne, BackendError> {
     let ctx = spec.context("inspect (find)", Some(req.name.as_str()));
-    let left = time_left(req.deadline, &ctx)?;
+    let deadline = bound(req.deadline, spec.command_timeout, &ctx)?;
     let mut options = FindOneOptions::default();
-    options.max_time = max_time(left);
+    options.max_time = Some(max_time(deadline));
     options.selection_criteria = Some(primary());
+    options.read_concern = Some(ReadConcern::majority());
     Ok(FindOne {
         filter: doc! { F_ID: req.name.as_str() },
         options,
         ctx,
+        deadline,
     })
 }
 
@@ -454,12 +551,15 @@ pub(crate) fn inspect_reply(
     }
 }
 
-/// Server time: `hello` (or, on servers older than MongoDB 4.4.2, which lack
-/// it, `isMaster`), whose reply carries the server clock as `localTime`.
+/// Server time: `hello`, or `isMaster` on servers that refuse `hello`
+/// (MongoDB before 4.4.2 answers CommandNotFound; Azure Cosmos DB for
+/// MongoDB has answered CommandNotSupported), whose reply carries the
+/// server clock as `localTime`.
 pub(crate) fn server_time(
     spec: &Spec,
     legacy: bool,
     deadline: Option<Instant>,
+    cap: Duration,
 ) -> Result<Command, BackendError> {
     let name = if legacy { "isMaster" } else { "hello" };
     let ctx = spec.context(
@@ -470,28 +570,56 @@ pub(crate) fn server_time(
         },
         None,
     );
-    time_left(deadline, &ctx)?;
+    let deadline = bound(deadline, cap, &ctx)?;
     let mut options = RunCommandOptions::default();
     options.selection_criteria = Some(primary());
     Ok(Command {
         command: doc! { name: 1 },
         options,
         ctx,
+        deadline,
     })
 }
 
-/// Whether a `hello` failure means "use `isMaster`".
+/// Whether the answer to `hello` means "ask `isMaster` instead": any error
+/// the server answered, except the ones that say something about the
+/// credentials or the moment (authorization, a node stepping down, a
+/// timeout, rate limiting), and a reply without a `localTime` date.
 pub(crate) fn hello_unsupported(reply: &Result<Document, MongoError>) -> bool {
-    matches!(reply, Err(e) if server_code(e) == Some(CODE_COMMAND_NOT_FOUND))
+    match reply {
+        Ok(doc) => !matches!(doc.get("localTime"), Some(Bson::DateTime(_))),
+        Err(e) => {
+            server_code(e).is_some()
+                && !matches!(
+                    classify(e).0,
+                    BackendErrorKind::Unauthorized
+                        | BackendErrorKind::Unavailable
+                        | BackendErrorKind::Timeout
+                        | BackendErrorKind::RateLimited
+                )
+        }
+    }
 }
 
-/// Read the reply of [`server_time`].
+/// Read the reply of [`server_time`]. A server that answers without a
+/// `localTime` date gives no clock to judge leases by: refused with an
+/// `InvalidConfig` error that says so.
 pub(crate) fn server_time_reply(
     cmd_ctx: &Ctx,
     reply: Result<Document, MongoError>,
 ) -> Result<Timestamp, BackendError> {
     match reply {
-        Ok(doc) => get_date(&doc, "localTime", cmd_ctx),
+        Ok(doc) => match doc.get("localTime") {
+            Some(Bson::DateTime(d)) => Ok(Timestamp::from_millis(d.timestamp_millis())),
+            _ => Err(BackendError::new(
+                BackendErrorKind::InvalidConfig,
+                format!(
+                    "{cmd_ctx}: the server's hello and isMaster replies carry no `localTime`: \
+                     shylock judges lease expiry by the server's clock and this server gives \
+                     none, so it cannot be used (reply: {doc})"
+                ),
+            )),
+        },
         Err(e) => Err(map_error(cmd_ctx, e)),
     }
 }
@@ -503,15 +631,20 @@ pub(crate) fn server_time_reply(
 /// `buildInfo`, sent once per backend (by `prepare`, or before the first
 /// acquisition of a backend made with `new`) to recognize servers whose
 /// conditional single-document updates are not atomic.
-pub(crate) fn build_info(spec: &Spec, deadline: Option<Instant>) -> Result<Command, BackendError> {
+pub(crate) fn build_info(
+    spec: &Spec,
+    deadline: Option<Instant>,
+    cap: Duration,
+) -> Result<Command, BackendError> {
     let ctx = spec.context("server check (buildInfo)", None);
-    time_left(deadline, &ctx)?;
+    let deadline = bound(deadline, cap, &ctx)?;
     let mut options = RunCommandOptions::default();
     options.selection_criteria = Some(primary());
     Ok(Command {
         command: doc! { "buildInfo": 1 },
         options,
         ctx,
+        deadline,
     })
 }
 
@@ -629,11 +762,29 @@ impl ServerCheck {
 // Preparing the collection
 // ---------------------------------------------------------------------------
 
+/// What `prepare` learnt from the server's `hello`: whether index builds can
+/// be given a commit quorum (replica sets and sharded clusters only; a
+/// standalone server refuses the option).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Topology {
+    pub(crate) replicated: bool,
+}
+
+impl Topology {
+    /// From a `hello`/`isMaster` reply: `setName` (a replica set member) or
+    /// `msg: "isdbgrid"` (mongos).
+    pub(crate) fn from_hello(reply: &Document) -> Topology {
+        let replicated = reply.contains_key("setName")
+            || matches!(reply.get("msg"), Some(Bson::String(m)) if m == "isdbgrid");
+        Topology { replicated }
+    }
+}
+
 /// `create` of the collection (code 48, "already exists", is fine: another
 /// process was first).
-pub(crate) fn create_collection_options(spec: &Spec) -> CreateCollectionOptions {
+pub(crate) fn create_collection_options(spec: &Spec, deadline: Instant) -> CreateCollectionOptions {
     let mut options = CreateCollectionOptions::default();
-    options.write_concern = Some(spec.write_concern.clone());
+    options.write_concern = Some(write_concern(spec, deadline));
     options
 }
 
@@ -664,9 +815,22 @@ pub(crate) fn ttl_index(spec: &Spec) -> IndexModel {
     model
 }
 
-/// The write concern of the index creation.
-pub(crate) fn ttl_index_write_concern(spec: &Spec) -> WriteConcern {
-    spec.write_concern.clone()
+/// Options of the TTL index creation: the write concern, `maxTimeMS` (the
+/// set-up time left) and, on replica sets and sharded clusters, commit
+/// quorum `majority` (the default, all voting members, waits for ever when
+/// one of them is down).
+pub(crate) fn ttl_index_options(
+    spec: &Spec,
+    topology: Topology,
+    deadline: Instant,
+) -> CreateIndexOptions {
+    let mut options = CreateIndexOptions::default();
+    options.write_concern = Some(write_concern(spec, deadline));
+    options.max_time = Some(max_time(deadline));
+    if topology.replicated {
+        options.commit_quorum = Some(CommitQuorum::Majority);
+    }
+    options
 }
 
 /// Read the reply of the TTL index creation: a server that cannot make TTL
@@ -712,28 +876,32 @@ pub(crate) fn ttl_index_reply(spec: &Spec, reply: Result<(), MongoError>) -> Res
     }
 }
 
-/// `listIndexes`, to check that no index breaks the algorithm.
-pub(crate) fn list_indexes(spec: &Spec) -> Command {
-    let mut options = RunCommandOptions::default();
-    options.selection_criteria = Some(primary());
-    Command {
-        command: doc! { "listIndexes": spec.collection.as_str() },
-        options,
-        ctx: spec.context("list indexes", None),
-    }
+/// Options of `listIndexes` (through the driver's `Collection::list_indexes`).
+pub(crate) fn list_indexes_options(deadline: Instant) -> ListIndexesOptions {
+    let mut options = ListIndexesOptions::default();
+    options.max_time = Some(max_time(deadline));
+    options
 }
 
-/// Check the collection's indexes (the reply of [`list_indexes`]):
+/// The context of `listIndexes`, for errors.
+pub(crate) fn list_indexes_ctx(spec: &Spec) -> Ctx {
+    spec.context("list indexes", None)
+}
+
+/// Check the collection's indexes (as `Collection::list_indexes` lists
+/// them):
 /// * a unique index on anything but `_id` would make acquisitions of
 ///   different names collide (for example the Python shylock's unique index
 ///   on `name`, if its collection is reused): refused;
 /// * a TTL index on `expiresAt` with a shorter expiry than
 ///   [`MIN_TTL_GRACE`] would delete records too early for fencing tokens to
 ///   keep rising: refused.
-pub(crate) fn check_indexes(spec: &Spec, reply: Result<Document, MongoError>) -> Result<(), Error> {
-    let ctx = spec.context("list indexes", None);
-    let reply = match reply {
-        Ok(reply) => reply,
+pub(crate) fn check_indexes(
+    spec: &Spec,
+    reply: Result<Vec<IndexModel>, MongoError>,
+) -> Result<(), Error> {
+    let indexes = match reply {
+        Ok(indexes) => indexes,
         // A server that lost the collection in between, or cannot list:
         // nothing to check.
         Err(e)
@@ -744,27 +912,14 @@ pub(crate) fn check_indexes(spec: &Spec, reply: Result<Document, MongoError>) ->
         {
             return Ok(());
         }
-        Err(e) => return Err(Error::from(map_error(&ctx, e))),
+        Err(e) => return Err(Error::from(map_error(&list_indexes_ctx(spec), e))),
     };
-    let batch = reply
-        .get_document("cursor")
-        .and_then(|c| c.get_array("firstBatch"))
-        .map_err(|_| {
-            Error::from(unexpected(
-                &ctx,
-                format!("reply without cursor.firstBatch: {reply}"),
-            ))
-        })?;
-    for index in batch {
-        let Some(index) = index.as_document() else {
-            continue;
-        };
-        let name = index.get_str("name").unwrap_or("?");
-        let Ok(keys) = index.get_document("key") else {
-            continue;
-        };
+    for index in indexes {
+        let options = index.options.as_ref();
+        let name = options.and_then(|o| o.name.as_deref()).unwrap_or("?");
+        let keys = &index.keys;
         let key_names: Vec<&str> = keys.keys().map(String::as_str).collect();
-        let unique = matches!(index.get("unique"), Some(Bson::Boolean(true)));
+        let unique = options.and_then(|o| o.unique) == Some(true);
         if unique && key_names != [F_ID] {
             return Err(Error::InvalidConfig {
                 reason: format!(
@@ -775,23 +930,133 @@ pub(crate) fn check_indexes(spec: &Spec, reply: Result<Document, MongoError>) ->
                 ),
             });
         }
-        let min_secs = i64::try_from(MIN_TTL_GRACE.as_secs()).unwrap_or(i64::MAX);
         if key_names == [F_EXPIRES_AT]
-            && let Some(secs) = index.get("expireAfterSeconds").and_then(bson_int)
-            && secs < min_secs
+            && let Some(expiry) = options.and_then(|o| o.expire_after)
+            && expiry < MIN_TTL_GRACE
         {
             return Err(Error::InvalidConfig {
                 reason: format!(
                     "collection {} has the TTL index `{name}` on `expiresAt` with \
-                     expireAfterSeconds {secs}: lock records would be deleted too soon \
+                     expireAfterSeconds {}: lock records would be deleted too soon \
                      after their lease ends for fencing tokens to keep rising (at least \
-                     {min_secs} s needed); change it with collMod or drop it",
+                     {} s needed); change it with collMod or drop it",
                     spec.namespace(),
+                    expiry.as_secs(),
+                    MIN_TTL_GRACE.as_secs(),
                 ),
             });
         }
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Sharding: `_id` must be unique across the whole collection
+// ---------------------------------------------------------------------------
+
+/// The `config.collections` lookup of the lock collection (`find` by
+/// `_id` = the namespace): on a sharded cluster (through mongos) it says how
+/// the collection is sharded; elsewhere there is no such entry.
+pub(crate) fn shard_key_lookup(spec: &Spec, deadline: Instant) -> FindOne {
+    let mut options = FindOneOptions::default();
+    options.max_time = Some(max_time(deadline));
+    options.selection_criteria = Some(primary());
+    FindOne {
+        filter: doc! { F_ID: spec.namespace() },
+        options,
+        ctx: spec.context("sharding check (config.collections)", None),
+        deadline,
+    }
+}
+
+/// Azure Cosmos DB for MongoDB (RU) keeps partitioning to itself; its
+/// extension command `customAction: GetCollection` answers the collection's
+/// `shardKeyDefinition`. Other servers answer an error, which is ignored.
+pub(crate) fn cosmos_get_collection(spec: &Spec, deadline: Instant) -> Command {
+    let mut options = RunCommandOptions::default();
+    options.selection_criteria = Some(primary());
+    Command {
+        command: doc! { "customAction": "GetCollection", "collection": spec.collection.as_str() },
+        options,
+        ctx: spec.context("sharding check (customAction GetCollection)", None),
+        deadline,
+    }
+}
+
+/// The verdict on a shard key: only `_id` (ranged or hashed) keeps `_id`
+/// unique across the collection. MongoDB 7.0+ runs an upsert that filters
+/// on `_id` without the shard key on a collection sharded on another key,
+/// where `_id` is unique only per shard: a busy acquisition could insert a
+/// second record on another shard and grant the lock twice.
+fn check_shard_key(spec: &Spec, key: &Document, source: &str) -> Result<(), Error> {
+    let names: Vec<&str> = key.keys().map(String::as_str).collect();
+    if names.is_empty() || names == [F_ID] {
+        return Ok(());
+    }
+    Err(Error::InvalidConfig {
+        reason: format!(
+            "collection {} is sharded (or partitioned) on {key} ({source}): `_id` is then \
+             unique only within each shard, and an acquisition could insert a second record \
+             for a held lock on another shard and grant it twice; use an unsharded \
+             collection, or one sharded on {{_id: 1}} or {{_id: \"hashed\"}}",
+            spec.namespace()
+        ),
+    })
+}
+
+/// Read the reply of [`shard_key_lookup`]. An entry that is dropped or
+/// `unsplittable` (MongoDB 8.0's tracked unsharded collections) is
+/// unsharded. A lookup the server refuses (a user without read access to
+/// `config`, a server without it) is logged and passes: the check can only
+/// refuse what it sees.
+pub(crate) fn shard_key_reply(
+    spec: &Spec,
+    reply: Result<Option<Document>, MongoError>,
+) -> Result<(), Error> {
+    let entry = match reply {
+        Ok(Some(entry)) => entry,
+        Ok(None) => return Ok(()),
+        Err(e) if server_code(&e).is_some() => {
+            tracing::info!(namespace = %spec.namespace(), error = %e,
+                "could not read config.collections to check how the lock collection is \
+                 sharded; make sure it is unsharded or sharded on _id");
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(Error::from(map_error(
+                &spec.context("sharding check", None),
+                e,
+            )));
+        }
+    };
+    let flag = |f: &str| matches!(entry.get(f), Some(Bson::Boolean(true)));
+    if flag("dropped") || flag("unsplittable") {
+        return Ok(());
+    }
+    match entry.get("key") {
+        Some(Bson::Document(key)) => check_shard_key(spec, key, "config.collections"),
+        _ => Ok(()),
+    }
+}
+
+/// Read the reply of [`cosmos_get_collection`]: a `shardKeyDefinition` on
+/// anything but `_id` is refused; errors (every server but Cosmos DB RU)
+/// pass.
+pub(crate) fn cosmos_get_collection_reply(
+    spec: &Spec,
+    reply: Result<Document, MongoError>,
+) -> Result<(), Error> {
+    match reply {
+        Ok(doc) => match doc.get("shardKeyDefinition") {
+            Some(Bson::Document(key)) => check_shard_key(spec, key, "Cosmos DB shardKeyDefinition"),
+            _ => Ok(()),
+        },
+        Err(e) if server_code(&e).is_some() => Ok(()),
+        Err(e) => Err(Error::from(map_error(
+            &spec.context("sharding check", None),
+            e,
+        ))),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -906,18 +1171,97 @@ pub(crate) fn retry_after(message: &str) -> Option<Duration> {
     digits.parse::<u64>().ok().map(Duration::from_millis)
 }
 
-/// Map a driver error to a [`BackendError`] of the right kind.
+/// Map a driver error to a [`BackendError`] of the right kind; where the
+/// fix is known (retryable writes on a server without them, a TLS or DNS
+/// misconfiguration), the message says it first.
 pub(crate) fn map_error(ctx: &Ctx, e: MongoError) -> BackendError {
     let (kind, retry) = classify(&e);
-    let mut err = BackendError::new(kind, ctx.to_string()).with_source(e);
+    let message = match hint(&e) {
+        Some(hint) => format!("{ctx}: {hint}"),
+        None => ctx.to_string(),
+    };
+    let mut err = BackendError::new(kind, message).with_source(e);
     if let Some(delay) = retry {
         err = err.with_retry_after(delay);
     }
     err
 }
 
-fn classify(e: &MongoError) -> (BackendErrorKind, Option<Duration>) {
+/// A server without retryable writes (Amazon DocumentDB before 8.0.2, a
+/// standalone MongoDB) refusing the driver's default `retryWrites=true`.
+fn retryable_writes_refused(e: &MongoError) -> bool {
+    let Some(message) = server_message(e) else {
+        return false;
+    };
+    let lower = message.to_ascii_lowercase();
+    (server_code(e) == Some(CODE_ILLEGAL_OPERATION) && lower.starts_with("transaction numbers"))
+        || lower.contains("does not support retryable writes")
+        || (lower.contains("retryable writes") && lower.contains("not supported"))
+}
+
+/// Words of a server-selection error that name a TLS failure.
+const TLS_SIGNS: &[&str] = &[
+    "certificate",
+    "tls handshake",
+    "invalidcontenttype",
+    "received corrupt message",
+    "peer is incompatible",
+    "peer misbehaved",
+    "invalid dns name",
+    "unknownissuer",
+];
+
+/// Words of a server-selection error that name a host that does not exist
+/// (not a resolver that is down, which is transient).
+const DNS_SIGNS: &[&str] = &[
+    "name or service not known",
+    "nodename nor servname provided",
+    "no such host is known",
+    "no address associated with hostname",
+    "nxdomain",
+];
+
+/// A server-selection error whose servers all failed for a reason that
+/// waiting does not cure: a TLS misconfiguration or a host name that does
+/// not exist.
+fn misconfigured_selection(e: &MongoError) -> Option<&'static str> {
+    let ErrorKind::ServerSelection { message, .. } = e.kind.as_ref() else {
+        return None;
+    };
+    let lower = message.to_ascii_lowercase();
+    if TLS_SIGNS.iter().any(|s| lower.contains(s)) {
+        Some("TLS failed: check `tls`, `tlsCAFile`, `tlsCertificateKeyFile` and the host names")
+    } else if DNS_SIGNS.iter().any(|s| lower.contains(s)) {
+        Some("a host name in the connection string does not resolve")
+    } else {
+        None
+    }
+}
+
+/// What to tell the user first, where the fix is known.
+fn hint(e: &MongoError) -> Option<String> {
+    if retryable_writes_refused(e) {
+        return Some(
+            "this server does not support retryable writes (Amazon DocumentDB before 8.0.2, a \
+             standalone server): add `retryWrites=false` to the connection string. Without \
+             them, a lock command whose answer is lost is not retried by the driver: an \
+             acquisition whose answer was lost is released when the acquisition gives up or \
+             expires with its lease, and a release is sent again and recognises its own \
+             earlier success"
+                .to_owned(),
+        );
+    }
+    misconfigured_selection(e).map(|what| {
+        format!("{what}; no server could be selected, and waiting will not change that")
+    })
+}
+
+/// The kind of a driver error (see the error table in the crate docs).
+pub(crate) fn classify(e: &MongoError) -> (BackendErrorKind, Option<Duration>) {
     use BackendErrorKind as K;
+    if retryable_writes_refused(e) {
+        return (K::InvalidConfig, None);
+    }
     if let Some(code) = server_code(e) {
         let kind = match code {
             CODE_TOO_MANY_REQUESTS => {
@@ -928,11 +1272,15 @@ fn classify(e: &MongoError) -> (BackendErrorKind, Option<Duration>) {
             CODE_MAX_TIME_MS_EXPIRED
             | CODE_WRITE_CONCERN_FAILED
             | CODE_NETWORK_TIMEOUT
-            | CODE_EXCEEDED_TIME_LIMIT => K::Timeout,
-            CODE_HOST_UNREACHABLE
+            | CODE_EXCEEDED_TIME_LIMIT
+            | CODE_NETWORK_INTERFACE_EXCEEDED_TIME_LIMIT => K::Timeout,
+            // InternalError: Azure Cosmos DB answers it for passing faults.
+            CODE_INTERNAL_ERROR
+            | CODE_HOST_UNREACHABLE
             | CODE_HOST_NOT_FOUND
             | CODE_SHUTDOWN_IN_PROGRESS
             | CODE_WRITE_CONFLICT
+            | CODE_FAILED_TO_SATISFY_READ_PREFERENCE
             | CODE_PRIMARY_STEPPED_DOWN
             | CODE_INTERRUPTED_AT_SHUTDOWN
             | CODE_INTERRUPTED_DUE_TO_REPL_STATE_CHANGE
@@ -942,12 +1290,10 @@ fn classify(e: &MongoError) -> (BackendErrorKind, Option<Duration>) {
             | CODE_SOCKET_EXCEPTION => K::Unavailable,
             // A record that is not shaped as expected (for example `seq` not a
             // number) makes the update fail with TypeMismatch or BadValue.
-            CODE_INTERNAL_ERROR | CODE_BAD_VALUE | CODE_TYPE_MISMATCH | CODE_NOT_IMPLEMENTED => {
-                K::Unexpected
-            }
-            _ if e.contains_label("RetryableWriteError")
-                || e.contains_label("RetryableError")
-                || e.contains_label("SystemOverloadedError") =>
+            CODE_BAD_VALUE | CODE_TYPE_MISMATCH | CODE_NOT_IMPLEMENTED => K::Unexpected,
+            _ if e.contains_label(RETRYABLE_WRITE_ERROR)
+                || e.contains_label(RETRYABLE_ERROR)
+                || e.contains_label(SYSTEM_OVERLOADED_ERROR) =>
             {
                 K::Unavailable
             }
@@ -956,6 +1302,9 @@ fn classify(e: &MongoError) -> (BackendErrorKind, Option<Duration>) {
         return (kind, None);
     }
     let kind = match e.kind.as_ref() {
+        ErrorKind::ServerSelection { .. } if misconfigured_selection(e).is_some() => {
+            K::InvalidConfig
+        }
         ErrorKind::ServerSelection { .. }
         | ErrorKind::ConnectionPoolCleared { .. }
         | ErrorKind::DnsResolve { .. } => K::Unavailable,
@@ -1127,7 +1476,7 @@ mod tests {
     }
 
     fn spec(allow: bool) -> Spec {
-        Spec::new("db", MongoOptions::new().allow_non_atomic_server(allow)).expect("spec")
+        Spec::new("db", &MongoOptions::new().allow_non_atomic_server(allow)).expect("spec")
     }
 
     #[test]

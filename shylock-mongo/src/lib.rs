@@ -277,4 +277,7 @@ pub use async_backend::MongoBackend;
 /// The MongoDB driver this backend is built on, re-exported so that an
 /// application can make its client with the very same driver version.
 pub use mongodb;
-pub use options::{DEFAULT_COLLECTION, DEFAULT_TTL_GRACE, MIN_TTL_GRACE, MongoOptions};
+pub use options::{
+    DEFAULT_COLLECTION, DEFAULT_COMMAND_TIMEOUT, DEFAULT_SETUP_TIMEOUT, DEFAULT_TTL_GRACE,
+    MIN_TTL_GRACE, MongoOptions,
+};

@@ -22,7 +22,16 @@ pub const DEFAULT_TTL_GRACE: Duration = Duration::from_secs(3600);
 /// the argument. One minute is far above any sane clock estimate error.
 pub const MIN_TTL_GRACE: Duration = Duration::from_secs(60);
 
+/// The default [`setup_timeout`](MongoOptions::setup_timeout): 10 seconds.
+pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The default [`command_timeout`](MongoOptions::command_timeout): 30 seconds.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Settings of a MongoDB backend beyond the client and the database name.
+///
+/// Built with [`new`](Self::new) (or [`Default`]) and the `#[must_use]`
+/// setters; read back with the `get_*` getters.
 ///
 /// ```
 /// use std::time::Duration;
@@ -32,15 +41,19 @@ pub const MIN_TTL_GRACE: Duration = Duration::from_secs(60);
 /// let options = MongoOptions::new()
 ///     .collection("locks")
 ///     .write_concern(WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build())
-///     .ttl_grace(Duration::from_secs(24 * 3600));
-/// assert_eq!(options.collection_name(), "locks");
+///     .ttl_grace(Duration::from_secs(24 * 3600))
+///     .setup_timeout(Duration::from_secs(5));
+/// assert_eq!(options.get_collection(), "locks");
+/// assert_eq!(options.get_setup_timeout(), Duration::from_secs(5));
 /// ```
 #[derive(Debug, Clone)]
 pub struct MongoOptions {
-    pub(crate) collection: String,
-    pub(crate) write_concern: WriteConcern,
-    pub(crate) ttl_grace: Duration,
-    pub(crate) allow_non_atomic_server: bool,
+    collection: String,
+    write_concern: WriteConcern,
+    ttl_grace: Duration,
+    allow_non_atomic_server: bool,
+    setup_timeout: Duration,
+    command_timeout: Duration,
 }
 
 impl Default for MongoOptions {
@@ -50,13 +63,18 @@ impl Default for MongoOptions {
             write_concern: WriteConcern::majority(),
             ttl_grace: DEFAULT_TTL_GRACE,
             allow_non_atomic_server: false,
+            setup_timeout: DEFAULT_SETUP_TIMEOUT,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
         }
     }
 }
 
 impl MongoOptions {
     /// The defaults: collection [`DEFAULT_COLLECTION`] (`shylock`), write
-    /// concern `majority`, TTL grace [`DEFAULT_TTL_GRACE`] (one hour).
+    /// concern `majority`, TTL grace [`DEFAULT_TTL_GRACE`] (one hour), set-up
+    /// deadline [`DEFAULT_SETUP_TIMEOUT`] (10 s), per-command bound
+    /// [`DEFAULT_COMMAND_TIMEOUT`] (30 s).
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
@@ -64,6 +82,7 @@ impl MongoOptions {
     /// The collection that holds the lock records (default `shylock`).
     ///
     /// The name is checked when the backend is made, before anything is sent.
+    #[must_use]
     pub fn collection(mut self, name: impl Into<String>) -> Self {
         self.collection = name.into();
         self
@@ -74,7 +93,11 @@ impl MongoOptions {
     ///
     /// A weaker write concern (such as `w: 1`) is faster but a lock granted
     /// by a primary that fails before replicating the grant may be granted
-    /// again by the next primary.
+    /// again by the next primary. Its `wtimeout`, if unset or longer, is set
+    /// per command to the command's bound (see
+    /// [`command_timeout`](Self::command_timeout)), so that a write never
+    /// waits for ever for acknowledgements that cannot come.
+    #[must_use]
     pub fn write_concern(mut self, write_concern: WriteConcern) -> Self {
         self.write_concern = write_concern;
         self
@@ -86,6 +109,7 @@ impl MongoOptions {
     ///
     /// Only garbage collection depends on it: a record whose lease has ended
     /// is free for the next acquirer whether or not it was deleted.
+    #[must_use]
     pub fn ttl_grace(mut self, grace: Duration) -> Self {
         self.ttl_grace = grace;
         self
@@ -114,31 +138,71 @@ impl MongoOptions {
     /// use shylock_mongo::MongoOptions;
     /// // A test against FerretDB, through a client with max_pool_size(1):
     /// let options = MongoOptions::new().allow_non_atomic_server(true);
-    /// assert!(options.allows_non_atomic_server());
+    /// assert!(options.get_allow_non_atomic_server());
     /// ```
+    #[must_use]
     pub fn allow_non_atomic_server(mut self, allow: bool) -> Self {
         self.allow_non_atomic_server = allow;
         self
     }
 
-    /// Whether [`allow_non_atomic_server`](Self::allow_non_atomic_server) is
-    /// in force.
-    pub fn allows_non_atomic_server(&self) -> bool {
-        self.allow_non_atomic_server
+    /// The deadline of `create`, `create_with` and `prepare` (default
+    /// [`DEFAULT_SETUP_TIMEOUT`], 10 s): all their commands together must be
+    /// answered within it, or they fail with a
+    /// [`Timeout`](shylock_core::BackendErrorKind::Timeout) backend error that
+    /// says which step was waiting (typically: no server reachable, when the
+    /// driver would otherwise wait its whole `serverSelectionTimeoutMS`,
+    /// 30 s by default). Must not be zero.
+    #[must_use]
+    pub fn setup_timeout(mut self, timeout: Duration) -> Self {
+        self.setup_timeout = timeout;
+        self
     }
 
-    /// The collection name in force.
-    pub fn collection_name(&self) -> &str {
+    /// The longest any one lock command may take (default
+    /// [`DEFAULT_COMMAND_TIMEOUT`], 30 s), also when the caller gave no time
+    /// limit: an acquisition, renewal, release, inspection or server-time
+    /// read that has no answer by then ends with a
+    /// [`Timeout`](shylock_core::BackendErrorKind::Timeout) error (the core
+    /// retries it within the caller's own limit, if any). Acquisitions and
+    /// renewals are also bounded by their lease (a grant that arrives after
+    /// its lease is worthless). The bound is sent as `maxTimeMS` and as the
+    /// write concern's `wtimeout`, and the backend stops waiting for the
+    /// driver at it. Must not be zero.
+    #[must_use]
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// The collection name (see [`collection`](Self::collection)).
+    pub fn get_collection(&self) -> &str {
         &self.collection
     }
 
-    /// The write concern in force.
-    pub fn write_concern_in_force(&self) -> &WriteConcern {
+    /// The write concern (see [`write_concern`](Self::write_concern)).
+    pub fn get_write_concern(&self) -> &WriteConcern {
         &self.write_concern
     }
 
-    /// The TTL grace in force.
-    pub fn ttl_grace_in_force(&self) -> Duration {
+    /// The TTL grace (see [`ttl_grace`](Self::ttl_grace)).
+    pub fn get_ttl_grace(&self) -> Duration {
         self.ttl_grace
+    }
+
+    /// Whether [`allow_non_atomic_server`](Self::allow_non_atomic_server) is
+    /// on.
+    pub fn get_allow_non_atomic_server(&self) -> bool {
+        self.allow_non_atomic_server
+    }
+
+    /// The set-up deadline (see [`setup_timeout`](Self::setup_timeout)).
+    pub fn get_setup_timeout(&self) -> Duration {
+        self.setup_timeout
+    }
+
+    /// The per-command bound (see [`command_timeout`](Self::command_timeout)).
+    pub fn get_command_timeout(&self) -> Duration {
+        self.command_timeout
     }
 }

@@ -2,22 +2,40 @@
 //! pymongo backend). The commands are the same as the async backend's (one
 //! shared definition); only the call style differs.
 //!
-//! # Deadlines
+//! # Where the driver calls run, and deadlines
 //!
-//! The sync driver cannot abandon a call once it is made, so a primitive
-//! with a deadline runs its driver call on a helper thread and stops waiting
-//! for it at the deadline, answering a
-//! [`Timeout`](shylock_core::BackendErrorKind::Timeout) error (the outcome
-//! of the command is then unknown, as with any timeout). The abandoned call
-//! finishes in the background, bounded by the client's own timeouts
-//! (`serverSelectionTimeoutMS`, 30 s by default, `connectTimeoutMS`,
-//! `socketTimeoutMS`); its late result is dropped. Commands also carry
-//! `maxTimeMS` (the time left), so the server stops working on them too.
+//! The sync driver runs each call on its own tokio runtime and panics if it
+//! is called from a thread that is inside another runtime. So every driver
+//! call of this backend (set-up included) runs on one of a few helper
+//! threads of the backend (at most [`HELPER_THREADS`], started when first
+//! needed, shared by clones, gone when the last clone is dropped); the
+//! calling thread only waits for the answer. Every public call therefore
+//! works the same on a plain thread, inside a current-thread runtime and
+//! inside a multi-thread runtime (where it blocks its worker thread until
+//! it returns: prefer the async backend there).
+//!
+//! The sync driver cannot abandon a call once it is made, so the caller
+//! stops waiting at the call's deadline (the caller's limit, the lease, or
+//! [`MongoOptions::command_timeout`](crate::MongoOptions::command_timeout);
+//! for set-up [`MongoOptions::setup_timeout`](crate::MongoOptions::setup_timeout))
+//! and gets a [`Timeout`](shylock_core::BackendErrorKind::Timeout) error
+//! (the outcome of the command is then unknown, as with any timeout). A
+//! call still queued for a helper at its deadline is never sent. A call
+//! already sent is left to its helper: it ends when the server answers or
+//! gives up (every command carries `maxTimeMS` and, for writes, `wtimeout`
+//! = its bound), when the driver's server selection gives up
+//! (`serverSelectionTimeoutMS`, 30 s by default), or when the connection
+//! fails. The 3.x driver has **no socket timeout** (`socketTimeoutMS` is
+//! parsed but not applied), so on a connection whose peer silently
+//! vanished only TCP keepalive ends it (the driver turns it on with a
+//! 120 s idle time; Linux then probes for about 11 more minutes by
+//! default). Meanwhile that helper is busy; with all helpers busy, calls
+//! wait in a queue and end at their deadlines with `Timeout`, never later.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use mongodb::bson::Document;
 use mongodb::sync::{Client, Collection, Database};
@@ -27,8 +45,12 @@ use shylock_core::backend::{
 };
 use shylock_core::{BackendError, BackendErrorKind, Error, Timestamp};
 
-use crate::commands::{self, Ctx, FindAndModify, ServerCheck, Spec};
+use crate::commands::{self, Command, Ctx, FindAndModify, ServerCheck, Spec};
 use crate::options::MongoOptions;
+
+/// How many helper threads a backend (and its clones) may run driver calls
+/// on at once; see the [module docs](self).
+pub const HELPER_THREADS: usize = 4;
 
 /// The sync MongoDB backend: lock records in one collection, reached through
 /// the application's own [`mongodb::sync::Client`].
@@ -55,12 +77,16 @@ pub struct MongoBackend {
 struct Inner {
     db: Database,
     coll: Collection<Document>,
+    /// `config.collections`, read by the sharding check.
+    config_collections: Collection<Document>,
     spec: Spec,
-    /// The server answered `hello` with CommandNotFound: use `isMaster`.
+    /// The server refused `hello` (or gave no clock with it): use `isMaster`.
     legacy_hello: AtomicBool,
     /// The verdict of the `buildInfo` check (see
     /// [`MongoOptions::allow_non_atomic_server`]), once made.
     server_check: OnceLock<ServerCheck>,
+    /// The helper threads that make the driver calls.
+    helpers: Helpers,
 }
 
 impl std::fmt::Debug for MongoBackend {
@@ -74,24 +100,20 @@ impl std::fmt::Debug for MongoBackend {
 
 impl MongoBackend {
     /// A backend on the collection `shylock` of database `db`, prepared with
-    /// [`prepare`](Self::prepare).
+    /// [`prepare`](Self::prepare) within [`DEFAULT_SETUP_TIMEOUT`](crate::DEFAULT_SETUP_TIMEOUT).
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for a bad database name, before anything is
-    /// sent, or for a server that can grant a lock twice (FerretDB v1,
-    /// unless [`MongoOptions::allow_non_atomic_server`]); [`Error::Backend`]
-    /// if the server could not prepare the collection (unreachable,
-    /// unauthorized, or a conflicting index).
+    /// As the async [`MongoBackend::create`](crate::MongoBackend::create).
     pub fn create(client: &Client, db: &str) -> Result<Self, Error> {
         Self::create_with(client, db, MongoOptions::default())
     }
 
     /// A backend on database `db` with `options` (collection name, write
-    /// concern, TTL grace), prepared with [`prepare`](Self::prepare).
+    /// concern, TTL grace, deadlines), prepared with [`prepare`](Self::prepare).
     ///
     /// # Errors
     /// As [`create`](Self::create); also [`Error::InvalidConfig`] for a bad
-    /// collection name or TTL grace.
+    /// collection name, TTL grace or timeout.
     pub fn create_with(client: &Client, db: &str, options: MongoOptions) -> Result<Self, Error> {
         let backend = Self::new(client, db, options)?;
         backend.prepare()?;
@@ -108,99 +130,184 @@ impl MongoBackend {
     /// acquisition, once.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for a bad database or collection name or
-    /// TTL grace.
+    /// [`Error::InvalidConfig`] for a bad database or collection name, TTL
+    /// grace or timeout.
     pub fn new(client: &Client, db: &str, options: MongoOptions) -> Result<Self, Error> {
-        let spec = Spec::new(db, options)?;
+        let spec = Spec::new(db, &options)?;
         let database = client.database(&spec.db);
         let coll = database.collection::<Document>(&spec.collection);
+        let config_collections = client
+            .database("config")
+            .collection::<Document>("collections");
         Ok(MongoBackend {
             inner: Arc::new(Inner {
                 db: database,
                 coll,
+                config_collections,
                 spec,
                 legacy_hello: AtomicBool::new(false),
                 server_check: OnceLock::new(),
+                helpers: Helpers::new(),
             }),
         })
     }
 
-    /// Check the server (one `buildInfo`: FerretDB v1 is refused unless
-    /// [`MongoOptions::allow_non_atomic_server`]), create the collection and
-    /// its TTL index if they are missing, and check its indexes; see the async
+    /// Check the server and the collection and create the collection and
+    /// its TTL index if they are missing, within
+    /// [`MongoOptions::setup_timeout`]; see the async
     /// [`MongoBackend::prepare`](crate::MongoBackend::prepare) (same
     /// commands, same errors).
     ///
     /// # Errors
     /// As the async form's.
     pub fn prepare(&self) -> Result<(), Error> {
-        self.check_server(None)?.into_setup_result()?;
         let spec = &self.inner.spec;
+        let deadline = spec.setup_deadline();
+        let cap = spec.setup_timeout;
+        let fail = |e| commands::setup_error(spec, e);
+        self.check_server(Some(deadline), cap)
+            .map_err(fail)?
+            .into_setup_result()?;
+        let hello = self.hello(Some(deadline), cap).map_err(fail)?;
+        let topology = commands::Topology::from_hello(&hello);
+
+        let (db, name) = (self.inner.db.clone(), spec.collection.clone());
+        let options = commands::create_collection_options(spec, deadline);
         let created = self
-            .inner
-            .db
-            .create_collection(&spec.collection)
-            .with_options(commands::create_collection_options(spec))
-            .run();
+            .call(
+                deadline,
+                &spec.context("create collection", None),
+                move || db.create_collection(name).with_options(options).run(),
+            )
+            .map_err(fail)?;
         commands::create_collection_reply(spec, created)?;
+
+        let lookup = commands::shard_key_lookup(spec, deadline);
+        let config = self.inner.config_collections.clone();
+        let (filter, options) = (lookup.filter, lookup.options);
+        let found = self
+            .call(deadline, &lookup.ctx, move || {
+                config.find_one(filter).with_options(options).run()
+            })
+            .map_err(fail)?;
+        commands::shard_key_reply(spec, found)?;
+
+        let cosmos = commands::cosmos_get_collection(spec, deadline);
+        let answer = self.run_command(cosmos).map_err(fail)?;
+        commands::cosmos_get_collection_reply(spec, answer)?;
+
+        let coll = self.inner.coll.clone();
+        let (model, options) = (
+            commands::ttl_index(spec),
+            commands::ttl_index_options(spec, topology, deadline),
+        );
         let indexed = self
-            .inner
-            .coll
-            .create_index(commands::ttl_index(spec))
-            .write_concern(commands::ttl_index_write_concern(spec))
-            .run()
-            .map(|_| ());
+            .call(
+                deadline,
+                &spec.context("create TTL index", None),
+                move || {
+                    coll.create_index(model)
+                        .with_options(options)
+                        .run()
+                        .map(|_| ())
+                },
+            )
+            .map_err(fail)?;
         commands::ttl_index_reply(spec, indexed)?;
-        let list = commands::list_indexes(spec);
+
+        let coll = self.inner.coll.clone();
+        let options = commands::list_indexes_options(deadline);
         let listed = self
-            .inner
-            .db
-            .run_command(list.command)
-            .with_options(list.options)
-            .run();
+            .call(deadline, &commands::list_indexes_ctx(spec), move || {
+                coll.list_indexes()
+                    .with_options(options)
+                    .run()
+                    .and_then(|cursor| cursor.collect::<Result<Vec<_>, _>>())
+            })
+            .map_err(fail)?;
         commands::check_indexes(spec, listed)
     }
 
-    /// The database name.
-    pub fn database_name(&self) -> &str {
+    /// The database's name.
+    pub fn database(&self) -> &str {
         &self.inner.spec.db
     }
 
-    /// The collection name.
-    pub fn collection_name(&self) -> &str {
+    /// The collection's name.
+    pub fn collection(&self) -> &str {
         &self.inner.spec.collection
     }
 
+    /// Run `call` on a helper thread; wait for it until `deadline`.
+    fn call<T: Send + 'static>(
+        &self,
+        deadline: Instant,
+        ctx: &Ctx,
+        call: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, BackendError> {
+        self.inner.helpers.call(deadline, ctx, call)
+    }
+
+    /// Run a database command on a helper thread.
+    fn run_command(
+        &self,
+        cmd: Command,
+    ) -> Result<Result<Document, mongodb::error::Error>, BackendError> {
+        let db = self.inner.db.clone();
+        let (command, options) = (cmd.command, cmd.options);
+        self.call(cmd.deadline, &cmd.ctx, move || {
+            db.run_command(command).with_options(options).run()
+        })
+    }
+
     /// The verdict of the server check: the remembered one, or a
-    /// `buildInfo` (within `deadline`) read by
+    /// `buildInfo` (within `deadline` and `cap`) read by
     /// [`commands::server_check_reply`] and remembered.
-    fn check_server(&self, deadline: Option<Instant>) -> Result<ServerCheck, BackendError> {
+    fn check_server(
+        &self,
+        deadline: Option<Instant>,
+        cap: Duration,
+    ) -> Result<ServerCheck, BackendError> {
         if let Some(verdict) = self.inner.server_check.get() {
             return Ok(verdict.clone());
         }
-        let cmd = commands::build_info(&self.inner.spec, deadline)?;
-        let db = self.inner.db.clone();
-        let (command, options) = (cmd.command, cmd.options);
-        let reply = within(deadline, &cmd.ctx, move || {
-            db.run_command(command).with_options(options).run()
-        })?;
-        let verdict = commands::server_check_reply(&self.inner.spec, &cmd.ctx, reply)?;
+        let cmd = commands::build_info(&self.inner.spec, deadline, cap)?;
+        let ctx = cmd.ctx.clone();
+        let reply = self.run_command(cmd)?;
+        let verdict = commands::server_check_reply(&self.inner.spec, &ctx, reply)?;
         Ok(self.inner.server_check.get_or_init(|| verdict).clone())
+    }
+
+    /// `hello` (or `isMaster`, remembered, where `hello` is refused or
+    /// gives no clock): a reply with the server's `localTime`.
+    fn hello(&self, deadline: Option<Instant>, cap: Duration) -> Result<Document, BackendError> {
+        loop {
+            let legacy = self.inner.legacy_hello.load(Ordering::Relaxed);
+            let cmd = commands::server_time(&self.inner.spec, legacy, deadline, cap)?;
+            let ctx = cmd.ctx.clone();
+            let reply = self.run_command(cmd)?;
+            if !legacy && commands::hello_unsupported(&reply) {
+                self.inner.legacy_hello.store(true, Ordering::Relaxed);
+                continue;
+            }
+            commands::server_time_reply(&ctx, reply.clone())?;
+            return reply.map_err(|e| commands::map_error(&ctx, e));
+        }
     }
 
     fn find_and_modify(
         &self,
         cmd: FindAndModify,
-        deadline: Option<Instant>,
     ) -> Result<(Ctx, Result<Option<Document>, mongodb::error::Error>), BackendError> {
         let FindAndModify {
             filter,
             update,
             options,
             ctx,
+            deadline,
         } = cmd;
         let coll = self.inner.coll.clone();
-        let reply = within(deadline, &ctx, move || {
+        let reply = self.call(deadline, &ctx, move || {
             coll.find_one_and_update(filter, update)
                 .with_options(options)
                 .run()
@@ -209,38 +316,143 @@ impl MongoBackend {
     }
 }
 
-/// Run the blocking driver call `call`, giving up waiting for it at
-/// `deadline` with a timeout error (see the [module docs](self)).
-fn within<T: Send + 'static>(
-    deadline: Option<Instant>,
-    ctx: &Ctx,
-    call: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, BackendError> {
-    let Some(left) = commands::time_left(deadline, ctx)? else {
-        return Ok(call());
-    };
-    let (tx, rx) = mpsc::sync_channel(1);
-    std::thread::Builder::new()
-        .name("shylock-mongo-call".into())
-        .spawn(move || {
+// ---------------------------------------------------------------------------
+// Helper threads
+// ---------------------------------------------------------------------------
+
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// At most [`HELPER_THREADS`] threads taking jobs from one queue; started
+/// when a job finds none idle; they end when the queue's sender (this
+/// value) is dropped.
+struct Helpers {
+    queue: Mutex<mpsc::Sender<Job>>,
+    jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
+    counts: Arc<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    threads: AtomicUsize,
+    idle: AtomicUsize,
+}
+
+/// Where a call stands: a caller that gave up before a helper started it
+/// means it is never sent.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CallState {
+    Queued,
+    Started,
+    Abandoned,
+}
+
+impl Helpers {
+    fn new() -> Helpers {
+        let (tx, rx) = mpsc::channel();
+        Helpers {
+            queue: Mutex::new(tx),
+            jobs: Arc::new(Mutex::new(rx)),
+            counts: Arc::new(Counts::default()),
+        }
+    }
+
+    /// Start one more helper if none is idle and the limit allows.
+    fn grow(&self, ctx: &Ctx) -> Result<(), BackendError> {
+        let counts = &self.counts;
+        if counts.idle.load(Ordering::SeqCst) > 0 {
+            return Ok(());
+        }
+        let started = counts
+            .threads
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < HELPER_THREADS).then_some(n + 1)
+            });
+        if started.is_err() {
+            return Ok(()); // all helpers exist; the job waits in the queue
+        }
+        let (jobs, counts) = (Arc::clone(&self.jobs), Arc::clone(&self.counts));
+        let spawned = std::thread::Builder::new()
+            .name("shylock-mongo-call".into())
+            .spawn(move || helper(&jobs, &counts));
+        if let Err(e) = spawned {
+            self.counts.threads.fetch_sub(1, Ordering::SeqCst);
+            if self.counts.threads.load(Ordering::SeqCst) == 0 {
+                return Err(BackendError::new(
+                    BackendErrorKind::Unavailable,
+                    format!("{ctx}: could not start a helper thread for the driver call"),
+                )
+                .with_source(e));
+            }
+        }
+        Ok(())
+    }
+
+    fn call<T: Send + 'static>(
+        &self,
+        deadline: Instant,
+        ctx: &Ctx,
+        call: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, BackendError> {
+        let state = Arc::new(Mutex::new(CallState::Queued));
+        let (tx, rx) = mpsc::sync_channel(1);
+        let job_state = Arc::clone(&state);
+        let job: Job = Box::new(move || {
+            {
+                let mut s = lock(&job_state);
+                if *s == CallState::Abandoned {
+                    return; // the caller gave up: never send it
+                }
+                *s = CallState::Started;
+            }
             // The receiver is gone if the caller gave up: drop the result.
             let _ = tx.send(call());
-        })
-        .map_err(|e| {
-            BackendError::new(
-                BackendErrorKind::Unavailable,
-                format!("{ctx}: could not start a thread for the call"),
-            )
-            .with_source(e)
-        })?;
-    match rx.recv_timeout(left) {
-        Ok(value) => Ok(value),
-        Err(mpsc::RecvTimeoutError::Timeout) => Err(commands::timeout_error(ctx)),
-        Err(mpsc::RecvTimeoutError::Disconnected) => Err(BackendError::new(
-            BackendErrorKind::Other,
-            format!("{ctx}: the driver call panicked"),
-        )),
+        });
+        self.grow(ctx)?;
+        if lock(&self.queue).send(job).is_err() {
+            return Err(BackendError::new(
+                BackendErrorKind::Other,
+                format!("{ctx}: the helper threads are gone"),
+            ));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(value) => Ok(value),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let mut s = lock(&state);
+                if *s == CallState::Queued {
+                    *s = CallState::Abandoned;
+                }
+                Err(commands::timeout_error(ctx))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(BackendError::new(
+                BackendErrorKind::Other,
+                format!("{ctx}: the driver call panicked"),
+            )),
+        }
     }
+}
+
+/// A helper thread: take jobs until the queue is closed. A job that panics
+/// (a driver bug) does not end the thread.
+fn helper(jobs: &Mutex<mpsc::Receiver<Job>>, counts: &Counts) {
+    loop {
+        counts.idle.fetch_add(1, Ordering::SeqCst);
+        let job = lock(jobs).recv();
+        counts.idle.fetch_sub(1, Ordering::SeqCst);
+        match job {
+            Ok(job) => {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            }
+            Err(_) => break,
+        }
+    }
+    counts.threads.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Lock a mutex, also one poisoned by a panic elsewhere (the data stays
+/// consistent: every critical section here is a single store or call).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl SyncBackend for MongoBackend {
@@ -248,22 +460,23 @@ impl SyncBackend for MongoBackend {
         // One atomic load once checked; a `buildInfo` before the first
         // acquisition of a backend made with `new`.
         if !matches!(self.inner.server_check.get(), Some(ServerCheck::Allowed)) {
-            self.check_server(req.deadline)?.into_backend_result()?;
+            self.check_server(req.deadline, self.inner.spec.command_timeout)?
+                .into_backend_result()?;
         }
         let cmd = commands::acquire(&self.inner.spec, &req)?;
-        let (ctx, reply) = self.find_and_modify(cmd, req.deadline)?;
+        let (ctx, reply) = self.find_and_modify(cmd)?;
         commands::acquire_reply(&ctx, req.owner, reply)
     }
 
     fn renew(&self, req: RenewRequest<'_>) -> Result<RenewOutcome, BackendError> {
         let cmd = commands::renew(&self.inner.spec, &req)?;
-        let (ctx, reply) = self.find_and_modify(cmd, req.deadline)?;
+        let (ctx, reply) = self.find_and_modify(cmd)?;
         commands::renew_reply(&ctx, reply)
     }
 
     fn release(&self, req: ReleaseRequest<'_>) -> Result<ReleaseOutcome, BackendError> {
         let cmd = commands::release(&self.inner.spec, &req)?;
-        let (ctx, reply) = self.find_and_modify(cmd, req.deadline)?;
+        let (ctx, reply) = self.find_and_modify(cmd)?;
         commands::release_reply(&ctx, reply)
     }
 
@@ -271,27 +484,15 @@ impl SyncBackend for MongoBackend {
         let cmd = commands::inspect(&self.inner.spec, &req)?;
         let coll = self.inner.coll.clone();
         let (filter, options) = (cmd.filter, cmd.options);
-        let reply = within(req.deadline, &cmd.ctx, move || {
+        let reply = self.call(cmd.deadline, &cmd.ctx, move || {
             coll.find_one(filter).with_options(options).run()
         })?;
         commands::inspect_reply(&cmd.ctx, req.now, reply)
     }
 
     fn server_time(&self, deadline: Option<Instant>) -> Result<Timestamp, BackendError> {
-        loop {
-            let legacy = self.inner.legacy_hello.load(Ordering::Relaxed);
-            let cmd = commands::server_time(&self.inner.spec, legacy, deadline)?;
-            let db = self.inner.db.clone();
-            let (command, options) = (cmd.command, cmd.options);
-            let reply = within(deadline, &cmd.ctx, move || {
-                db.run_command(command).with_options(options).run()
-            })?;
-            if !legacy && commands::hello_unsupported(&reply) {
-                self.inner.legacy_hello.store(true, Ordering::Relaxed);
-                continue;
-            }
-            return commands::server_time_reply(&cmd.ctx, reply);
-        }
+        let hello = self.hello(deadline, self.inner.spec.command_timeout)?;
+        commands::server_time_reply(&self.inner.spec.context("server time", None), Ok(hello))
     }
 
     fn clock(&self) -> ClockSource {

@@ -250,10 +250,17 @@ fn basic_cycle(p: &Prims) {
     );
 
     assert_eq!(p.release(&n, &a), ReleaseOutcome::Released);
+    // Issue 11 item 4: the same release sent again (its answer lost, on a
+    // deployment without retryable writes) finds its own release.
     assert_eq!(
         p.release(&n, &a),
+        ReleaseOutcome::Released,
+        "a release sent again finds its own release"
+    );
+    assert_eq!(
+        p.release(&n, &b),
         ReleaseOutcome::NotOwner,
-        "a second release finds nothing"
+        "not b's release"
     );
     assert_eq!(
         p.renew_at(&n, &a, LEASE, p.now()),
@@ -264,7 +271,18 @@ fn basic_cycle(p: &Prims) {
 
     let g2 = granted(p.acquire(&n, &b));
     assert!(g2.token > g1.token, "{} > {}", g2.token, g1.token);
+    assert_eq!(
+        p.release(&n, &a),
+        ReleaseOutcome::NotOwner,
+        "a's late release never frees b's holding"
+    );
+    assert_eq!(p.inspect(&n).map(|r| r.owner), Some(b.clone()));
     assert_eq!(p.release(&n, &b), ReleaseOutcome::Released);
+    assert_eq!(
+        p.release(&n, &a),
+        ReleaseOutcome::NotOwner,
+        "once b released, a's old release is not recognised as a's"
+    );
 }
 both_forms!(basic_cycle: basic_cycle_async, basic_cycle_sync);
 
@@ -914,8 +932,8 @@ fn describe_names_the_namespace() {
             AsyncBackend::describe(b),
             format!("mongodb {}.shylock", p.db)
         );
-        assert_eq!(b.collection_name(), "shylock");
-        assert_eq!(b.database_name(), &*p.db);
+        assert_eq!(b.collection(), "shylock");
+        assert_eq!(b.database(), &*p.db);
     }
 }
 
