@@ -1228,6 +1228,11 @@ fn misconfigured_selection(e: &MongoError) -> Option<&'static str> {
     let ErrorKind::ServerSelection { message, .. } = e.kind.as_ref() else {
         return None;
     };
+    misconfiguration_in(message)
+}
+
+/// [`misconfigured_selection`] on the text of a server-selection error.
+fn misconfiguration_in(message: &str) -> Option<&'static str> {
     let lower = message.to_ascii_lowercase();
     if TLS_SIGNS.iter().any(|s| lower.contains(s)) {
         Some("TLS failed: check `tls`, `tlsCAFile`, `tlsCertificateKeyFile` and the host names")
@@ -1404,6 +1409,133 @@ mod tests {
             .0,
             K::Timeout
         );
+    }
+
+    // Issue 11 item 7: transient errors that were fatal.
+    #[test]
+    fn transient_server_errors_are_retried() {
+        use BackendErrorKind as K;
+        for (code, name) in [(1, "InternalError"), (133, "FailedToSatisfyReadPreference")] {
+            assert_eq!(
+                kind_of(command_error(code, name, "passing")).0,
+                K::Unavailable,
+                "{name}"
+            );
+        }
+        assert_eq!(
+            kind_of(command_error(
+                202,
+                "NetworkInterfaceExceededTimeLimit",
+                "election"
+            ))
+            .0,
+            K::Timeout
+        );
+    }
+
+    // Issue 11 item 2: DocumentDB (and a standalone server) refusing
+    // retryable writes is a configuration error that says what to add.
+    #[test]
+    fn retryable_writes_refusal_says_what_to_add() {
+        for (code, name, msg) in [
+            (
+                301,
+                "IllegalOperation",
+                "Retryable writes are not supported",
+            ),
+            (
+                20,
+                "IllegalOperation",
+                "Transaction numbers are only allowed on a replica set member or mongos",
+            ),
+            (
+                20,
+                "IllegalOperation",
+                "This MongoDB deployment does not support retryable writes. Please add \
+                 retryWrites=false to your connection string.",
+            ),
+        ] {
+            let err = map_error(&ctx(), command_error(code, name, msg));
+            assert_eq!(err.kind(), BackendErrorKind::InvalidConfig, "{msg}");
+            assert!(err.to_string().contains("retryWrites=false"), "{err}");
+        }
+    }
+
+    // Issue 11 item 7, the reverse: a TLS or DNS misconfiguration arrives
+    // as a server-selection error and must not be retried for ever.
+    #[test]
+    fn misconfigured_server_selection_is_fatal() {
+        // (ServerSelection errors cannot be built outside the driver: the
+        // texts are read here; tests/errors.rs shows a real TLS failure.)
+        let tls = "Server selection timeout: No available servers. Topology: { Type: Unknown, \
+             Servers: [ { Address: db:27017, Type: Unknown, Error: Kind: I/O error: invalid \
+             peer certificate: UnknownIssuer, labels: {} } ] }";
+        assert!(misconfiguration_in(tls).is_some_and(|m| m.contains("TLS")));
+        let dns = "Server selection timeout: No available servers. Topology: { Type: Unknown, \
+             Servers: [ { Address: nosuch.invalid:27017, Type: Unknown, Error: Kind: I/O \
+             error: failed to lookup address information: Name or service not known } ] }";
+        assert!(misconfiguration_in(dns).is_some());
+        let down = "Server selection timeout: No available servers. Topology: { Type: Unknown, \
+             Servers: [ { Address: 127.0.0.1:1, Type: Unknown, Error: Kind: I/O error: \
+             Connection refused (os error 111), labels: {} } ] }";
+        assert_eq!(misconfiguration_in(down), None);
+    }
+
+    // Issue 11 item 1: Cosmos DB answers `hello` with 115 CommandNotSupported;
+    // any non-auth command error, and a reply without a clock, mean "ask
+    // isMaster"; a server without any clock is refused clearly.
+    #[test]
+    fn hello_falls_back_to_is_master() {
+        let refused = |code, name| Err(command_error(code, name, "no hello here"));
+        assert!(hello_unsupported(&refused(115, "CommandNotSupported")));
+        assert!(hello_unsupported(&refused(59, "CommandNotFound")));
+        assert!(hello_unsupported(&refused(12345, "Whatever")));
+        assert!(!hello_unsupported(&refused(13, "Unauthorized")));
+        assert!(!hello_unsupported(&refused(18, "AuthenticationFailed")));
+        assert!(!hello_unsupported(&refused(91, "ShutdownInProgress")));
+        assert!(hello_unsupported(&Ok(doc! { "ok": 1.0 })));
+        assert!(!hello_unsupported(&Ok(
+            doc! { "localTime": DateTime::from_millis(5), "ok": 1.0 }
+        )));
+        let err = server_time_reply(&ctx(), Ok(doc! { "ismaster": true, "ok": 1.0 }))
+            .expect_err("no clock");
+        assert_eq!(err.kind(), BackendErrorKind::InvalidConfig);
+        assert!(err.to_string().contains("localTime"), "{err}");
+    }
+
+    // Issue 11 item 3: only `_id` (ranged or hashed) or no shard key pass.
+    #[test]
+    fn shard_keys() {
+        let s = spec(false);
+        let entry = |key| Ok(Some(doc! { "_id": "db.shylock", "key": key }));
+        assert!(shard_key_reply(&s, entry(doc! { "_id": 1 })).is_ok());
+        assert!(shard_key_reply(&s, entry(doc! { "_id": "hashed" })).is_ok());
+        assert!(shard_key_reply(&s, Ok(None)).is_ok());
+        let refused =
+            shard_key_reply(&s, entry(doc! { "owner": 1 })).expect_err("sharded on owner");
+        assert!(
+            refused
+                .to_string()
+                .contains("unique only within each shard"),
+            "{refused}"
+        );
+        assert!(shard_key_reply(&s, entry(doc! { "_id": 1, "x": 1 })).is_err());
+        assert!(
+            shard_key_reply(
+                &s,
+                Ok(Some(
+                    doc! { "_id": "db.shylock", "key": { "x": 1 }, "unsplittable": true }
+                ))
+            )
+            .is_ok()
+        );
+        let unauthorized = command_error(13, "Unauthorized", "not authorized on config");
+        assert!(shard_key_reply(&s, Err(unauthorized)).is_ok());
+        let cosmos = |key| Ok(doc! { "shardKeyDefinition": key, "ok": 1.0 });
+        assert!(cosmos_get_collection_reply(&s, cosmos(doc! { "tenant": "Hash" })).is_err());
+        assert!(cosmos_get_collection_reply(&s, cosmos(doc! { "_id": "Hash" })).is_ok());
+        let no_such = command_error(59, "CommandNotFound", "no such command: customAction");
+        assert!(cosmos_get_collection_reply(&s, Err(no_such)).is_ok());
     }
 
     #[test]

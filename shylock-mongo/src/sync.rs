@@ -14,6 +14,12 @@
 //! inside a multi-thread runtime (where it blocks its worker thread until
 //! it returns: prefer the async backend there).
 //!
+//! Make the `mongodb::sync::Client` outside any runtime (or on a thread
+//! outside it): the driver runs a client's background monitoring on the
+//! runtime the client was made in, if any. A sync client made on the thread
+//! of a current-thread runtime that a blocking call then blocks cannot learn
+//! that its server is up; its calls end at their deadlines with `Timeout`.
+//!
 //! The sync driver cannot abandon a call once it is made, so the caller
 //! stops waiting at the call's deadline (the caller's limit, the lease, or
 //! [`MongoOptions::command_timeout`](crate::MongoOptions::command_timeout);
