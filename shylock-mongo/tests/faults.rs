@@ -616,3 +616,52 @@ fn every_command_carries_a_bound() {
         assert!(ms(&seen.last("findAndModify"), "maxTimeMS") > 0);
     }
 }
+
+// Issue 12 (item 0-style check): `{:?}` and `{}` of every public MongoDB
+// type made from a client whose connection string has a password, and of
+// the errors such a client gives, never show the password.
+#[test]
+fn debug_never_shows_the_password() {
+    const SECRET: &str = "s3cr3t-Pa55word";
+    let uri = format!(
+        "mongodb://locker:{SECRET}@{}/?serverSelectionTimeoutMS=2000",
+        upstream()
+    );
+    let options = support::options().setup_timeout(Duration::from_secs(3));
+    let mut shown = vec![format!("{options:?}")];
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let client_options = mongodb::options::ClientOptions::parse(&uri)
+            .await
+            .expect("parse");
+        let client = mongodb::Client::with_options(client_options).expect("client");
+        let backend = MongoBackend::new(&client, "pwdb", options.clone()).expect("new");
+        shown.push(format!("{backend:?}"));
+        shown.push(format!("{:?}", Backend::from(backend)));
+        match MongoBackend::create_with(&client, "pwdb", options.clone()).await {
+            Ok(b) => shown.push(format!("{b:?}")),
+            Err(e) => shown.push(format!("{e} {e:?}")),
+        }
+    });
+    let uri2 = uri.clone();
+    let options2 = options.clone();
+    let sync_shown = std::thread::spawn(move || {
+        let client = mongodb::sync::Client::with_uri_str(&uri2).expect("sync client");
+        let mut shown = Vec::new();
+        let backend =
+            shylock_mongo::sync::MongoBackend::new(&client, "pwdb", options2.clone()).expect("new");
+        shown.push(format!("{backend:?}"));
+        shown.push(format!("{:?}", Backend::from(backend)));
+        match shylock_mongo::sync::MongoBackend::create_with(&client, "pwdb", options2) {
+            Ok(b) => shown.push(format!("{b:?}")),
+            Err(e) => shown.push(format!("{e} {e:?}")),
+        }
+        shown
+    })
+    .join()
+    .expect("sync thread");
+    shown.extend(sync_shown);
+    for text in &shown {
+        assert!(!text.contains(SECRET), "the password shows in {text}");
+    }
+}
