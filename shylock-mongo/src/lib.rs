@@ -39,11 +39,15 @@
 //! # Ok(()) }
 //! ```
 //!
-//! `create` prepares the collection (see [Indexes](#indexes)); [`MongoOptions`]
-//! sets the collection name (default `shylock`), the write concern (default
-//! `majority`) and the garbage-collection grace (default 1 h).
+//! `create` prepares the collection (see [Indexes](#indexes) and
+//! [Deployments](#deployments)) within a set-up deadline (default 10 s);
+//! [`MongoOptions`] sets the collection name (default `shylock`), the write
+//! concern (default `majority`), the garbage-collection grace (default 1 h),
+//! the set-up deadline and the bound of each command (default 30 s).
 //! `MongoBackend::new` makes a backend without contacting the server, for a
-//! collection prepared beforehand.
+//! collection prepared beforehand. Both forms have the same names:
+//! `create(client, db)`, `create_with(client, db, options)`, `new(client, db,
+//! options)` (no I/O), `prepare()`, `database()`, `collection()`.
 //!
 //! # Servers that can grant a lock twice are refused
 //!
@@ -82,6 +86,7 @@
 //! ```text
 //! { _id:       "<the lock name>",         // any string: Unicode, NUL, up to 1024 bytes
 //!   owner:     "<32 hex digits>" | null,  // the holding acquisition's owner id; null = free
+//!   releasedBy: "<32 hex digits>",        // (once released) the owner id that released it
 //!   epoch:     NumberLong(<ms>),          // the record's creation time (the creator's
 //!                                         //   estimate of the server clock, Unix ms)
 //!   seq:       NumberLong(<n>),           // grants of this record so far
@@ -119,8 +124,8 @@
 //! Only plain update operators are used (no aggregation pipelines, no
 //! `$$NOW`), so the same commands run on MongoDB 4.4 and later and on
 //! MongoDB-compatible servers. Writes carry the configured write concern
-//! (default `majority`) and `maxTimeMS` (the time left until the request's
-//! deadline).
+//! (default `majority`) with a `wtimeout`, and every command `maxTimeMS`
+//! (see [Deadlines](#deadlines-nothing-hangs)).
 //!
 //! **Acquire** — one `findAndModify`:
 //!
@@ -154,15 +159,28 @@
 //! document: the lease is **lost** (taken over, released, or collected). An
 //! expired lease nobody took over is still ours and is extended.
 //!
-//! **Release** — one `findAndModify` with filter `{_id: name, owner: me}`,
-//! update `{$set: {owner: null, expiresAt: now}}`; no document: **not the
-//! owner** (nothing changed). The record is kept, so its `seq` keeps
-//! rising for the next grant.
+//! **Release** — one `findAndModify` with filter `{_id: name, $or: [{owner:
+//! me}, {owner: null, releasedBy: me}]}`, update `{$set: {owner: null,
+//! releasedBy: me, expiresAt: now}}`; no document: **not the owner**
+//! (nothing changed). The `releasedBy` branch makes a release idempotent for
+//! its own owner: on a deployment without retryable writes (a standalone
+//! server, DocumentDB before 8.0.2, Cosmos DB with `retryWrites=false`) a
+//! release whose answer was lost is sent again, finds its own release and
+//! answers `Released`, not "not the owner" (nobody else's holding matches:
+//! a record held or released by another owner has another `owner` or
+//! `releasedBy`). The record is kept, so its `seq` keeps rising for the next
+//! grant.
 //!
-//! **Inspect** — one `find` by `_id` on the primary: a holding only if
-//! `owner` is set and `expiresAt` is after *now*. **Server time** — one
-//! `hello` (`isMaster` on servers older than MongoDB 4.4.2), its
-//! `localTime`.
+//! **Inspect** — one `find` by `_id` on the primary with read concern
+//! `majority` (so it never shows a grant that a failover could still roll
+//! back): a holding only if `owner` is set and `expiresAt` is after *now*.
+//! **Server time** — one `hello`, its `localTime`; a server that refuses
+//! `hello` with any error other than an authorization, availability or time
+//! error (MongoDB before 4.4.2 answers 59 `CommandNotFound`; Azure Cosmos DB
+//! for MongoDB RU has answered 115 `CommandNotSupported`), or answers it
+//! without `localTime`, is asked `isMaster` from then on; a server that
+//! gives no `localTime` at all is refused (`InvalidConfig`): expiry needs
+//! the server's clock.
 //!
 //! # Why fencing tokens only rise, also across garbage collection
 //!
@@ -213,44 +231,90 @@
 //!     command scans every record. Costs grow with the number of lock names
 //!     ever used: about 36 µs per record per command was measured (10 000
 //!     names ≈ 0.36 s per acquisition).
-//! * **Azure Cosmos DB for MongoDB, Amazon DocumentDB** — the commands are
-//!   plain and should run there; this has not been verified here. Cosmos DB's
-//!   rate limiting (error 16500 with `RetryAfterMs=` in its message) is
-//!   reported as [`RateLimited`](shylock_core::BackendErrorKind::RateLimited)
-//!   with that delay, and the core retries after it.
+//! * **Sharded collections** — safety needs `_id` unique across the whole
+//!   collection. On a collection sharded on another key, `_id` is unique
+//!   only per shard, and MongoDB 7.0+ runs an upsert that filters on `_id`
+//!   without the shard key: a busy acquisition could insert a second record
+//!   on another shard and grant the lock twice. `create`/`prepare` therefore
+//!   read the collection's entry in `config.collections` (through mongos)
+//!   and Cosmos DB's `customAction: GetCollection` and refuse a shard or
+//!   partition key other than `_id` (ranged or hashed); see
+//!   [Deployments](#deployments).
+//!
+//! # Deployments
+//!
+//! | deployment | status |
+//! |---|---|
+//! | MongoDB standalone (4.4+) | supported; no retryable writes, so a lost answer is retried by the core (acquisitions are cleaned up, releases recognise their own earlier success) |
+//! | MongoDB replica set | supported; `majority` writes and reads by default; index builds use commit quorum `majority` |
+//! | MongoDB sharded cluster | supported for an unsharded lock collection or one sharded on `_id` (`{_id: 1}` or `{_id: "hashed"}`); any other shard key is refused by `create` |
+//! | Azure Cosmos DB for MongoDB (vCore, RU) | expected to work, not verified here: `hello` refusals fall back to `isMaster`; 16500 rate limiting is retried after its `RetryAfterMs`; a passing `InternalError` (1) is retried; an RU collection partitioned on another key than `_id` is refused (`customAction: GetCollection`); the TTL index may be refused (warning only) |
+//! | Amazon DocumentDB | expected to work, not verified here: before 8.0.2 it has no retryable writes, add `retryWrites=false` to the connection string (the error says so) |
+//! | FerretDB v1 | refused unless [`MongoOptions::allow_non_atomic_server`] (tests, one connection only) |
+//!
+//! What was verified here, and how: every test runs against FerretDB
+//! v1.24.2 (a standalone, wire-compatible server) and can be pointed at a
+//! real MongoDB (`SHYLOCK_MONGODB_URI`); the behaviours of the other
+//! deployments (a refused `hello`, refused retryable writes, a sharded
+//! collection's `config.collections` entry, transient error codes, a server
+//! that stops answering) are played by a fault-injecting wire proxy
+//! (`shylock-testkit`) in front of FerretDB.
+//!
+//! Cosmos DB's rate limiting (error 16500 with `RetryAfterMs=` in its
+//! message) is reported as
+//! [`RateLimited`](shylock_core::BackendErrorKind::RateLimited) with that
+//! delay, and the core retries after it.
 //!
 //! # Errors
 //!
-//! Driver errors map to [`BackendErrorKind`](shylock_core::BackendErrorKind)s
-//! (the core retries the transient ones within the caller's time limit):
+//! Driver errors map to [`BackendErrorKind`](shylock_core::BackendErrorKind)s.
+//! Transient kinds are retried by the core within the caller's time limit
+//! (an acquisition without a limit keeps retrying: waiting through an
+//! outage is what a lock should do); the others end the call at once.
 //!
-//! | what happened | kind |
-//! |---|---|
-//! | no server reachable (server selection), connection refused or dropped, primary stepped down, node shutting down, write conflict | `Unavailable` |
-//! | the request's deadline passed, `MaxTimeMSExpired` (50), write concern timeout (64), network timeout | `Timeout` (outcome unknown) |
-//! | Cosmos DB 16500 | `RateLimited`, with `RetryAfterMs` |
-//! | authentication failed (18), unauthorized (13), user not found (11) | `Unauthorized` |
-//! | invalid namespace (73), unsatisfiable write concern (100), bad TLS or client settings, server too old | `InvalidConfig` |
-//! | a record not shaped as expected, a reply without the expected fields, type mismatch (14), bad value (2) | `Unexpected` |
-//! | anything else | `Other` |
+//! | class of error | kind | the backend / core does | the caller sees |
+//! |---|---|---|---|
+//! | no server reachable yet (server selection), connection refused or reset, pool cleared, primary stepped down or not primary (10107, 13435, 13436, 189, 11602), shutting down (91, 11600), host unreachable (6, 7), socket error (9001), write conflict (112), `InternalError` (1, passing on Cosmos DB), `FailedToSatisfyReadPreference` (133, mongos in an election), errors labelled `RetryableWriteError`/`RetryableError`/`SystemOverloadedError` | `Unavailable` | retried with backoff | nothing, or at the limit `Error::Timeout` (acquire) / `Error::Backend` (release, inspect) |
+//! | the command's bound passed (the caller's limit, the lease, [`MongoOptions::command_timeout`]), `MaxTimeMSExpired` (50), write concern timeout (64), network timeouts (89, 202, 262) | `Timeout` (outcome unknown) | retried; an acquisition whose answer was lost is released when the acquisition ends | as above |
+//! | Cosmos DB 16500 | `RateLimited`, with `RetryAfterMs` | retried after that delay | as above |
+//! | authentication failed (18), unauthorized (13), user not found (11) | `Unauthorized` | not retried | `Error::Backend` |
+//! | invalid namespace (73), unsatisfiable write concern (100), bad TLS or client settings, server too old; a server-selection error whose servers failed TLS or whose host name does not exist; retryable writes refused (DocumentDB before 8.0.2: the message says to add `retryWrites=false`); a server without a clock | `InvalidConfig` | not retried | `Error::InvalidConfig` (set-up) / `Error::Backend` |
+//! | a record not shaped as expected, a reply without the expected fields, type mismatch (14), bad value (2), not implemented (238) | `Unexpected` | not retried | `Error::Backend` |
+//! | anything else | `Other` | not retried | `Error::Backend` |
 //!
 //! Bad database or collection names (MongoDB's rules: database names of 1
 //! to 63 bytes without `/\. "$*<>:|?` or NUL; collection names non-empty,
 //! without `$` or NUL, not starting with `.` or `system.`, at most 255 bytes
-//! with the database name) and a TTL grace under [`MIN_TTL_GRACE`] are
-//! refused with [`shylock_core::Error::InvalidConfig`] before anything is
-//! sent.
+//! with the database name), a TTL grace under [`MIN_TTL_GRACE`] and a zero
+//! timeout are refused with [`shylock_core::Error::InvalidConfig`] before
+//! anything is sent.
 //!
-//! # Deadlines
+//! # Deadlines: nothing hangs
 //!
-//! Every primitive gives up by its request's deadline with a `Timeout`
-//! error and never sends a command whose deadline has passed. The async
-//! backend cuts the driver's future off at the deadline. The sync driver
-//! cannot be interrupted, so the sync backend waits for its call on a helper
-//! thread until the deadline and then leaves it to finish in the background
-//! (see [`sync`]); such a call is bounded by the client's own timeouts
-//! (`serverSelectionTimeoutMS`, 30 s by default). `create` has no deadline
-//! of its own: it is bounded by the client's timeouts.
+//! Every command has a bound: the caller's deadline, or
+//! [`MongoOptions::command_timeout`] (30 s) when it gave none, and for an
+//! acquisition or renewal at most its lease (a grant that arrives after
+//! its lease is worthless). The bound goes to the server as `maxTimeMS`
+//! and as the write concern's `wtimeout` (so a majority write concern with
+//! a majority down fails instead of waiting for ever), and the backend
+//! stops waiting for the driver at it with a `Timeout` error; no command is
+//! sent once its deadline has passed. `create`, `create_with` and `prepare`
+//! run within [`MongoOptions::setup_timeout`] (10 s), and say what they
+//! waited for when it passes (instead of the driver's 30 s server selection
+//! and a bare "server selection timeout"); their `createIndexes` carries
+//! `maxTimeMS` and, on replica sets and sharded clusters, commit quorum
+//! `majority` (the default, all voting members, waits for ever when one of
+//! them is down).
+//!
+//! The async backend drops the driver's future at the bound (its connection
+//! is closed). The sync driver cannot be interrupted: the sync backend makes
+//! its driver calls on a few helper threads and stops waiting at the bound;
+//! the call itself ends when the server answers or gives up (`maxTimeMS`),
+//! when the driver's server selection gives up (`serverSelectionTimeoutMS`),
+//! or when its connection fails. The 3.x driver does **not** apply
+//! `socketTimeoutMS`: on a connection whose peer vanished silently, only
+//! TCP keepalive (turned on by the driver, 120 s idle) ends such a call
+//! (the `sync` module docs say more).
 //!
 //! # Testing
 //!
