@@ -161,9 +161,12 @@ async fn connect_mongo(
         .unwrap_or_else(|| "shylock".to_owned());
     let client = mongodb::Client::with_options(options)
         .map_err(|e| mongo_failure("bad MongoDB client settings", &e))?;
+    // `--connect-timeout` is also the set-up deadline (the backend's own
+    // default, 10 s, would cut a longer one short).
     let mongo_options = MongoOptions::new()
         .collection(args.collection.clone())
-        .allow_non_atomic_server(args.allow_non_atomic_server);
+        .allow_non_atomic_server(args.allow_non_atomic_server)
+        .setup_timeout(bound.max(Duration::from_millis(1)));
     let backend = if prepare {
         MongoBackend::create_with(&client, &db, mongo_options)
             .await
