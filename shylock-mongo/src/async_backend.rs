@@ -13,7 +13,7 @@ use shylock_core::backend::{
 };
 use shylock_core::{BackendError, Error, Timestamp};
 
-use crate::commands::{self, Ctx, FindAndModify, ServerCheck, Spec};
+use crate::commands::{self, Command, Ctx, FindAndModify, ServerCheck, Spec};
 use crate::options::MongoOptions;
 
 /// The async MongoDB backend: lock records in one collection, reached
@@ -196,17 +196,7 @@ impl MongoBackend {
         .map_err(fail)?;
         commands::shard_key_reply(spec, found)?;
         let cosmos = commands::cosmos_get_collection(spec, deadline);
-        let answer = within(
-            deadline,
-            &cosmos.ctx,
-            self.inner
-                .db
-                .run_command(cosmos.command)
-                .with_options(cosmos.options)
-                .into_future(),
-        )
-        .await
-        .map_err(fail)?;
+        let answer = self.run_command(cosmos).await.map_err(fail)?;
         commands::cosmos_get_collection_reply(spec, answer)?;
         let ctx = spec_ctx(spec, "create TTL index");
         let indexed = within(
@@ -263,17 +253,9 @@ impl MongoBackend {
             return Ok(verdict.clone());
         }
         let cmd = commands::build_info(&self.inner.spec, deadline, cap)?;
-        let reply = within(
-            cmd.deadline,
-            &cmd.ctx,
-            self.inner
-                .db
-                .run_command(cmd.command)
-                .with_options(cmd.options)
-                .into_future(),
-        )
-        .await?;
-        let verdict = commands::server_check_reply(&self.inner.spec, &cmd.ctx, reply)?;
+        let ctx = cmd.ctx.clone();
+        let reply = self.run_command(cmd).await?;
+        let verdict = commands::server_check_reply(&self.inner.spec, &ctx, reply)?;
         Ok(self.inner.server_check.get_or_init(|| verdict).clone())
     }
 
@@ -287,23 +269,32 @@ impl MongoBackend {
         loop {
             let legacy = self.inner.legacy_hello.load(Ordering::Relaxed);
             let cmd = commands::server_time(&self.inner.spec, legacy, deadline, cap)?;
-            let reply = within(
-                cmd.deadline,
-                &cmd.ctx,
-                self.inner
-                    .db
-                    .run_command(cmd.command)
-                    .with_options(cmd.options)
-                    .into_future(),
-            )
-            .await?;
+            let ctx = cmd.ctx.clone();
+            let reply = self.run_command(cmd).await?;
             if !legacy && commands::hello_unsupported(&reply) {
                 self.inner.legacy_hello.store(true, Ordering::Relaxed);
                 continue;
             }
-            commands::server_time_reply(&cmd.ctx, reply.clone())?;
-            return reply.map_err(|e| commands::map_error(&cmd.ctx, e));
+            commands::server_time_reply(&ctx, reply.clone())?;
+            return reply.map_err(|e| commands::map_error(&ctx, e));
         }
+    }
+
+    /// Run a database command, within its deadline.
+    async fn run_command(
+        &self,
+        cmd: Command,
+    ) -> Result<Result<Document, mongodb::error::Error>, BackendError> {
+        within(
+            cmd.deadline,
+            &cmd.ctx,
+            self.inner
+                .db
+                .run_command(cmd.command)
+                .with_options(cmd.options)
+                .into_future(),
+        )
+        .await
     }
 
     async fn find_and_modify(

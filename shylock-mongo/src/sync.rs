@@ -180,6 +180,8 @@ impl MongoBackend {
         let (db, name) = (self.inner.db.clone(), spec.collection.clone());
         let options = commands::create_collection_options(spec, deadline);
         let created = self
+            .inner
+            .helpers
             .call(
                 deadline,
                 &spec.context("create collection", None),
@@ -192,6 +194,8 @@ impl MongoBackend {
         let config = self.inner.config_collections.clone();
         let (filter, options) = (lookup.filter, lookup.options);
         let found = self
+            .inner
+            .helpers
             .call(deadline, &lookup.ctx, move || {
                 config.find_one(filter).with_options(options).run()
             })
@@ -208,6 +212,8 @@ impl MongoBackend {
             commands::ttl_index_options(spec, topology, deadline),
         );
         let indexed = self
+            .inner
+            .helpers
             .call(
                 deadline,
                 &spec.context("create TTL index", None),
@@ -224,6 +230,8 @@ impl MongoBackend {
         let coll = self.inner.coll.clone();
         let options = commands::list_indexes_options(deadline);
         let listed = self
+            .inner
+            .helpers
             .call(deadline, &commands::list_indexes_ctx(spec), move || {
                 coll.list_indexes()
                     .with_options(options)
@@ -244,16 +252,6 @@ impl MongoBackend {
         &self.inner.spec.collection
     }
 
-    /// Run `call` on a helper thread; wait for it until `deadline`.
-    fn call<T: Send + 'static>(
-        &self,
-        deadline: Instant,
-        ctx: &Ctx,
-        call: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, BackendError> {
-        self.inner.helpers.call(deadline, ctx, call)
-    }
-
     /// Run a database command on a helper thread.
     fn run_command(
         &self,
@@ -261,7 +259,7 @@ impl MongoBackend {
     ) -> Result<Result<Document, mongodb::error::Error>, BackendError> {
         let db = self.inner.db.clone();
         let (command, options) = (cmd.command, cmd.options);
-        self.call(cmd.deadline, &cmd.ctx, move || {
+        self.inner.helpers.call(cmd.deadline, &cmd.ctx, move || {
             db.run_command(command).with_options(options).run()
         })
     }
@@ -313,7 +311,7 @@ impl MongoBackend {
             deadline,
         } = cmd;
         let coll = self.inner.coll.clone();
-        let reply = self.call(deadline, &ctx, move || {
+        let reply = self.inner.helpers.call(deadline, &ctx, move || {
             coll.find_one_and_update(filter, update)
                 .with_options(options)
                 .run()
@@ -393,6 +391,7 @@ impl Helpers {
         Ok(())
     }
 
+    /// Run `call` on a helper thread; wait for it until `deadline`.
     fn call<T: Send + 'static>(
         &self,
         deadline: Instant,
@@ -490,7 +489,7 @@ impl SyncBackend for MongoBackend {
         let cmd = commands::inspect(&self.inner.spec, &req)?;
         let coll = self.inner.coll.clone();
         let (filter, options) = (cmd.filter, cmd.options);
-        let reply = self.call(cmd.deadline, &cmd.ctx, move || {
+        let reply = self.inner.helpers.call(cmd.deadline, &cmd.ctx, move || {
             coll.find_one(filter).with_options(options).run()
         })?;
         commands::inspect_reply(&cmd.ctx, req.now, reply)

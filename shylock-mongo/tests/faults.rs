@@ -26,7 +26,8 @@ use shylock_core::backend::{
     ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
 };
 use shylock_core::{
-    AsyncLock, Backend, BackendError, BackendErrorKind, Error, Lock, LockName, OwnerId, Timestamp,
+    AsyncLock, Backend, BackendError, BackendErrorKind, Error, FencingToken, Lock, LockName,
+    OwnerId, Timestamp,
 };
 use shylock_mongo::{MongoBackend, MongoOptions};
 use shylock_testkit::proxy::{Mode, Proxy};
@@ -82,6 +83,16 @@ fn client_options(uri: &str) -> mongodb::options::ClientOptions {
     options
 }
 
+/// Call the primitive `$method` of either form, blocking.
+macro_rules! dispatch {
+    ($form:expr, $method:ident, $arg:expr) => {
+        match $form {
+            Form::Async(b, rt) => rt.block_on(AsyncBackend::$method(b, $arg)),
+            Form::Sync(b) => SyncBackend::$method(b, $arg),
+        }
+    };
+}
+
 /// One backend form behind a uniform blocking interface.
 enum Form {
     Async(MongoBackend, tokio::runtime::Runtime),
@@ -119,6 +130,23 @@ impl Form {
         }
     }
 
+    /// The lock API's `acquire_timeout` of lock `name` in this form; the
+    /// guard's token.
+    fn lock_acquire(&self, name: &str, timeout: Duration) -> Result<FencingToken, Error> {
+        let handle = self.handle();
+        match self {
+            Form::Async(_, rt) => rt.block_on(async {
+                AsyncLock::with_backend(name, &handle)
+                    .acquire_timeout(timeout)
+                    .await
+                    .map(|g| g.token())
+            }),
+            Form::Sync(_) => Lock::with_backend(name, &handle)
+                .acquire_timeout(timeout)
+                .map(|g| g.token()),
+        }
+    }
+
     fn handle(&self) -> Backend {
         match self {
             Form::Async(b, _) => Backend::from(b.clone()),
@@ -139,10 +167,7 @@ impl Form {
             now: Timestamp::local_now(),
             deadline,
         };
-        match self {
-            Form::Async(b, rt) => rt.block_on(AsyncBackend::try_acquire(b, req)),
-            Form::Sync(b) => SyncBackend::try_acquire(b, req),
-        }
+        dispatch!(self, try_acquire, req)
     }
 
     fn renew(
@@ -159,10 +184,7 @@ impl Form {
             now: Timestamp::local_now(),
             deadline,
         };
-        match self {
-            Form::Async(b, rt) => rt.block_on(AsyncBackend::renew(b, req)),
-            Form::Sync(b) => SyncBackend::renew(b, req),
-        }
+        dispatch!(self, renew, req)
     }
 
     fn release(
@@ -178,10 +200,7 @@ impl Form {
             now: Timestamp::local_now(),
             deadline,
         };
-        match self {
-            Form::Async(b, rt) => rt.block_on(AsyncBackend::release(b, req)),
-            Form::Sync(b) => SyncBackend::release(b, req),
-        }
+        dispatch!(self, release, req)
     }
 
     fn inspect(
@@ -194,17 +213,11 @@ impl Form {
             now: Timestamp::local_now(),
             deadline,
         };
-        match self {
-            Form::Async(b, rt) => rt.block_on(AsyncBackend::inspect(b, req)),
-            Form::Sync(b) => SyncBackend::inspect(b, req),
-        }
+        dispatch!(self, inspect, req)
     }
 
     fn server_time(&self, deadline: Option<Instant>) -> Result<Timestamp, BackendError> {
-        match self {
-            Form::Async(b, rt) => rt.block_on(AsyncBackend::server_time(b, deadline)),
-            Form::Sync(b) => SyncBackend::server_time(b, deadline),
-        }
+        dispatch!(self, server_time, deadline)
     }
 }
 
@@ -247,19 +260,8 @@ fn every_call_returns_within_the_limit(form: &Form, uri: &str, db: &str, sync: b
         assert!(r.is_err(), "{label}: server time {tag}: {r:?}");
     }
     // The lock API: acquire_timeout and inspect with a timeout.
-    let handle = form.handle();
     let started = Instant::now();
-    let r = if sync {
-        Lock::with_backend("api", &handle)
-            .acquire_timeout(LIMIT)
-            .map(drop)
-    } else {
-        let Form::Async(_, rt) = form else {
-            unreachable!()
-        };
-        rt.block_on(AsyncLock::with_backend("api", &handle).acquire_timeout(LIMIT))
-            .map(drop)
-    };
+    let r = form.lock_acquire("api", LIMIT);
     within_limit(&format!("{label}: acquire_timeout ({r:?})"), started);
     assert!(r.is_err(), "{label}: acquire_timeout: {r:?}");
     // `create` through a new client: the cause comes first.
@@ -366,22 +368,7 @@ fn hello_refused_falls_back_to_is_master() {
             .server_time(Some(Instant::now() + Duration::from_secs(10)))
             .expect("server time through isMaster");
         assert!(t.as_millis() > 0);
-        let handle = form.handle();
-        let guard = if sync {
-            Lock::with_backend("cosmos", &handle)
-                .acquire_timeout(Duration::from_secs(10))
-                .map(|g| g.token())
-        } else {
-            let Form::Async(_, rt) = &form else {
-                unreachable!()
-            };
-            rt.block_on(async {
-                AsyncLock::with_backend("cosmos", &handle)
-                    .acquire_timeout(Duration::from_secs(10))
-                    .await
-                    .map(|g| g.token())
-            })
-        };
+        let guard = form.lock_acquire("cosmos", Duration::from_secs(10));
         guard.expect("acquire when hello is refused");
         assert!(proxy.stats().injected >= 1, "the fault was met");
     }
@@ -400,21 +387,8 @@ fn retryable_writes_refused_says_what_to_add() {
             doc! { "ok": 0, "code": 301, "errmsg": "Retryable writes are not supported" },
             None,
         );
-        let handle = form.handle();
         let started = Instant::now();
-        let r = if sync {
-            Lock::with_backend("docdb", &handle)
-                .acquire_timeout(Duration::from_secs(20))
-                .map(drop)
-        } else {
-            let Form::Async(_, rt) = &form else {
-                unreachable!()
-            };
-            rt.block_on(
-                AsyncLock::with_backend("docdb", &handle).acquire_timeout(Duration::from_secs(20)),
-            )
-            .map(drop)
-        };
+        let r = form.lock_acquire("docdb", Duration::from_secs(20));
         let err = r.expect_err("refused");
         assert!(
             started.elapsed() < Duration::from_secs(15),
@@ -479,21 +453,7 @@ fn transient_server_errors_are_retried() {
             "errmsg": "no primary" },
             Some(1),
         );
-        let handle = form.handle();
-        let r = if sync {
-            Lock::with_backend("transient", &handle)
-                .acquire_timeout(Duration::from_secs(20))
-                .map(drop)
-        } else {
-            let Form::Async(_, rt) = &form else {
-                unreachable!()
-            };
-            rt.block_on(
-                AsyncLock::with_backend("transient", &handle)
-                    .acquire_timeout(Duration::from_secs(20)),
-            )
-            .map(drop)
-        };
+        let r = form.lock_acquire("transient", Duration::from_secs(20));
         r.expect("acquired after the transient errors");
         assert_eq!(proxy.stats().injected, 2);
     }
@@ -663,5 +623,46 @@ fn debug_never_shows_the_password() {
     shown.extend(sync_shown);
     for text in &shown {
         assert!(!text.contains(SECRET), "the password shows in {text}");
+    }
+}
+
+// Issue 11 item 4: a release whose answer is lost (the proxy forwards it,
+// then closes the connection; FerretDB has no retryable writes, as a
+// standalone server or DocumentDB before 8.0.2) is sent again, finds its
+// own release and answers `Released`: the caller gets `Ok`, not
+// `LeaseLost`. (The primitive-level check is `basic_cycle` in
+// primitives.rs: the same release twice answers `Released` both times.)
+#[test]
+fn a_release_whose_answer_was_lost_is_ok() {
+    for sync in [false, true] {
+        let db = support::unique_db("lostrelease");
+        let proxy = proxy();
+        let form = Form::create(sync, &proxy.uri(), &db, support::options(), None).expect("create");
+        let handle = form.handle();
+        let r = match &form {
+            Form::Async(_, rt) => rt.block_on(async {
+                let guard = AsyncLock::with_backend("lost", &handle)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .await?;
+                proxy.forward_then_drop("findAndModify", Some(1));
+                guard.release().await
+            }),
+            Form::Sync(_) => {
+                let guard = Lock::with_backend("lost", &handle)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .expect("acquire");
+                proxy.forward_then_drop("findAndModify", Some(1));
+                guard.release()
+            }
+        };
+        r.unwrap_or_else(|e| panic!("{}: the release worked: {e}", form.label()));
+        assert_eq!(proxy.stats().injected, 1, "the answer was lost once");
+        let seen = form
+            .inspect(
+                &name("lost"),
+                Some(Instant::now() + Duration::from_secs(10)),
+            )
+            .expect("inspect");
+        assert_eq!(seen, None, "released");
     }
 }
