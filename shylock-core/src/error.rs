@@ -54,12 +54,21 @@ pub enum Error {
         reason: String,
     },
     /// The lock could not be acquired within the time the caller allowed.
-    #[error("timed out after {waited:?} waiting for lock `{name}`")]
+    ///
+    /// If the backend was failing when the time ran out (the last request
+    /// was answered with an error, not with "held by another owner"), the
+    /// message says so and the last error is the [`source`](std::error::Error::source):
+    /// an outage does not look like contention.
+    #[error("timed out after {waited:?} waiting for lock `{name}`{}", failing(.source))]
     Timeout {
         /// The lock's name.
         name: String,
         /// How long the caller waited.
         waited: Duration,
+        /// The error of the last request, if the backend was failing (not
+        /// answering "busy") when the time ran out.
+        #[source]
+        source: Option<BackendError>,
     },
     /// The lease was lost before it was released: it expired, or a renewal
     /// found the lock taken, or renewals failed until the lease ran out.
@@ -109,6 +118,13 @@ impl Error {
             Error::Backend { source, .. } => Some(source),
             _ => None,
         }
+    }
+}
+
+fn failing(source: &Option<BackendError>) -> String {
+    match source {
+        Some(error) => format!(" while the backend was failing (last error: {error})"),
+        None => String::new(),
     }
 }
 

@@ -36,6 +36,38 @@ pub(crate) struct Shared {
     pub(crate) jobs: Arc<Jobs>,
     /// The async form's background work under way.
     pub(crate) background: Arc<Background>,
+    /// The rate limit of warnings about failing requests.
+    pub(crate) complaints: Complaints,
+}
+
+/// The rate limit of the warnings a handle logs about failing requests:
+/// during an outage every waiter retries, and the log should say so without
+/// a line per attempt.
+#[derive(Default)]
+pub(crate) struct Complaints {
+    /// When the last warning was logged, and how many were held back since.
+    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl Complaints {
+    /// At most one warning per this period.
+    pub(crate) const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Whether to warn now; if so, with the number held back since the last.
+    pub(crate) fn allow(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        match state.0 {
+            Some(last) if now.duration_since(last) < Self::EVERY => {
+                state.1 += 1;
+                None
+            }
+            _ => {
+                state.0 = Some(now);
+                Some(std::mem::take(&mut state.1))
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Backend {
@@ -63,6 +95,7 @@ impl Backend {
                 description,
                 jobs: Arc::default(),
                 background: Arc::default(),
+                complaints: Complaints::default(),
             }),
         }
     }
