@@ -360,7 +360,9 @@ impl<X: Exec> Acquisition<'_, X> {
 }
 
 /// Acquire `name`: one attempt ([`Mode::Try`]), or wait with backoff until
-/// held or `deadline` ([`Mode::Wait`]).
+/// held or `deadline` ([`Mode::Wait`]). The acquisition runs in a new
+/// `lock` span (the lock's name, and its token once granted), which the
+/// holding keeps.
 pub(crate) async fn acquire<X: Exec>(
     x: &X,
     shared: &Arc<Shared>,
@@ -368,6 +370,22 @@ pub(crate) async fn acquire<X: Exec>(
     opts: &LockOptions,
     mode: Mode,
     deadline: Option<Instant>,
+) -> Result<Option<GuardState>, Error> {
+    use tracing::Instrument;
+    let span = tracing::info_span!("lock", lock = %name, token = tracing::field::Empty);
+    acquire_in_span(x, shared, name, opts, mode, deadline, &span)
+        .instrument(span.clone())
+        .await
+}
+
+async fn acquire_in_span<X: Exec>(
+    x: &X,
+    shared: &Arc<Shared>,
+    name: &LockName,
+    opts: &LockOptions,
+    mode: Mode,
+    deadline: Option<Instant>,
+    span: &tracing::Span,
 ) -> Result<Option<GuardState>, Error> {
     let owner = OwnerId::random();
     let mut acq = Acquisition {
@@ -406,6 +424,7 @@ pub(crate) async fn acquire<X: Exec>(
         }
     };
     acq.pending.settled = true;
+    span.record("token", grant.token.get());
     let holding = Holding {
         name: name.clone(),
         owner: owner.clone(),
@@ -413,6 +432,7 @@ pub(crate) async fn acquire<X: Exec>(
         lease: Arc::new(LeaseState::new(until, grant.expires_at)),
         attempts: acq.attempts,
         waited: acq.started.elapsed(),
+        span: span.clone(),
     };
     acq.waiter.slot.set_local_holder(&holding.lease);
     tracing::info!(

@@ -173,6 +173,17 @@ fn quiet_probe_panics() {
     });
 }
 
+/// Run `f`, catching a panic of it quietly (tokio answers some questions
+/// only by panicking): `None` if it panicked. Use it only for calls whose
+/// panic is an answer, not a bug.
+pub(crate) fn quietly<R>(f: impl FnOnce() -> R) -> Option<R> {
+    quiet_probe_panics();
+    PROBING.with(|p| p.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok();
+    PROBING.with(|p| p.set(false));
+    result
+}
+
 /// The tokio runtime of this context, if it can run locks: it must exist
 /// and have its timers enabled (renewal, waiting and time limits need them).
 ///
@@ -184,10 +195,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Handle, Error> {
     })?;
     // tokio has no non-panicking way to ask whether timers are enabled: make
     // a timer and catch the panic (not printed: see `quiet_probe_panics`).
-    quiet_probe_panics();
-    PROBING.with(|p| p.set(true));
-    let timers = std::panic::catch_unwind(|| drop(tokio::time::sleep(Duration::ZERO))).is_ok();
-    PROBING.with(|p| p.set(false));
+    let timers = quietly(|| drop(tokio::time::sleep(Duration::ZERO))).is_some();
     if timers {
         Ok(handle)
     } else {

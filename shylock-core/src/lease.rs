@@ -161,9 +161,27 @@ pub struct Holding {
     pub(crate) lease: Arc<LeaseState>,
     pub(crate) attempts: u32,
     pub(crate) waited: Duration,
+    pub(crate) span: tracing::Span,
 }
 
 impl Holding {
+    /// The `tracing` span of this holding (named `lock`, with the fields
+    /// `lock` (the name) and `token`): the acquisition ran in it, and events
+    /// logged inside it are attributed to the lock. [`Lock::run`](crate::GenericLock::run)
+    /// runs its closure in it; with a guard, enter it yourself.
+    ///
+    /// ```
+    /// use shylock_core::{Backend, Lock, MemoryBackend};
+    /// let backend = Backend::from(MemoryBackend::new());
+    /// let guard = Lock::with_backend("span-doc", &backend).acquire()?;
+    /// let _entered = guard.span().enter();
+    /// tracing::info!("this event carries lock=span-doc and the token");
+    /// # Ok::<(), shylock_core::Error>(())
+    /// ```
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
     /// The lock's name.
     pub fn name(&self) -> &LockName {
         &self.name
