@@ -134,3 +134,23 @@ fn an_acquisition_has_a_span_with_the_name_and_the_token() {
         "{fields:?}"
     );
 }
+
+#[test]
+fn a_set_up_error_keeps_its_source() {
+    use shylock_core::{BackendError, BackendErrorKind};
+    let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "the root cause");
+    let backend =
+        BackendError::new(BackendErrorKind::InvalidConfig, "collection refused").with_source(io);
+    let error = Error::from(backend);
+    assert_eq!(error.backend_kind(), Some(BackendErrorKind::InvalidConfig));
+    let mut chain = Vec::new();
+    let mut next: Option<&dyn std::error::Error> = Some(&error);
+    while let Some(e) = next {
+        chain.push(e.to_string());
+        next = e.source();
+    }
+    assert!(
+        chain.last().is_some_and(|e| e == "the root cause"),
+        "the whole chain: {chain:?}"
+    );
+}
