@@ -32,7 +32,7 @@ for p in $published; do
     patch+=$'\n'"$p = { path = \"$scratch/$p-0.1.0\" }"
 done
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/package-check"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 for p in $published; do
     dir="$scratch/$p-0.1.0"
     printf '\n%s\n' "$patch" >> "$dir/Cargo.toml"

@@ -418,6 +418,20 @@ impl AsyncLock {
 /// threads per handle renew every blocking guard of that handle. Check
 /// [`is_held`](Holding::is_held) or [`ensure_held`](Holding::ensure_held)
 /// before steps that need the lock.
+///
+/// ```
+/// use shylock_core::{Backend, Lock, MemoryBackend};
+/// let backend = Backend::from(MemoryBackend::new());
+/// let lock = Lock::with_backend("guard-doc", &backend);
+/// {
+///     let guard = lock.acquire()?;
+///     guard.ensure_held()?;
+///     println!("{} held with token {}", guard.name(), guard.token());
+/// } // released here (errors are logged)
+/// let guard = lock.acquire()?;
+/// guard.release()?; // released, and told how it went
+/// # Ok::<(), shylock_core::Error>(())
+/// ```
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct LockGuard {
     state: Option<GuardState>,
@@ -520,6 +534,19 @@ impl Drop for LockGuard {
 /// explicitly, or await [`Backend::settle`], before a runtime ends. While it lives, a tokio task renews the
 /// lease (unless renewal is off); [`lost`](AsyncLockGuard::lost) resolves
 /// when the lease is lost.
+///
+/// ```
+/// use shylock_core::{AsyncLock, Backend, MemoryBackend};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), shylock_core::Error> {
+/// let backend = Backend::from(MemoryBackend::new());
+/// let guard = AsyncLock::with_backend("async-guard-doc", &backend).acquire().await?;
+/// guard.ensure_held()?;
+/// println!("{} held with token {}", guard.name(), guard.token());
+/// guard.release().await?;
+/// # Ok(())
+/// # }
+/// ```
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct AsyncLockGuard {
     state: Option<GuardState>,
@@ -563,7 +590,28 @@ impl AsyncLockGuard {
     }
 
     /// Resolves when the lease is lost, with the reason. Never resolves
-    /// while the lease is held and renewed.
+    /// while the lease is held and renewed. Race it against the work done
+    /// under the lock, to stop that work once the lock is gone:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shylock_core::{AsyncLock, Backend, MemoryBackend, Renewal};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), shylock_core::Error> {
+    /// let backend = Backend::from(MemoryBackend::new());
+    /// let guard = AsyncLock::with_backend("lost-doc", &backend)
+    ///     .lease(Duration::from_millis(100))
+    ///     .renewal(Renewal::Off)
+    ///     .acquire()
+    ///     .await?;
+    /// let work = tokio::time::sleep(Duration::from_secs(3600)); // the long job
+    /// tokio::select! {
+    ///     _ = work => println!("done under the lock"),
+    ///     reason = guard.lost() => println!("stopped: {reason}"),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn lost(&self) -> LossReason {
         let lease = &self.holding.lease;
         loop {

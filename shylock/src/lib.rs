@@ -59,7 +59,10 @@ pub mod mongo {
 /// The ArangoDB backend (features `arango-async`, `arango-sync`); the
 /// `arangors` client is re-exported as `arango::arangors`.
 #[cfg(any(feature = "arango-async", feature = "arango-sync"))]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "arango-async", feature = "arango-sync"))))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "arango-async", feature = "arango-sync")))
+)]
 pub mod arango {
     pub use shylock_arango::*;
 }
