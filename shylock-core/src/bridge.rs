@@ -22,7 +22,8 @@ use crate::backend::{
     AcquireOutcome, AcquireRequest, AsyncBackend, BoxFuture, ClockSource, InspectRequest,
     LockRecord, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
 };
-use crate::{BackendError, BackendErrorKind, FencingToken, LockName, OwnerId, Timestamp};
+use crate::exec::{OwnedAcquire, OwnedInspect, OwnedRelease, OwnedRenew};
+use crate::{BackendError, BackendErrorKind, Timestamp};
 
 /// The sync form of an async backend.
 pub(crate) struct SyncOverAsync {
@@ -134,55 +135,34 @@ impl SyncOverAsync {
 
 impl SyncBackend for SyncOverAsync {
     fn try_acquire(&self, req: AcquireRequest<'_>) -> Result<AcquireOutcome, BackendError> {
-        let (name, owner) = (req.name.clone(), req.owner.clone());
-        let (lease, now, deadline) = (req.lease, req.now, req.deadline);
-        self.run(deadline, |b| async move {
-            let req = AcquireRequest {
-                name: &name,
-                owner: &owner,
-                lease,
-                now,
-                deadline,
-            };
-            b.try_acquire(req).await
+        let owned = OwnedAcquire::from(&req);
+        self.run(req.deadline, |b| async move {
+            b.try_acquire(owned.request()).await
         })
     }
 
     fn renew(&self, req: RenewRequest<'_>) -> Result<RenewOutcome, BackendError> {
-        let (name, owner, token) = (req.name.clone(), req.owner.clone(), req.token);
-        let (lease, now, deadline) = (req.lease, req.now, req.deadline);
-        self.run(deadline, |b| async move {
-            let req = RenewRequest {
-                name: &name,
-                owner: &owner,
-                token,
-                lease,
-                now,
-                deadline,
-            };
-            b.renew(req).await
-        })
+        let owned = OwnedRenew::from(&req);
+        self.run(
+            req.deadline,
+            |b| async move { b.renew(owned.request()).await },
+        )
     }
 
     fn release(&self, req: ReleaseRequest<'_>) -> Result<ReleaseOutcome, BackendError> {
-        let (name, owner, token) = (req.name.clone(), req.owner.clone(), req.token);
-        let (now, deadline) = (req.now, req.deadline);
-        self.run(deadline, |b| async move {
-            b.release(release_request(&name, &owner, token, now, deadline))
-                .await
-        })
+        let owned = OwnedRelease::from(&req);
+        self.run(
+            req.deadline,
+            |b| async move { b.release(owned.request()).await },
+        )
     }
 
     fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError> {
-        let (name, now, deadline) = (req.name.clone(), req.now, req.deadline);
-        self.run(deadline, |b| async move {
-            b.inspect(InspectRequest {
-                name: &name,
-                now,
-                deadline,
-            })
-            .await
-        })
+        let owned = OwnedInspect::from(&req);
+        self.run(
+            req.deadline,
+            |b| async move { b.inspect(owned.request()).await },
+        )
     }
 
     fn server_time(&self, deadline: Option<Instant>) -> Result<Timestamp, BackendError> {
@@ -195,22 +175,6 @@ impl SyncBackend for SyncOverAsync {
 
     fn describe(&self) -> String {
         self.backend.describe()
-    }
-}
-
-fn release_request<'a>(
-    name: &'a LockName,
-    owner: &'a OwnerId,
-    token: FencingToken,
-    now: Timestamp,
-    deadline: Option<Instant>,
-) -> ReleaseRequest<'a> {
-    ReleaseRequest {
-        name,
-        owner,
-        token,
-        now,
-        deadline,
     }
 }
 
@@ -249,58 +213,32 @@ impl AsyncBackend for AsyncOverSync {
         &'a self,
         req: AcquireRequest<'a>,
     ) -> BoxFuture<'a, Result<AcquireOutcome, BackendError>> {
-        let (name, owner) = (req.name.clone(), req.owner.clone());
-        let (lease, now, deadline) = (req.lease, req.now, req.deadline);
-        self.run(move |b| {
-            b.try_acquire(AcquireRequest {
-                name: &name,
-                owner: &owner,
-                lease,
-                now,
-                deadline,
-            })
-        })
+        let owned = OwnedAcquire::from(&req);
+        self.run(move |b| b.try_acquire(owned.request()))
     }
 
     fn renew<'a>(
         &'a self,
         req: RenewRequest<'a>,
     ) -> BoxFuture<'a, Result<RenewOutcome, BackendError>> {
-        let (name, owner, token) = (req.name.clone(), req.owner.clone(), req.token);
-        let (lease, now, deadline) = (req.lease, req.now, req.deadline);
-        self.run(move |b| {
-            b.renew(RenewRequest {
-                name: &name,
-                owner: &owner,
-                token,
-                lease,
-                now,
-                deadline,
-            })
-        })
+        let owned = OwnedRenew::from(&req);
+        self.run(move |b| b.renew(owned.request()))
     }
 
     fn release<'a>(
         &'a self,
         req: ReleaseRequest<'a>,
     ) -> BoxFuture<'a, Result<ReleaseOutcome, BackendError>> {
-        let (name, owner, token) = (req.name.clone(), req.owner.clone(), req.token);
-        let (now, deadline) = (req.now, req.deadline);
-        self.run(move |b| b.release(release_request(&name, &owner, token, now, deadline)))
+        let owned = OwnedRelease::from(&req);
+        self.run(move |b| b.release(owned.request()))
     }
 
     fn inspect<'a>(
         &'a self,
         req: InspectRequest<'a>,
     ) -> BoxFuture<'a, Result<Option<LockRecord>, BackendError>> {
-        let (name, now, deadline) = (req.name.clone(), req.now, req.deadline);
-        self.run(move |b| {
-            b.inspect(InspectRequest {
-                name: &name,
-                now,
-                deadline,
-            })
-        })
+        let owned = OwnedInspect::from(&req);
+        self.run(move |b| b.inspect(owned.request()))
     }
 
     fn server_time(

@@ -83,8 +83,20 @@ pub(crate) struct OwnedAcquire {
     pub(crate) deadline: Option<Instant>,
 }
 
+impl From<&AcquireRequest<'_>> for OwnedAcquire {
+    fn from(req: &AcquireRequest<'_>) -> Self {
+        OwnedAcquire {
+            name: req.name.clone(),
+            owner: req.owner.clone(),
+            lease: req.lease,
+            now: req.now,
+            deadline: req.deadline,
+        }
+    }
+}
+
 impl OwnedAcquire {
-    fn request(&self) -> AcquireRequest<'_> {
+    pub(crate) fn request(&self) -> AcquireRequest<'_> {
         AcquireRequest {
             name: &self.name,
             owner: &self.owner,
@@ -103,6 +115,83 @@ pub(crate) struct OwnedRelease {
     pub(crate) token: FencingToken,
     pub(crate) now: Timestamp,
     pub(crate) deadline: Option<Instant>,
+}
+
+impl From<&ReleaseRequest<'_>> for OwnedRelease {
+    fn from(req: &ReleaseRequest<'_>) -> Self {
+        OwnedRelease {
+            name: req.name.clone(),
+            owner: req.owner.clone(),
+            token: req.token,
+            now: req.now,
+            deadline: req.deadline,
+        }
+    }
+}
+
+/// An owned renewal request, for calls handed to another thread.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnedRenew {
+    name: LockName,
+    owner: OwnerId,
+    token: FencingToken,
+    lease: Duration,
+    now: Timestamp,
+    deadline: Option<Instant>,
+}
+
+impl From<&RenewRequest<'_>> for OwnedRenew {
+    fn from(req: &RenewRequest<'_>) -> Self {
+        OwnedRenew {
+            name: req.name.clone(),
+            owner: req.owner.clone(),
+            token: req.token,
+            lease: req.lease,
+            now: req.now,
+            deadline: req.deadline,
+        }
+    }
+}
+
+impl OwnedRenew {
+    pub(crate) fn request(&self) -> RenewRequest<'_> {
+        RenewRequest {
+            name: &self.name,
+            owner: &self.owner,
+            token: self.token,
+            lease: self.lease,
+            now: self.now,
+            deadline: self.deadline,
+        }
+    }
+}
+
+/// An owned inspection request, for calls handed to another thread.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnedInspect {
+    name: LockName,
+    now: Timestamp,
+    deadline: Option<Instant>,
+}
+
+impl From<&InspectRequest<'_>> for OwnedInspect {
+    fn from(req: &InspectRequest<'_>) -> Self {
+        OwnedInspect {
+            name: req.name.clone(),
+            now: req.now,
+            deadline: req.deadline,
+        }
+    }
+}
+
+impl OwnedInspect {
+    pub(crate) fn request(&self) -> InspectRequest<'_> {
+        InspectRequest {
+            name: &self.name,
+            now: self.now,
+            deadline: self.deadline,
+        }
+    }
 }
 
 impl OwnedRelease {
