@@ -219,7 +219,7 @@ impl Core {
         bind.insert("owner".into(), Value::from(req.owner.as_str()));
         bind.insert("leaseMs".into(), Value::from(duration_ms(req.lease)));
         let Some(row) = self
-            .run_retrying(aql::ACQUIRE, Value::Object(bind), req.deadline, &what)
+            .run_retrying(aql::ACQUIRE_NO_SYNC, Value::Object(bind), req.deadline, &what)
             .await?
         else {
             // Every attempt met a concurrent writer on this very document:
@@ -272,7 +272,7 @@ impl Core {
         bind.insert("owner".into(), Value::from(req.owner.as_str()));
         bind.insert("leaseMs".into(), Value::from(duration_ms(req.lease)));
         let row = self
-            .run_retrying(aql::RENEW, Value::Object(bind), req.deadline, &what)
+            .run_retrying(aql::RENEW_NO_SYNC, Value::Object(bind), req.deadline, &what)
             .await?
             .ok_or_else(|| conflict_error(&what))?;
         self.check_name(&row, &key, name)?;
@@ -292,7 +292,7 @@ impl Core {
         let mut bind = self.bind(&key, name);
         bind.insert("owner".into(), Value::from(req.owner.as_str()));
         let row = self
-            .run_retrying(aql::RELEASE, Value::Object(bind), req.deadline, &what)
+            .run_retrying(aql::RELEASE_NO_SYNC, Value::Object(bind), req.deadline, &what)
             .await?
             .ok_or_else(|| conflict_error(&what))?;
         self.check_name(&row, &key, name)?;

@@ -34,17 +34,27 @@ impl Known {
     }
 }
 
-pub use shylock_arango::aql::{ACQUIRE, INSPECT, RELEASE, RENEW};
+pub use shylock_arango::aql::{
+    ACQUIRE, ACQUIRE_NO_SYNC, INSPECT, RELEASE, RELEASE_NO_SYNC, RENEW, RENEW_NO_SYNC,
+};
 
-/// Which known query `text` is, compared exactly.
+/// Which known query `text` is, compared exactly (either variant: with
+/// `waitForSync: true` or without).
 pub fn recognise(text: &str) -> Option<Known> {
     match text {
-        ACQUIRE => Some(Known::Acquire),
-        RENEW => Some(Known::Renew),
-        RELEASE => Some(Known::Release),
+        ACQUIRE | ACQUIRE_NO_SYNC => Some(Known::Acquire),
+        RENEW | RENEW_NO_SYNC => Some(Known::Renew),
+        RELEASE | RELEASE_NO_SYNC => Some(Known::Release),
         INSPECT => Some(Known::Inspect),
         _ => None,
     }
+}
+
+/// Whether the query's writes carry `waitForSync: true` (the AQL
+/// modification option: the query returns only once its writes are synced
+/// to disk).
+pub fn wait_for_sync(text: &str) -> bool {
+    text.contains("waitForSync: true")
 }
 
 /// AQL's conversion of a value to a number (null → 0, bool → 0/1, numeric

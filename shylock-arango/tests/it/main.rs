@@ -10,3 +10,4 @@ mod backend_sync;
 mod conformance;
 mod emulator_docs;
 mod errors;
+mod deployed;
