@@ -113,16 +113,6 @@ pub fn validate_collection_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `key` is a valid ArangoDB document key (used by the tests and as
-/// a debug assertion).
-pub fn is_valid_key(key: &str) -> bool {
-    !key.is_empty()
-        && key.len() <= MAX_KEY_BYTES
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.@()+,=;$!*'%:".contains(&b))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,9 +62,9 @@ impl Target {
     }
 
     /// An arangors database handle.
-    pub async fn db(&self) -> arangors::Database<arangors::client::reqwest::ReqwestClient> {
+    pub async fn db(&self) -> shylock_arango::Database {
         let conn =
-            arangors::Connection::establish_basic_auth(&self.url, &self.user, &self.password)
+            shylock_arango::Connection::establish_basic_auth(&self.url, &self.user, &self.password)
                 .await
                 .unwrap_or_else(|e| panic!("cannot connect to ArangoDB at {}: {e}", self.url));
         conn.db(&self.db)
