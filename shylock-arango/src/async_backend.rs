@@ -44,7 +44,7 @@ impl ArangoBackend {
     /// existing collection passes; safe when many processes start at once).
     ///
     /// `db` is a handle on any arangors client: [`Database`](crate::Database)
-    /// (rustls) or, with the `native-tls` feature, `arangors::Database<ReqwestClient>`.
+    /// (rustls) or arangors' own `arangors::Database<ReqwestClient>` (its `reqwest_async` feature).
     /// The backend sends that handle's authorization headers; see
     /// [`ArangoOptions::credentials`] for handles whose JWT expires.
     ///

@@ -11,8 +11,8 @@ use reqwest::header::HeaderMap;
 /// with [`Connection`](crate::Connection) (`arangors::GenericConnection<RustlsClient>`).
 ///
 /// arangors' own `reqwest_async` client turns on reqwest's native-tls
-/// (OpenSSL on Linux); this crate builds arangors without it (the
-/// `native-tls` feature of this crate brings it back). Its `Debug` never
+/// (OpenSSL on Linux); this crate builds arangors without it (depend on
+/// arangors with its `reqwest_async` feature to bring it back). Its `Debug` never
 /// shows the authorization header.
 ///
 /// ```no_run

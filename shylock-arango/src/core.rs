@@ -86,7 +86,9 @@ impl Core {
         options.validate().map_err(invalid)?;
         let what = format!("connecting to ArangoDB at {}", redact_url(url));
         let mut base = reqwest::Url::parse(url).map_err(|e| {
-            invalid(format!("{what}: not a URL ({e}); expected such as http://localhost:8529"))
+            invalid(format!(
+                "{what}: not a URL ({e}); expected such as http://localhost:8529"
+            ))
         })?;
         if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
             return Err(invalid(format!(
@@ -322,7 +324,8 @@ impl Core {
                     "the collection's TTL index has another expireAfter than ttl_grace; adopting it"
                 );
             }
-            self.ttl_grace_secs.store(adopted.as_secs(), Ordering::Relaxed);
+            self.ttl_grace_secs
+                .store(adopted.as_secs(), Ordering::Relaxed);
             return Ok(());
         }
         Err(invalid(format!(
@@ -418,7 +421,12 @@ impl Core {
         bind.insert("owner".into(), Value::from(req.owner.as_str()));
         bind.insert("leaseMs".into(), Value::from(duration_ms(req.lease)));
         let Some(row) = self
-            .run_retrying(self.query(aql::ACQUIRE, aql::ACQUIRE_NO_SYNC), Value::Object(bind), req.deadline, &what)
+            .run_retrying(
+                self.query(aql::ACQUIRE, aql::ACQUIRE_NO_SYNC),
+                Value::Object(bind),
+                req.deadline,
+                &what,
+            )
             .await?
         else {
             // Every attempt met a concurrent writer on this very document:
@@ -471,7 +479,12 @@ impl Core {
         bind.insert("owner".into(), Value::from(req.owner.as_str()));
         bind.insert("leaseMs".into(), Value::from(duration_ms(req.lease)));
         let row = self
-            .run_retrying(self.query(aql::RENEW, aql::RENEW_NO_SYNC), Value::Object(bind), req.deadline, &what)
+            .run_retrying(
+                self.query(aql::RENEW, aql::RENEW_NO_SYNC),
+                Value::Object(bind),
+                req.deadline,
+                &what,
+            )
             .await?
             .ok_or_else(|| conflict_error(&what))?;
         self.check_name(&row, &key, name)?;
@@ -491,7 +504,12 @@ impl Core {
         let mut bind = self.bind(&key, name);
         bind.insert("owner".into(), Value::from(req.owner.as_str()));
         let row = self
-            .run_retrying(self.query(aql::RELEASE, aql::RELEASE_NO_SYNC), Value::Object(bind), req.deadline, &what)
+            .run_retrying(
+                self.query(aql::RELEASE, aql::RELEASE_NO_SYNC),
+                Value::Object(bind),
+                req.deadline,
+                &what,
+            )
             .await?
             .ok_or_else(|| conflict_error(&what))?;
         self.check_name(&row, &key, name)?;

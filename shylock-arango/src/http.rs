@@ -100,9 +100,8 @@ impl Reply {
         let kind = match (code, num) {
             // Read-only mode, a lock timeout, a killed query: nothing is
             // wrong with the request, the server cannot take it now.
-            (_, Some(errnum::READ_ONLY | errnum::LOCK_TIMEOUT | errnum::QUERY_KILLED)) | (410, _) => {
-                BackendErrorKind::Unavailable
-            }
+            (_, Some(errnum::READ_ONLY | errnum::LOCK_TIMEOUT | errnum::QUERY_KILLED))
+            | (410, _) => BackendErrorKind::Unavailable,
             (401, _) => BackendErrorKind::Unauthorized,
             (403, _) | (_, Some(errnum::FORBIDDEN)) => BackendErrorKind::Unauthorized,
             (_, Some(errnum::DATABASE_NOT_FOUND | errnum::DATA_SOURCE_NOT_FOUND)) => {
@@ -235,18 +234,15 @@ impl fmt::Debug for Http {
     }
 }
 
-/// A `reqwest` client for the backend's own requests: rustls, or the
-/// system's TLS with the `native-tls` feature.
+/// A `reqwest` client for the backend's own requests, on rustls.
 pub(crate) fn default_client() -> Result<reqwest::Client, BackendError> {
-    let builder = reqwest::Client::builder();
-    #[cfg(feature = "native-tls")]
-    let builder = builder.use_native_tls();
-    #[cfg(not(feature = "native-tls"))]
-    let builder = builder.use_rustls_tls();
-    builder.build().map_err(|e| {
-        BackendError::new(BackendErrorKind::Other, "cannot build the HTTP client")
-            .with_source(e.without_url())
-    })
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .build()
+        .map_err(|e| {
+            BackendError::new(BackendErrorKind::Other, "cannot build the HTTP client")
+                .with_source(e.without_url())
+        })
 }
 
 /// `Basic base64(user:password)`, marked sensitive.
@@ -370,11 +366,11 @@ impl Http {
         }
         let what = format!("{what}: logging in again as `{}`", credentials.user);
         let timeout = self.timeout(deadline, &what)?;
-        let url = self
-            .root_url
-            .join("_open/auth")
-            .map_err(|e| BackendError::new(BackendErrorKind::InvalidConfig, format!("{what}: {e}")))?;
-        let body = serde_json::json!({ "username": credentials.user, "password": credentials.password });
+        let url = self.root_url.join("_open/auth").map_err(|e| {
+            BackendError::new(BackendErrorKind::InvalidConfig, format!("{what}: {e}"))
+        })?;
+        let body =
+            serde_json::json!({ "username": credentials.user, "password": credentials.password });
         let resp = self
             .client
             .post(url)
@@ -403,7 +399,10 @@ impl Http {
             };
             return Err(BackendError::new(
                 kind,
-                format!("{what}: HTTP {} (check the user name and password)", status.as_u16()),
+                format!(
+                    "{what}: HTTP {} (check the user name and password)",
+                    status.as_u16()
+                ),
             ));
         };
         value.set_sensitive(true);
@@ -427,7 +426,10 @@ impl Http {
         let url = self.db_url.join(path).map_err(|e| {
             BackendError::new(
                 BackendErrorKind::InvalidConfig,
-                format!("{what}: cannot build a URL from {} and {path}", self.server()),
+                format!(
+                    "{what}: cannot build a URL from {} and {path}",
+                    self.server()
+                ),
             )
             .with_source(e)
         })?;

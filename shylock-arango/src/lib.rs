@@ -60,10 +60,13 @@
 //!
 //! The backend's requests go through `reqwest` with rustls (Web PKI roots),
 //! and so do arangors connections made with [`Connection`] (on
-//! [`RustlsClient`]); no OpenSSL. The `native-tls` feature switches the
-//! backend's own requests to the system's TLS and turns on arangors' own
-//! client (`arangors::Connection`). [`ArangoOptions::http_client`] takes a
-//! client of your own (your CA, a client certificate, a proxy).
+//! [`RustlsClient`]); no OpenSSL, one TLS stack with the MongoDB backend.
+//! [`ArangoOptions::http_client`] takes a `reqwest` client of your own
+//! (your CA, a client certificate, a proxy, or the system's TLS through
+//! reqwest's `native-tls` feature); arangors' own client
+//! (`arangors::Connection`, native-tls) comes back if you depend on
+//! arangors with its `reqwest_async` feature, and its handles are accepted
+//! too.
 //!
 //! # How it works
 //!

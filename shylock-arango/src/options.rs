@@ -158,9 +158,11 @@ impl ArangoOptions {
     }
 
     /// The `reqwest` client for the backend's requests (default: a client
-    /// of its own, rustls with the Web PKI roots, or the system's TLS with
-    /// the `native-tls` feature). Give one to trust your own certificate
-    /// authority or to use a client certificate or a proxy.
+    /// of its own on rustls with the Web PKI roots). Give one to trust your
+    /// own certificate authority, to use a client certificate or a proxy,
+    /// or to use the system's TLS (OpenSSL on Linux): depend on `reqwest`
+    /// with its `native-tls` feature and pass
+    /// `reqwest::Client::builder().use_native_tls().build()?`.
     #[must_use]
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http_client = Some(client);

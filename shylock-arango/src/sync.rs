@@ -198,7 +198,7 @@ impl ArangoBackend {
 
     /// From an `arangors` database handle you already have (any
     /// authentication, any client: [`Database`](crate::Database) on rustls,
-    /// or arangors' own with the `native-tls` feature), as the Python
+    /// or arangors' own), as the Python
     /// original's `ShylockPythonArangoBackend.create(db, collection_name)`:
     /// prepare `collection` as [`connect`](Self::connect) does. The handle's
     /// URL, database and authorization are used; its requests run on this

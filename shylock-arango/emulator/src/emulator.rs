@@ -108,6 +108,9 @@ struct Faults {
     /// Run the request (commit its writes), then never answer.
     commit_then_hang: bool,
     read_only: bool,
+    /// How long a write with `waitForSync` takes to reach the disk, spent
+    /// while the query holds its lock (a model of the fsync).
+    sync_latency: Duration,
     cursor_errors: VecDeque<(u16, i64, String)>,
 }
 
@@ -410,9 +413,10 @@ impl Emulator {
     /// How long JWTs issued by `POST /_open/auth` are valid (on the emulated
     /// clock; the server's `--server.session-timeout`, default one hour).
     pub fn set_token_lifetime(&self, d: Duration) {
-        self.state
-            .token_lifetime_ms
-            .store(i64::try_from(d.as_millis()).unwrap_or(i64::MAX), Ordering::SeqCst);
+        self.state.token_lifetime_ms.store(
+            i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+            Ordering::SeqCst,
+        );
     }
 
     /// How many successful `POST /_open/auth` logins there were.
@@ -423,6 +427,12 @@ impl Emulator {
     /// Every JWT issued so far.
     pub fn issued_tokens(&self) -> Vec<String> {
         lock(&self.state.tokens).keys().cloned().collect()
+    }
+
+    /// Make every write with `waitForSync` take `d` longer, inside the
+    /// query's lock (a model of the fsync under `exclusive: true`; default 0).
+    pub fn set_sync_latency(&self, d: Duration) {
+        lock(&self.state.faults).sync_latency = d;
     }
 
     /// Put the server in read-only mode (`PUT /_admin/server/mode`
@@ -884,7 +894,11 @@ fn route(
                         json!({ "error": false, "code": 200, "indexes": indexes, "identifiers": identifiers }),
                     )
                 }
-                None => error(404, 1203, format!("collection or view not found: {collection}")),
+                None => error(
+                    404,
+                    1203,
+                    format!("collection or view not found: {collection}"),
+                ),
             }
         }
         (&Method::DELETE, p) if p.starts_with("/_api/collection/") => {
@@ -1120,12 +1134,18 @@ fn cursor(
     let writes_collection = known != Known::Inspect;
     // Access is checked when the query is set up, for every collection it
     // names: read/write for the modified one (ERROR_FORBIDDEN, 403).
-    let needed = if writes_collection { Level::Rw } else { Level::Ro };
+    let needed = if writes_collection {
+        Level::Rw
+    } else {
+        Level::Ro
+    };
     if caller.collection(db_name, collection) < needed {
         return error(
             403,
             11,
-            format!("AQL: forbidden: no {needed:?} access to collection '{collection}' (while parsing)"),
+            format!(
+                "AQL: forbidden: no {needed:?} access to collection '{collection}' (while parsing)"
+            ),
         );
     }
     if writes_collection && let Some(r) = read_only(state) {
@@ -1166,6 +1186,10 @@ fn cursor(
             // The WAL is synced in order: this sync makes every earlier write
             // durable too.
             db.unsynced.clear();
+            let latency = lock(&state.faults).sync_latency;
+            if !latency.is_zero() {
+                std::thread::sleep(latency);
+            }
         } else {
             db.unsynced
                 .entry((collection.to_owned(), key.to_owned()))

@@ -236,8 +236,12 @@ async fn any_name_works_and_names_do_not_collide() {
     let keys: BTreeSet<String> = names.iter().map(|n| lock_key(n)).collect();
     assert_eq!(keys.len(), names.len(), "two names share a key");
     for k in &keys {
-        assert!(k.len() <= 254
-                && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.@()+,=;$!*'%:".contains(&b)), "invalid key {k}");
+        assert!(
+            k.len() <= 254
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.@()+,=;$!*'%:".contains(&b)),
+            "invalid key {k}"
+        );
     }
     let a = OwnerId::random();
     let c = OwnerId::random();
@@ -349,7 +353,10 @@ async fn create_is_idempotent_under_concurrent_starts() {
         );
         emu.clear_requests();
         ArangoBackend::create(&db, &coll).await.unwrap();
-        assert_eq!(requests(), vec![format!("GET {c}/{coll}"), format!("GET {i}")]);
+        assert_eq!(
+            requests(),
+            vec![format!("GET {c}/{coll}"), format!("GET {i}")]
+        );
     }
     let mut tasks = Vec::new();
     for _ in 0..8 {

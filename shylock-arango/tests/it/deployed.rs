@@ -45,7 +45,9 @@ async fn formatting_never_shows_credentials() {
     shown.push(format!("{b:?}"));
     shown.push(format!("{:?}", Backend::from(b.clone())));
     let jwt_db = arangors_jwt_db(&t).await;
-    let b = ArangoBackend::create_with(&jwt_db, options.clone()).await.unwrap();
+    let b = ArangoBackend::create_with(&jwt_db, options.clone())
+        .await
+        .unwrap();
     shown.push(format!("{b:?}"));
     let basic_db = t.db().await;
     let b = ArangoBackend::new(&basic_db, options.clone()).unwrap();
@@ -71,12 +73,19 @@ async fn formatting_never_shows_credentials() {
     shown.push(format!("{e:?} {e}"));
     #[cfg(feature = "sync")]
     {
-        let (url, user, password, db) = (t.url.clone(), t.user.clone(), t.password.clone(), t.db.clone());
+        let (url, user, password, db) = (
+            t.url.clone(),
+            t.user.clone(),
+            t.password.clone(),
+            t.db.clone(),
+        );
         let options2 = options.clone();
         let texts = tokio::task::spawn_blocking(move || {
             let mut shown = Vec::new();
-            let b = shylock_arango::sync::ArangoBackend::connect_with(&url, &user, &password, &db, options2)
-                .unwrap();
+            let b = shylock_arango::sync::ArangoBackend::connect_with(
+                &url, &user, &password, &db, options2,
+            )
+            .unwrap();
             shown.push(format!("{b:?}"));
             shown.push(format!("{:?}", Backend::from(b)));
             let e = shylock_arango::sync::ArangoBackend::connect(&url, &user, "wrong-pw-xyz", &db)
@@ -91,10 +100,16 @@ async fn formatting_never_shows_credentials() {
         shown.push(format!("{b:?}"));
     }
     let secrets = secrets(emu);
-    assert!(secrets.len() >= 4, "the emulator issued no JWT: {secrets:?}");
+    assert!(
+        secrets.len() >= 4,
+        "the emulator issued no JWT: {secrets:?}"
+    );
     for text in &shown {
         for secret in &secrets {
-            assert!(!text.contains(secret.as_str()), "{secret:?} shown in {text}");
+            assert!(
+                !text.contains(secret.as_str()),
+                "{secret:?} shown in {text}"
+            );
         }
     }
 }
@@ -136,7 +151,11 @@ async fn jwt_backend_outlives_its_tokens() {
     assert!(emu.logins() >= 5, "logins: {}", emu.logins());
     // Without credentials the backend says what happened.
     let b = ArangoBackend::create(&db, &coll).await.unwrap_err();
-    assert_eq!(b.backend_kind(), Some(BackendErrorKind::Unauthorized), "{b}");
+    assert_eq!(
+        b.backend_kind(),
+        Some(BackendErrorKind::Unauthorized),
+        "{b}"
+    );
     assert!(b.to_string().contains("expired"), "{b}");
 }
 
@@ -149,18 +168,32 @@ async fn least_privilege_user_uses_an_existing_collection() {
     let emu = t.emu();
     let coll = unique_collection("lp");
     // The administrator's set-up.
-    ArangoBackend::connect_with(&t.url, &t.user, &t.password, &t.db, ArangoOptions::new().collection(&coll))
-        .await
-        .unwrap();
+    ArangoBackend::connect_with(
+        &t.url,
+        &t.user,
+        &t.password,
+        &t.db,
+        ArangoOptions::new().collection(&coll),
+    )
+    .await
+    .unwrap();
     emu.add_user("app", "app-secret");
     emu.grant_database("app", EMU_DB, Level::Ro);
     emu.grant_collection("app", EMU_DB, &coll, Level::Rw);
     emu.clear_requests();
-    let b = ArangoBackend::connect_with(&t.url, "app", "app-secret", &t.db, ArangoOptions::new().collection(&coll))
-        .await
-        .unwrap();
+    let b = ArangoBackend::connect_with(
+        &t.url,
+        "app",
+        "app-secret",
+        &t.db,
+        ArangoOptions::new().collection(&coll),
+    )
+    .await
+    .unwrap();
     assert!(
-        emu.requests().iter().all(|r| r.method != "POST" || r.path.ends_with("/_api/cursor")),
+        emu.requests()
+            .iter()
+            .all(|r| r.method != "POST" || r.path.ends_with("/_api/cursor")),
         "{:?}",
         emu.requests()
     );
@@ -192,7 +225,11 @@ async fn least_privilege_user_uses_an_existing_collection() {
     )
     .await
     .unwrap_err();
-    assert_eq!(err.backend_kind(), Some(BackendErrorKind::Unauthorized), "{err}");
+    assert_eq!(
+        err.backend_kind(),
+        Some(BackendErrorKind::Unauthorized),
+        "{err}"
+    );
     // A read-only user cannot take locks: Unauthorized.
     emu.grant_collection("app", EMU_DB, &coll, Level::Ro);
     let err = b
@@ -215,9 +252,15 @@ async fn crash_after_a_grant_never_grants_the_same_token_twice() {
     let t = emulated();
     let emu = t.emu();
     let coll = unique_collection("crash");
-    let b = ArangoBackend::connect_with(&t.url, &t.user, &t.password, &t.db, ArangoOptions::new().collection(&coll))
-        .await
-        .unwrap();
+    let b = ArangoBackend::connect_with(
+        &t.url,
+        &t.user,
+        &t.password,
+        &t.db,
+        ArangoOptions::new().collection(&coll),
+    )
+    .await
+    .unwrap();
     let name = LockName::new("crash").unwrap();
     let (a, c) = (OwnerId::random(), OwnerId::random());
     let first = granted(acquire(&b, &name, &a, LONG).await);
@@ -261,19 +304,36 @@ async fn missing_database_for_a_non_root_user_names_both_causes() {
     emu.add_user("app", "app-secret");
     emu.grant_database("app", EMU_DB, Level::Ro);
     let (status, _, body) = t
-        .raw_as("app", "app-secret", Method::GET, "/_db/nope_db/_api/database/current", None)
+        .raw_as(
+            "app",
+            "app-secret",
+            Method::GET,
+            "/_db/nope_db/_api/database/current",
+            None,
+        )
         .await;
-    assert_eq!((status, body["errorNum"].as_i64()), (401, Some(11)), "{body}");
+    assert_eq!(
+        (status, body["errorNum"].as_i64()),
+        (401, Some(11)),
+        "{body}"
+    );
     let err = ArangoBackend::connect(&t.url, "app", "app-secret", "nope_db")
         .await
         .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("password") && text.contains("does not exist"), "{text}");
+    assert!(
+        text.contains("password") && text.contains("does not exist"),
+        "{text}"
+    );
     // For root, the database is plainly missing.
     let err = ArangoBackend::connect(&t.url, &t.user, &t.password, "nope_db")
         .await
         .unwrap_err();
-    assert_eq!(err.backend_kind(), Some(BackendErrorKind::InvalidConfig), "{err}");
+    assert_eq!(
+        err.backend_kind(),
+        Some(BackendErrorKind::InvalidConfig),
+        "{err}"
+    );
 }
 
 /// Item 5: an existing TTL index with another `expireAfter` is adopted when
@@ -284,7 +344,11 @@ async fn existing_ttl_index_grace_is_adopted_or_refused() {
     for (grace, ok) in [(7200, true), (5, false)] {
         let coll = unique_collection("ttl");
         let (s, _, _) = t
-            .raw(Method::POST, &format!("/_db/{}/_api/collection", t.db), Some(json!({ "name": coll })))
+            .raw(
+                Method::POST,
+                &format!("/_db/{}/_api/collection", t.db),
+                Some(json!({ "name": coll })),
+            )
             .await;
         assert_eq!(s, 200);
         let (s, _, _) = t
@@ -306,7 +370,11 @@ async fn existing_ttl_index_grace_is_adopted_or_refused() {
         match (result, ok) {
             (Ok(b), true) => assert_eq!(b.ttl_grace(), Duration::from_secs(7200)),
             (Err(e), false) => {
-                assert_eq!(e.backend_kind(), Some(BackendErrorKind::InvalidConfig), "{e}");
+                assert_eq!(
+                    e.backend_kind(),
+                    Some(BackendErrorKind::InvalidConfig),
+                    "{e}"
+                );
                 assert!(e.to_string().contains("expireAfter"), "{e}");
             }
             (Ok(_), false) => panic!("a 5 s TTL grace was accepted"),
@@ -322,22 +390,35 @@ async fn timed_out_acquire_leaves_no_holder_behind() {
     let t = emulated();
     let emu = t.emu();
     let coll = unique_collection("late");
-    let b = ArangoBackend::connect_with(&t.url, &t.user, &t.password, &t.db, ArangoOptions::new().collection(&coll))
-        .await
-        .unwrap();
+    let b = ArangoBackend::connect_with(
+        &t.url,
+        &t.user,
+        &t.password,
+        &t.db,
+        ArangoOptions::new().collection(&coll),
+    )
+    .await
+    .unwrap();
     let backend = Backend::from(b.clone());
     let lock = AsyncLock::with_backend("late", &backend).lease(LONG);
     emu.set_commit_then_hang(true);
-    let err = lock.acquire_timeout(Duration::from_secs(1)).await.unwrap_err();
+    let err = lock
+        .acquire_timeout(Duration::from_secs(1))
+        .await
+        .unwrap_err();
     assert!(matches!(err, shylock_core::Error::Timeout { .. }), "{err}");
     emu.set_commit_then_hang(false);
     // The grant was committed by the server ...
     let key = shylock_arango::lock_key("late");
-    let doc = emu.document(EMU_DB, &coll, &key).expect("the server committed the grant");
-    assert!(!doc["owner"].is_null() || doc["owner"].is_null());
+    emu.document(EMU_DB, &coll, &key)
+        .expect("the server committed the grant");
     // ... and is released by the acquisition that gave up.
     assert!(backend.settle(Duration::from_secs(30)).await);
-    assert!(lock.inspect().await.unwrap().is_none(), "{:?}", emu.document(EMU_DB, &coll, &key));
+    assert!(
+        lock.inspect().await.unwrap().is_none(),
+        "{:?}",
+        emu.document(EMU_DB, &coll, &key)
+    );
     let other = AsyncLock::with_backend("late", &backend).lease(LONG);
     let g = other.try_acquire().await.unwrap().expect("free");
     g.release().await.unwrap();
@@ -350,9 +431,15 @@ async fn read_only_lock_timeout_and_killed_query_are_transient() {
     let t = emulated();
     let emu = t.emu();
     let coll = unique_collection("kinds");
-    let b = ArangoBackend::connect_with(&t.url, &t.user, &t.password, &t.db, ArangoOptions::new().collection(&coll))
-        .await
-        .unwrap();
+    let b = ArangoBackend::connect_with(
+        &t.url,
+        &t.user,
+        &t.password,
+        &t.db,
+        ArangoOptions::new().collection(&coll),
+    )
+    .await
+    .unwrap();
     let name = LockName::new("kinds").unwrap();
     let owner = OwnerId::random();
     let try_once = || {
@@ -376,4 +463,51 @@ async fn read_only_lock_timeout_and_killed_query_are_transient() {
     let err = try_once().await.unwrap_err();
     assert_eq!(err.kind(), BackendErrorKind::Unavailable, "{err}");
     granted(try_once().await.unwrap());
+}
+
+/// Item 10: a sync user builds the sync backend from an arangors handle
+/// made elsewhere (here on a runtime that is gone by the time the backend
+/// is used), with any authentication: `create`, `create_with`, `new`.
+#[cfg(feature = "sync")]
+#[test]
+fn sync_backend_from_an_existing_handle() {
+    use shylock_core::Lock;
+    let t = emulated();
+    let coll = unique_collection("synch");
+    let (basic, jwt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async { (t.db().await, arangors_jwt_db(&t).await) });
+    let b = shylock_arango::sync::ArangoBackend::create(&basic, &coll).unwrap();
+    assert_eq!((b.collection(), b.database()), (coll.as_str(), EMU_DB));
+    let backend = Backend::from(b);
+    let g = Lock::with_backend("synch", &backend)
+        .lease(LONG)
+        .acquire()
+        .unwrap();
+    assert!(
+        Lock::with_backend("synch", &backend)
+            .try_acquire()
+            .unwrap()
+            .is_none()
+    );
+    g.release().unwrap();
+    // A JWT handle with credentials outlives its token; `new` sends nothing.
+    t.emu().clear_requests();
+    let b = shylock_arango::sync::ArangoBackend::new(
+        &jwt,
+        ArangoOptions::new()
+            .collection(&coll)
+            .credentials(&t.user, &t.password),
+    )
+    .unwrap();
+    assert!(t.emu().requests().is_empty());
+    t.emu().advance_clock(3_600_000 + 1_000);
+    let backend = Backend::from(b);
+    let g = Lock::with_backend("synch", &backend)
+        .lease(LONG)
+        .acquire()
+        .unwrap();
+    g.release().unwrap();
 }

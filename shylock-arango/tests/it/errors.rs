@@ -53,8 +53,8 @@ async fn bad_collection_names_are_refused_before_any_request() {
 async fn wrong_password_is_unauthorized() {
     let t = target();
     let err = ArangoBackend::connect(&t.url, &t.user, "definitely-not-the-password", &t.db)
-    .await
-    .unwrap_err();
+        .await
+        .unwrap_err();
     assert_eq!(
         err.backend_kind(),
         Some(BackendErrorKind::Unauthorized),
@@ -66,8 +66,8 @@ async fn wrong_password_is_unauthorized() {
 async fn missing_database_is_invalid_config() {
     let t = target();
     let err = ArangoBackend::connect(&t.url, &t.user, &t.password, "no_such_database_shylock")
-    .await
-    .unwrap_err();
+        .await
+        .unwrap_err();
     assert_eq!(
         err.backend_kind(),
         Some(BackendErrorKind::InvalidConfig),
@@ -213,7 +213,9 @@ async fn create_on_a_hanging_server_times_out() {
     let started = Instant::now();
     let err = ArangoBackend::create_with(
         &db,
-        ArangoOptions::new().collection("hang").request_timeout(Duration::from_millis(300)),
+        ArangoOptions::new()
+            .collection("hang")
+            .request_timeout(Duration::from_millis(300)),
     )
     .await
     .unwrap_err();
