@@ -27,8 +27,21 @@
 //!   document key 400/1221), executed natively under one mutex per database,
 //!   which gives a single server's atomicity; `_rev` changes on every write.
 //!
-//! Test controls: a request log, a clock offset, running the TTL collector,
-//! injected delays, hangs (no answer at all) and injected cursor errors.
+//! * `POST /_open/auth` issues JWTs that expire on the emulated clock;
+//!   users with per-database and per-collection access levels ([`Level`]),
+//!   403 / 11 beyond them, 401 / 11 for a database a non-root user cannot
+//!   see (whether or not it exists);
+//! * `GET /_api/collection/{name}`, `GET /_api/index?collection=`;
+//! * a TTL collector every 30 s that selects `0 <= value <= now - expireAfter`
+//!   and removes by `_key` and `_rev`;
+//! * durability: writes without `waitForSync` are lost by [`Emulator::crash`]
+//!   until a synced write syncs them.
+//!
+//! The table in `shylock-arango/README.md` cites the page each behaviour
+//! follows. Test controls: a request log, a clock offset, running the TTL
+//! collector in one or two steps, injected delays, hangs (no answer at all),
+//! commit-then-hang, read-only mode, a modelled fsync latency, crashes and
+//! injected cursor errors.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::convert::Infallible;
