@@ -25,12 +25,13 @@ pub async fn backend(t: &Target) -> ArangoBackend {
         .unwrap()
 }
 
-pub async fn acquire(
+/// One acquire attempt, its error kept.
+pub async fn attempt(
     b: &ArangoBackend,
     name: &LockName,
     owner: &OwnerId,
     lease: Duration,
-) -> AcquireOutcome {
+) -> Result<AcquireOutcome, shylock_core::BackendError> {
     b.try_acquire(AcquireRequest {
         name,
         owner,
@@ -39,7 +40,15 @@ pub async fn acquire(
         deadline: deadline(),
     })
     .await
-    .unwrap()
+}
+
+pub async fn acquire(
+    b: &ArangoBackend,
+    name: &LockName,
+    owner: &OwnerId,
+    lease: Duration,
+) -> AcquireOutcome {
+    attempt(b, name, owner, lease).await.unwrap()
 }
 
 pub async fn release(b: &ArangoBackend, name: &LockName, owner: &OwnerId) -> ReleaseOutcome {

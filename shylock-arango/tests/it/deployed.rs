@@ -8,14 +8,21 @@ use base64::Engine as _;
 use reqwest::Method;
 use serde_json::json;
 use shylock_arango::{ArangoBackend, ArangoOptions};
-use shylock_core::backend::{AcquireOutcome, AsyncBackend};
+use shylock_core::backend::AcquireOutcome;
 use shylock_core::{AsyncLock, Backend, BackendErrorKind, LockName, OwnerId};
 
-use crate::backend_async::{acquire, granted, release, renew};
+use crate::backend_async::{acquire, attempt, granted, release, renew};
 use crate::support::emulator::Level;
 use crate::support::target::{EMU_DB, emulated, unique_collection};
 
 const LONG: Duration = Duration::from_secs(60);
+
+/// `connect_with` as the target's (root-like) user.
+async fn connect(t: &crate::support::target::Target, options: ArangoOptions) -> ArangoBackend {
+    ArangoBackend::connect_with(&t.url, &t.user, &t.password, &t.db, options)
+        .await
+        .unwrap()
+}
 
 /// Item 0: no public type built with credentials shows the password, its
 /// base64 (with or without padding) or a JWT in `Debug` or `Display`.
@@ -60,14 +67,7 @@ async fn formatting_never_shows_credentials() {
     let b = ArangoBackend::create(&jwt_db, &coll).await.unwrap();
     emu.advance_clock(2 * 3_600_000);
     let name = LockName::new("fmt").unwrap();
-    let e = b
-        .try_acquire(shylock_core::backend::AcquireRequest {
-            name: &name,
-            owner: &OwnerId::random(),
-            lease: LONG,
-            now: shylock_core::Timestamp::EPOCH,
-            deadline: crate::backend_async::deadline(),
-        })
+    let e = attempt(&b, &name, &OwnerId::random(), LONG)
         .await
         .unwrap_err();
     shown.push(format!("{e:?} {e}"));
@@ -168,15 +168,7 @@ async fn least_privilege_user_uses_an_existing_collection() {
     let emu = t.emu();
     let coll = unique_collection("lp");
     // The administrator's set-up.
-    ArangoBackend::connect_with(
-        &t.url,
-        &t.user,
-        &t.password,
-        &t.db,
-        ArangoOptions::new().collection(&coll),
-    )
-    .await
-    .unwrap();
+    connect(&t, ArangoOptions::new().collection(&coll)).await;
     emu.add_user("app", "app-secret");
     emu.grant_database("app", EMU_DB, Level::Ro);
     emu.grant_collection("app", EMU_DB, &coll, Level::Rw);
@@ -232,16 +224,7 @@ async fn least_privilege_user_uses_an_existing_collection() {
     );
     // A read-only user cannot take locks: Unauthorized.
     emu.grant_collection("app", EMU_DB, &coll, Level::Ro);
-    let err = b
-        .try_acquire(shylock_core::backend::AcquireRequest {
-            name: &name,
-            owner: &owner,
-            lease: LONG,
-            now: shylock_core::Timestamp::EPOCH,
-            deadline: crate::backend_async::deadline(),
-        })
-        .await
-        .unwrap_err();
+    let err = attempt(&b, &name, &owner, LONG).await.unwrap_err();
     assert_eq!(err.kind(), BackendErrorKind::Unauthorized, "{err}");
 }
 
@@ -252,15 +235,7 @@ async fn crash_after_a_grant_never_grants_the_same_token_twice() {
     let t = emulated();
     let emu = t.emu();
     let coll = unique_collection("crash");
-    let b = ArangoBackend::connect_with(
-        &t.url,
-        &t.user,
-        &t.password,
-        &t.db,
-        ArangoOptions::new().collection(&coll),
-    )
-    .await
-    .unwrap();
+    let b = connect(&t, ArangoOptions::new().collection(&coll)).await;
     let name = LockName::new("crash").unwrap();
     let (a, c) = (OwnerId::random(), OwnerId::random());
     let first = granted(acquire(&b, &name, &a, LONG).await);
@@ -281,15 +256,11 @@ async fn crash_after_a_grant_never_grants_the_same_token_twice() {
 
     // Turned off, a crash loses the unsynced grant (what the docs warn of).
     let coll2 = unique_collection("crash");
-    let b = ArangoBackend::connect_with(
-        &t.url,
-        &t.user,
-        &t.password,
-        &t.db,
+    let b = connect(
+        &t,
         ArangoOptions::new().collection(&coll2).wait_for_sync(false),
     )
-    .await
-    .unwrap();
+    .await;
     granted(acquire(&b, &name, &a, LONG).await);
     assert_eq!(emu.crash(), 1);
     granted(acquire(&b, &name, &c, LONG).await);
@@ -325,15 +296,8 @@ async fn missing_database_for_a_non_root_user_names_both_causes() {
         text.contains("password") && text.contains("does not exist"),
         "{text}"
     );
-    // For root, the database is plainly missing.
-    let err = ArangoBackend::connect(&t.url, &t.user, &t.password, "nope_db")
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err.backend_kind(),
-        Some(BackendErrorKind::InvalidConfig),
-        "{err}"
-    );
+    // For root, the database is plainly missing: see
+    // errors::missing_database_is_invalid_config.
 }
 
 /// Item 5: an existing TTL index with another `expireAfter` is adopted when
@@ -343,14 +307,7 @@ async fn existing_ttl_index_grace_is_adopted_or_refused() {
     let t = emulated();
     for (grace, ok) in [(7200, true), (5, false)] {
         let coll = unique_collection("ttl");
-        let (s, _, _) = t
-            .raw(
-                Method::POST,
-                &format!("/_db/{}/_api/collection", t.db),
-                Some(json!({ "name": coll })),
-            )
-            .await;
-        assert_eq!(s, 200);
+        t.create_collection(&coll).await;
         let (s, _, _) = t
             .raw(
                 Method::POST,
@@ -390,15 +347,7 @@ async fn timed_out_acquire_leaves_no_holder_behind() {
     let t = emulated();
     let emu = t.emu();
     let coll = unique_collection("late");
-    let b = ArangoBackend::connect_with(
-        &t.url,
-        &t.user,
-        &t.password,
-        &t.db,
-        ArangoOptions::new().collection(&coll),
-    )
-    .await
-    .unwrap();
+    let b = connect(&t, ArangoOptions::new().collection(&coll)).await;
     let backend = Backend::from(b.clone());
     let lock = AsyncLock::with_backend("late", &backend).lease(LONG);
     emu.set_commit_then_hang(true);
@@ -431,26 +380,10 @@ async fn read_only_lock_timeout_and_killed_query_are_transient() {
     let t = emulated();
     let emu = t.emu();
     let coll = unique_collection("kinds");
-    let b = ArangoBackend::connect_with(
-        &t.url,
-        &t.user,
-        &t.password,
-        &t.db,
-        ArangoOptions::new().collection(&coll),
-    )
-    .await
-    .unwrap();
+    let b = connect(&t, ArangoOptions::new().collection(&coll)).await;
     let name = LockName::new("kinds").unwrap();
     let owner = OwnerId::random();
-    let try_once = || {
-        b.try_acquire(shylock_core::backend::AcquireRequest {
-            name: &name,
-            owner: &owner,
-            lease: LONG,
-            now: shylock_core::Timestamp::EPOCH,
-            deadline: crate::backend_async::deadline(),
-        })
-    };
+    let try_once = || attempt(&b, &name, &owner, LONG);
     emu.set_read_only(true);
     let err = try_once().await.unwrap_err();
     assert_eq!(err.kind(), BackendErrorKind::Unavailable, "{err}");

@@ -523,14 +523,7 @@ async fn illegal_document_key() {
 async fn non_string_key_fails_the_insert_with_1221() {
     let t = target();
     let coll = unique_collection("nk");
-    let (s, _, _) = t
-        .raw(
-            Method::POST,
-            &format!("/_db/{}/_api/collection", t.db),
-            Some(json!({ "name": coll })),
-        )
-        .await;
-    assert_eq!(s, 200);
+    t.create_collection(&coll).await;
     let body = json!({
         "query": shylock_arango::aql::ACQUIRE,
         "bindVars": { "@collection": coll, "key": 12, "name": "n", "owner": "o", "leaseMs": 1000 },
@@ -554,14 +547,7 @@ async fn non_string_key_fails_the_insert_with_1221() {
 async fn negative_expire_after_is_refused() {
     let t = target();
     let coll = unique_collection("neg");
-    let (s, _, _) = t
-        .raw(
-            Method::POST,
-            &format!("/_db/{}/_api/collection", t.db),
-            Some(json!({ "name": coll })),
-        )
-        .await;
-    assert_eq!(s, 200);
+    t.create_collection(&coll).await;
     let (s, _, answer) = t
         .raw(
             Method::POST,

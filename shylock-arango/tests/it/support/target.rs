@@ -121,6 +121,14 @@ impl Target {
         (status, headers, body)
     }
 
+    /// `POST /_api/collection` `{name}` → 200.
+    pub async fn create_collection(&self, name: &str) {
+        let path = format!("/_db/{}/_api/collection", self.db);
+        let body = serde_json::json!({ "name": name });
+        let (status, _, answer) = self.raw(reqwest::Method::POST, &path, Some(body)).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+
     /// Drop a collection (best effort; cleans up after tests on a real server).
     pub async fn drop_collection(&self, name: &str) {
         let path = format!("/_db/{}/_api/collection/{name}", self.db);
