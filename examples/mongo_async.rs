@@ -26,12 +26,16 @@
 use std::time::Duration;
 
 use shylock::mongo::{MongoBackend, MongoOptions, mongodb};
-use shylock::{AsyncLock, configure};
+use shylock::{AsyncLock, AsyncLockGuard, configure};
 
 const LOCK_NAME: &str = "test-lock";
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    shylock_examples::report(runtime.block_on(run()))
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut allow_non_atomic_server = false;
     let mut uri = "mongodb://127.0.0.1:27017/".to_owned();
     for arg in std::env::args().skip(1) {
@@ -41,7 +45,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             uri = arg;
         }
     }
-    println!("Connecting to {uri}");
+    println!(
+        "Connecting to {uri} (the driver gives up after its server selection timeout, 30 s unless the URI sets serverSelectionTimeoutMS)"
+    );
 
     // Python: client = AsyncIOMotorClient(CONNECTION_STRING)
     //         configure(await ShylockMotorAsyncIOBackend.create(client, "projectdb"))
@@ -56,10 +62,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = MongoOptions::new().allow_non_atomic_server(allow_non_atomic_server);
     configure(MongoBackend::create_with(&client, "shylock_example", options).await?);
 
-    // 1. `async with Lock("test-lock"):` — a guard around a critical section
-    //    that fails; the lock is released on the way out.
+    // 1. `async with Lock("test-lock"):` — `run` holds the lock for a
+    //    critical section, and releases it however the section ends.
     let test_lock = AsyncLock::new(LOCK_NAME);
-    if let Err(e) = guarded_section(&test_lock).await {
+    let section = test_lock.run(guarded_section).await?;
+    if let Err(e) = section {
         println!("The critical section failed ({e}); the lock was released");
     }
 
@@ -106,18 +113,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The `async with` block: the lock is held for the section and released on
-/// every path (an async guard cannot release in `Drop`, so release it
-/// explicitly before handing on the section's result).
-async fn guarded_section(test_lock: &AsyncLock) -> Result<(), Box<dyn std::error::Error>> {
-    let guard = test_lock.acquire().await?;
+/// The body of the `async with` block: it runs while `run` holds the lock,
+/// and fails (as the Python example's `raise ValueError()`).
+async fn guarded_section(guard: &AsyncLockGuard) -> Result<(), std::io::Error> {
     println!("Got {LOCK_NAME} (fencing token {})", guard.token());
     // While it is held, a second, non-blocking try fails at once.
-    assert!(AsyncLock::new(LOCK_NAME).try_acquire().await?.is_none());
-    let work: Result<(), std::io::Error> = Err(std::io::Error::other("ValueError"));
-    guard.release().await?;
-    work?;
-    Ok(())
+    let again = AsyncLock::new(LOCK_NAME).try_acquire().await;
+    assert!(matches!(again, Ok(None)), "{again:?}");
+    Err(std::io::Error::other("ValueError"))
 }
 
 async fn do_something() {

@@ -26,11 +26,15 @@
 use std::time::Duration;
 
 use shylock::mongo::{MongoOptions, mongodb, sync::MongoBackend};
-use shylock::{Lock, configure};
+use shylock::{Lock, LockGuard, configure};
 
 const LOCK_NAME: &str = "test-lock";
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    shylock_examples::report(run())
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut allow_non_atomic_server = false;
     let mut uri = "mongodb://127.0.0.1:27017/".to_owned();
     for arg in std::env::args().skip(1) {
@@ -40,7 +44,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             uri = arg;
         }
     }
-    println!("Connecting to {uri}");
+    println!(
+        "Connecting to {uri} (the driver gives up after its server selection timeout, 30 s unless the URI sets serverSelectionTimeoutMS)"
+    );
 
     // Python: client = MongoClient(CONNECTION_STRING)
     //         configure(ShylockPymongoBackend.create(client, "projectdb"))
@@ -59,10 +65,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         options,
     )?);
 
-    // 1. `with Lock("test-lock"):` — the guard's scope is the critical
-    //    section; a failing section still releases the lock (on drop).
+    // 1. `with Lock("test-lock"):` — `run` holds the lock for a critical
+    //    section, and releases it however the section ends.
     let test_lock = Lock::new(LOCK_NAME);
-    if let Err(e) = guarded_section(&test_lock) {
+    if let Err(e) = test_lock.run(guarded_section)? {
         println!("The critical section failed ({e}); the lock was released");
     }
 
@@ -108,14 +114,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The `with` block: the guard lives for the section and is released when
-/// it is dropped, whichever way the section ends.
-fn guarded_section(test_lock: &Lock) -> Result<(), Box<dyn std::error::Error>> {
-    let _guard = test_lock.acquire()?;
-    println!("Got {LOCK_NAME}");
+/// The body of the `with` block: it runs while `run` holds the lock, and
+/// fails (as the Python example's `raise ValueError()`). A guard kept in a
+/// scope works the same way: it is released when dropped.
+fn guarded_section(guard: &LockGuard) -> Result<(), std::io::Error> {
+    println!("Got {LOCK_NAME} (fencing token {})", guard.token());
     // While it is held, a second, non-blocking try fails at once.
-    assert!(Lock::new(LOCK_NAME).try_acquire()?.is_none());
-    Err(Box::new(std::io::Error::other("ValueError")))
+    let again = Lock::new(LOCK_NAME).try_acquire();
+    assert!(matches!(again, Ok(None)), "{again:?}");
+    Err(std::io::Error::other("ValueError"))
 }
 
 fn do_something() {

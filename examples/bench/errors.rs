@@ -121,6 +121,7 @@ mod tests {
             &Error::Timeout {
                 name: "x".into(),
                 waited: Duration::from_secs(1),
+                source: None,
             },
         );
         e.add_key("release backend-timeout", 2);

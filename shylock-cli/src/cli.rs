@@ -9,12 +9,12 @@ use clap::{Args, Parser, Subcommand};
 const EXIT_CODES: &str = "\
 Exit status:
   0-255  run: the command's own exit status (128 + N if it was killed by signal N)
-  75     the lock could not be had: held with --no-wait, or --timeout passed
+  75     the lock could not be had: held with --no-wait, or --timeout passed while it was held
          (--conflict-exit-code)
   76     run: the lease was lost while the command ran; the command was stopped
          (--lost-exit-code)
   64     bad command line: unknown option, bad duration, bad lock name, no backend
-  69     the server could not be reached or failed
+  69     the server could not be reached or failed (also when --timeout passed while it failed)
   70     internal error
   77     authentication or authorization failed
   78     bad configuration: bad connection string or URL, missing database,

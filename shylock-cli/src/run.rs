@@ -149,6 +149,10 @@ async fn acquire(
     conflict: i32,
 ) -> Result<AsyncLockGuard, Failure> {
     let busy = |e: Error| match e {
+        // The time ran out while the backend was failing: not contention.
+        Error::Timeout {
+            source: Some(_), ..
+        } => Failure::from_lock_error(&e),
         Error::Timeout { .. } => Failure::new(
             conflict,
             if args.quiet {
@@ -163,10 +167,28 @@ async fn acquire(
         ),
         e => Failure::from_lock_error(&e),
     };
-    if let Some(guard) = lock.try_acquire().await.map_err(busy)? {
-        return Ok(guard);
+    let remaining = |started: Instant| args.timeout.map(|t| t.saturating_sub(started.elapsed()));
+    match lock.try_acquire().await {
+        Ok(Some(guard)) => return Ok(guard),
+        Ok(None) => {}
+        // A transient failure of the first try: the wait below rides it
+        // out (within --timeout), unless the caller will not wait.
+        Err(e)
+            if !args.no_wait
+                && !remaining(started).is_some_and(|r| r.is_zero())
+                && e.backend_error().is_some_and(|b| b.is_transient()) =>
+        {
+            if !args.quiet {
+                eprintln!(
+                    "shylock: {}; waiting for the server",
+                    one_line(&e.to_string())
+                );
+            }
+            return wait(lock, remaining(started)).await.map_err(busy);
+        }
+        Err(e) => return Err(busy(e)),
     }
-    let remaining = args.timeout.map(|t| t.saturating_sub(started.elapsed()));
+    let remaining = remaining(started);
     let holder = if args.quiet {
         String::new()
     } else {
@@ -195,11 +217,15 @@ async fn acquire(
             args.name
         );
     }
+    wait(lock, remaining).await.map_err(busy)
+}
+
+/// Wait for the lock, at most `remaining` if set.
+async fn wait(lock: &AsyncLock, remaining: Option<Duration>) -> Result<AsyncLockGuard, Error> {
     match remaining {
         Some(remaining) => lock.acquire_timeout(remaining).await,
         None => lock.acquire().await,
     }
-    .map_err(busy)
 }
 
 fn exit_code(status: ExitStatus) -> i32 {

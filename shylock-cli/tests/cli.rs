@@ -568,3 +568,35 @@ fn run_help_documents_every_option() {
         assert!(help.contains(option), "{option} missing from:\n{help}");
     }
 }
+
+/// An outage is not contention: when every acquisition request fails until
+/// `--timeout` passes, `run` exits 69 (unavailable) naming the cause, not 75
+/// (held).
+#[test]
+fn a_timeout_while_the_server_fails_is_unavailable_not_a_conflict() {
+    use shylock::mongo::mongodb::bson::doc;
+    use shylock_testkit::proxy::{Mode, Proxy};
+    let server = server();
+    let proxy = Proxy::start(server.addr(), Mode::Serializing).expect("the proxy");
+    proxy.fail_command(
+        "findAndModify",
+        doc! {"ok": 0, "code": 10107, "codeName": "NotWritablePrimary", "errmsg": "test: not primary"},
+        None,
+    );
+    let out = run_within(
+        &mut run_cmd(
+            &proxy.uri(),
+            &unique("failing"),
+            &["--timeout", "3s"],
+            &unique("job"),
+            "true",
+        ),
+        LIMIT,
+    );
+    let said = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{out:?}");
+    assert!(
+        said.contains("failing") && said.contains("not primary"),
+        "{said}"
+    );
+}

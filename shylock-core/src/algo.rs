@@ -175,15 +175,49 @@ struct Acquisition<'a, X: Exec> {
     backoff: BackoffState,
     started: Instant,
     attempts: u32,
+    /// The error of the last request, while the backend keeps failing
+    /// (cleared by any answer): the cause of a time-out, if it comes.
+    failure: Option<BackendError>,
 }
 
 impl<X: Exec> Acquisition<'_, X> {
-    fn timed_out(&self) -> Error {
-        tracing::debug!(lock = %self.name, attempts = self.attempts, waited_ms = self.started.elapsed().as_millis() as u64, "acquire timed out");
+    fn timed_out(&mut self) -> Error {
+        let source = self.failure.take();
+        let waited = self.started.elapsed();
+        tracing::debug!(lock = %self.name, attempts = self.attempts, waited_ms = waited.as_millis() as u64, failing = source.is_some(), "acquire timed out");
         Error::Timeout {
             name: self.name.to_string(),
-            waited: self.started.elapsed(),
+            waited,
+            source,
         }
+    }
+
+    /// The backend answered (granted or busy): it is not failing.
+    fn answered(&mut self) {
+        if self.failure.take().is_some() {
+            tracing::info!(lock = %self.name, attempts = self.attempts, "the backend answers again");
+        }
+    }
+
+    /// A request failed with a transient error: still waiting for the lock,
+    /// but an outage must not look like contention. Warn (at most once per
+    /// [`Complaints::EVERY`](crate::handle::Complaints::EVERY) per handle),
+    /// and keep the error as the cause of a time-out.
+    fn failed(&mut self, error: BackendError, delay: Duration) {
+        match self.shared.complaints.allow() {
+            Some(held_back) => tracing::warn!(
+                lock = %self.name,
+                %error,
+                attempts = self.attempts,
+                waited_ms = self.started.elapsed().as_millis() as u64,
+                similar_warnings_held_back = held_back,
+                "acquire attempt failed; still waiting for the lock while the backend fails"
+            ),
+            None => {
+                tracing::debug!(lock = %self.name, %error, ?delay, "acquire attempt failed; retrying")
+            }
+        }
+        self.failure = Some(error);
     }
 
     /// The waiting policy: wait while a holder in this process has the lock
@@ -268,6 +302,7 @@ impl<X: Exec> Acquisition<'_, X> {
     ) -> Step {
         match outcome {
             Ok(AcquireOutcome::Acquired(grant)) => {
+                self.answered();
                 let until = valid_from(sent, self.opts, estimate);
                 if until.passed() {
                     // The answer came after the lease it granted had ended on
@@ -284,6 +319,7 @@ impl<X: Exec> Acquisition<'_, X> {
             }
             Ok(AcquireOutcome::Busy { .. }) if self.mode == Mode::Try => Step::Done(Ok(())),
             Ok(AcquireOutcome::Busy { expires_at }) => {
+                self.answered();
                 let delay = self.backoff.next_delay();
                 Step::RetryAfter(match expires_at {
                     Some(end) if end > estimate.now => {
@@ -296,10 +332,11 @@ impl<X: Exec> Acquisition<'_, X> {
                 let delay = error
                     .retry_after()
                     .unwrap_or_else(|| self.backoff.next_delay());
-                tracing::debug!(lock = %self.name, %error, ?delay, "acquire attempt failed; retrying");
+                self.failed(error, delay);
                 Step::RetryAfter(delay)
             }
             Err(error) if error.kind() == BackendErrorKind::Timeout && self.deadline.is_some() => {
+                self.failure = Some(error);
                 Step::Done(Err(self.timed_out()))
             }
             Err(error) => Step::Done(Err(Error::backend(self.name.as_str(), error))),
@@ -323,7 +360,9 @@ impl<X: Exec> Acquisition<'_, X> {
 }
 
 /// Acquire `name`: one attempt ([`Mode::Try`]), or wait with backoff until
-/// held or `deadline` ([`Mode::Wait`]).
+/// held or `deadline` ([`Mode::Wait`]). The acquisition runs in a new
+/// `lock` span (the lock's name, and its token once granted), which the
+/// holding keeps.
 pub(crate) async fn acquire<X: Exec>(
     x: &X,
     shared: &Arc<Shared>,
@@ -331,6 +370,22 @@ pub(crate) async fn acquire<X: Exec>(
     opts: &LockOptions,
     mode: Mode,
     deadline: Option<Instant>,
+) -> Result<Option<GuardState>, Error> {
+    use tracing::Instrument;
+    let span = tracing::info_span!("lock", lock = %name, token = tracing::field::Empty);
+    acquire_in_span(x, shared, name, opts, mode, deadline, &span)
+        .instrument(span.clone())
+        .await
+}
+
+async fn acquire_in_span<X: Exec>(
+    x: &X,
+    shared: &Arc<Shared>,
+    name: &LockName,
+    opts: &LockOptions,
+    mode: Mode,
+    deadline: Option<Instant>,
+    span: &tracing::Span,
 ) -> Result<Option<GuardState>, Error> {
     let owner = OwnerId::random();
     let mut acq = Acquisition {
@@ -354,6 +409,7 @@ pub(crate) async fn acquire<X: Exec>(
         backoff: BackoffState::new(opts.backoff),
         started: Instant::now(),
         attempts: 0,
+        failure: None,
     };
     let (grant, until) = loop {
         if !acq.wait_for_turn().await? {
@@ -368,6 +424,7 @@ pub(crate) async fn acquire<X: Exec>(
         }
     };
     acq.pending.settled = true;
+    span.record("token", grant.token.get());
     let holding = Holding {
         name: name.clone(),
         owner: owner.clone(),
@@ -375,6 +432,7 @@ pub(crate) async fn acquire<X: Exec>(
         lease: Arc::new(LeaseState::new(until, grant.expires_at)),
         attempts: acq.attempts,
         waited: acq.started.elapsed(),
+        span: span.clone(),
     };
     acq.waiter.slot.set_local_holder(&holding.lease);
     tracing::info!(

@@ -12,7 +12,23 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Everything that can go wrong when using a lock.
 ///
 /// Variants say what the caller can do about it; messages name the lock.
-#[derive(Debug, thiserror::Error)]
+///
+/// The message (`Display`) ends with the messages of its causes, which are
+/// also its [`source`](std::error::Error::source) chain. `Debug` prints the
+/// same message (so a `main` returning `Result<_, shylock::Error>` or
+/// `Box<dyn Error>` shows it, not a dump); `{:#?}` prints the variant and
+/// its fields.
+///
+/// ```
+/// use shylock_core::{Error, Lock, MemoryBackend};
+/// let error = Lock::with_backend("", &MemoryBackend::new())
+///     .try_acquire()
+///     .map(drop)
+///     .unwrap_err();
+/// assert!(matches!(error, Error::InvalidName { .. }));
+/// assert_eq!(format!("{error:?}"), "invalid lock name: a lock name must not be empty");
+/// ```
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The lock name is not acceptable (empty or too long).
@@ -30,7 +46,11 @@ pub enum Error {
         reason: String,
     },
     /// Backend configuration (database or collection name, connection
-    /// settings) was refused before anything was sent.
+    /// settings) was refused before anything was sent, or the server was
+    /// found unfit (for example a server that could grant a lock twice). A
+    /// configuration the server itself refused is an [`Error::Backend`] of
+    /// kind [`BackendErrorKind::InvalidConfig`]; [`Error::backend_kind`]
+    /// answers `InvalidConfig` for both.
     #[error("invalid backend configuration: {reason}")]
     InvalidConfig {
         /// Why the configuration was refused.
@@ -54,12 +74,21 @@ pub enum Error {
         reason: String,
     },
     /// The lock could not be acquired within the time the caller allowed.
-    #[error("timed out after {waited:?} waiting for lock `{name}`")]
+    ///
+    /// If the backend was failing when the time ran out (the last request
+    /// was answered with an error, not with "held by another owner"), the
+    /// message says so and the last error is the [`source`](std::error::Error::source):
+    /// an outage does not look like contention.
+    #[error("timed out after {waited:?} waiting for lock `{name}`{}", failing(.source))]
     Timeout {
         /// The lock's name.
         name: String,
         /// How long the caller waited.
         waited: Duration,
+        /// The error of the last request, if the backend was failing (not
+        /// answering "busy") when the time ran out.
+        #[source]
+        source: Option<BackendError>,
     },
     /// The lease was lost before it was released: it expired, or a renewal
     /// found the lock taken, or renewals failed until the lease ran out.
@@ -84,7 +113,67 @@ pub enum Error {
     },
 }
 
+/// The message, which carries the causes' messages too (as `Display`);
+/// `{:#?}` gives the variant and its fields.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            self.fields(f)
+        } else {
+            write!(f, "{self}")
+        }
+    }
+}
+
 impl Error {
+    /// The variant and its fields, for `{:#?}`.
+    fn fields(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidName { reason } => f
+                .debug_struct("InvalidName")
+                .field("reason", reason)
+                .finish(),
+            Error::InvalidOption { option, reason } => f
+                .debug_struct("InvalidOption")
+                .field("option", option)
+                .field("reason", reason)
+                .finish(),
+            Error::InvalidConfig { reason } => f
+                .debug_struct("InvalidConfig")
+                .field("reason", reason)
+                .finish(),
+            Error::NotConfigured { form } => {
+                f.debug_struct("NotConfigured").field("form", form).finish()
+            }
+            Error::Runtime { reason } => f.debug_struct("Runtime").field("reason", reason).finish(),
+            Error::Timeout {
+                name,
+                waited,
+                source,
+            } => f
+                .debug_struct("Timeout")
+                .field("name", name)
+                .field("waited", waited)
+                .field("source", source)
+                .finish(),
+            Error::LeaseLost {
+                name,
+                token,
+                reason,
+            } => f
+                .debug_struct("LeaseLost")
+                .field("name", name)
+                .field("token", token)
+                .field("reason", reason)
+                .finish(),
+            Error::Backend { name, source } => f
+                .debug_struct("Backend")
+                .field("name", name)
+                .field("source", source)
+                .finish(),
+        }
+    }
+
     pub(crate) fn backend(name: &str, source: BackendError) -> Self {
         Error::Backend {
             name: name.to_owned(),
@@ -112,6 +201,13 @@ impl Error {
     }
 }
 
+fn failing(source: &Option<BackendError>) -> String {
+    match source {
+        Some(error) => format!(" while the backend was failing (last error: {error})"),
+        None => String::new(),
+    }
+}
+
 fn on_lock(name: &str) -> String {
     if name.is_empty() {
         String::new()
@@ -121,19 +217,17 @@ fn on_lock(name: &str) -> String {
 }
 
 /// A backend error outside any lock (setting a backend up): an
-/// [`InvalidConfig`](BackendErrorKind::InvalidConfig) one becomes
-/// [`Error::InvalidConfig`], any other [`Error::Backend`] with no lock name.
+/// [`Error::Backend`] with no lock name, keeping the backend error (and its
+/// own source) as its [`source`](std::error::Error::source). A server's
+/// refusal of the configuration keeps its kind:
+/// [`backend_kind`](Error::backend_kind) answers
+/// [`BackendErrorKind::InvalidConfig`] for it as for [`Error::InvalidConfig`]
+/// (a configuration refused before anything was sent).
 impl From<BackendError> for Error {
     fn from(source: BackendError) -> Self {
-        if source.kind() == BackendErrorKind::InvalidConfig {
-            Error::InvalidConfig {
-                reason: source.to_string(),
-            }
-        } else {
-            Error::Backend {
-                name: String::new(),
-                source,
-            }
+        Error::Backend {
+            name: String::new(),
+            source,
         }
     }
 }

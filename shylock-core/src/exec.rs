@@ -83,8 +83,20 @@ pub(crate) struct OwnedAcquire {
     pub(crate) deadline: Option<Instant>,
 }
 
+impl From<&AcquireRequest<'_>> for OwnedAcquire {
+    fn from(req: &AcquireRequest<'_>) -> Self {
+        OwnedAcquire {
+            name: req.name.clone(),
+            owner: req.owner.clone(),
+            lease: req.lease,
+            now: req.now,
+            deadline: req.deadline,
+        }
+    }
+}
+
 impl OwnedAcquire {
-    fn request(&self) -> AcquireRequest<'_> {
+    pub(crate) fn request(&self) -> AcquireRequest<'_> {
         AcquireRequest {
             name: &self.name,
             owner: &self.owner,
@@ -103,6 +115,83 @@ pub(crate) struct OwnedRelease {
     pub(crate) token: FencingToken,
     pub(crate) now: Timestamp,
     pub(crate) deadline: Option<Instant>,
+}
+
+impl From<&ReleaseRequest<'_>> for OwnedRelease {
+    fn from(req: &ReleaseRequest<'_>) -> Self {
+        OwnedRelease {
+            name: req.name.clone(),
+            owner: req.owner.clone(),
+            token: req.token,
+            now: req.now,
+            deadline: req.deadline,
+        }
+    }
+}
+
+/// An owned renewal request, for calls handed to another thread.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnedRenew {
+    name: LockName,
+    owner: OwnerId,
+    token: FencingToken,
+    lease: Duration,
+    now: Timestamp,
+    deadline: Option<Instant>,
+}
+
+impl From<&RenewRequest<'_>> for OwnedRenew {
+    fn from(req: &RenewRequest<'_>) -> Self {
+        OwnedRenew {
+            name: req.name.clone(),
+            owner: req.owner.clone(),
+            token: req.token,
+            lease: req.lease,
+            now: req.now,
+            deadline: req.deadline,
+        }
+    }
+}
+
+impl OwnedRenew {
+    pub(crate) fn request(&self) -> RenewRequest<'_> {
+        RenewRequest {
+            name: &self.name,
+            owner: &self.owner,
+            token: self.token,
+            lease: self.lease,
+            now: self.now,
+            deadline: self.deadline,
+        }
+    }
+}
+
+/// An owned inspection request, for calls handed to another thread.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnedInspect {
+    name: LockName,
+    now: Timestamp,
+    deadline: Option<Instant>,
+}
+
+impl From<&InspectRequest<'_>> for OwnedInspect {
+    fn from(req: &InspectRequest<'_>) -> Self {
+        OwnedInspect {
+            name: req.name.clone(),
+            now: req.now,
+            deadline: req.deadline,
+        }
+    }
+}
+
+impl OwnedInspect {
+    pub(crate) fn request(&self) -> InspectRequest<'_> {
+        InspectRequest {
+            name: &self.name,
+            now: self.now,
+            deadline: self.deadline,
+        }
+    }
 }
 
 impl OwnedRelease {
@@ -173,6 +262,17 @@ fn quiet_probe_panics() {
     });
 }
 
+/// Run `f`, catching a panic of it quietly (tokio answers some questions
+/// only by panicking): `None` if it panicked. Use it only for calls whose
+/// panic is an answer, not a bug.
+pub(crate) fn quietly<R>(f: impl FnOnce() -> R) -> Option<R> {
+    quiet_probe_panics();
+    PROBING.with(|p| p.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok();
+    PROBING.with(|p| p.set(false));
+    result
+}
+
 /// The tokio runtime of this context, if it can run locks: it must exist
 /// and have its timers enabled (renewal, waiting and time limits need them).
 ///
@@ -184,10 +284,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Handle, Error> {
     })?;
     // tokio has no non-panicking way to ask whether timers are enabled: make
     // a timer and catch the panic (not printed: see `quiet_probe_panics`).
-    quiet_probe_panics();
-    PROBING.with(|p| p.set(true));
-    let timers = std::panic::catch_unwind(|| drop(tokio::time::sleep(Duration::ZERO))).is_ok();
-    PROBING.with(|p| p.set(false));
+    let timers = quietly(|| drop(tokio::time::sleep(Duration::ZERO))).is_some();
     if timers {
         Ok(handle)
     } else {

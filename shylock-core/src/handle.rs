@@ -36,6 +36,38 @@ pub(crate) struct Shared {
     pub(crate) jobs: Arc<Jobs>,
     /// The async form's background work under way.
     pub(crate) background: Arc<Background>,
+    /// The rate limit of warnings about failing requests.
+    pub(crate) complaints: Complaints,
+}
+
+/// The rate limit of the warnings a handle logs about failing requests:
+/// during an outage every waiter retries, and the log should say so without
+/// a line per attempt.
+#[derive(Default)]
+pub(crate) struct Complaints {
+    /// When the last warning was logged, and how many were held back since.
+    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl Complaints {
+    /// At most one warning per this period.
+    pub(crate) const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Whether to warn now; if so, with the number held back since the last.
+    pub(crate) fn allow(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        match state.0 {
+            Some(last) if now.duration_since(last) < Self::EVERY => {
+                state.1 += 1;
+                None
+            }
+            _ => {
+                state.0 = Some(now);
+                Some(std::mem::take(&mut state.1))
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Backend {
@@ -63,35 +95,62 @@ impl Backend {
                 description,
                 jobs: Arc::default(),
                 background: Arc::default(),
+                complaints: Complaints::default(),
             }),
         }
     }
 
-    /// A handle for an async backend (usable by [`AsyncLock`](crate::AsyncLock)).
+    /// A handle for an async backend. [`AsyncLock`](crate::AsyncLock)s use
+    /// it directly; [`Lock`](crate::Lock)s (blocking) use it too: each call
+    /// runs as a task on the tokio runtime this handle is made on (where
+    /// the backend's driver lives) — or on a runtime thread of shylock's own
+    /// if it is made outside any runtime — and the blocking caller waits for
+    /// the answer. A blocking lock used on the thread of a current-thread
+    /// runtime gets an error (not a hang); see [`Lock::acquire`](crate::GenericLock::acquire).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shylock_core::{Backend, Lock, MemoryBackend};
+    /// let backend = Backend::from_async(MemoryBackend::new());
+    /// let handle = backend.clone();
+    /// let token = tokio::task::spawn_blocking(move || {
+    ///     Lock::with_backend("from-async", &handle).acquire().map(|g| g.token())
+    /// })
+    /// .await??;
+    /// println!("a blocking lock over an async backend: token {token}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn from_async(backend: impl AsyncBackend) -> Self {
         Self::from_async_arc(Arc::new(backend))
     }
 
-    /// A handle for a shared async backend.
+    /// A handle for a shared async backend; see [`from_async`](Self::from_async).
     pub fn from_async_arc(backend: Arc<dyn AsyncBackend>) -> Self {
         let description = backend.describe();
-        Self::build(Some(backend), None, description)
+        let sync_form: Arc<dyn SyncBackend> =
+            Arc::new(crate::bridge::SyncOverAsync::new(Arc::clone(&backend)));
+        Self::build(Some(backend), Some(sync_form), description)
     }
 
-    /// A handle for a sync backend (usable by [`Lock`](crate::Lock)).
+    /// A handle for a sync backend. [`Lock`](crate::Lock)s use it directly;
+    /// [`AsyncLock`](crate::AsyncLock)s use it too, each call running on
+    /// tokio's blocking threads.
     pub fn from_sync(backend: impl SyncBackend) -> Self {
         Self::from_sync_arc(Arc::new(backend))
     }
 
-    /// A handle for a shared sync backend.
+    /// A handle for a shared sync backend; see [`from_sync`](Self::from_sync).
     pub fn from_sync_arc(backend: Arc<dyn SyncBackend>) -> Self {
         let description = backend.describe();
-        Self::build(None, Some(backend), description)
+        let async_form: Arc<dyn AsyncBackend> =
+            Arc::new(crate::bridge::AsyncOverSync::new(Arc::clone(&backend)));
+        Self::build(Some(async_form), Some(backend), description)
     }
 
-    /// A handle for a backend with both forms over one state (such as the
-    /// in-memory backend): async and sync locks through it see each other's
-    /// releases at once.
+    /// A handle for a backend that implements both forms itself (such as
+    /// the in-memory backend): each form of lock calls its own.
     pub fn from_both<B: AsyncBackend + SyncBackend>(backend: B) -> Self {
         let backend = Arc::new(backend);
         let description = AsyncBackend::describe(&*backend);

@@ -161,9 +161,27 @@ pub struct Holding {
     pub(crate) lease: Arc<LeaseState>,
     pub(crate) attempts: u32,
     pub(crate) waited: Duration,
+    pub(crate) span: tracing::Span,
 }
 
 impl Holding {
+    /// The `tracing` span of this holding (named `lock`, with the fields
+    /// `lock` (the name) and `token`): the acquisition ran in it, and events
+    /// logged inside it are attributed to the lock. [`Lock::run`](crate::GenericLock::run)
+    /// runs its closure in it; with a guard, enter it yourself.
+    ///
+    /// ```
+    /// use shylock_core::{Backend, Lock, MemoryBackend};
+    /// let backend = Backend::from(MemoryBackend::new());
+    /// let guard = Lock::with_backend("span-doc", &backend).acquire()?;
+    /// let _entered = guard.span().enter();
+    /// tracing::info!("this event carries lock=span-doc and the token");
+    /// # Ok::<(), shylock_core::Error>(())
+    /// ```
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
     /// The lock's name.
     pub fn name(&self) -> &LockName {
         &self.name
@@ -175,7 +193,18 @@ impl Holding {
     }
 
     /// The fencing token: strictly greater than every token issued before for
-    /// this name. Hand it to the resource you protect.
+    /// this name. Hand it to the resource you protect, which refuses writes
+    /// carrying a token lower than one it has seen.
+    ///
+    /// ```
+    /// use shylock_core::{Backend, Lock, MemoryBackend};
+    /// let backend = Backend::from(MemoryBackend::new());
+    /// let lock = Lock::with_backend("token-doc", &backend);
+    /// let first = lock.acquire()?.token();
+    /// let second = lock.acquire()?.token();
+    /// assert!(second > first);
+    /// # Ok::<(), shylock_core::Error>(())
+    /// ```
     pub fn token(&self) -> FencingToken {
         self.token
     }
@@ -216,6 +245,20 @@ impl Holding {
 
     /// `Ok` while the lease is held, [`Error::LeaseLost`] once lost: call it
     /// before each step that needs the lock.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shylock_core::{Backend, Error, Lock, MemoryBackend, Renewal};
+    /// let backend = Backend::from(MemoryBackend::new());
+    /// let guard = Lock::with_backend("ensure-doc", &backend)
+    ///     .lease(Duration::from_millis(100))
+    ///     .renewal(Renewal::Off)
+    ///     .acquire()?;
+    /// guard.ensure_held()?; // step 1 may run
+    /// std::thread::sleep(Duration::from_millis(150));
+    /// assert!(matches!(guard.ensure_held(), Err(Error::LeaseLost { .. }))); // stop here
+    /// # Ok::<(), shylock_core::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::LeaseLost`] if the lease was lost.

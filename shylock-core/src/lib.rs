@@ -47,6 +47,7 @@
 
 mod algo;
 pub mod backend;
+mod bridge;
 mod clock;
 mod coord;
 mod error;

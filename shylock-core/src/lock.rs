@@ -29,6 +29,9 @@ pub enum Async {}
 /// acquisition with a new owner id and a new fencing token.
 #[derive(Debug, Clone)]
 pub struct GenericLock<F> {
+    /// The name as given.
+    raw: String,
+    /// The name checked, or why it was refused.
     name: Result<LockName, String>,
     opts: LockOptions,
     backend: Option<Backend>,
@@ -73,41 +76,80 @@ impl<F> GenericLock<F> {
     /// A lock on the default backend (see [`configure`](crate::configure)),
     /// looked up when it is acquired. A bad name is reported by `acquire`.
     pub fn new(name: impl Into<String>) -> Self {
+        let raw = name.into();
         GenericLock {
-            name: LockName::new(name).map_err(|e| e.to_string()),
+            name: LockName::new(raw.clone()).map_err(|e| match e {
+                Error::InvalidName { reason } => reason,
+                other => other.to_string(),
+            }),
+            raw,
             opts: LockOptions::default(),
             backend: None,
             form: PhantomData,
         }
     }
 
-    /// A lock on the given backend.
-    pub fn with_backend(name: impl Into<String>, backend: &Backend) -> Self {
+    /// A lock on the given backend: a [`Backend`] handle, or a backend as
+    /// its constructor returned it (such as a MongoDB or ArangoDB backend,
+    /// or [`MemoryBackend`](crate::MemoryBackend)).
+    ///
+    /// Locks given the same [`Backend`] handle (or its clones) share its
+    /// per-process state: a release wakes the other waiters of this process
+    /// at once, and one waiter per name polls the backend. A backend given
+    /// as its constructor returned it is wrapped in a new handle each time;
+    /// for many locks, make one `Backend` (`Backend::from(backend)`) and
+    /// pass that.
+    ///
+    /// ```
+    /// use shylock_core::{Backend, Lock, MemoryBackend};
+    /// let memory = MemoryBackend::new();
+    /// let lock = Lock::with_backend("with-backend-doc", &memory);
+    /// let handle = Backend::from(memory.clone());
+    /// let same = Lock::with_backend("with-backend-doc", &handle);
+    /// let guard = lock.acquire()?;
+    /// assert!(same.try_acquire()?.is_none());
+    /// # drop(guard);
+    /// # Ok::<(), shylock_core::Error>(())
+    /// ```
+    pub fn with_backend<B>(name: impl Into<String>, backend: &B) -> Self
+    where
+        B: Clone + Into<Backend>,
+    {
         GenericLock {
-            backend: Some(backend.clone()),
+            backend: Some(backend.clone().into()),
             ..Self::new(name)
         }
     }
 
+    /// The lock's name, as given (also when it is invalid: `acquire` says
+    /// why).
+    pub fn name(&self) -> &str {
+        &self.raw
+    }
+
     /// Replace all options.
+    #[must_use]
     pub fn options(mut self, opts: LockOptions) -> Self {
         self.opts = opts;
         self
     }
 
     /// Set the lease (default 30 s).
+    #[must_use]
     pub fn lease(mut self, lease: Duration) -> Self {
         self.opts.lease = lease;
         self
     }
 
     /// Set the renewal (default every third of the lease).
+    #[must_use]
     pub fn renewal(mut self, renewal: Renewal) -> Self {
         self.opts.renewal = renewal;
         self
     }
 
     /// Set how long `acquire` waits at the most (default: no limit).
+    #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.opts.timeout = Some(timeout);
         self
@@ -136,7 +178,7 @@ impl<F> GenericLock<F> {
 }
 
 impl Lock {
-    fn run<T>(
+    fn call<T>(
         &self,
         f: impl AsyncFnOnce(&SyncExec, &Backend, &LockName) -> Result<T, Error>,
     ) -> Result<T, Error> {
@@ -153,7 +195,7 @@ impl Lock {
         mode: Mode,
         timeout: Option<Duration>,
     ) -> Result<Option<LockGuard>, Error> {
-        self.run(async |exec, backend, name| {
+        self.call(async |exec, backend, name| {
             let state = algo::acquire(
                 exec,
                 &backend.shared,
@@ -212,12 +254,39 @@ impl Lock {
         self.acquire_with(Mode::Try, self.opts.timeout)
     }
 
+    /// Run `f` holding the lock, as the Python original's `with Lock(...)`:
+    /// acquire (waiting as [`acquire`](Self::acquire)), call `f` with the
+    /// guard inside the holding's [`span`](Holding::span), then release.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire); and, after `f` ran, the release's
+    /// error: [`Error::LeaseLost`] if the lease was lost while `f` ran
+    /// (then part of `f`'s work ran without the lock, and its result is not
+    /// returned).
+    ///
+    /// ```
+    /// use shylock_core::{Backend, Lock, MemoryBackend};
+    /// let backend = Backend::from(MemoryBackend::new());
+    /// let token = Lock::with_backend("run-doc", &backend).run(|guard| {
+    ///     // the critical section
+    ///     guard.token()
+    /// })?;
+    /// println!("ran with fencing token {token}");
+    /// # Ok::<(), shylock_core::Error>(())
+    /// ```
+    pub fn run<T>(&self, f: impl FnOnce(&LockGuard) -> T) -> Result<T, Error> {
+        let guard = self.acquire()?;
+        let output = guard.span().clone().in_scope(|| f(&guard));
+        guard.release()?;
+        Ok(output)
+    }
+
     /// Who holds the lock now, without acquiring it.
     ///
     /// # Errors
     /// As [`acquire`](Self::acquire).
     pub fn inspect(&self) -> Result<Option<LockRecord>, Error> {
-        self.run(async |exec, backend, name| {
+        self.call(async |exec, backend, name| {
             algo::inspect(exec, &backend.shared, name, &self.opts).await
         })
     }
@@ -292,6 +361,44 @@ impl AsyncLock {
         self.acquire_with(Mode::Try, self.opts.timeout).await
     }
 
+    /// Run `f` holding the lock, as the Python original's
+    /// `async with AsyncLock(...)`: acquire (waiting as
+    /// [`acquire`](Self::acquire)), await `f` with the guard inside the
+    /// holding's [`span`](Holding::span), then release.
+    ///
+    /// If the returned future is dropped while `f` runs, the guard is
+    /// dropped with it and released in the background.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire); and, after `f` ran, the release's
+    /// error: [`Error::LeaseLost`] if the lease was lost while `f` ran
+    /// (then part of `f`'s work ran without the lock, and its result is not
+    /// returned).
+    ///
+    /// ```
+    /// use shylock_core::{AsyncLock, Backend, MemoryBackend};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), shylock_core::Error> {
+    /// let backend = Backend::from(MemoryBackend::new());
+    /// let token = AsyncLock::with_backend("run-async-doc", &backend)
+    ///     .run(async |guard| {
+    ///         // the critical section
+    ///         guard.token()
+    ///     })
+    ///     .await?;
+    /// println!("ran with fencing token {token}");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn run<T>(&self, f: impl AsyncFnOnce(&AsyncLockGuard) -> T) -> Result<T, Error> {
+        use tracing::Instrument;
+        let guard = self.acquire().await?;
+        let span = guard.span().clone();
+        let output = f(&guard).instrument(span).await;
+        guard.release().await?;
+        Ok(output)
+    }
+
     /// Who holds the lock now, without acquiring it.
     ///
     /// # Errors
@@ -311,6 +418,20 @@ impl AsyncLock {
 /// threads per handle renew every blocking guard of that handle. Check
 /// [`is_held`](Holding::is_held) or [`ensure_held`](Holding::ensure_held)
 /// before steps that need the lock.
+///
+/// ```
+/// use shylock_core::{Backend, Lock, MemoryBackend};
+/// let backend = Backend::from(MemoryBackend::new());
+/// let lock = Lock::with_backend("guard-doc", &backend);
+/// {
+///     let guard = lock.acquire()?;
+///     guard.ensure_held()?;
+///     println!("{} held with token {}", guard.name(), guard.token());
+/// } // released here (errors are logged)
+/// let guard = lock.acquire()?;
+/// guard.release()?; // released, and told how it went
+/// # Ok::<(), shylock_core::Error>(())
+/// ```
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct LockGuard {
     state: Option<GuardState>,
@@ -413,6 +534,19 @@ impl Drop for LockGuard {
 /// explicitly, or await [`Backend::settle`], before a runtime ends. While it lives, a tokio task renews the
 /// lease (unless renewal is off); [`lost`](AsyncLockGuard::lost) resolves
 /// when the lease is lost.
+///
+/// ```
+/// use shylock_core::{AsyncLock, Backend, MemoryBackend};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), shylock_core::Error> {
+/// let backend = Backend::from(MemoryBackend::new());
+/// let guard = AsyncLock::with_backend("async-guard-doc", &backend).acquire().await?;
+/// guard.ensure_held()?;
+/// println!("{} held with token {}", guard.name(), guard.token());
+/// guard.release().await?;
+/// # Ok(())
+/// # }
+/// ```
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct AsyncLockGuard {
     state: Option<GuardState>,
@@ -456,7 +590,28 @@ impl AsyncLockGuard {
     }
 
     /// Resolves when the lease is lost, with the reason. Never resolves
-    /// while the lease is held and renewed.
+    /// while the lease is held and renewed. Race it against the work done
+    /// under the lock, to stop that work once the lock is gone:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shylock_core::{AsyncLock, Backend, MemoryBackend, Renewal};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), shylock_core::Error> {
+    /// let backend = Backend::from(MemoryBackend::new());
+    /// let guard = AsyncLock::with_backend("lost-doc", &backend)
+    ///     .lease(Duration::from_millis(100))
+    ///     .renewal(Renewal::Off)
+    ///     .acquire()
+    ///     .await?;
+    /// let work = tokio::time::sleep(Duration::from_secs(3600)); // the long job
+    /// tokio::select! {
+    ///     _ = work => println!("done under the lock"),
+    ///     reason = guard.lost() => println!("stopped: {reason}"),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn lost(&self) -> LossReason {
         let lease = &self.holding.lease;
         loop {

@@ -18,6 +18,7 @@ pub const CLOCK_GRANULARITY: Duration = Duration::from_millis(2);
 
 /// How a held lease is renewed while its guard lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Renewal {
     /// Renew every third of the lease (the default).
     #[default]
@@ -63,6 +64,7 @@ impl Default for Backoff {
 
 impl Backoff {
     /// A fixed wait (`initial == max`), for tests and special cases.
+    #[must_use]
     pub fn fixed(every: Duration) -> Self {
         Backoff {
             initial: every,
@@ -122,36 +124,42 @@ impl Default for LockOptions {
 
 impl LockOptions {
     /// Set the lease.
+    #[must_use]
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
     }
 
     /// Set the renewal.
+    #[must_use]
     pub fn renewal(mut self, renewal: Renewal) -> Self {
         self.renewal = renewal;
         self
     }
 
     /// Set how long `acquire` waits at the most.
+    #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 
     /// Set the backoff of waiters.
+    #[must_use]
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
         self
     }
 
     /// Set the holder-side safety margin.
+    #[must_use]
     pub fn safety_margin(mut self, margin: Duration) -> Self {
         self.safety_margin = Some(margin);
         self
     }
 
     /// Set how long a release may take.
+    #[must_use]
     pub fn release_timeout(mut self, timeout: Duration) -> Self {
         self.release_timeout = timeout;
         self

@@ -44,16 +44,36 @@
 //! Everything in [`shylock_core`] is re-exported here; see its docs for the
 //! lock semantics and the backend traits.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub use shylock_core::*;
 
-/// The MongoDB backend (features `mongo-async`, `mongo-sync`).
+/// The MongoDB backend (features `mongo-async`, `mongo-sync`); the
+/// `mongodb` driver is re-exported as `mongo::mongodb`.
 #[cfg(any(feature = "mongo-async", feature = "mongo-sync"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "mongo-async", feature = "mongo-sync"))))]
 pub mod mongo {
     pub use shylock_mongo::*;
 }
 
-/// The ArangoDB backend (features `arango-async`, `arango-sync`).
+/// The ArangoDB backend (features `arango-async`, `arango-sync`); the
+/// `arangors` client is re-exported as `arango::arangors`.
 #[cfg(any(feature = "arango-async", feature = "arango-sync"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "arango-async", feature = "arango-sync")))
+)]
 pub mod arango {
     pub use shylock_arango::*;
 }
+
+/// The README's examples, compiled as doctests (with all four features).
+#[cfg(all(
+    doctest,
+    feature = "mongo-async",
+    feature = "mongo-sync",
+    feature = "arango-async",
+    feature = "arango-sync"
+))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
