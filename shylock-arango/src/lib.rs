@@ -89,6 +89,7 @@
 //!   grace.
 
 #![cfg_attr(not(any(feature = "async", feature = "sync")), allow(dead_code))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod aql;
 mod client;
@@ -97,6 +98,7 @@ mod http;
 mod names;
 mod options;
 #[cfg(feature = "sync")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sync")))]
 pub mod sync;
 
 /// The `arangors` crate this backend is built on (built without its own
@@ -119,6 +121,7 @@ pub type Database = arangors::Database<RustlsClient>;
 #[cfg(feature = "async")]
 mod async_backend;
 #[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 pub use async_backend::ArangoBackend;
 
 #[cfg(feature = "async")]
