@@ -33,12 +33,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Python: configure(await ShylockAioArangoDBBackend.create(db, "shylock")).
     // With an `arangors::Database` at hand, `ArangoBackend::create(&db, "shylock")`
     // does the same.
-    let backend = ArangoBackend::connect(
+    let backend = ArangoBackend::connect_with(
         &url,
         &user,
         &password,
         &db,
-        ArangoOptions::with_collection("shylock"),
+        ArangoOptions::new().collection("shylock"),
     )
     .await?;
     configure(backend);

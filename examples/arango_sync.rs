@@ -35,7 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &user,
         &password,
         &db,
-        ArangoOptions::with_collection("shylock"),
+        ArangoOptions::new().collection("shylock"),
     )?;
     configure(backend);
 

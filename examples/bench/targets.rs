@@ -370,11 +370,11 @@ async fn arango_async_handle(
 ) -> R<Backend> {
     let a = t.arango.as_ref().ok_or_else(|| err("no ArangoDB URL"))?;
     let options = match collection {
-        Some(c) => shylock::arango::ArangoOptions::with_collection(c),
-        None => shylock::arango::ArangoOptions::default(),
+        Some(c) => shylock::arango::ArangoOptions::new().collection(c),
+        None => shylock::arango::ArangoOptions::new(),
     };
     let backend =
-        shylock::arango::ArangoBackend::connect(&a.url, &a.user, &a.password, &a.db, options)
+        shylock::arango::ArangoBackend::connect_with(&a.url, &a.user, &a.password, &a.db, options)
             .await?;
     Ok(Backend::from_async_arc(Arc::new(Counting {
         inner: backend,
@@ -386,8 +386,8 @@ async fn arango_async_handle(
 fn arango_sync_handle(t: &Target, counts: &Arc<Counts>, collection: Option<&str>) -> R<Backend> {
     let a = t.arango.as_ref().ok_or_else(|| err("no ArangoDB URL"))?;
     let options = match collection {
-        Some(c) => shylock::arango::ArangoOptions::with_collection(c),
-        None => shylock::arango::ArangoOptions::default(),
+        Some(c) => shylock::arango::ArangoOptions::new().collection(c),
+        None => shylock::arango::ArangoOptions::new(),
     };
     let backend = shylock::arango::sync::ArangoBackend::connect_with(
         &a.url,

@@ -20,13 +20,13 @@
 //! see [`lock_key`](crate::lock_key)), `@name` (the lock name), `@owner` (the
 //! owner id), `@leaseMs` (the lease in milliseconds).
 
-/// Acquire: grant if there is no record, or it is free, or it is the
-/// caller's, or it has expired; otherwise change nothing. The fencing token
-/// of a grant is `epoch * 1000 + seq`: `epoch` is the server time at which
-/// the record was created, `seq` counts the grants of this record.
-///
-/// Bind parameters: `@collection`, `key`, `name`, `owner`, `leaseMs`.
-pub const ACQUIRE: &str = r#"LET nowMs = DATE_NOW()
+// Each writing query comes in two texts that differ only in the write's
+// options: with `waitForSync: true` (the default: the query answers only
+// once its write is on disk) and without (`ArangoOptions::wait_for_sync(false)`).
+macro_rules! acquire {
+    ($options:literal) => {
+        concat!(
+            r#"LET nowMs = DATE_NOW()
 LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
 LET isBad = lockDoc != null && (lockDoc.name != @name || !IS_NUMBER(lockDoc.epoch) || !IS_NUMBER(lockDoc.seq) || !IS_NUMBER(lockDoc.expiresAt))
 LET isFree = !isBad && (lockDoc == null || lockDoc.owner == null || lockDoc.owner == @owner || lockDoc.expiresAt * 1000 <= nowMs)
@@ -36,38 +36,83 @@ LET newExpiry = nowMs + @leaseMs
 LET written = (
   FOR x IN (isFree ? [1] : [])
     INSERT { _key: @key, name: @name, owner: @owner, epoch: newEpoch, seq: newSeq, expiresAt: newExpiry / 1000 }
-    INTO @@collection OPTIONS { overwriteMode: "replace", exclusive: true }
+    INTO @@collection OPTIONS { overwriteMode: "replace", exclusive: true"#,
+            $options,
+            r#" }
     RETURN 1
 )
-RETURN { acquired: LENGTH(written) > 0, bad: isBad, storedName: lockDoc.name, epoch: newEpoch, seq: newSeq, expiresAtMs: LENGTH(written) > 0 ? newExpiry : lockDoc.expiresAt * 1000 }"#;
+RETURN { acquired: LENGTH(written) > 0, bad: isBad, storedName: lockDoc.name, epoch: newEpoch, seq: newSeq, expiresAtMs: LENGTH(written) > 0 ? newExpiry : lockDoc.expiresAt * 1000 }"#
+        )
+    };
+}
 
-/// Renew: extend the lease if the record is still the caller's.
-///
-/// Bind parameters: `@collection`, `key`, `name`, `owner`, `leaseMs`.
-pub const RENEW: &str = r#"LET nowMs = DATE_NOW()
+macro_rules! renew {
+    ($options:literal) => {
+        concat!(
+            r#"LET nowMs = DATE_NOW()
 LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
 LET isMine = lockDoc != null && lockDoc.name == @name && lockDoc.owner == @owner
 LET newExpiry = nowMs + @leaseMs
 LET written = (
   FOR x IN (isMine ? [1] : [])
-    UPDATE @key WITH { expiresAt: newExpiry / 1000 } IN @@collection OPTIONS { exclusive: true }
+    UPDATE @key WITH { expiresAt: newExpiry / 1000 } IN @@collection OPTIONS { exclusive: true"#,
+            $options,
+            r#" }
     RETURN 1
 )
-RETURN { renewed: LENGTH(written) > 0, storedName: lockDoc.name, expiresAtMs: newExpiry }"#;
+RETURN { renewed: LENGTH(written) > 0, storedName: lockDoc.name, expiresAtMs: newExpiry }"#
+        )
+    };
+}
 
-/// Release: make the record free (owner `null`) if it is the caller's. The
-/// record is kept, so that the next grant's token continues from it.
-///
-/// Bind parameters: `@collection`, `key`, `name`, `owner`.
-pub const RELEASE: &str = r#"LET nowMs = DATE_NOW()
+macro_rules! release {
+    ($options:literal) => {
+        concat!(
+            r#"LET nowMs = DATE_NOW()
 LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
 LET isMine = lockDoc != null && lockDoc.name == @name && lockDoc.owner == @owner
 LET written = (
   FOR x IN (isMine ? [1] : [])
-    UPDATE @key WITH { owner: null, expiresAt: nowMs / 1000 } IN @@collection OPTIONS { exclusive: true }
+    UPDATE @key WITH { owner: null, expiresAt: nowMs / 1000 } IN @@collection OPTIONS { exclusive: true"#,
+            $options,
+            r#" }
     RETURN 1
 )
-RETURN { released: LENGTH(written) > 0, storedName: lockDoc.name }"#;
+RETURN { released: LENGTH(written) > 0, storedName: lockDoc.name }"#
+        )
+    };
+}
+
+/// Acquire: grant if there is no record, or it is free, or it is the
+/// caller's, or it has expired; otherwise change nothing. The fencing token
+/// of a grant is `epoch * 1000 + seq`: `epoch` is the server time at which
+/// the record was created, `seq` counts the grants of this record. The write
+/// waits for the disk (`waitForSync: true`).
+///
+/// Bind parameters: `@collection`, `key`, `name`, `owner`, `leaseMs`.
+pub const ACQUIRE: &str = acquire!(", waitForSync: true");
+
+/// [`ACQUIRE`] without `waitForSync` (see
+/// [`ArangoOptions::wait_for_sync`](crate::ArangoOptions::wait_for_sync)).
+pub const ACQUIRE_NO_SYNC: &str = acquire!("");
+
+/// Renew: extend the lease if the record is still the caller's (synced).
+///
+/// Bind parameters: `@collection`, `key`, `name`, `owner`, `leaseMs`.
+pub const RENEW: &str = renew!(", waitForSync: true");
+
+/// [`RENEW`] without `waitForSync`.
+pub const RENEW_NO_SYNC: &str = renew!("");
+
+/// Release: make the record free (owner `null`) if it is the caller's. The
+/// record is kept, so that the next grant's token continues from it
+/// (synced).
+///
+/// Bind parameters: `@collection`, `key`, `name`, `owner`.
+pub const RELEASE: &str = release!(", waitForSync: true");
+
+/// [`RELEASE`] without `waitForSync`.
+pub const RELEASE_NO_SYNC: &str = release!("");
 
 /// Inspect: read the record and the server clock (read-only).
 ///

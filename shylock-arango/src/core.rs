@@ -2,8 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use arangors::client::ClientExt;
-use arangors::client::reqwest::ReqwestClient;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use shylock_core::backend::{
@@ -13,7 +14,8 @@ use shylock_core::backend::{
 use shylock_core::{BackendError, BackendErrorKind, FencingToken, OwnerId, Timestamp};
 
 use crate::http::{Http, Reply, errnum};
-use crate::names::{lock_key, validate_collection_name};
+use crate::names::lock_key;
+use crate::options::MIN_TTL_GRACE;
 use crate::{ArangoOptions, aql};
 
 /// How many times an operation re-runs its query after a write-write
@@ -24,45 +26,141 @@ const CONFLICT_RETRIES: u32 = 3;
 pub(crate) const TTL_FIELD: &str = "expiresAt";
 
 /// State shared by [`ArangoBackend`](crate::ArangoBackend) and
-/// [`sync::ArangoBackend`](crate::sync).
+/// [`sync::ArangoBackend`](crate::sync::ArangoBackend).
 #[derive(Debug)]
 pub(crate) struct Core {
     http: Http,
-    collection: String,
     options: ArangoOptions,
+    /// The TTL grace in force, in seconds: the option's, or that of an
+    /// existing TTL index adopted by `prepare`.
+    ttl_grace_secs: AtomicU64,
+}
+
+fn invalid(reason: String) -> BackendError {
+    BackendError::new(BackendErrorKind::InvalidConfig, reason)
 }
 
 impl Core {
-    /// Build from an `arangors` database handle, prepare the collection and
-    /// its TTL index.
-    pub async fn create(
-        db: &arangors::Database<ReqwestClient>,
+    /// Build from an `arangors` database handle (its URL, database name and
+    /// authorization headers), with no request.
+    pub fn from_handle<C: ClientExt>(
+        db: &arangors::Database<C>,
         options: ArangoOptions,
     ) -> Result<Core, BackendError> {
-        validate_collection_name(&options.collection)
-            .map_err(|reason| BackendError::new(BackendErrorKind::InvalidConfig, reason))?;
-        let session = db.session();
-        let mut copy: ReqwestClient = (*session).clone();
-        let headers = copy.headers().clone();
+        options.validate().map_err(invalid)?;
+        let mut session: C = (*db.session()).clone();
+        let headers = session.headers().clone();
+        let client = match options.get_http_client() {
+            Some(c) => c.clone(),
+            None => crate::http::default_client()?,
+        };
         let http = Http::new(
-            session.client.clone(),
+            client,
             db.url().clone(),
             headers,
+            options.get_credentials().cloned(),
             db.name().to_owned(),
-            options.request_timeout,
+            options.get_request_timeout(),
         );
-        let core = Core {
+        Ok(Core::with_http(http, options))
+    }
+
+    fn with_http(http: Http, options: ArangoOptions) -> Core {
+        Core {
             http,
-            collection: options.collection.clone(),
+            ttl_grace_secs: AtomicU64::new(options.get_ttl_grace().as_secs()),
             options,
+        }
+    }
+
+    /// Connect to the server at `url` with basic authentication and check
+    /// that database `db` can be opened (`GET /_db/{db}/_api/database/current`).
+    pub async fn connect(
+        url: &str,
+        user: &str,
+        password: &str,
+        db: &str,
+        options: ArangoOptions,
+    ) -> Result<Core, BackendError> {
+        let options = options.credentials(user, password);
+        options.validate().map_err(invalid)?;
+        let what = format!("connecting to ArangoDB at {}", redact_url(url));
+        let mut base = reqwest::Url::parse(url).map_err(|e| {
+            invalid(format!(
+                "{what}: not a URL ({e}); expected such as http://localhost:8529"
+            ))
+        })?;
+        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
+            return Err(invalid(format!(
+                "{what}: expected an http:// or https:// URL with a host"
+            )));
+        }
+        if db.is_empty() || db.contains('/') {
+            return Err(invalid(format!("{what}: `{db}` is not a database name")));
+        }
+        let _ = base.set_username("");
+        let _ = base.set_password(None);
+        let mut path = base.path().trim_end_matches('/').to_owned();
+        path.push_str("/_db/");
+        path.push_str(db);
+        path.push('/');
+        base.set_path(&path);
+        let client = match options.get_http_client() {
+            Some(c) => c.clone(),
+            None => crate::http::default_client()?,
         };
-        core.prepare().await?;
-        Ok(core)
+        let http = Http::new(
+            client,
+            base,
+            crate::http::basic_auth(user, password),
+            None,
+            db.to_owned(),
+            options.get_request_timeout(),
+        );
+        let open = format!("{what}: opening database `{db}` as `{user}`");
+        let reply = http
+            .send(Method::GET, "_api/database/current", None, None, &open)
+            .await?;
+        match (reply.status.as_u16(), reply.error_num()) {
+            (200, _) => {}
+            (401, _) => {
+                return Err(BackendError::new(
+                    BackendErrorKind::Unauthorized,
+                    format!(
+                        "{open}: HTTP 401: either the user name or password is wrong, or database \
+                         `{db}` does not exist (ArangoDB answers both alike to a user who may not \
+                         see every database)"
+                    ),
+                ));
+            }
+            _ => return Err(reply.to_error(&open)),
+        }
+        // Log in again on a 401 from now on (a password changed meanwhile
+        // fails then; basic authentication never expires).
+        let http = Http::new(
+            http.client(),
+            http.db_url().clone(),
+            crate::http::basic_auth(user, password),
+            options.get_credentials().cloned(),
+            db.to_owned(),
+            options.get_request_timeout(),
+        );
+        Ok(Core::with_http(http, options))
     }
 
     /// The collection name.
     pub fn collection(&self) -> &str {
-        &self.collection
+        self.options.get_collection()
+    }
+
+    /// The database name.
+    pub fn database(&self) -> &str {
+        self.http.db_name()
+    }
+
+    /// The TTL grace in force.
+    pub fn ttl_grace(&self) -> Duration {
+        Duration::from_secs(self.ttl_grace_secs.load(Ordering::Relaxed))
     }
 
     /// `arangodb <server>/<db>.<collection>`.
@@ -71,43 +169,103 @@ impl Core {
             "arangodb {}/{}.{}",
             self.http.server(),
             self.http.db_name(),
-            self.collection
+            self.collection()
         )
     }
 
     fn prepare_deadline(&self) -> Option<Instant> {
-        Some(Instant::now() + self.options.request_timeout)
+        Some(Instant::now() + self.options.get_request_timeout())
     }
 
-    /// Create the collection (an existing one is fine) and the TTL index
-    /// (idempotent: an identical index is answered with HTTP 200).
-    async fn prepare(&self) -> Result<(), BackendError> {
-        let what = format!("creating collection `{}`", self.collection);
+    /// Make sure the collection and its TTL index exist, creating only what
+    /// is missing: a user with read/write access on an existing collection
+    /// (and no right to create collections or indexes) passes.
+    pub async fn prepare(&self) -> Result<(), BackendError> {
+        self.prepare_collection().await?;
+        self.prepare_ttl_index().await
+    }
+
+    async fn prepare_collection(&self) -> Result<(), BackendError> {
+        let name = self.collection();
+        let what = format!("looking up collection `{name}`");
         let reply = self
             .http
             .send(
-                Method::POST,
-                "_api/collection",
-                Some(&json!({ "name": self.collection })),
+                Method::GET,
+                &format!("_api/collection/{name}"),
+                None,
                 self.prepare_deadline(),
                 &what,
             )
             .await?;
         match (reply.status.as_u16(), reply.error_num()) {
-            (200 | 201, _) => {}
-            (409, Some(errnum::DUPLICATE_NAME)) => {
-                tracing::debug!(collection = %self.collection, "collection exists already");
-            }
+            (200, _) => return Ok(()),
+            (404, Some(errnum::DATA_SOURCE_NOT_FOUND)) => {}
             _ => return Err(reply.to_error(&what)),
         }
+        let what = format!("creating collection `{name}`");
+        let reply = self
+            .http
+            .send(
+                Method::POST,
+                "_api/collection",
+                Some(&json!({ "name": name })),
+                self.prepare_deadline(),
+                &what,
+            )
+            .await?;
+        match (reply.status.as_u16(), reply.error_num()) {
+            (200 | 201, _) => Ok(()),
+            (409, Some(errnum::DUPLICATE_NAME)) => {
+                tracing::debug!(collection = %name, "collection created meanwhile by another process");
+                Ok(())
+            }
+            (403, Some(errnum::FORBIDDEN)) => Err(BackendError::new(
+                BackendErrorKind::Unauthorized,
+                format!(
+                    "{what}: HTTP 403: the collection does not exist and this user may not create \
+                     it (that needs Administrate on the database): have an administrator create \
+                     it once, for example with `shylock setup`, or with this backend's `create` \
+                     as a user who may"
+                ),
+            )),
+            _ => Err(reply.to_error(&what)),
+        }
+    }
 
-        let what = format!("creating the TTL index of collection `{}`", self.collection);
+    async fn prepare_ttl_index(&self) -> Result<(), BackendError> {
+        let name = self.collection();
+        let grace = self.options.get_ttl_grace();
+        let what = format!("reading the indexes of collection `{name}`");
+        let reply = self
+            .http
+            .send(
+                Method::GET,
+                &format!("_api/index?collection={name}"),
+                None,
+                self.prepare_deadline(),
+                &what,
+            )
+            .await?;
+        if reply.status != StatusCode::OK {
+            return Err(reply.to_error(&what));
+        }
+        let indexes = reply
+            .body
+            .get("indexes")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(ttl) = indexes.iter().find(|i| i["type"] == "ttl") {
+            return self.adopt_ttl_index(ttl);
+        }
+        let what = format!("creating the TTL index of collection `{name}`");
         let body = json!({
             "type": "ttl",
             "fields": [TTL_FIELD],
-            "expireAfter": self.options.gc_grace.as_secs(),
+            "expireAfter": grace.as_secs(),
         });
-        let path = format!("_api/index?collection={}", self.collection);
+        let path = format!("_api/index?collection={name}");
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -121,26 +279,62 @@ impl Core {
                     &what,
                 )
                 .await?;
-            match reply.status.as_u16() {
-                200 | 201 => return Ok(()),
+            match (reply.status.as_u16(), reply.error_num()) {
+                (200 | 201, _) => return Ok(()),
                 // Two processes creating the same index at once.
-                409 if attempts < 3 => continue,
-                400 => {
-                    // "If the collection already contains another TTL index,
-                    // then an HTTP 400 is returned". Expiry does not depend on
-                    // the TTL index (the queries judge it), only garbage
-                    // collection does: go on, but say so.
+                (409, _) if attempts < 3 => continue,
+                (403, Some(errnum::FORBIDDEN)) => {
+                    // Expiry never depends on the TTL index (the queries judge
+                    // it), and records that are never deleted keep their
+                    // tokens rising: go on, and say what is missing.
                     tracing::warn!(
-                        collection = %self.collection,
-                        error = %reply.error_message(),
-                        "shylock could not create its TTL index (another TTL index exists?); \
-                         lock records are then collected by that index, or not at all"
+                        collection = %name,
+                        "shylock could not create its TTL index (the user lacks Administrate on \
+                         the database): lock records are not garbage-collected until an \
+                         administrator creates it"
                     );
                     return Ok(());
                 }
                 _ => return Err(reply.to_error(&what)),
             }
         }
+    }
+
+    /// An existing TTL index: ours if on `expiresAt`; its `expireAfter` is
+    /// adopted when at least [`MIN_TTL_GRACE`], refused otherwise.
+    fn adopt_ttl_index(&self, ttl: &Value) -> Result<(), BackendError> {
+        let name = self.collection();
+        if ttl["fields"] != json!([TTL_FIELD]) {
+            tracing::warn!(
+                collection = %name,
+                fields = %ttl["fields"],
+                "collection has a TTL index on other fields (ArangoDB allows one per \
+                 collection): shylock's lock records are never garbage-collected"
+            );
+            return Ok(());
+        }
+        let expire_after = ttl["expireAfter"].as_f64().unwrap_or(-1.0);
+        let ours = self.options.get_ttl_grace();
+        if expire_after >= MIN_TTL_GRACE.as_secs_f64() {
+            let adopted = Duration::from_secs_f64(expire_after);
+            if adopted.as_secs() != ours.as_secs() {
+                tracing::info!(
+                    collection = %name,
+                    expire_after,
+                    "the collection's TTL index has another expireAfter than ttl_grace; adopting it"
+                );
+            }
+            self.ttl_grace_secs
+                .store(adopted.as_secs(), Ordering::Relaxed);
+            return Ok(());
+        }
+        Err(invalid(format!(
+            "collection `{name}` has a TTL index on `{TTL_FIELD}` with expireAfter {expire_after} s, \
+             below the minimum of {} s that fencing tokens need: drop that index \
+             (DELETE /_api/index/{}) and let shylock create its own",
+            MIN_TTL_GRACE.as_secs(),
+            ttl["id"].as_str().unwrap_or("<id>")
+        )))
     }
 
     /// Run one of the fixed queries and return its single result row.
@@ -184,9 +378,17 @@ impl Core {
         Ok(None)
     }
 
+    fn query(&self, synced: &'static str, unsynced: &'static str) -> &'static str {
+        if self.options.get_wait_for_sync() {
+            synced
+        } else {
+            unsynced
+        }
+    }
+
     fn bind(&self, key: &str, name: &str) -> serde_json::Map<String, Value> {
         let mut m = serde_json::Map::new();
-        m.insert("@collection".into(), Value::from(self.collection.as_str()));
+        m.insert("@collection".into(), Value::from(self.collection()));
         m.insert("key".into(), Value::from(key));
         m.insert("name".into(), Value::from(name));
         m
@@ -201,7 +403,7 @@ impl Core {
                 format!(
                     "the document `{key}` in collection `{}` holds lock name {other}, not {name:?}: \
                      the collection holds documents that shylock did not write",
-                    self.collection
+                    self.collection()
                 ),
             )),
         }
@@ -214,12 +416,17 @@ impl Core {
     ) -> Result<AcquireOutcome, BackendError> {
         let name = req.name.as_str();
         let key = lock_key(name);
-        let what = format!("acquiring lock `{name}` in `{}`", self.collection);
+        let what = format!("acquiring lock `{name}` in `{}`", self.collection());
         let mut bind = self.bind(&key, name);
         bind.insert("owner".into(), Value::from(req.owner.as_str()));
         bind.insert("leaseMs".into(), Value::from(duration_ms(req.lease)));
         let Some(row) = self
-            .run_retrying(aql::ACQUIRE, Value::Object(bind), req.deadline, &what)
+            .run_retrying(
+                self.query(aql::ACQUIRE, aql::ACQUIRE_NO_SYNC),
+                Value::Object(bind),
+                req.deadline,
+                &what,
+            )
             .await?
         else {
             // Every attempt met a concurrent writer on this very document:
@@ -267,12 +474,17 @@ impl Core {
     pub async fn renew(&self, req: &RenewRequest<'_>) -> Result<RenewOutcome, BackendError> {
         let name = req.name.as_str();
         let key = lock_key(name);
-        let what = format!("renewing lock `{name}` in `{}`", self.collection);
+        let what = format!("renewing lock `{name}` in `{}`", self.collection());
         let mut bind = self.bind(&key, name);
         bind.insert("owner".into(), Value::from(req.owner.as_str()));
         bind.insert("leaseMs".into(), Value::from(duration_ms(req.lease)));
         let row = self
-            .run_retrying(aql::RENEW, Value::Object(bind), req.deadline, &what)
+            .run_retrying(
+                self.query(aql::RENEW, aql::RENEW_NO_SYNC),
+                Value::Object(bind),
+                req.deadline,
+                &what,
+            )
             .await?
             .ok_or_else(|| conflict_error(&what))?;
         self.check_name(&row, &key, name)?;
@@ -288,11 +500,16 @@ impl Core {
     pub async fn release(&self, req: &ReleaseRequest<'_>) -> Result<ReleaseOutcome, BackendError> {
         let name = req.name.as_str();
         let key = lock_key(name);
-        let what = format!("releasing lock `{name}` in `{}`", self.collection);
+        let what = format!("releasing lock `{name}` in `{}`", self.collection());
         let mut bind = self.bind(&key, name);
         bind.insert("owner".into(), Value::from(req.owner.as_str()));
         let row = self
-            .run_retrying(aql::RELEASE, Value::Object(bind), req.deadline, &what)
+            .run_retrying(
+                self.query(aql::RELEASE, aql::RELEASE_NO_SYNC),
+                Value::Object(bind),
+                req.deadline,
+                &what,
+            )
             .await?
             .ok_or_else(|| conflict_error(&what))?;
         self.check_name(&row, &key, name)?;
@@ -310,9 +527,9 @@ impl Core {
     ) -> Result<Option<LockRecord>, BackendError> {
         let name = req.name.as_str();
         let key = lock_key(name);
-        let what = format!("inspecting lock `{name}` in `{}`", self.collection);
+        let what = format!("inspecting lock `{name}` in `{}`", self.collection());
         let mut bind = serde_json::Map::new();
-        bind.insert("@collection".into(), Value::from(self.collection.as_str()));
+        bind.insert("@collection".into(), Value::from(self.collection()));
         bind.insert("key".into(), Value::from(key.as_str()));
         let row = self
             .run(aql::INSPECT, Value::Object(bind), req.deadline, &what)
@@ -369,6 +586,18 @@ impl Core {
             .and_then(Value::as_f64)
             .ok_or_else(|| unexpected(what, format!("no `time` number in {}", reply.body)))?;
         Ok(Timestamp::from_millis((secs * 1000.0).round() as i64))
+    }
+}
+
+/// A URL for messages: without user name and password.
+fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => "the given URL".to_owned(),
     }
 }
 

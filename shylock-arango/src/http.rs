@@ -2,20 +2,28 @@
 //! from an `arangors` connection, per-request timeouts from the caller's
 //! deadline, and the mapping of failures to [`BackendError`] kinds.
 
+use std::fmt;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use reqwest::header::HeaderMap;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 use shylock_core::{BackendError, BackendErrorKind};
+
+use crate::options::Credentials;
 
 /// ArangoDB error numbers the backend reacts to (see the error-code page:
 /// <https://docs.arango.ai/arangodb/stable/develop/error-codes-and-meanings/>).
 pub(crate) mod errnum {
     /// `ERROR_FORBIDDEN` (also sent with HTTP 401).
     pub const FORBIDDEN: i64 = 11;
+    /// `ERROR_LOCK_TIMEOUT` (the exclusive lock was not had in time; HTTP 500).
+    pub const LOCK_TIMEOUT: i64 = 18;
     /// `ERROR_SHUTTING_DOWN`.
     pub const SHUTTING_DOWN: i64 = 30;
+    /// `ERROR_ARANGO_READ_ONLY` (the server is in read-only mode; HTTP 403).
+    pub const READ_ONLY: i64 = 1004;
     /// `ERROR_ARANGO_CONFLICT` (write-write conflict).
     pub const CONFLICT: i64 = 1200;
     /// `ERROR_ARANGO_DATA_SOURCE_NOT_FOUND` (collection or view not found).
@@ -30,6 +38,8 @@ pub(crate) mod errnum {
     pub const TRY_AGAIN: i64 = 1302;
     /// `ERROR_ARANGO_BUSY`.
     pub const BUSY: i64 = 1303;
+    /// `ERROR_QUERY_KILLED` (HTTP 410).
+    pub const QUERY_KILLED: i64 = 1500;
     /// `ERROR_CLUSTER_TIMEOUT`.
     pub const CLUSTER_TIMEOUT: i64 = 1457;
     /// `ERROR_CLUSTER_BACKEND_UNAVAILABLE`.
@@ -41,9 +51,26 @@ pub(crate) mod errnum {
 pub(crate) struct Reply {
     pub status: StatusCode,
     pub body: Value,
+    /// What to say about a 401 that no login could answer.
+    hint: Option<&'static str>,
 }
 
 impl Reply {
+    fn with_hint(mut self, scheme: Scheme) -> Reply {
+        self.hint = Some(match scheme {
+            Scheme::Bearer => {
+                " (the JWT of the arangors handle was refused: it has probably expired, \
+                 and arangors does not renew it; give the backend credentials with \
+                 `ArangoOptions::credentials`, or make it with `connect`)"
+            }
+            _ => {
+                " (check the user name and password; a user without access to the database \
+                 is told this also when the database does not exist)"
+            }
+        });
+        self
+    }
+
     /// `errorNum` of an error body, if any.
     pub fn error_num(&self) -> Option<i64> {
         self.body.get("errorNum").and_then(Value::as_i64)
@@ -71,6 +98,10 @@ impl Reply {
         let num = self.error_num();
         let code = self.status.as_u16();
         let kind = match (code, num) {
+            // Read-only mode, a lock timeout, a killed query: nothing is
+            // wrong with the request, the server cannot take it now.
+            (_, Some(errnum::READ_ONLY | errnum::LOCK_TIMEOUT | errnum::QUERY_KILLED))
+            | (410, _) => BackendErrorKind::Unavailable,
             (401, _) => BackendErrorKind::Unauthorized,
             (403, _) | (_, Some(errnum::FORBIDDEN)) => BackendErrorKind::Unauthorized,
             (_, Some(errnum::DATABASE_NOT_FOUND | errnum::DATA_SOURCE_NOT_FOUND)) => {
@@ -95,8 +126,17 @@ impl Reply {
             None => format!("HTTP {code}: {}", truncate(&self.body.to_string(), 300)),
         };
         let hint = match (kind, num) {
+            (_, Some(errnum::READ_ONLY)) => " (the server is in read-only mode; try again later)",
+            (_, Some(errnum::LOCK_TIMEOUT)) => {
+                " (the collection's exclusive lock was busy for too long; try again later)"
+            }
+            (_, Some(errnum::QUERY_KILLED)) => " (the query was killed; try again)",
+            (BackendErrorKind::Unauthorized, _) if code == 401 => {
+                " (check the user name and password, and the user's access to the database)"
+            }
             (BackendErrorKind::Unauthorized, _) => {
-                " (check the user name, password and the user's access to the database)"
+                " (the user lacks the access level this needs: read/write on the collection, \
+                 Administrate on the database to create the collection or its index)"
             }
             (_, Some(errnum::DATABASE_NOT_FOUND)) => " (the database does not exist)",
             (_, Some(errnum::DATA_SOURCE_NOT_FOUND)) => {
@@ -104,6 +144,7 @@ impl Reply {
             }
             _ => "",
         };
+        let hint = self.hint.filter(|_| code == 401).unwrap_or(hint);
         BackendError::new(kind, format!("{what}: {detail}{hint}"))
     }
 }
@@ -119,32 +160,134 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// How the backend authenticates its requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Basic,
+    Bearer,
+    Other,
+}
+
+/// The authorization headers (marked sensitive), and the credentials to log
+/// in again with when the server refuses them.
+struct Auth {
+    headers: RwLock<(HeaderMap, u64)>,
+    credentials: Option<Credentials>,
+    /// One login at a time.
+    login: tokio::sync::Mutex<()>,
+}
+
+impl Auth {
+    fn new(mut headers: HeaderMap, credentials: Option<Credentials>) -> Auth {
+        for value in headers.values_mut() {
+            value.set_sensitive(true);
+        }
+        Auth {
+            headers: RwLock::new((headers, 0)),
+            credentials,
+            login: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn current(&self) -> (HeaderMap, u64) {
+        self.headers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn scheme(&self) -> Scheme {
+        let (headers, _) = self.current();
+        match headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase)
+        {
+            Some(v) if v.starts_with("basic ") => Scheme::Basic,
+            Some(v) if v.starts_with("bearer ") => Scheme::Bearer,
+            _ => Scheme::Other,
+        }
+    }
+}
+
 /// The HTTP side of a backend: one database's base URL, the client and the
-/// authorization headers of the `arangors` connection it came from.
-#[derive(Debug, Clone)]
+/// authorization. Its `Debug` shows the server and database only.
+#[derive(Clone)]
 pub(crate) struct Http {
     client: reqwest::Client,
+    root_url: Url,
     db_url: Url,
-    headers: HeaderMap,
+    auth: Arc<Auth>,
     default_timeout: Duration,
     db_name: String,
 }
 
+impl fmt::Debug for Http {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Http")
+            .field("server", &self.server())
+            .field("database", &self.db_name)
+            .field("authorization", &self.auth.scheme())
+            .field("can_log_in_again", &self.auth.credentials.is_some())
+            .field("default_timeout", &self.default_timeout)
+            .finish()
+    }
+}
+
+/// A `reqwest` client for the backend's own requests, on rustls.
+pub(crate) fn default_client() -> Result<reqwest::Client, BackendError> {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .build()
+        .map_err(|e| {
+            BackendError::new(BackendErrorKind::Other, "cannot build the HTTP client")
+                .with_source(e.without_url())
+        })
+}
+
+/// `Basic base64(user:password)`, marked sensitive.
+pub(crate) fn basic_auth(user: &str, password: &str) -> HeaderMap {
+    use base64::Engine as _;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let mut headers = HeaderMap::new();
+    if let Ok(mut value) = HeaderValue::from_str(&format!("Basic {token}")) {
+        value.set_sensitive(true);
+        headers.insert(AUTHORIZATION, value);
+    }
+    headers
+}
+
 impl Http {
+    /// `db_url` is the database's URL (`http://host:8529/_db/name/`).
     pub fn new(
         client: reqwest::Client,
         db_url: Url,
         headers: HeaderMap,
+        credentials: Option<Credentials>,
         db_name: String,
         default_timeout: Duration,
     ) -> Self {
+        let mut root_url = db_url.clone();
+        root_url.set_path("/");
+        root_url.set_query(None);
         Http {
             client,
+            root_url,
             db_url,
-            headers,
+            auth: Arc::new(Auth::new(headers, credentials)),
             default_timeout,
             db_name,
         }
+    }
+
+    /// The client.
+    pub fn client(&self) -> reqwest::Client {
+        self.client.clone()
+    }
+
+    /// The database's URL.
+    pub fn db_url(&self) -> &Url {
+        &self.db_url
     }
 
     /// The database's name.
@@ -165,17 +308,7 @@ impl Http {
         s
     }
 
-    /// Send one request to `path` (relative to the database URL, such as
-    /// `_api/cursor`) and read its JSON answer, giving up by `deadline`
-    /// (or after the default timeout when there is none).
-    pub async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        deadline: Option<Instant>,
-        what: &str,
-    ) -> Result<Reply, BackendError> {
+    fn timeout(&self, deadline: Option<Instant>, what: &str) -> Result<Duration, BackendError> {
         let timeout = match deadline {
             Some(d) => d.saturating_duration_since(Instant::now()),
             None => self.default_timeout,
@@ -186,17 +319,124 @@ impl Http {
                 format!("{what}: the deadline passed before the request was sent"),
             ));
         }
+        Ok(timeout)
+    }
+
+    /// Send one request to `path` (relative to the database URL, such as
+    /// `_api/cursor`) and read its JSON answer, giving up by `deadline`
+    /// (or after the default timeout when there is none). A 401 is answered
+    /// by logging in again once, when the backend has credentials.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        deadline: Option<Instant>,
+        what: &str,
+    ) -> Result<Reply, BackendError> {
+        let deadline = deadline.or_else(|| Some(Instant::now() + self.default_timeout));
+        let (headers, generation) = self.auth.current();
+        let reply = self
+            .send_once(method.clone(), path, body, deadline, headers, what)
+            .await?;
+        if reply.status != StatusCode::UNAUTHORIZED {
+            return Ok(reply);
+        }
+        let Some(credentials) = &self.auth.credentials else {
+            return Ok(reply.with_hint(self.auth.scheme()));
+        };
+        self.log_in(credentials, generation, deadline, what).await?;
+        let (headers, _) = self.auth.current();
+        self.send_once(method, path, body, deadline, headers, what)
+            .await
+    }
+
+    /// Log in (`POST /_open/auth`) for a new JWT, unless another request
+    /// did since `seen` (the headers' generation when ours was sent).
+    async fn log_in(
+        &self,
+        credentials: &Credentials,
+        seen: u64,
+        deadline: Option<Instant>,
+        what: &str,
+    ) -> Result<(), BackendError> {
+        let _one = self.auth.login.lock().await;
+        if self.auth.current().1 != seen {
+            return Ok(());
+        }
+        let what = format!("{what}: logging in again as `{}`", credentials.user);
+        let timeout = self.timeout(deadline, &what)?;
+        let url = self.root_url.join("_open/auth").map_err(|e| {
+            BackendError::new(BackendErrorKind::InvalidConfig, format!("{what}: {e}"))
+        })?;
+        let body =
+            serde_json::json!({ "username": credentials.user, "password": credentials.password });
+        let resp = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string())
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| transport_error(&what, e))?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| transport_error(&what, e))?;
+        let jwt = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.get("jwt").and_then(Value::as_str).map(str::to_owned));
+        let value = match (status, jwt) {
+            (StatusCode::OK, Some(jwt)) => HeaderValue::from_str(&format!("bearer {jwt}")).ok(),
+            _ => None,
+        };
+        let Some(mut value) = value else {
+            let kind = if status == StatusCode::UNAUTHORIZED {
+                BackendErrorKind::Unauthorized
+            } else if status.is_server_error() {
+                BackendErrorKind::Unavailable
+            } else {
+                BackendErrorKind::Unexpected
+            };
+            return Err(BackendError::new(
+                kind,
+                format!(
+                    "{what}: HTTP {} (check the user name and password)",
+                    status.as_u16()
+                ),
+            ));
+        };
+        value.set_sensitive(true);
+        let mut guard = self.auth.headers.write().unwrap_or_else(|e| e.into_inner());
+        guard.0.insert(AUTHORIZATION, value);
+        guard.1 += 1;
+        tracing::debug!(user = %credentials.user, "shylock-arango logged in again (new JWT)");
+        Ok(())
+    }
+
+    async fn send_once(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        deadline: Option<Instant>,
+        headers: HeaderMap,
+        what: &str,
+    ) -> Result<Reply, BackendError> {
+        let timeout = self.timeout(deadline, what)?;
         let url = self.db_url.join(path).map_err(|e| {
             BackendError::new(
                 BackendErrorKind::InvalidConfig,
-                format!("{what}: cannot build a URL from {} and {path}", self.db_url),
+                format!(
+                    "{what}: cannot build a URL from {} and {path}",
+                    self.server()
+                ),
             )
             .with_source(e)
         })?;
         let mut req = self
             .client
             .request(method, url)
-            .headers(self.headers.clone())
+            .headers(headers)
             .header(reqwest::header::ACCEPT, "application/json")
             .timeout(timeout);
         if let Some(body) = body {
@@ -230,7 +470,11 @@ impl Http {
                 .with_source(e));
             }
         };
-        Ok(Reply { status, body })
+        Ok(Reply {
+            status,
+            body,
+            hint: None,
+        })
     }
 }
 
@@ -251,5 +495,6 @@ pub(crate) fn transport_error(what: &str, e: reqwest::Error) -> BackendError {
     } else {
         format!("{what}: the request failed")
     };
-    BackendError::new(kind, msg).with_source(e)
+    // Without the URL: it may carry credentials a user wrote into it.
+    BackendError::new(kind, msg).with_source(e.without_url())
 }

@@ -1,25 +1,6 @@
 //! Collection-name validation and the mapping from lock names to document keys.
 //!
-//! # Lock names → `_key`
-//!
-//! ArangoDB document keys are 1 to 254 bytes of `A-Z a-z 0-9` and
-//! `_ - . @ ( ) + , = ; $ ! * ' % :`; every other character (spaces, `/`,
-//! all non-ASCII) is refused. Lock names are any non-empty UTF-8 string of up
-//! to 1024 bytes, so [`lock_key`] maps each name to a valid key, injectively:
-//!
-//! * **`n-` + the name, percent-encoded**, when that fits in 254 bytes. Bytes
-//!   of the name outside `A-Z a-z 0-9 _ - . @ ( ) + , = ; $ ! * '` (including
-//!   `%` itself, `:` and every byte of a non-ASCII character) are written as
-//!   `%XX` (uppercase hex). `my-lock` becomes `n-my-lock`, `a b` becomes
-//!   `n-a%20b`, `Äpfel` becomes `n-%C3%84pfel`.
-//! * **`h-` + the SHA-256 of the name** (64 lowercase hex digits) otherwise
-//!   (66 bytes in all).
-//!
-//! Two different names never share a key: percent-encoding is injective
-//! (`%` is always escaped, so every `%XX` in a key stands for one byte), the
-//! prefixes `n-` and `h-` keep the two forms apart, and two names with the
-//! same hashed key would be a SHA-256 collision. The original name is stored
-//! in the document and checked on every read as well.
+//! See [`lock_key`](crate::lock_key) for the mapping.
 
 use sha2::{Digest, Sha256};
 
@@ -38,7 +19,32 @@ fn is_plain(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"_-.@()+,=;$!*'".contains(&b)
 }
 
-/// The document key of a lock name: see the [module docs](self).
+/// The document key of a lock name.
+///
+/// ArangoDB document keys are 1 to 254 bytes of `A-Z a-z 0-9` and
+/// `_ - . @ ( ) + , = ; $ ! * ' % :`; every other character (spaces, `/`,
+/// all non-ASCII) is refused. Lock names are any non-empty UTF-8 string of up
+/// to 1024 bytes, so [`lock_key`] maps each name to a valid key, injectively:
+///
+/// * **`n-` + the name, percent-encoded**, when that fits in 254 bytes. Bytes
+///   of the name outside `A-Z a-z 0-9 _ - . @ ( ) + , = ; $ ! * '` (including
+///   `%` itself, `:` and every byte of a non-ASCII character) are written as
+///   `%XX` (uppercase hex). `my-lock` becomes `n-my-lock`, `a b` becomes
+///   `n-a%20b`, `Äpfel` becomes `n-%C3%84pfel`.
+/// * **`h-` + the SHA-256 of the name** (64 lowercase hex digits) otherwise
+///   (66 bytes in all).
+///
+/// Two different names never share a key: percent-encoding is injective
+/// (`%` is always escaped, so every `%XX` in a key stands for one byte), the
+/// prefixes `n-` and `h-` keep the two forms apart, and two names with the
+/// same hashed key would be a SHA-256 collision. The original name is stored
+/// in the document and checked on every read as well.
+///
+/// ```
+/// assert_eq!(shylock_arango::lock_key("my-lock"), "n-my-lock");
+/// assert_eq!(shylock_arango::lock_key("Äpfel"), "n-%C3%84pfel");
+/// assert!(shylock_arango::lock_key(&"x".repeat(300)).starts_with("h-"));
+/// ```
 ///
 /// The result is always a valid ArangoDB document key (1 to 254 bytes of
 /// allowed characters) and different names always give different keys.
@@ -111,16 +117,6 @@ pub fn validate_collection_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// Whether `key` is a valid ArangoDB document key (used by the tests and as
-/// a debug assertion).
-pub fn is_valid_key(key: &str) -> bool {
-    !key.is_empty()
-        && key.len() <= MAX_KEY_BYTES
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.@()+,=;$!*'%:".contains(&b))
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@ use shylock_core::backend::{
 };
 use shylock_core::{BackendError, BackendErrorKind, Timestamp};
 
+use arangors::client::ClientExt;
+
 use crate::ArangoOptions;
 use crate::core::Core;
 
@@ -27,7 +29,21 @@ type Job = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// The sync ArangoDB backend (feature `sync`). Cheap to clone: clones share
 /// one connection and one worker thread, which stops when the last clone is
-/// dropped.
+/// dropped. Its `Debug` never shows a credential.
+///
+/// ```no_run
+/// # fn demo() -> Result<(), shylock_core::Error> {
+/// use shylock_arango::ArangoOptions;
+/// use shylock_arango::sync::ArangoBackend;
+///
+/// let backend = ArangoBackend::connect_with(
+///     "http://localhost:8529", "app", "secret", "projectdb",
+///     ArangoOptions::new().collection("locks"),
+/// )?;
+/// shylock_core::configure(backend);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ArangoBackend {
     core: Arc<Core>,
@@ -108,16 +124,30 @@ impl Worker {
 }
 
 impl ArangoBackend {
+    fn start(core: Core) -> Result<Self, BackendError> {
+        Ok(ArangoBackend {
+            core: Arc::new(core),
+            worker: Worker::start()?,
+        })
+    }
+
     /// Connect to the ArangoDB server at `url` (such as
     /// `http://localhost:8529`) with basic authentication, open database
     /// `db` and prepare the default collection `shylock` (created with its
-    /// TTL index if missing; safe when many processes do it at once).
+    /// TTL index if missing, after looking: a user with only read/write
+    /// access on an existing collection passes; safe when many processes do
+    /// it at once).
     ///
     /// # Errors
     /// * [`InvalidConfig`](BackendErrorKind::InvalidConfig): bad URL, missing
-    ///   database, or a collection name that breaks ArangoDB's rules (refused
-    ///   before any request);
-    /// * [`Unauthorized`](BackendErrorKind::Unauthorized): wrong credentials;
+    ///   database (for a user who may see every database), a collection name
+    ///   that breaks ArangoDB's rules or a TTL grace below the minimum
+    ///   (refused before any request), or an existing TTL index whose
+    ///   `expireAfter` is below [`MIN_TTL_GRACE`](crate::MIN_TTL_GRACE);
+    /// * [`Unauthorized`](BackendErrorKind::Unauthorized): wrong credentials,
+    ///   or a missing database for a user who may not see every database
+    ///   (ArangoDB answers both with 401), or a missing collection the user
+    ///   may not create;
     /// * [`Unavailable`](BackendErrorKind::Unavailable) /
     ///   [`Timeout`](BackendErrorKind::Timeout): server down or slow;
     /// * [`Unexpected`](BackendErrorKind::Unexpected): any other answer.
@@ -127,11 +157,11 @@ impl ArangoBackend {
         password: &str,
         db: &str,
     ) -> Result<Self, shylock_core::Error> {
-        Self::connect_with(url, user, password, db, ArangoOptions::default())
+        Self::connect_with(url, user, password, db, ArangoOptions::new())
     }
 
     /// [`connect`](Self::connect) with options (collection name, TTL grace,
-    /// request time limit).
+    /// request time limit, `waitForSync`).
     ///
     /// # Errors
     /// As for [`connect`](Self::connect).
@@ -142,8 +172,9 @@ impl ArangoBackend {
         db: &str,
         options: ArangoOptions,
     ) -> Result<Self, shylock_core::Error> {
-        crate::names::validate_collection_name(&options.collection)
-            .map_err(|reason| shylock_core::Error::InvalidConfig { reason })?;
+        options
+            .validate()
+            .map_err(|reason| BackendError::new(BackendErrorKind::InvalidConfig, reason))?;
         let worker = Worker::start()?;
         let (url, user, password, db) = (
             url.to_owned(),
@@ -153,9 +184,9 @@ impl ArangoBackend {
         );
         let core = worker.call(
             async move {
-                let timeout = options.request_timeout;
-                let db = crate::connect_db(&url, &user, &password, &db, timeout).await?;
-                Core::create(&db, options).await
+                let core = Core::connect(&url, &user, &password, &db, options).await?;
+                core.prepare().await?;
+                Ok(core)
             },
             None,
         )?;
@@ -165,9 +196,74 @@ impl ArangoBackend {
         })
     }
 
+    /// From an `arangors` database handle you already have (any
+    /// authentication, any client: [`Database`](crate::Database) on rustls,
+    /// or arangors' own), as the Python
+    /// original's `ShylockPythonArangoBackend.create(db, collection_name)`:
+    /// prepare `collection` as [`connect`](Self::connect) does. The handle's
+    /// URL, database and authorization are used; its requests run on this
+    /// backend's own thread.
+    ///
+    /// # Errors
+    /// As for [`connect`](Self::connect).
+    pub fn create<C: ClientExt>(
+        db: &arangors::Database<C>,
+        collection: &str,
+    ) -> Result<Self, shylock_core::Error> {
+        Self::create_with(db, ArangoOptions::new().collection(collection))
+    }
+
+    /// [`create`](Self::create) with all options.
+    ///
+    /// # Errors
+    /// As for [`connect`](Self::connect).
+    pub fn create_with<C: ClientExt>(
+        db: &arangors::Database<C>,
+        options: ArangoOptions,
+    ) -> Result<Self, shylock_core::Error> {
+        let backend = Self::new(db, options)?;
+        backend.prepare()?;
+        Ok(backend)
+    }
+
+    /// Open an existing collection with no set-up and no request at all.
+    ///
+    /// # Errors
+    /// [`InvalidConfig`](BackendErrorKind::InvalidConfig) for a bad
+    /// collection name or TTL grace; [`Other`](BackendErrorKind::Other) if
+    /// the HTTP client or the backend's thread cannot be started.
+    pub fn new<C: ClientExt>(
+        db: &arangors::Database<C>,
+        options: ArangoOptions,
+    ) -> Result<Self, shylock_core::Error> {
+        Ok(Self::start(Core::from_handle(db, options)?)?)
+    }
+
+    /// Make sure the collection and its TTL index exist, creating only what
+    /// is missing.
+    ///
+    /// # Errors
+    /// As for [`connect`](Self::connect).
+    pub fn prepare(&self) -> Result<(), shylock_core::Error> {
+        let core = Arc::clone(&self.core);
+        Ok(self
+            .worker
+            .call(async move { core.prepare().await }, None)?)
+    }
+
     /// The collection holding the lock records.
     pub fn collection(&self) -> &str {
         self.core.collection()
+    }
+
+    /// The database's name.
+    pub fn database(&self) -> &str {
+        self.core.database()
+    }
+
+    /// The TTL grace in force (the option's, or an adopted index's).
+    pub fn ttl_grace(&self) -> std::time::Duration {
+        self.core.ttl_grace()
     }
 }
 

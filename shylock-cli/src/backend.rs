@@ -205,8 +205,10 @@ async fn connect_arango(
         .clone()
         .or_else(|| env("SHYLOCK_ARANGO_DB"))
         .unwrap_or_else(|| "_system".to_owned());
-    let options = ArangoOptions::with_collection(args.collection.clone()).request_timeout(bound);
-    let backend = ArangoBackend::connect(url, &user, &password, &db, options)
+    let options = ArangoOptions::new()
+        .collection(args.collection.clone())
+        .request_timeout(bound);
+    let backend = ArangoBackend::connect_with(url, &user, &password, &db, options)
         .await
         .map_err(|e| Failure::from_lock_error(&e))?;
     Ok(Connected {

@@ -34,17 +34,105 @@ impl Known {
     }
 }
 
-pub use shylock_arango::aql::{ACQUIRE, INSPECT, RELEASE, RENEW};
+// The backend's query texts, as `shylock_arango::aql` publishes them. The
+// emulator keeps its own copy so that it does not depend on the crate it
+// tests (which dev-depends on it: a cycle that could not be published);
+// shylock-arango's test `emulator_knows_exactly_the_backends_queries` fails
+// as soon as the two differ by one byte.
+macro_rules! acquire {
+    ($options:literal) => {
+        concat!(
+            r#"LET nowMs = DATE_NOW()
+LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
+LET isBad = lockDoc != null && (lockDoc.name != @name || !IS_NUMBER(lockDoc.epoch) || !IS_NUMBER(lockDoc.seq) || !IS_NUMBER(lockDoc.expiresAt))
+LET isFree = !isBad && (lockDoc == null || lockDoc.owner == null || lockDoc.owner == @owner || lockDoc.expiresAt * 1000 <= nowMs)
+LET newEpoch = lockDoc == null ? nowMs : lockDoc.epoch
+LET newSeq = lockDoc == null ? 1 : lockDoc.seq + 1
+LET newExpiry = nowMs + @leaseMs
+LET written = (
+  FOR x IN (isFree ? [1] : [])
+    INSERT { _key: @key, name: @name, owner: @owner, epoch: newEpoch, seq: newSeq, expiresAt: newExpiry / 1000 }
+    INTO @@collection OPTIONS { overwriteMode: "replace", exclusive: true"#,
+            $options,
+            r#" }
+    RETURN 1
+)
+RETURN { acquired: LENGTH(written) > 0, bad: isBad, storedName: lockDoc.name, epoch: newEpoch, seq: newSeq, expiresAtMs: LENGTH(written) > 0 ? newExpiry : lockDoc.expiresAt * 1000 }"#
+        )
+    };
+}
 
-/// Which known query `text` is, compared exactly.
+macro_rules! renew {
+    ($options:literal) => {
+        concat!(
+            r#"LET nowMs = DATE_NOW()
+LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
+LET isMine = lockDoc != null && lockDoc.name == @name && lockDoc.owner == @owner
+LET newExpiry = nowMs + @leaseMs
+LET written = (
+  FOR x IN (isMine ? [1] : [])
+    UPDATE @key WITH { expiresAt: newExpiry / 1000 } IN @@collection OPTIONS { exclusive: true"#,
+            $options,
+            r#" }
+    RETURN 1
+)
+RETURN { renewed: LENGTH(written) > 0, storedName: lockDoc.name, expiresAtMs: newExpiry }"#
+        )
+    };
+}
+
+macro_rules! release {
+    ($options:literal) => {
+        concat!(
+            r#"LET nowMs = DATE_NOW()
+LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
+LET isMine = lockDoc != null && lockDoc.name == @name && lockDoc.owner == @owner
+LET written = (
+  FOR x IN (isMine ? [1] : [])
+    UPDATE @key WITH { owner: null, expiresAt: nowMs / 1000 } IN @@collection OPTIONS { exclusive: true"#,
+            $options,
+            r#" }
+    RETURN 1
+)
+RETURN { released: LENGTH(written) > 0, storedName: lockDoc.name }"#
+        )
+    };
+}
+
+/// The backend's acquire query (with `waitForSync: true`).
+pub const ACQUIRE: &str = acquire!(", waitForSync: true");
+/// The backend's acquire query without `waitForSync`.
+pub const ACQUIRE_NO_SYNC: &str = acquire!("");
+/// The backend's renew query (with `waitForSync: true`).
+pub const RENEW: &str = renew!(", waitForSync: true");
+/// The backend's renew query without `waitForSync`.
+pub const RENEW_NO_SYNC: &str = renew!("");
+/// The backend's release query (with `waitForSync: true`).
+pub const RELEASE: &str = release!(", waitForSync: true");
+/// The backend's release query without `waitForSync`.
+pub const RELEASE_NO_SYNC: &str = release!("");
+/// The backend's inspect query.
+pub const INSPECT: &str = r#"LET nowMs = DATE_NOW()
+LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
+RETURN { nowMs: nowMs, doc: lockDoc }"#;
+
+/// Which known query `text` is, compared exactly (either variant: with
+/// `waitForSync: true` or without).
 pub fn recognise(text: &str) -> Option<Known> {
     match text {
-        ACQUIRE => Some(Known::Acquire),
-        RENEW => Some(Known::Renew),
-        RELEASE => Some(Known::Release),
+        ACQUIRE | ACQUIRE_NO_SYNC => Some(Known::Acquire),
+        RENEW | RENEW_NO_SYNC => Some(Known::Renew),
+        RELEASE | RELEASE_NO_SYNC => Some(Known::Release),
         INSPECT => Some(Known::Inspect),
         _ => None,
     }
+}
+
+/// Whether the query's writes carry `waitForSync: true` (the AQL
+/// modification option: the query returns only once its writes are synced
+/// to disk).
+pub fn wait_for_sync(text: &str) -> bool {
+    text.contains("waitForSync: true")
 }
 
 /// AQL's conversion of a value to a number (null → 0, bool → 0/1, numeric

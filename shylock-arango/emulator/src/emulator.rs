@@ -27,8 +27,21 @@
 //!   document key 400/1221), executed natively under one mutex per database,
 //!   which gives a single server's atomicity; `_rev` changes on every write.
 //!
-//! Test controls: a request log, a clock offset, running the TTL collector,
-//! injected delays, hangs (no answer at all) and injected cursor errors.
+//! * `POST /_open/auth` issues JWTs that expire on the emulated clock;
+//!   users with per-database and per-collection access levels ([`Level`]),
+//!   403 / 11 beyond them, 401 / 11 for a database a non-root user cannot
+//!   see (whether or not it exists);
+//! * `GET /_api/collection/{name}`, `GET /_api/index?collection=`;
+//! * a TTL collector every 30 s that selects `0 <= value <= now - expireAfter`
+//!   and removes by `_key` and `_rev`;
+//! * durability: writes without `waitForSync` are lost by [`Emulator::crash`]
+//!   until a synced write syncs them.
+//!
+//! The table in `shylock-arango/README.md` cites the page each behaviour
+//! follows. Test controls: a request log, a clock offset, running the TTL
+//! collector in one or two steps, injected delays, hangs (no answer at all),
+//! commit-then-hang, read-only mode, a modelled fsync latency, crashes and
+//! injected cursor errors.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::convert::Infallible;
@@ -72,18 +85,54 @@ struct Collection {
 #[derive(Debug, Default)]
 struct Database {
     collections: HashMap<String, Collection>,
+    /// Writes not yet synced to disk: (collection, key) → the document as it
+    /// was on disk before them. A write with `waitForSync` syncs the whole
+    /// write-ahead log (RocksDB syncs the WAL in order), which empties this.
+    unsynced: HashMap<(String, String), Option<Map<String, Value>>>,
+}
+
+/// An access level of a user on a database or a collection
+/// (docs.arango.ai/arangodb/3.12/operations/administration/user-management/:
+/// `rw` Administrate / Read-Write, `ro` Access / Read Only, `none`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// No access.
+    None,
+    /// Access (database) / Read Only (collection).
+    Ro,
+    /// Administrate (database) / Read-Write (collection).
+    Rw,
+}
+
+#[derive(Debug, Clone)]
+struct User {
+    password: String,
+    /// Root-like: Administrate on every database, Read-Write on every collection.
+    admin: bool,
+    databases: HashMap<String, Level>,
+    /// (database, collection or `*`) → level.
+    collections: HashMap<(String, String), Level>,
 }
 
 #[derive(Debug, Default)]
 struct Faults {
     delay: Duration,
     hang: bool,
+    /// Run the request (commit its writes), then never answer.
+    commit_then_hang: bool,
+    read_only: bool,
+    /// How long a write with `waitForSync` takes to reach the disk, spent
+    /// while the query holds its lock (a model of the fsync).
+    sync_latency: Duration,
     cursor_errors: VecDeque<(u16, i64, String)>,
 }
 
 struct State {
-    user: String,
-    password: String,
+    users: Mutex<HashMap<String, User>>,
+    /// Issued JWTs: token → (user, expiry in ms of the emulated clock).
+    tokens: Mutex<HashMap<String, (String, i64)>>,
+    token_lifetime_ms: AtomicI64,
+    logins: AtomicU64,
     databases: Mutex<HashMap<String, Arc<Mutex<Database>>>>,
     faults: Mutex<Faults>,
     log: Mutex<Vec<Logged>>,
@@ -134,9 +183,22 @@ impl Emulator {
         for db in databases {
             dbs.insert((*db).to_owned(), Arc::new(Mutex::new(Database::default())));
         }
+        let mut users = HashMap::new();
+        users.insert(
+            user.to_owned(),
+            User {
+                password: password.to_owned(),
+                admin: true,
+                databases: HashMap::new(),
+                collections: HashMap::new(),
+            },
+        );
         let state = Arc::new(State {
-            user: user.to_owned(),
-            password: password.to_owned(),
+            users: Mutex::new(users),
+            tokens: Mutex::new(HashMap::new()),
+            // `--server.session-timeout`, default one hour.
+            token_lifetime_ms: AtomicI64::new(3_600_000),
+            logins: AtomicU64::new(0),
             databases: Mutex::new(dbs),
             faults: Mutex::new(Faults::default()),
             log: Mutex::new(Vec::new()),
@@ -180,8 +242,19 @@ impl Emulator {
                             while conns.try_join_next().is_some() {}
                         }
                     };
+                    // The TTL background thread runs every 30 s by default
+                    // (`--ttl.frequency`, 30000 ms).
+                    let ttl_state = Arc::clone(&st);
+                    let ttl = async move {
+                        loop {
+                            tokio::time::sleep(Duration::from_secs(30)).await;
+                            let found = ttl_candidates(&ttl_state);
+                            ttl_remove(&ttl_state, &found);
+                        }
+                    };
                     tokio::select! {
                         _ = serve => {}
+                        _ = ttl => {}
                         _ = stopped => {}
                     }
                     conns.abort_all();
@@ -299,32 +372,176 @@ impl Emulator {
         db.collections.keys().cloned().collect()
     }
 
-    /// Run the TTL collector once: remove documents whose TTL attribute (a
-    /// number of seconds) plus the index's `expireAfter` is not after now.
-    /// Returns how many documents were removed.
+    /// Run the TTL collector once, as the server's background thread does:
+    /// select the documents whose TTL attribute is a number of seconds with
+    /// `0 <= value <= now - expireAfter`, then remove each by `_key` and
+    /// `_rev` (a document written in between is kept). Returns how many
+    /// documents were removed.
     pub fn run_ttl(&self) -> usize {
-        let now_s = self.state.now_ms() as f64 / 1000.0;
+        let found = ttl_candidates(&self.state);
+        ttl_remove(&self.state, &found)
+    }
+
+    /// The first half of [`run_ttl`](Self::run_ttl): the documents the
+    /// collector would remove now.
+    pub fn ttl_candidates(&self) -> Vec<TtlCandidate> {
+        ttl_candidates(&self.state)
+    }
+
+    /// The second half of [`run_ttl`](Self::run_ttl): remove the candidates
+    /// whose `_rev` is unchanged.
+    pub fn ttl_remove(&self, found: &[TtlCandidate]) -> usize {
+        ttl_remove(&self.state, found)
+    }
+
+    /// Add a user with no access at all (`POST /_api/user` without grants).
+    pub fn add_user(&self, user: &str, password: &str) {
+        lock(&self.state.users).insert(
+            user.to_owned(),
+            User {
+                password: password.to_owned(),
+                admin: false,
+                databases: HashMap::new(),
+                collections: HashMap::new(),
+            },
+        );
+    }
+
+    /// Grant `user` a database access level (`PUT /_api/user/{user}/database/{db}`).
+    pub fn grant_database(&self, user: &str, db: &str, level: Level) {
+        if let Some(u) = lock(&self.state.users).get_mut(user) {
+            u.databases.insert(db.to_owned(), level);
+        }
+    }
+
+    /// Grant `user` a collection access level (`collection` may be `*`, the
+    /// database's default collection level).
+    pub fn grant_collection(&self, user: &str, db: &str, collection: &str, level: Level) {
+        if let Some(u) = lock(&self.state.users).get_mut(user) {
+            u.collections
+                .insert((db.to_owned(), collection.to_owned()), level);
+        }
+    }
+
+    /// How long JWTs issued by `POST /_open/auth` are valid (on the emulated
+    /// clock; the server's `--server.session-timeout`, default one hour).
+    pub fn set_token_lifetime(&self, d: Duration) {
+        self.state.token_lifetime_ms.store(
+            i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+            Ordering::SeqCst,
+        );
+    }
+
+    /// How many successful `POST /_open/auth` logins there were.
+    pub fn logins(&self) -> u64 {
+        self.state.logins.load(Ordering::SeqCst)
+    }
+
+    /// Every JWT issued so far.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        lock(&self.state.tokens).keys().cloned().collect()
+    }
+
+    /// Make every write with `waitForSync` take `d` longer, inside the
+    /// query's lock (a model of the fsync under `exclusive: true`; default 0).
+    pub fn set_sync_latency(&self, d: Duration) {
+        lock(&self.state.faults).sync_latency = d;
+    }
+
+    /// Put the server in read-only mode (`PUT /_admin/server/mode`
+    /// `{"mode": "readonly"}`): writes are refused with 403 / 1004.
+    pub fn set_read_only(&self, on: bool) {
+        lock(&self.state.faults).read_only = on;
+    }
+
+    /// Run requests (commit their writes), then never answer them: a server
+    /// that committed after the client gave up.
+    pub fn set_commit_then_hang(&self, on: bool) {
+        lock(&self.state.faults).commit_then_hang = on;
+    }
+
+    /// Crash and restart: every write not yet synced to disk is lost
+    /// (the worst case of RocksDB's WAL sync interval, 100 ms by default).
+    /// A write made with `waitForSync` syncs every write before it.
+    /// Returns how many documents were rolled back.
+    pub fn crash(&self) -> usize {
         let dbs: Vec<_> = lock(&self.state.databases).values().cloned().collect();
-        let mut removed = 0;
+        let mut lost = 0;
         for db in dbs {
             let mut db = lock(&db);
-            for coll in db.collections.values_mut() {
-                let Some(ttl) = coll.indexes.iter().find(|i| i["type"] == "ttl") else {
-                    continue;
-                };
-                let field = ttl["fields"][0].as_str().unwrap_or("").to_owned();
-                let after = ttl["expireAfter"].as_f64().unwrap_or(0.0);
-                let before = coll.docs.len();
-                coll.docs
-                    .retain(|_, d| match d.get(&field).and_then(Value::as_f64) {
-                        Some(t) => t + after > now_s,
-                        None => true,
-                    });
-                removed += before - coll.docs.len();
+            let unsynced = std::mem::take(&mut db.unsynced);
+            for ((coll, key), before) in unsynced {
+                if let Some(c) = db.collections.get_mut(&coll) {
+                    lost += 1;
+                    match before {
+                        Some(doc) => c.docs.insert(key, doc),
+                        None => c.docs.remove(&key),
+                    };
+                }
             }
         }
-        removed
+        lost
     }
+}
+
+/// A document the TTL collector selected: database, collection, key, `_rev`.
+#[derive(Debug, Clone)]
+pub struct TtlCandidate {
+    db: String,
+    collection: String,
+    key: String,
+    rev: Value,
+}
+
+fn ttl_candidates(state: &State) -> Vec<TtlCandidate> {
+    let now_s = state.now_ms() as f64 / 1000.0;
+    let dbs: Vec<_> = lock(&state.databases)
+        .iter()
+        .map(|(n, d)| (n.clone(), Arc::clone(d)))
+        .collect();
+    let mut found = Vec::new();
+    for (db_name, db) in dbs {
+        let db = lock(&db);
+        for (coll_name, coll) in &db.collections {
+            let Some(ttl) = coll.indexes.iter().find(|i| i["type"] == "ttl") else {
+                continue;
+            };
+            let field = ttl["fields"][0].as_str().unwrap_or("");
+            let after = ttl["expireAfter"].as_f64().unwrap_or(0.0);
+            for (key, doc) in &coll.docs {
+                if let Some(t) = doc.get(field).and_then(Value::as_f64)
+                    && t >= 0.0
+                    && t <= now_s - after
+                {
+                    found.push(TtlCandidate {
+                        db: db_name.clone(),
+                        collection: coll_name.clone(),
+                        key: key.clone(),
+                        rev: doc.get("_rev").cloned().unwrap_or(Value::Null),
+                    });
+                }
+            }
+        }
+    }
+    found
+}
+
+fn ttl_remove(state: &State, found: &[TtlCandidate]) -> usize {
+    let mut removed = 0;
+    for c in found {
+        let Some(db) = lock(&state.databases).get(&c.db).cloned() else {
+            continue;
+        };
+        let mut db = lock(&db);
+        let Some(coll) = db.collections.get_mut(&c.collection) else {
+            continue;
+        };
+        if coll.docs.get(&c.key).and_then(|d| d.get("_rev")) == Some(&c.rev) {
+            coll.docs.remove(&c.key);
+            removed += 1;
+        }
+    }
+    removed
 }
 
 impl Drop for Emulator {
@@ -399,29 +616,57 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn authorized(state: &State, headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let Some(encoded) = value.strip_prefix("Basic ") else {
-        return false;
-    };
+fn authenticate(state: &State, headers: &HeaderMap) -> Option<Caller> {
+    let value = headers.get("authorization").and_then(|v| v.to_str().ok())?;
+    if let Some(token) = value
+        .strip_prefix("bearer ")
+        .or_else(|| value.strip_prefix("Bearer "))
+    {
+        // docs.arango.ai/arangodb/3.12/develop/http-api/authentication/:
+        // an expired token is refused with 401.
+        let (user, exp_ms) = lock(&state.tokens).get(token.trim()).cloned()?;
+        if exp_ms <= state.now_ms() {
+            return None;
+        }
+        let user = lock(&state.users).get(&user).cloned()?;
+        return Some(Caller { user });
+    }
+    let encoded = value.strip_prefix("Basic ")?;
     // arangors sends base64 without padding; curl and others pad.
     let engine = base64::engine::GeneralPurpose::new(
         &base64::alphabet::STANDARD,
         base64::engine::GeneralPurposeConfig::new()
             .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
     );
-    let Ok(decoded) = engine.decode(encoded.trim()) else {
-        return false;
-    };
-    let Ok(text) = String::from_utf8(decoded) else {
-        return false;
-    };
-    match text.split_once(':') {
-        Some((u, p)) => u == state.user && p == state.password,
-        None => false,
-    }
+    let decoded = engine.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (u, p) = text.split_once(':')?;
+    let user = lock(&state.users).get(u).cloned()?;
+    (user.password == p).then_some(Caller { user })
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+        .map(percent_decode)
+}
+
+fn collection_answer(name: &str, c: &Collection) -> Resp {
+    json_response(
+        200,
+        json!({
+            "error": false,
+            "code": 200,
+            "id": c.id.to_string(),
+            "name": name,
+            "status": 3,
+            "type": c.kind,
+            "isSystem": false,
+            "globallyUniqueId": format!("hEMU/{}", c.id),
+        }),
+    )
 }
 
 async fn handle(state: &State, req: Request<Incoming>) -> Resp {
@@ -453,9 +698,9 @@ async fn handle(state: &State, req: Request<Incoming>) -> Resp {
         path: path_and_query,
         query: known,
     });
-    let (delay, hang) = {
+    let (delay, hang, commit_then_hang) = {
         let f = lock(&state.faults);
-        (f.delay, f.hang)
+        (f.delay, f.hang, f.commit_then_hang)
     };
     if hang {
         // Never answer: the connection stays open until the client gives up
@@ -465,7 +710,81 @@ async fn handle(state: &State, req: Request<Incoming>) -> Resp {
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    route(state, &method, uri.path(), uri.query(), &headers, &body)
+    let answer = route(state, &method, uri.path(), uri.query(), &headers, &body);
+    if commit_then_hang {
+        // The request ran (and committed); its answer never comes.
+        std::future::pending::<()>().await;
+    }
+    answer
+}
+
+/// Who a request is, after authentication.
+struct Caller {
+    user: User,
+}
+
+impl Caller {
+    fn database(&self, db: &str) -> Level {
+        if self.user.admin {
+            return Level::Rw;
+        }
+        self.user
+            .databases
+            .get(db)
+            .or_else(|| self.user.databases.get("*"))
+            .copied()
+            .unwrap_or(Level::None)
+    }
+
+    fn collection(&self, db: &str, collection: &str) -> Level {
+        if self.user.admin {
+            return Level::Rw;
+        }
+        let key = |c: &str| (db.to_owned(), c.to_owned());
+        self.user
+            .collections
+            .get(&key(collection))
+            .or_else(|| self.user.collections.get(&key("*")))
+            .copied()
+            .unwrap_or(Level::None)
+    }
+}
+
+fn forbidden() -> Resp {
+    error(403, 11, "forbidden")
+}
+
+fn read_only(state: &State) -> Option<Resp> {
+    lock(&state.faults)
+        .read_only
+        .then(|| error(403, 1004, "read only"))
+}
+
+/// `POST /_open/auth` (docs.arango.ai/arangodb/3.12/develop/http-api/authentication/#create-a-jwt-session-token):
+/// `{username, password}` → 200 `{jwt}`; wrong credentials 401 / errorNum 401.
+fn open_auth(state: &State, body: &[u8]) -> Resp {
+    let spec = serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
+    let user = spec.get("username").and_then(Value::as_str).unwrap_or("");
+    let password = spec.get("password").and_then(Value::as_str).unwrap_or("");
+    let ok = lock(&state.users)
+        .get(user)
+        .is_some_and(|u| u.password == password);
+    if !ok {
+        return error(401, 401, "Wrong credentials");
+    }
+    let n = state.next_id();
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = engine.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let exp_ms = state.now_ms() + state.token_lifetime_ms.load(Ordering::SeqCst);
+    let payload = engine.encode(
+        json!({ "preferred_username": user, "iss": "arangodb", "iat": state.now_ms() / 1000, "exp": exp_ms / 1000, "n": n })
+            .to_string(),
+    );
+    let signature = engine.encode(format!("emulator-signature-{n}-{}", state.now_ms()));
+    let token = format!("{header}.{payload}.{signature}");
+    lock(&state.tokens).insert(token.clone(), (user.to_owned(), exp_ms));
+    state.logins.fetch_add(1, Ordering::SeqCst);
+    json_response(200, json!({ "jwt": token }))
 }
 
 fn route(
@@ -504,12 +823,23 @@ fn route(
         None => ("_system".to_owned(), path.to_owned()),
     };
 
-    if !authorized(state, headers) {
+    if *method == Method::POST && rest == "/_open/auth" {
+        return open_auth(state, body);
+    }
+    let Some(caller) = authenticate(state, headers) else {
+        return error(401, 11, "not authorized to execute this request");
+    };
+    let db = lock(&state.databases).get(&db_name).cloned();
+    // A user without access to a database is not told whether it exists:
+    // 401 / 11 for both (RestVocbaseBaseHandler / GeneralServerFeature's
+    // database check); only a user who may see every database learns 1228.
+    if caller.database(&db_name) == Level::None {
         return error(401, 11, "not authorized to execute this request");
     }
-    let Some(db) = lock(&state.databases).get(&db_name).cloned() else {
+    let Some(db) = db else {
         return error(404, 1228, "database not found");
     };
+    let dbl = caller.database(&db_name);
 
     match (method, rest.as_str()) {
         (&Method::GET, "/_api/version") => json_response(
@@ -533,7 +863,57 @@ fn route(
             200,
             json!({ "error": false, "code": 200, "time": state.now_ms() as f64 / 1000.0 }),
         ),
-        (&Method::POST, "/_api/collection") => create_collection(state, &db, body),
+        (&Method::POST, "/_api/collection") => {
+            if dbl < Level::Rw {
+                return forbidden();
+            }
+            if let Some(r) = read_only(state) {
+                return r;
+            }
+            create_collection(state, &db, body)
+        }
+        (&Method::GET, p) if p.starts_with("/_api/collection/") => {
+            let name = percent_decode(&p["/_api/collection/".len()..]);
+            if caller.collection(&db_name, &name) == Level::None {
+                return forbidden();
+            }
+            let db = lock(&db);
+            match db.collections.get(&name) {
+                Some(c) => collection_answer(&name, c),
+                None => error(404, 1203, "collection or view not found"),
+            }
+        }
+        (&Method::GET, "/_api/index") => {
+            let Some(collection) = query_param(query, "collection") else {
+                return error(400, 1204, "parameter 'collection' not found");
+            };
+            if caller.collection(&db_name, &collection) == Level::None {
+                return forbidden();
+            }
+            let db = lock(&db);
+            match db.collections.get(&collection) {
+                Some(c) => {
+                    let mut indexes = vec![json!({
+                        "fields": ["_key"], "id": format!("{collection}/0"), "name": "primary",
+                        "selectivityEstimate": 1, "sparse": false, "type": "primary", "unique": true,
+                    })];
+                    indexes.extend(c.indexes.iter().cloned());
+                    let identifiers: Map<String, Value> = indexes
+                        .iter()
+                        .map(|i| (i["id"].as_str().unwrap_or("").to_owned(), i.clone()))
+                        .collect();
+                    json_response(
+                        200,
+                        json!({ "error": false, "code": 200, "indexes": indexes, "identifiers": identifiers }),
+                    )
+                }
+                None => error(
+                    404,
+                    1203,
+                    format!("collection or view not found: {collection}"),
+                ),
+            }
+        }
         (&Method::DELETE, p) if p.starts_with("/_api/collection/") => {
             let name = percent_decode(&p["/_api/collection/".len()..]);
             let mut db = lock(&db);
@@ -545,8 +925,16 @@ fn route(
                 None => error(404, 1203, "collection or view not found"),
             }
         }
-        (&Method::POST, "/_api/index") => create_index(state, &db, query, body),
-        (&Method::POST, "/_api/cursor") => cursor(state, &db, body),
+        (&Method::POST, "/_api/index") => {
+            if dbl < Level::Rw {
+                return forbidden();
+            }
+            if let Some(r) = read_only(state) {
+                return r;
+            }
+            create_index(state, &db, query, body)
+        }
+        (&Method::POST, "/_api/cursor") => cursor(state, &caller, &db_name, &db, body),
         (
             _,
             "/_api/version"
@@ -629,12 +1017,7 @@ fn create_collection(state: &State, db: &Mutex<Database>, body: &[u8]) -> Resp {
 }
 
 fn create_index(state: &State, db: &Mutex<Database>, query: Option<&str>, body: &[u8]) -> Resp {
-    let collection = query
-        .unwrap_or("")
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("collection="))
-        .map(percent_decode);
-    let Some(collection) = collection else {
+    let Some(collection) = query_param(query, "collection") else {
         return error(400, 1204, "parameter 'collection' not found");
     };
     let Ok(spec) = serde_json::from_slice::<Value>(body) else {
@@ -658,6 +1041,11 @@ fn create_index(state: &State, db: &Mutex<Database>, query: Option<&str>, body: 
     let Some(expire_after) = spec.get("expireAfter").filter(|v| v.is_number()).cloned() else {
         return error(400, 10, "expireAfter attribute must be a number");
     };
+    // arangod's TtlIndex / index factory: "expireAfter attribute must be a
+    // number >= 0".
+    if expire_after.as_f64().is_some_and(|v| v < 0.0) {
+        return error(400, 10, "expireAfter attribute must be a number >= 0");
+    }
     if let Some(existing) = coll.indexes.iter().find(|i| i["type"] == "ttl") {
         if existing["fields"] == Value::Array(fields.clone())
             && existing["expireAfter"].as_f64() == expire_after.as_f64()
@@ -689,7 +1077,13 @@ fn create_index(state: &State, db: &Mutex<Database>, query: Option<&str>, body: 
     json_response(201, answer)
 }
 
-fn cursor(state: &State, db: &Mutex<Database>, body: &[u8]) -> Resp {
+fn cursor(
+    state: &State,
+    caller: &Caller,
+    db_name: &str,
+    db: &Mutex<Database>,
+    body: &[u8],
+) -> Resp {
     if body.iter().all(u8::is_ascii_whitespace) {
         return error(400, 1502, "query is empty");
     }
@@ -745,16 +1139,36 @@ fn cursor(state: &State, db: &Mutex<Database>, body: &[u8]) -> Resp {
             "AQL: bind parameter '@collection' has an invalid value or type (while parsing)",
         );
     };
-    let Some(key) = bind.get("key").and_then(Value::as_str) else {
-        return error(
-            400,
-            1553,
-            "AQL: bind parameter 'key' has an invalid value or type",
-        );
+    // A value of any type is valid for `@key`: the query compares it with
+    // `_key` (no match unless a string) and the INSERT fails with 1221 if it
+    // is not a valid key string.
+    let key_value = bind.get("key").cloned().unwrap_or(Value::Null);
+    let key = key_value.as_str().unwrap_or("");
+    let writes_collection = known != Known::Inspect;
+    // Access is checked when the query is set up, for every collection it
+    // names: read/write for the modified one (ERROR_FORBIDDEN, 403).
+    let needed = if writes_collection {
+        Level::Rw
+    } else {
+        Level::Ro
     };
+    if caller.collection(db_name, collection) < needed {
+        return error(
+            403,
+            11,
+            format!(
+                "AQL: forbidden: no {needed:?} access to collection '{collection}' (while parsing)"
+            ),
+        );
+    }
+    if writes_collection && let Some(r) = read_only(state) {
+        return r;
+    }
+    let synced = aql::wait_for_sync(text);
     let started = std::time::Instant::now();
     // One mutex per database: the query runs as one transaction.
-    let mut db = lock(db);
+    let mut guard = lock(db);
+    let db = &mut *guard;
     let Some(coll) = db.collections.get_mut(collection) else {
         return error(
             404,
@@ -763,10 +1177,11 @@ fn cursor(state: &State, db: &Mutex<Database>, body: &[u8]) -> Resp {
         );
     };
     let now = state.now_ms();
-    let executed = aql::execute(known, bind, coll.docs.get(key), now);
+    let current = key_value.as_str().and_then(|k| coll.docs.get(k));
+    let executed = aql::execute(known, bind, current, now);
     let mut writes = 0;
     if let Some(mut doc) = executed.write {
-        if !valid_key(key) {
+        if !key_value.is_string() || !valid_key(key) {
             return error(400, 1221, "AQL: illegal document key (while executing)");
         }
         if coll.kind == 3 {
@@ -779,7 +1194,20 @@ fn cursor(state: &State, db: &Mutex<Database>, body: &[u8]) -> Resp {
         doc.insert("_key".into(), json!(key));
         doc.insert("_id".into(), json!(format!("{collection}/{key}")));
         doc.insert("_rev".into(), json!(state.new_rev()));
-        coll.docs.insert(key.to_owned(), doc);
+        let before = coll.docs.insert(key.to_owned(), doc);
+        if synced {
+            // The WAL is synced in order: this sync makes every earlier write
+            // durable too.
+            db.unsynced.clear();
+            let latency = lock(&state.faults).sync_latency;
+            if !latency.is_zero() {
+                std::thread::sleep(latency);
+            }
+        } else {
+            db.unsynced
+                .entry((collection.to_owned(), key.to_owned()))
+                .or_insert(before);
+        }
         writes = 1;
     }
     json_response(

@@ -25,12 +25,13 @@ pub async fn backend(t: &Target) -> ArangoBackend {
         .unwrap()
 }
 
-pub async fn acquire(
+/// One acquire attempt, its error kept.
+pub async fn attempt(
     b: &ArangoBackend,
     name: &LockName,
     owner: &OwnerId,
     lease: Duration,
-) -> AcquireOutcome {
+) -> Result<AcquireOutcome, shylock_core::BackendError> {
     b.try_acquire(AcquireRequest {
         name,
         owner,
@@ -39,7 +40,15 @@ pub async fn acquire(
         deadline: deadline(),
     })
     .await
-    .unwrap()
+}
+
+pub async fn acquire(
+    b: &ArangoBackend,
+    name: &LockName,
+    owner: &OwnerId,
+    lease: Duration,
+) -> AcquireOutcome {
+    attempt(b, name, owner, lease).await.unwrap()
 }
 
 pub async fn release(b: &ArangoBackend, name: &LockName, owner: &OwnerId) -> ReleaseOutcome {
@@ -236,7 +245,12 @@ async fn any_name_works_and_names_do_not_collide() {
     let keys: BTreeSet<String> = names.iter().map(|n| lock_key(n)).collect();
     assert_eq!(keys.len(), names.len(), "two names share a key");
     for k in &keys {
-        assert!(shylock_arango::names::is_valid_key(k), "invalid key {k}");
+        assert!(
+            k.len() <= 254
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.@()+,=;$!*'%:".contains(&b)),
+            "invalid key {k}"
+        );
     }
     let a = OwnerId::random();
     let c = OwnerId::random();
@@ -317,23 +331,40 @@ async fn one_request_per_operation() {
     assert_eq!(reqs[0].path, format!("/_db/{}/_admin/time", t.db));
 }
 
-/// `create` sends two requests (collection, TTL index) and is idempotent
-/// and safe when many processes start at once.
+/// `create` looks before it creates (two reads; two more writes the first
+/// time) and is idempotent and safe when many processes start at once.
 #[tokio::test]
 async fn create_is_idempotent_under_concurrent_starts() {
     let t = target();
     let db = Arc::new(t.db().await);
     let coll = unique_collection("c");
     if let Some(emu) = &t.emu {
+        let requests = || -> Vec<String> {
+            emu.requests()
+                .into_iter()
+                .map(|r| format!("{} {}", r.method, r.path))
+                .collect()
+        };
         emu.clear_requests();
         ArangoBackend::create(&db, &coll).await.unwrap();
-        let paths: Vec<_> = emu.requests().into_iter().map(|r| r.path).collect();
+        let (c, i) = (
+            format!("/_db/{}/_api/collection", t.db),
+            format!("/_db/{}/_api/index?collection={coll}", t.db),
+        );
         assert_eq!(
-            paths,
+            requests(),
             vec![
-                format!("/_db/{}/_api/collection", t.db),
-                format!("/_db/{}/_api/index?collection={coll}", t.db),
+                format!("GET {c}/{coll}"),
+                format!("POST {c}"),
+                format!("GET {i}"),
+                format!("POST {i}"),
             ]
+        );
+        emu.clear_requests();
+        ArangoBackend::create(&db, &coll).await.unwrap();
+        assert_eq!(
+            requests(),
+            vec![format!("GET {c}/{coll}"), format!("GET {i}")]
         );
     }
     let mut tasks = Vec::new();
@@ -544,16 +575,20 @@ async fn racing_tasks_never_share_the_lock() {
 async fn connect_convenience_and_options() {
     let t = target();
     let coll = unique_collection("o");
-    let b = ArangoBackend::connect(
+    let b = ArangoBackend::connect_with(
         &t.url,
         &t.user,
         &t.password,
         &t.db,
-        ArangoOptions::with_collection(&coll).gc_grace(Duration::from_secs(7200)),
+        ArangoOptions::new()
+            .collection(&coll)
+            .ttl_grace(Duration::from_secs(7200)),
     )
     .await
     .unwrap();
     assert_eq!(b.collection(), coll);
+    assert_eq!(b.database(), t.db);
+    assert_eq!(b.ttl_grace(), Duration::from_secs(7200));
     if let Some(emu) = &t.emu {
         assert_eq!(
             emu.indexes(&t.db, &coll)[0]["expireAfter"],

@@ -24,7 +24,7 @@ fn connect(t: &Target) -> ArangoBackend {
         &t.user,
         &t.password,
         &t.db,
-        ArangoOptions::with_collection(unique_collection("sync")),
+        ArangoOptions::new().collection(unique_collection("sync")),
     )
     .unwrap()
 }
@@ -190,7 +190,7 @@ fn errors_are_typed() {
         &t.user,
         &t.password,
         &t.db,
-        ArangoOptions::with_collection("no spaces allowed"),
+        ArangoOptions::new().collection("no spaces allowed"),
     )
     .unwrap_err();
     assert_eq!(

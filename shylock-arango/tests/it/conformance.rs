@@ -33,7 +33,7 @@ fn conformance_sync() {
         &t.user,
         &t.password,
         &t.db,
-        ArangoOptions::with_collection(&coll),
+        ArangoOptions::new().collection(&coll),
     )
     .unwrap();
     let suite = Suite::new(Backend::from(backend), "arango-sync");

@@ -49,6 +49,21 @@ fn emulator_knows_exactly_the_backends_queries() {
         aql::recognise(shylock_arango::aql::INSPECT),
         Some(Known::Inspect)
     );
+    for (text, known) in [
+        (shylock_arango::aql::ACQUIRE_NO_SYNC, Known::Acquire),
+        (shylock_arango::aql::RENEW_NO_SYNC, Known::Renew),
+        (shylock_arango::aql::RELEASE_NO_SYNC, Known::Release),
+    ] {
+        assert_eq!(aql::recognise(text), Some(known));
+        assert!(!aql::wait_for_sync(text));
+    }
+    for text in [
+        shylock_arango::aql::ACQUIRE,
+        shylock_arango::aql::RENEW,
+        shylock_arango::aql::RELEASE,
+    ] {
+        assert!(aql::wait_for_sync(text));
+    }
     assert_eq!(aql::recognise("RETURN 1"), None);
     assert_eq!(
         aql::recognise(&format!("{} ", shylock_arango::aql::ACQUIRE)),
@@ -499,4 +514,90 @@ async fn illegal_document_key() {
     let (status, _, body) = t.raw(Method::POST, &path, Some(body)).await;
     assert_eq!(status, 201, "{body}");
     t.drop_collection(&coll).await;
+}
+
+/// Issue 10 item 8. A `key` bind value of another type than a string is
+/// not a bind-parameter error: the query runs, finds no document and its
+/// INSERT fails with 1221 (illegal document key; docs.arango.ai/arangodb/3.12/develop/error-codes-and-meanings/).
+#[tokio::test]
+async fn non_string_key_fails_the_insert_with_1221() {
+    let t = target();
+    let coll = unique_collection("nk");
+    t.create_collection(&coll).await;
+    let body = json!({
+        "query": shylock_arango::aql::ACQUIRE,
+        "bindVars": { "@collection": coll, "key": 12, "name": "n", "owner": "o", "leaseMs": 1000 },
+    });
+    let (s, _, answer) = t
+        .raw(
+            Method::POST,
+            &format!("/_db/{}/_api/cursor", t.db),
+            Some(body),
+        )
+        .await;
+    assert_eq!(s, 400, "{answer}");
+    assert_error(&answer, 400, 1221);
+    t.drop_collection(&coll).await;
+}
+
+/// Issue 10 item 8. A negative `expireAfter` is refused with 400 / 10
+/// ("expireAfter attribute must be a number >= 0", arangod's TTL index
+/// factory; docs.arango.ai/arangodb/3.12/develop/http-api/indexes/ttl/).
+#[tokio::test]
+async fn negative_expire_after_is_refused() {
+    let t = target();
+    let coll = unique_collection("neg");
+    t.create_collection(&coll).await;
+    let (s, _, answer) = t
+        .raw(
+            Method::POST,
+            &format!("/_db/{}/_api/index?collection={coll}", t.db),
+            Some(json!({ "type": "ttl", "fields": ["expiresAt"], "expireAfter": -5 })),
+        )
+        .await;
+    assert_eq!(s, 400, "{answer}");
+    assert_error(&answer, 400, 10);
+    t.drop_collection(&coll).await;
+}
+
+/// Issue 10 item 8. The TTL collector (arangod's `TtlFeature`) selects
+/// documents with `0 <= attr <= now - expireAfter` and removes each by
+/// `_key` and `_rev`: a lock re-acquired between the two steps is kept, and
+/// negative values are never selected.
+#[tokio::test]
+async fn ttl_collector_keeps_documents_written_in_between() {
+    use shylock_arango::ArangoBackend;
+    use shylock_core::backend::AcquireOutcome;
+    let t = crate::support::target::emulated();
+    let emu = t.emu();
+    let db = t.db().await;
+    let coll = unique_collection("ttlrev");
+    let b = ArangoBackend::create(&db, &coll).await.unwrap();
+    let name = shylock_core::LockName::new("r").unwrap();
+    let owner = shylock_core::OwnerId::random();
+    let lease = std::time::Duration::from_secs(60);
+    crate::backend_async::granted(crate::backend_async::acquire(&b, &name, &owner, lease).await);
+    crate::backend_async::release(&b, &name, &owner).await;
+    let mut negative = serde_json::Map::new();
+    negative.insert("_key".into(), json!("negative"));
+    negative.insert("_rev".into(), json!("_neg"));
+    negative.insert("expiresAt".into(), json!(-1));
+    emu.put_document(&t.db, &coll, negative);
+    emu.advance_clock(2 * 3_600_000);
+    let found = emu.ttl_candidates();
+    assert_eq!(found.len(), 1, "{found:?}");
+    // Re-acquired before the removal: a new `_rev`, kept.
+    assert!(matches!(
+        crate::backend_async::acquire(&b, &name, &owner, lease).await,
+        AcquireOutcome::Acquired(_)
+    ));
+    assert_eq!(emu.ttl_remove(&found), 0);
+    assert!(
+        emu.document(&t.db, &coll, &shylock_arango::lock_key("r"))
+            .is_some()
+    );
+    assert!(emu.document(&t.db, &coll, "negative").is_some());
+    crate::backend_async::release(&b, &name, &owner).await;
+    emu.advance_clock(2 * 3_600_000);
+    assert_eq!(emu.run_ttl(), 1);
 }

@@ -31,12 +31,12 @@ async fn bad_collection_names_are_refused_before_any_request() {
             BackendErrorKind::InvalidConfig,
             "{bad:?}: {err}"
         );
-        let err = ArangoBackend::connect(
+        let err = ArangoBackend::connect_with(
             &t.url,
             &t.user,
             &t.password,
             &t.db,
-            ArangoOptions::with_collection(bad),
+            ArangoOptions::new().collection(bad),
         )
         .await
         .unwrap_err();
@@ -52,15 +52,9 @@ async fn bad_collection_names_are_refused_before_any_request() {
 #[tokio::test]
 async fn wrong_password_is_unauthorized() {
     let t = target();
-    let err = ArangoBackend::connect(
-        &t.url,
-        &t.user,
-        "definitely-not-the-password",
-        &t.db,
-        ArangoOptions::default(),
-    )
-    .await
-    .unwrap_err();
+    let err = ArangoBackend::connect(&t.url, &t.user, "definitely-not-the-password", &t.db)
+        .await
+        .unwrap_err();
     assert_eq!(
         err.backend_kind(),
         Some(BackendErrorKind::Unauthorized),
@@ -71,15 +65,9 @@ async fn wrong_password_is_unauthorized() {
 #[tokio::test]
 async fn missing_database_is_invalid_config() {
     let t = target();
-    let err = ArangoBackend::connect(
-        &t.url,
-        &t.user,
-        &t.password,
-        "no_such_database_shylock",
-        ArangoOptions::default(),
-    )
-    .await
-    .unwrap_err();
+    let err = ArangoBackend::connect(&t.url, &t.user, &t.password, "no_such_database_shylock")
+        .await
+        .unwrap_err();
     assert_eq!(
         err.backend_kind(),
         Some(BackendErrorKind::InvalidConfig),
@@ -125,7 +113,7 @@ async fn backend_requests_map_server_errors() {
 async fn server_down_is_unavailable_at_once() {
     // Connecting to a port where nothing listens.
     let started = Instant::now();
-    let err = ArangoBackend::connect(&dead_url(), "root", "", "db", ArangoOptions::default())
+    let err = ArangoBackend::connect(&dead_url(), "root", "", "db")
         .await
         .unwrap_err();
     assert_eq!(
@@ -137,7 +125,7 @@ async fn server_down_is_unavailable_at_once() {
 
     // A backend whose server went away.
     let emu = Emulator::start(EMU_USER, EMU_PASSWORD, &[EMU_DB]);
-    let conn = arangors::Connection::establish_basic_auth(&emu.url(), EMU_USER, EMU_PASSWORD)
+    let conn = shylock_arango::Connection::establish_basic_auth(&emu.url(), EMU_USER, EMU_PASSWORD)
         .await
         .unwrap();
     let db = conn.db(EMU_DB).await.unwrap();
@@ -225,7 +213,9 @@ async fn create_on_a_hanging_server_times_out() {
     let started = Instant::now();
     let err = ArangoBackend::create_with(
         &db,
-        ArangoOptions::with_collection("hang").request_timeout(Duration::from_millis(300)),
+        ArangoOptions::new()
+            .collection("hang")
+            .request_timeout(Duration::from_millis(300)),
     )
     .await
     .unwrap_err();

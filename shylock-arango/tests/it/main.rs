@@ -8,5 +8,7 @@ mod backend_async;
 #[cfg(feature = "sync")]
 mod backend_sync;
 mod conformance;
+mod deployed;
 mod emulator_docs;
 mod errors;
+mod exclusive_cost;

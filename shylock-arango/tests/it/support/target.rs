@@ -62,9 +62,9 @@ impl Target {
     }
 
     /// An arangors database handle.
-    pub async fn db(&self) -> arangors::Database<arangors::client::reqwest::ReqwestClient> {
+    pub async fn db(&self) -> shylock_arango::Database {
         let conn =
-            arangors::Connection::establish_basic_auth(&self.url, &self.user, &self.password)
+            shylock_arango::Connection::establish_basic_auth(&self.url, &self.user, &self.password)
                 .await
                 .unwrap_or_else(|e| panic!("cannot connect to ArangoDB at {}: {e}", self.url));
         conn.db(&self.db)
@@ -119,6 +119,14 @@ impl Target {
         let text = resp.text().await.expect("response body");
         let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
         (status, headers, body)
+    }
+
+    /// `POST /_api/collection` `{name}` → 200.
+    pub async fn create_collection(&self, name: &str) {
+        let path = format!("/_db/{}/_api/collection", self.db);
+        let body = serde_json::json!({ "name": name });
+        let (status, _, answer) = self.raw(reqwest::Method::POST, &path, Some(body)).await;
+        assert_eq!(status, 200, "{answer}");
     }
 
     /// Drop a collection (best effort; cleans up after tests on a real server).

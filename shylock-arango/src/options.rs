@@ -1,0 +1,211 @@
+//! [`ArangoOptions`]: the settings of a backend.
+
+use std::fmt;
+use std::time::Duration;
+
+/// The collection name used when none is given (as in the Python original).
+pub const DEFAULT_COLLECTION: &str = "shylock";
+
+/// The default [`ArangoOptions::ttl_grace`]: one hour.
+pub const DEFAULT_TTL_GRACE: Duration = Duration::from_secs(3600);
+
+/// The smallest [`ArangoOptions::ttl_grace`] accepted, and the smallest
+/// `expireAfter` of an existing TTL index that the backend adopts: one
+/// minute. Fencing tokens keep rising across the deletion of a record only
+/// if the server clock never steps back by more than the grace.
+pub const MIN_TTL_GRACE: Duration = Duration::from_secs(60);
+
+/// The default [`ArangoOptions::request_timeout`]: 10 seconds.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A user name and password, never shown by `Debug`.
+#[derive(Clone)]
+pub(crate) struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Settings of an ArangoDB backend: build with [`ArangoOptions::new`] (or
+/// `default()`) and the setters, read with the `get_*` getters.
+///
+/// ```
+/// use std::time::Duration;
+/// use shylock_arango::ArangoOptions;
+///
+/// let options = ArangoOptions::new()
+///     .collection("locks")
+///     .ttl_grace(Duration::from_secs(2 * 3600))
+///     .request_timeout(Duration::from_secs(5));
+/// assert_eq!(options.get_collection(), "locks");
+/// assert!(options.get_wait_for_sync());
+/// ```
+#[derive(Clone)]
+pub struct ArangoOptions {
+    collection: String,
+    ttl_grace: Duration,
+    request_timeout: Duration,
+    wait_for_sync: bool,
+    credentials: Option<Credentials>,
+    http_client: Option<reqwest::Client>,
+}
+
+impl fmt::Debug for ArangoOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // By hand: never the password, nor a client's default headers.
+        f.debug_struct("ArangoOptions")
+            .field("collection", &self.collection)
+            .field("ttl_grace", &self.ttl_grace)
+            .field("request_timeout", &self.request_timeout)
+            .field("wait_for_sync", &self.wait_for_sync)
+            .field("credentials", &self.credentials)
+            .field("http_client", &self.http_client.as_ref().map(|_| "<given>"))
+            .finish()
+    }
+}
+
+impl Default for ArangoOptions {
+    fn default() -> Self {
+        ArangoOptions {
+            collection: DEFAULT_COLLECTION.to_owned(),
+            ttl_grace: DEFAULT_TTL_GRACE,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            wait_for_sync: true,
+            credentials: None,
+            http_client: None,
+        }
+    }
+}
+
+impl ArangoOptions {
+    /// The defaults: collection [`DEFAULT_COLLECTION`], TTL grace
+    /// [`DEFAULT_TTL_GRACE`], request timeout [`DEFAULT_REQUEST_TIMEOUT`],
+    /// writes synced to disk.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Set the collection holding the lock records (default `shylock`). It
+    /// must follow ArangoDB's traditional naming rules: 1 to 256 bytes, a
+    /// letter first, then letters, digits, `_` or `-`; refused before any
+    /// request otherwise.
+    #[must_use]
+    pub fn collection(mut self, collection: impl Into<String>) -> Self {
+        self.collection = collection.into();
+        self
+    }
+
+    /// Set how long after a record's lease ended the TTL index may delete it
+    /// (the index's `expireAfter`; default one hour, at least
+    /// [`MIN_TTL_GRACE`]). The fencing tokens of a name keep rising across
+    /// such deletions as long as the server clock never steps back by more
+    /// than this.
+    #[must_use]
+    pub fn ttl_grace(mut self, grace: Duration) -> Self {
+        self.ttl_grace = grace;
+        self
+    }
+
+    /// Set the time limit of a request made without a caller's deadline, and
+    /// of each set-up request (default 10 s).
+    #[must_use]
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Whether lock writes wait until they are on disk (`waitForSync: true`
+    /// on the AQL modification; default `true`).
+    ///
+    /// Turned off, acquire, renew and release answer before their write is
+    /// synced (RocksDB syncs its write-ahead log every 100 ms by default). A
+    /// server crash (power loss, kill -9 of the server, not of a client) can
+    /// then roll back a grant or renewal that its holder already has, and
+    /// the next acquire hands the lock to another owner while the first
+    /// still believes it holds it, possibly with the same fencing token.
+    /// Only turn it off when the lock protects nothing that a crash of the
+    /// database must not break.
+    #[must_use]
+    pub fn wait_for_sync(mut self, wait: bool) -> Self {
+        self.wait_for_sync = wait;
+        self
+    }
+
+    /// Credentials to log in with again (`POST /_open/auth`, a new JWT)
+    /// when the server refuses the backend's authorization with HTTP 401, as
+    /// it does once the JWT of a handle made by arangors' `establish_jwt`
+    /// has expired (after `--server.session-timeout`, one hour by default).
+    ///
+    /// Without them, a backend made from a JWT handle fails with
+    /// `Unauthorized` once the token expires. `connect`/`connect_with` set
+    /// them from their arguments. The password is never shown by `Debug`.
+    #[must_use]
+    pub fn credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.credentials = Some(Credentials {
+            user: user.into(),
+            password: password.into(),
+        });
+        self
+    }
+
+    /// The `reqwest` client for the backend's requests (default: a client
+    /// of its own on rustls with the Web PKI roots). Give one to trust your
+    /// own certificate authority, to use a client certificate or a proxy,
+    /// or to use the system's TLS (OpenSSL on Linux): depend on `reqwest`
+    /// with its `native-tls` feature and pass
+    /// `reqwest::Client::builder().use_native_tls().build()?`.
+    #[must_use]
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// The collection name.
+    pub fn get_collection(&self) -> &str {
+        &self.collection
+    }
+
+    /// The TTL grace.
+    pub fn get_ttl_grace(&self) -> Duration {
+        self.ttl_grace
+    }
+
+    /// The time limit of requests made without a caller's deadline.
+    pub fn get_request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// Whether lock writes wait until they are on disk.
+    pub fn get_wait_for_sync(&self) -> bool {
+        self.wait_for_sync
+    }
+
+    pub(crate) fn get_credentials(&self) -> Option<&Credentials> {
+        self.credentials.as_ref()
+    }
+
+    pub(crate) fn get_http_client(&self) -> Option<&reqwest::Client> {
+        self.http_client.as_ref()
+    }
+
+    /// Check what can be checked before any request.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        crate::names::validate_collection_name(&self.collection)?;
+        if self.ttl_grace < MIN_TTL_GRACE {
+            return Err(format!(
+                "ttl_grace must be at least {MIN_TTL_GRACE:?} (fencing tokens rely on it), got {:?}",
+                self.ttl_grace
+            ));
+        }
+        Ok(())
+    }
+}
