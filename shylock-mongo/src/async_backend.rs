@@ -346,7 +346,7 @@ impl AsyncBackend for MongoBackend {
             // One atomic load once checked; a `buildInfo` before the first
             // acquisition of a backend made with `new`.
             if !matches!(self.inner.server_check.get(), Some(ServerCheck::Allowed)) {
-                self.check_server(req.deadline, self.inner.spec.command_timeout)
+                self.check_server(req.deadline, self.inner.spec.request_timeout)
                     .await?
                     .into_backend_result()?;
             }
@@ -407,7 +407,7 @@ impl AsyncBackend for MongoBackend {
     ) -> BoxFuture<'_, Result<Timestamp, BackendError>> {
         Box::pin(async move {
             let hello = self
-                .hello(deadline, self.inner.spec.command_timeout)
+                .hello(deadline, self.inner.spec.request_timeout)
                 .await?;
             let ctx = spec_ctx(&self.inner.spec, "server time");
             commands::server_time_reply(&ctx, Ok(hello))

@@ -92,7 +92,7 @@ pub(crate) struct Spec {
     pub(crate) ttl_grace: Duration,
     pub(crate) allow_non_atomic_server: bool,
     pub(crate) setup_timeout: Duration,
-    pub(crate) command_timeout: Duration,
+    pub(crate) request_timeout: Duration,
 }
 
 impl Spec {
@@ -110,8 +110,8 @@ impl Spec {
         if options.get_setup_timeout().is_zero() {
             return refuse("setup_timeout must not be zero".into());
         }
-        if options.get_command_timeout().is_zero() {
-            return refuse("command_timeout must not be zero".into());
+        if options.get_request_timeout().is_zero() {
+            return refuse("request_timeout must not be zero".into());
         }
         Ok(Spec {
             db: db.to_owned(),
@@ -120,7 +120,7 @@ impl Spec {
             ttl_grace: options.get_ttl_grace(),
             allow_non_atomic_server: options.get_allow_non_atomic_server(),
             setup_timeout: options.get_setup_timeout(),
-            command_timeout: options.get_command_timeout(),
+            request_timeout: options.get_request_timeout(),
         })
     }
 
@@ -263,7 +263,7 @@ pub(crate) fn timeout_error(ctx: &Ctx) -> BackendError {
         BackendErrorKind::Timeout,
         format!(
             "{ctx}: no answer from the server within the time allowed (the caller's limit, \
-             the lease or MongoOptions::command_timeout); the outcome is unknown"
+             the lease or MongoOptions::request_timeout); the outcome is unknown"
         ),
     )
 }
@@ -382,7 +382,7 @@ pub(crate) fn acquire(
     req: &AcquireRequest<'_>,
 ) -> Result<FindAndModify, BackendError> {
     let ctx = spec.context("acquire (findAndModify)", Some(req.name.as_str()));
-    let deadline = bound(req.deadline, spec.command_timeout.min(req.lease), &ctx)?;
+    let deadline = bound(req.deadline, spec.request_timeout.min(req.lease), &ctx)?;
     let now = date(req.now);
     let expires = date(req.now.saturating_add(req.lease));
     let owner = req.owner.as_str();
@@ -445,7 +445,7 @@ pub(crate) fn acquire_reply(
 /// returns it. Bounded like [`acquire`].
 pub(crate) fn renew(spec: &Spec, req: &RenewRequest<'_>) -> Result<FindAndModify, BackendError> {
     let ctx = spec.context("renew (findAndModify)", Some(req.name.as_str()));
-    let deadline = bound(req.deadline, spec.command_timeout.min(req.lease), &ctx)?;
+    let deadline = bound(req.deadline, spec.request_timeout.min(req.lease), &ctx)?;
     let expires = date(req.now.saturating_add(req.lease));
     Ok(FindAndModify {
         filter: doc! { F_ID: req.name.as_str(), F_OWNER: req.owner.as_str() },
@@ -481,7 +481,7 @@ pub(crate) fn release(
     req: &ReleaseRequest<'_>,
 ) -> Result<FindAndModify, BackendError> {
     let ctx = spec.context("release (findAndModify)", Some(req.name.as_str()));
-    let deadline = bound(req.deadline, spec.command_timeout, &ctx)?;
+    let deadline = bound(req.deadline, spec.request_timeout, &ctx)?;
     let owner = req.owner.as_str();
     Ok(FindAndModify {
         filter: doc! {
@@ -516,7 +516,7 @@ pub(crate) fn release_reply(
 /// `majority`: a grant that a failover could still roll back is not shown.
 pub(crate) fn inspect(spec: &Spec, req: &InspectRequest<'_>) -> Result<FindOne, BackendError> {
     let ctx = spec.context("inspect (find)", Some(req.name.as_str()));
-    let deadline = bound(req.deadline, spec.command_timeout, &ctx)?;
+    let deadline = bound(req.deadline, spec.request_timeout, &ctx)?;
     let mut options = FindOneOptions::default();
     options.max_time = Some(max_time(deadline));
     options.selection_criteria = Some(primary());

@@ -43,7 +43,7 @@
 //! [Deployments](#deployments)) within a set-up deadline (default 10 s);
 //! [`MongoOptions`] sets the collection name (default `shylock`), the write
 //! concern (default `majority`), the garbage-collection grace (default 1 h),
-//! the set-up deadline and the bound of each command (default 30 s).
+//! the set-up deadline and the bound of each command (default 10 s).
 //! `MongoBackend::new` makes a backend without contacting the server, for a
 //! collection prepared beforehand. Both forms have the same names:
 //! `create(client, db)`, `create_with(client, db, options)`, `new(client, db,
@@ -275,7 +275,7 @@
 //! | class of error | kind | the backend / core does | the caller sees |
 //! |---|---|---|---|
 //! | no server reachable yet (server selection), connection refused or reset, pool cleared, primary stepped down or not primary (10107, 13435, 13436, 189, 11602), shutting down (91, 11600), host unreachable (6, 7), socket error (9001), write conflict (112), `InternalError` (1, passing on Cosmos DB), `FailedToSatisfyReadPreference` (133, mongos in an election), errors labelled `RetryableWriteError`/`RetryableError`/`SystemOverloadedError` | `Unavailable` | retried with backoff | nothing, or at the limit `Error::Timeout` (acquire) / `Error::Backend` (release, inspect) |
-//! | the command's bound passed (the caller's limit, the lease, [`MongoOptions::command_timeout`]), `MaxTimeMSExpired` (50), write concern timeout (64), network timeouts (89, 202, 262) | `Timeout` (outcome unknown) | retried; an acquisition whose answer was lost is released when the acquisition ends | as above |
+//! | the command's bound passed (the caller's limit, the lease, [`MongoOptions::request_timeout`]), `MaxTimeMSExpired` (50), write concern timeout (64), network timeouts (89, 202, 262) | `Timeout` (outcome unknown) | retried; an acquisition whose answer was lost is released when the acquisition ends | as above |
 //! | Cosmos DB 16500 | `RateLimited`, with `RetryAfterMs` | retried after that delay | as above |
 //! | authentication failed (18), unauthorized (13), user not found (11) | `Unauthorized` | not retried | `Error::Backend` |
 //! | invalid namespace (73), unsatisfiable write concern (100), bad TLS or client settings, server too old; a server-selection error whose servers failed TLS or whose host name does not exist; retryable writes refused (DocumentDB before 8.0.2: the message says to add `retryWrites=false`); a server without a clock | `InvalidConfig` | not retried | `Error::InvalidConfig` (set-up) / `Error::Backend` |
@@ -292,7 +292,7 @@
 //! # Deadlines: nothing hangs
 //!
 //! Every command has a bound: the caller's deadline, or
-//! [`MongoOptions::command_timeout`] (30 s) when it gave none, and for an
+//! [`MongoOptions::request_timeout`] (10 s) when it gave none, and for an
 //! acquisition or renewal at most its lease (a grant that arrives after
 //! its lease is worthless). The bound goes to the server as `maxTimeMS`
 //! and as the write concern's `wtimeout` (so a majority write concern with
@@ -342,6 +342,6 @@ pub use async_backend::MongoBackend;
 /// application can make its client with the very same driver version.
 pub use mongodb;
 pub use options::{
-    DEFAULT_COLLECTION, DEFAULT_COMMAND_TIMEOUT, DEFAULT_SETUP_TIMEOUT, DEFAULT_TTL_GRACE,
+    DEFAULT_COLLECTION, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SETUP_TIMEOUT, DEFAULT_TTL_GRACE,
     MIN_TTL_GRACE, MongoOptions,
 };

@@ -25,8 +25,8 @@ pub const MIN_TTL_GRACE: Duration = Duration::from_secs(60);
 /// The default [`setup_timeout`](MongoOptions::setup_timeout): 10 seconds.
 pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The default [`command_timeout`](MongoOptions::command_timeout): 30 seconds.
-pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default [`request_timeout`](MongoOptions::request_timeout): 10 seconds.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Settings of a MongoDB backend beyond the client and the database name.
 ///
@@ -53,7 +53,7 @@ pub struct MongoOptions {
     ttl_grace: Duration,
     allow_non_atomic_server: bool,
     setup_timeout: Duration,
-    command_timeout: Duration,
+    request_timeout: Duration,
 }
 
 impl Default for MongoOptions {
@@ -64,7 +64,7 @@ impl Default for MongoOptions {
             ttl_grace: DEFAULT_TTL_GRACE,
             allow_non_atomic_server: false,
             setup_timeout: DEFAULT_SETUP_TIMEOUT,
-            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }
@@ -73,7 +73,7 @@ impl MongoOptions {
     /// The defaults: collection [`DEFAULT_COLLECTION`] (`shylock`), write
     /// concern `majority`, TTL grace [`DEFAULT_TTL_GRACE`] (one hour), set-up
     /// deadline [`DEFAULT_SETUP_TIMEOUT`] (10 s), per-command bound
-    /// [`DEFAULT_COMMAND_TIMEOUT`] (30 s).
+    /// [`DEFAULT_REQUEST_TIMEOUT`] (10 s).
     #[must_use]
     pub fn new() -> Self {
         Self::default()
@@ -95,7 +95,7 @@ impl MongoOptions {
     /// by a primary that fails before replicating the grant may be granted
     /// again by the next primary. Its `wtimeout`, if unset or longer, is set
     /// per command to the command's bound (see
-    /// [`command_timeout`](Self::command_timeout)), so that a write never
+    /// [`request_timeout`](Self::request_timeout)), so that a write never
     /// waits for ever for acknowledgements that cannot come.
     #[must_use]
     pub fn write_concern(mut self, write_concern: WriteConcern) -> Self {
@@ -160,7 +160,7 @@ impl MongoOptions {
     }
 
     /// The longest any one lock command may take (default
-    /// [`DEFAULT_COMMAND_TIMEOUT`], 30 s), also when the caller gave no time
+    /// [`DEFAULT_REQUEST_TIMEOUT`], 10 s), also when the caller gave no time
     /// limit: an acquisition, renewal, release, inspection or server-time
     /// read that has no answer by then ends with a
     /// [`Timeout`](shylock_core::BackendErrorKind::Timeout) error (the core
@@ -170,8 +170,8 @@ impl MongoOptions {
     /// write concern's `wtimeout`, and the backend stops waiting for the
     /// driver at it. Must not be zero.
     #[must_use]
-    pub fn command_timeout(mut self, timeout: Duration) -> Self {
-        self.command_timeout = timeout;
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
         self
     }
 
@@ -201,8 +201,8 @@ impl MongoOptions {
         self.setup_timeout
     }
 
-    /// The per-command bound (see [`command_timeout`](Self::command_timeout)).
-    pub fn get_command_timeout(&self) -> Duration {
-        self.command_timeout
+    /// The per-command bound (see [`request_timeout`](Self::request_timeout)).
+    pub fn get_request_timeout(&self) -> Duration {
+        self.request_timeout
     }
 }

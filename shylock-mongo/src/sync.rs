@@ -22,7 +22,7 @@
 //!
 //! The sync driver cannot abandon a call once it is made, so the caller
 //! stops waiting at the call's deadline (the caller's limit, the lease, or
-//! [`MongoOptions::command_timeout`](crate::MongoOptions::command_timeout);
+//! [`MongoOptions::request_timeout`](crate::MongoOptions::request_timeout);
 //! for set-up [`MongoOptions::setup_timeout`](crate::MongoOptions::setup_timeout))
 //! and gets a [`Timeout`](shylock_core::BackendErrorKind::Timeout) error
 //! (the outcome of the command is then unknown, as with any timeout). A
@@ -465,7 +465,7 @@ impl SyncBackend for MongoBackend {
         // One atomic load once checked; a `buildInfo` before the first
         // acquisition of a backend made with `new`.
         if !matches!(self.inner.server_check.get(), Some(ServerCheck::Allowed)) {
-            self.check_server(req.deadline, self.inner.spec.command_timeout)?
+            self.check_server(req.deadline, self.inner.spec.request_timeout)?
                 .into_backend_result()?;
         }
         let cmd = commands::acquire(&self.inner.spec, &req)?;
@@ -496,7 +496,7 @@ impl SyncBackend for MongoBackend {
     }
 
     fn server_time(&self, deadline: Option<Instant>) -> Result<Timestamp, BackendError> {
-        let hello = self.hello(deadline, self.inner.spec.command_timeout)?;
+        let hello = self.hello(deadline, self.inner.spec.request_timeout)?;
         commands::server_time_reply(&self.inner.spec.context("server time", None), Ok(hello))
     }
 

@@ -64,7 +64,7 @@ fn proxy() -> Proxy {
 fn options() -> MongoOptions {
     support::options()
         .setup_timeout(LIMIT)
-        .command_timeout(LIMIT)
+        .request_timeout(LIMIT)
 }
 
 fn within_limit(what: &str, started: Instant) {
@@ -226,7 +226,7 @@ fn name(s: &str) -> LockName {
 }
 
 /// Every primitive, with the caller's deadline and with none (then
-/// `command_timeout` bounds it), returns within the limit with an error
+/// `request_timeout` bounds it), returns within the limit with an error
 /// while the server does not answer; `create` too (`setup_timeout`).
 fn every_call_returns_within_the_limit(form: &Form, uri: &str, db: &str, sync: bool, case: &str) {
     let label = format!("{} {case}", form.label());
