@@ -599,4 +599,8 @@ fn a_timeout_while_the_server_fails_is_unavailable_not_a_conflict() {
         said.contains("failing") && said.contains("not primary"),
         "{said}"
     );
+    // The driver's error reads as its code and message, not a dump of the
+    // raw server reply.
+    assert!(said.contains("10107 (NotWritablePrimary)"), "{said}");
+    assert!(!said.contains("RawDocumentBuf"), "{said}");
 }

@@ -1171,6 +1171,46 @@ pub(crate) fn retry_after(message: &str) -> Option<Duration> {
     digits.parse::<u64>().ok().map(Duration::from_millis)
 }
 
+/// An error of the `mongodb` driver, as the source of a
+/// [`BackendError`]: shown by its kind (for a server's refusal: the code,
+/// its name and the server's message) and its labels, without the raw
+/// server reply that the driver's own `Display` dumps. The driver's error is
+/// [`get_ref`](Self::get_ref); find it with
+/// `std::error::Error::source(&backend_error)` and `downcast_ref::<DriverError>()`.
+#[derive(Debug)]
+pub struct DriverError(MongoError);
+
+impl DriverError {
+    /// The driver's error.
+    pub fn get_ref(&self) -> &MongoError {
+        &self.0
+    }
+
+    /// The driver's error, owned.
+    pub fn into_inner(self) -> MongoError {
+        self.0
+    }
+}
+
+impl std::fmt::Display for DriverError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.kind)?;
+        let labels = self.0.labels();
+        if !labels.is_empty() {
+            let mut labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+            labels.sort_unstable();
+            write!(f, " (labels: {})", labels.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DriverError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.0)
+    }
+}
+
 /// Map a driver error to a [`BackendError`] of the right kind; where the
 /// fix is known (retryable writes on a server without them, a TLS or DNS
 /// misconfiguration), the message says it first.
@@ -1180,7 +1220,7 @@ pub(crate) fn map_error(ctx: &Ctx, e: MongoError) -> BackendError {
         Some(hint) => format!("{ctx}: {hint}"),
         None => ctx.to_string(),
     };
-    let mut err = BackendError::new(kind, message).with_source(e);
+    let mut err = BackendError::new(kind, message).with_source(DriverError(e));
     if let Some(delay) = retry {
         err = err.with_retry_after(delay);
     }

@@ -338,6 +338,7 @@ pub mod sync;
 
 #[cfg(feature = "async")]
 pub use async_backend::MongoBackend;
+pub use commands::DriverError;
 /// The MongoDB driver this backend is built on, re-exported so that an
 /// application can make its client with the very same driver version.
 pub use mongodb;
