@@ -37,17 +37,6 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    /// Every kind.
-    pub const ALL: [FaultKind; 7] = [
-        FaultKind::WorkerKill,
-        FaultKind::WorkerPause,
-        FaultKind::ServerKill,
-        FaultKind::Blackhole,
-        FaultKind::Delay,
-        FaultKind::Reset,
-        FaultKind::ServerPause,
-    ];
-
     /// A short name.
     pub fn name(self) -> &'static str {
         match self {

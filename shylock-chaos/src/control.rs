@@ -199,8 +199,9 @@ impl Proc {
 struct Tail {
     offsets: HashMap<PathBuf, u64>,
     grants: usize,
-    /// Process id -> tokens it holds (granted, not released).
-    holding: HashMap<String, HashSet<u64>>,
+    /// Process id -> tokens inside their critical section (granted, the
+    /// section not ended).
+    in_section: HashMap<String, HashSet<u64>>,
 }
 
 impl Tail {
@@ -223,13 +224,13 @@ impl Tail {
                 match e {
                     Event::Grant { worker, token, .. } => {
                         self.grants += 1;
-                        self.holding
+                        self.in_section
                             .entry(check::process_of(&worker).to_owned())
                             .or_default()
                             .insert(token);
                     }
-                    Event::Release { worker, token, .. } => {
-                        if let Some(s) = self.holding.get_mut(check::process_of(&worker)) {
+                    Event::End { worker, token, .. } => {
+                        if let Some(s) = self.in_section.get_mut(check::process_of(&worker)) {
                             s.remove(&token);
                         }
                     }
@@ -239,8 +240,9 @@ impl Tail {
         }
     }
 
+    /// A process inside its critical section, as far as the logs tell.
     fn holder(&self) -> Option<&str> {
-        self.holding
+        self.in_section
             .iter()
             .find(|(_, s)| !s.is_empty())
             .map(|(p, _)| p.as_str())
@@ -348,7 +350,7 @@ impl Fleet {
         self.incarnations[slot] += 1;
         let id = format!("p{slot}i{inc}");
         let mut config = self.base.clone();
-        config.form = if slot % 2 == 0 {
+        config.form = if slot.is_multiple_of(2) {
             Form::Sync
         } else {
             Form::Async
@@ -369,16 +371,23 @@ impl Fleet {
         Ok(())
     }
 
-    /// A victim: the holder's slot half of the time (if any), else any.
-    fn victim(&self, tail: &Tail, rng: &mut impl Rng) -> usize {
-        if rng.random_bool(0.5)
-            && let Some(holder) = tail.holder()
-            && let Some(slot) = self
-                .slots
-                .iter()
-                .position(|s| s.as_ref().is_some_and(|(id, _)| id == holder))
-        {
-            return slot;
+    /// A victim: half of the time a process caught inside its critical
+    /// section (watching the logs for up to a second), else any.
+    fn victim(&self, tail: &mut Tail, rng: &mut impl Rng) -> usize {
+        if rng.random_bool(0.5) {
+            let until = Instant::now() + Duration::from_secs(1);
+            while Instant::now() < until {
+                tail.poll(&self.logs);
+                if let Some(holder) = tail.holder()
+                    && let Some(slot) = self
+                        .slots
+                        .iter()
+                        .position(|s| s.as_ref().is_some_and(|(id, _)| id == holder))
+                {
+                    return slot;
+                }
+                std::thread::sleep(Duration::from_millis(3));
+            }
         }
         rng.random_range(0..self.slots.len())
     }
@@ -550,7 +559,7 @@ fn inject(
             let slot = fleet.victim(tail, rng);
             if let Some((id, proc)) = fleet.slots[slot].take() {
                 proc.kill();
-                tail.holding.remove(&id);
+                tail.in_section.remove(&id);
                 victim = Some(id);
             }
             fleet.spawn(slot)?;

@@ -347,82 +347,87 @@ async fn connect(config: &WorkerConfig) -> Result<shylock::Backend, String> {
     }
 }
 
+/// Writes one contender's events.
+struct Recorder<'a> {
+    me: &'a str,
+    log: &'a Log,
+}
+
+impl Recorder<'_> {
+    fn grant(&self, token: u64) {
+        self.log.write(&Event::Grant {
+            worker: self.me.into(),
+            token,
+            at: mono_ns(),
+        });
+    }
+
+    /// The end of the section: the clock is read BEFORE `is_held()`.
+    fn end(&self, token: u64, is_held: impl FnOnce() -> bool) {
+        let at = mono_ns();
+        let held = is_held();
+        self.log.write(&Event::End {
+            worker: self.me.into(),
+            token,
+            at,
+            held,
+        });
+    }
+
+    fn release(&self, token: u64, ok: bool) {
+        self.log.write(&Event::Release {
+            worker: self.me.into(),
+            token,
+            at: mono_ns(),
+            ok,
+        });
+    }
+
+    fn error(&self, e: &shylock::Error) {
+        self.log.write(&Event::Error {
+            worker: self.me.into(),
+            at: mono_ns(),
+            message: e.to_string(),
+        });
+    }
+}
+
 fn contend_sync(config: &WorkerConfig, me: &str, log: &Log, deadline: Instant) {
+    let rec = Recorder { me, log };
     let lock = Lock::new(config.lock.clone()).options(config.lock_options());
     while Instant::now() < deadline {
         let guard = match lock.acquire() {
             Ok(g) => g,
             Err(e) => {
-                log_error(log, me, &e);
+                rec.error(&e);
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             }
         };
         let token = guard.token().get();
-        log.write(&Event::Grant {
-            worker: me.into(),
-            token,
-            at: mono_ns(),
-        });
+        rec.grant(token);
         std::thread::sleep(hold_time(config.hold_max));
-        let at = mono_ns();
-        let held = guard.is_held();
-        log.write(&Event::End {
-            worker: me.into(),
-            token,
-            at,
-            held,
-        });
-        let ok = guard.release().is_ok();
-        log.write(&Event::Release {
-            worker: me.into(),
-            token,
-            at: mono_ns(),
-            ok,
-        });
+        rec.end(token, || guard.is_held());
+        rec.release(token, guard.release().is_ok());
     }
 }
 
 async fn contend_async(config: &WorkerConfig, me: &str, log: &Log, deadline: Instant) {
+    let rec = Recorder { me, log };
     let lock = AsyncLock::new(config.lock.clone()).options(config.lock_options());
     while Instant::now() < deadline {
         let guard = match lock.acquire().await {
             Ok(g) => g,
             Err(e) => {
-                log_error(log, me, &e);
+                rec.error(&e);
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
         };
         let token = guard.token().get();
-        log.write(&Event::Grant {
-            worker: me.into(),
-            token,
-            at: mono_ns(),
-        });
+        rec.grant(token);
         tokio::time::sleep(hold_time(config.hold_max)).await;
-        let at = mono_ns();
-        let held = guard.is_held();
-        log.write(&Event::End {
-            worker: me.into(),
-            token,
-            at,
-            held,
-        });
-        let ok = guard.release().await.is_ok();
-        log.write(&Event::Release {
-            worker: me.into(),
-            token,
-            at: mono_ns(),
-            ok,
-        });
+        rec.end(token, || guard.is_held());
+        rec.release(token, guard.release().await.is_ok());
     }
-}
-
-fn log_error(log: &Log, me: &str, e: &shylock::Error) {
-    log.write(&Event::Error {
-        worker: me.into(),
-        at: mono_ns(),
-        message: e.to_string(),
-    });
 }
