@@ -3,7 +3,7 @@
 //! injects faults at random, stops every process it started by its PID, and
 //! checks the workers' logs.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -199,9 +199,8 @@ impl Proc {
 struct Tail {
     offsets: HashMap<PathBuf, u64>,
     grants: usize,
-    /// Process id -> tokens inside their critical section (granted, the
-    /// section not ended).
-    in_section: HashMap<String, HashSet<u64>>,
+    /// Process id -> token -> grant time, for sections not ended yet.
+    in_section: HashMap<String, HashMap<u64, u64>>,
 }
 
 impl Tail {
@@ -222,12 +221,12 @@ impl Tail {
             *offset += whole as u64;
             for e in parse_log(&text[..whole]) {
                 match e {
-                    Event::Grant { worker, token, .. } => {
+                    Event::Grant { worker, token, at } => {
                         self.grants += 1;
                         self.in_section
                             .entry(check::process_of(&worker).to_owned())
                             .or_default()
-                            .insert(token);
+                            .insert(token, at);
                     }
                     Event::End { worker, token, .. } => {
                         if let Some(s) = self.in_section.get_mut(check::process_of(&worker)) {
@@ -240,11 +239,14 @@ impl Tail {
         }
     }
 
-    /// A process inside its critical section, as far as the logs tell.
+    /// A process inside a long critical section: granted at least 5 ms ago
+    /// and not ended, as far as the logs tell (ordinary sections last up to
+    /// 2 ms, long ones 30 to 80 ms).
     fn holder(&self) -> Option<&str> {
+        let before = mono_ns().saturating_sub(5_000_000);
         self.in_section
             .iter()
-            .find(|(_, s)| !s.is_empty())
+            .find(|(_, s)| s.values().any(|&at| at <= before))
             .map(|(p, _)| p.as_str())
     }
 }
