@@ -8,8 +8,11 @@
 //!   token that does not rise.
 //! * **Token granted twice**: the same token in two grants.
 //! * **Gap**: a stretch between two consecutive grants longer than
-//!   `lease + 1 s` once the windows of server outages (server killed,
-//!   network blackholed, server paused) are taken out.
+//!   `lease + 1 s` once the windows of server outages are taken out: server
+//!   killed, server paused, network blackholed, connections reset, each
+//!   window extended by one lease after its end (a grant whose answer was
+//!   lost in the outage holds the lock, unknown to anyone, until its lease
+//!   ends).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -50,11 +53,15 @@ impl FaultKind {
         }
     }
 
-    /// Whether the server is unreachable during the fault (an outage window).
+    /// Whether the server is unreachable during the fault, or answers are
+    /// lost by it (an outage window).
     pub fn is_outage(self) -> bool {
         matches!(
             self,
-            FaultKind::ServerKill | FaultKind::Blackhole | FaultKind::ServerPause
+            FaultKind::ServerKill
+                | FaultKind::Blackhole
+                | FaultKind::ServerPause
+                | FaultKind::Reset
         )
     }
 }
@@ -232,12 +239,12 @@ fn outside(from: u64, to: u64, windows: &[(u64, u64)]) -> u64 {
     (to - from).saturating_sub(covered)
 }
 
-/// The merged outage windows, sorted.
-fn outage_windows(faults: &[Fault]) -> Vec<(u64, u64)> {
+/// The merged outage windows, each extended by `after`, sorted.
+fn outage_windows(faults: &[Fault], after: u64) -> Vec<(u64, u64)> {
     let mut w: Vec<(u64, u64)> = faults
         .iter()
         .filter(|f| f.kind.is_outage())
-        .map(|f| (f.start, f.end.max(f.start)))
+        .map(|f| (f.start, f.end.max(f.start).saturating_add(after)))
         .collect();
     w.sort();
     let mut merged: Vec<(u64, u64)> = Vec::new();
@@ -337,7 +344,8 @@ pub fn check(events: &[Event], faults: &[Fault], lease: Duration) -> Report {
     }
 
     // Gaps.
-    let windows = outage_windows(faults);
+    let lease_ns = u64::try_from(lease.as_nanos()).unwrap_or(u64::MAX);
+    let windows = outage_windows(faults, lease_ns);
     let limit = lease + Duration::from_secs(1);
     let lookback = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
     for pair in grants.windows(2) {
@@ -500,7 +508,8 @@ mod tests {
             },
         ];
         let rep = check(&ev, &faults, LEASE);
-        // 0..3 s: 3 s, no outage: a violation. 4..9 s: 1.5 s outside.
+        // 0..3 s: 3 s, no outage: a violation. 4..9 s: 4.5..9 s is the
+        // outage and the lease after it: 0.5 s outside.
         assert_eq!(rep.long_gaps.len(), 1, "{rep}");
         assert_eq!(rep.long_gaps[0].to, 3 * S);
         assert!(rep.long_gaps[0].cause.contains("worker-kill-9"), "{rep}");
