@@ -7,8 +7,8 @@
 # overlapping critical sections, falling or repeated fencing tokens, and gaps
 # longer than lease + 1 s outside server outages.
 #
-#   scripts/chaos.sh            the CI size (also run by `cargo test -p shylock-chaos`)
-#   scripts/chaos.sh --long     100,000 acquisitions on each server
+#   scripts/chaos.sh            the CI size, 6,000 acquisitions (as `cargo test -p shylock-chaos`)
+#   scripts/chaos.sh --long     100,000 acquisitions: 50,000 on each server
 #
 # Extra arguments go to the controller (see shylock-chaos/src/main.rs), for
 # example `--target mongo`, `--acquisitions N`, `--max-seconds N`.
@@ -25,11 +25,12 @@ for a in "$@"; do
   if [ "$a" = --long ]; then long=1; else args+=("$a"); fi
 done
 
-cargo build --release -p shylock-chaos --bins
-bin="${CARGO_TARGET_DIR:-target}/release/shylock-chaos"
+cargo build -p shylock-chaos --bins
+bin="${CARGO_TARGET_DIR:-target}/debug/shylock-chaos"
 if [ "$long" = 1 ]; then
-  "$bin" --target all --acquisitions 100000 --max-seconds 3600 ${args[@]+"${args[@]}"}
+  "$bin" --target all --acquisitions 50000 --faults-per-kind 50 --max-seconds 2400 ${args[@]+"${args[@]}"}
 else
-  "$bin" --target all --acquisitions 6000 --max-seconds 150 ${args[@]+"${args[@]}"}
+  "$bin" --target mongo --acquisitions 2000 --max-seconds 150 ${args[@]+"${args[@]}"}
+  "$bin" --target emulator --acquisitions 4000 --max-seconds 110 ${args[@]+"${args[@]}"}
   "$bin" --target pass-through --acquisitions 1000 --max-seconds 30 ${args[@]+"${args[@]}"}
 fi
