@@ -7,7 +7,7 @@
 # overlapping critical sections, falling or repeated fencing tokens, and gaps
 # longer than lease + 1 s outside server outages.
 #
-#   scripts/chaos.sh            the CI size, 6,000 acquisitions (as `cargo test -p shylock-chaos`)
+#   scripts/chaos.sh            the CI size, 10,000 acquisitions: 2,000 on FerretDB, 8,000 on the emulator (as `cargo test -p shylock-chaos`)
 #   scripts/chaos.sh --long     100,000 acquisitions: 50,000 on each server
 #
 # Extra arguments go to the controller (see shylock-chaos/src/main.rs), for
@@ -31,6 +31,6 @@ if [ "$long" = 1 ]; then
   "$bin" --target all --acquisitions 50000 --faults-per-kind 50 --max-seconds 2400 ${args[@]+"${args[@]}"}
 else
   "$bin" --target mongo --acquisitions 2000 --max-seconds 150 ${args[@]+"${args[@]}"}
-  "$bin" --target emulator --acquisitions 4000 --max-seconds 110 ${args[@]+"${args[@]}"}
+  "$bin" --target emulator --acquisitions 8000 --max-seconds 200 ${args[@]+"${args[@]}"}
   "$bin" --target pass-through --acquisitions 1000 --max-seconds 30 ${args[@]+"${args[@]}"}
 fi
