@@ -12,3 +12,5 @@ mod deployed;
 mod emulator_docs;
 mod errors;
 mod exclusive_cost;
+#[cfg(feature = "sync")]
+mod in_runtime;
