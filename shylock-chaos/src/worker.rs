@@ -307,9 +307,9 @@ async fn connect(config: &WorkerConfig) -> Result<shylock::Backend, String> {
                 },
                 form,
             ) => {
-                let opts = ArangoOptions::with_collection("shylock_chaos");
+                let opts = ArangoOptions::new().collection("shylock_chaos");
                 match form {
-                    Form::Async => shylock::arango::ArangoBackend::connect(
+                    Form::Async => shylock::arango::ArangoBackend::connect_with(
                         url,
                         user,
                         password,
