@@ -18,8 +18,12 @@ use shylock::{AsyncLock, Renewal, configure};
 
 const LOCK_NAME: &str = "test-lock";
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    shylock_examples::report(runtime.block_on(run()))
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, default: &str| args.get(i).cloned().unwrap_or_else(|| default.to_owned());
     let (url, user, password, db) = (

@@ -18,7 +18,11 @@ use shylock::{Lock, Renewal, configure};
 
 const LOCK_NAME: &str = "test-lock";
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    shylock_examples::report(run())
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, default: &str| args.get(i).cloned().unwrap_or_else(|| default.to_owned());
     let (url, user, password, db) = (
