@@ -63,10 +63,13 @@ fn timed_out() -> BackendError {
     )
 }
 
+/// Not transient: a runtime that has shut down never comes back, so
+/// waiting (an acquire without a time limit) would never end.
 fn gone() -> BackendError {
     BackendError::new(
-        BackendErrorKind::Unavailable,
-        "the tokio runtime the async backend was made on has shut down",
+        BackendErrorKind::Other,
+        "the tokio runtime the async backend was made on has shut down: make the backend \
+         (or the `Backend` handle) outside any runtime, or on one that outlives its locks",
     )
 }
 

@@ -94,3 +94,25 @@ async fn a_sync_backend_serves_async_locks() {
     again.release().await.expect("release");
     assert!(backend.settle(Duration::from_secs(5)).await);
 }
+
+/// A handle made on a runtime that has shut down: blocking locks get a
+/// clear error at once, not an endless retry.
+#[test]
+fn a_backend_whose_runtime_has_shut_down_fails_clearly() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let backend = runtime.block_on(async { Backend::from_async(MemoryBackend::new()) });
+    drop(runtime);
+    let started = std::time::Instant::now();
+    let error = Lock::with_backend("bridge-gone", &backend)
+        .acquire()
+        .map(drop)
+        .expect_err("the runtime is gone");
+    assert!(error.to_string().contains("shut down"), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "no endless retry"
+    );
+}
