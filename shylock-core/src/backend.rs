@@ -18,14 +18,17 @@
 //!   (linearizable for that name): if there is no record, or it is free, or
 //!   its expiry is at or before *now*, or its owner is the request's owner
 //!   (a retry after an unknown outcome), it sets owner := request owner,
-//!   expiry := *now* + lease, token := a value strictly greater than every
+//!   expiry := *now* + lease (for the request's own owner: the later of
+//!   that and the current expiry, so that a late duplicate of an earlier
+//!   request, carrying an older *now*, never shortens a lease), token := a value strictly greater than every
 //!   token ever issued for that name (also across deletion of the record by
 //!   garbage collection) and answers [`AcquireOutcome::Acquired`]. Otherwise
 //!   it changes nothing and answers [`AcquireOutcome::Busy`]. Two calls for one
 //!   name must never both be granted while the first grant's expiry is in
 //!   the future.
 //! * [`renew`](AsyncBackend::renew) is one atomic step: if the record's owner
-//!   is the request's owner, it sets expiry := *now* + lease and answers
+//!   is the request's owner, it sets expiry := max(expiry, *now* + lease)
+//!   (a late renewal never shortens the lease) and answers
 //!   [`RenewOutcome::Renewed`]; otherwise it changes nothing and answers
 //!   [`RenewOutcome::Lost`]. (A record that expired but was not taken over is
 //!   still the owner's: nobody else held the lock in between, so extending it

@@ -396,7 +396,11 @@ pub(crate) fn acquire(
             ],
         },
         update: doc! {
-            "$set": { F_OWNER: owner, F_EXPIRES_AT: expires },
+            // `$max`, not `$set`: a late duplicate of this owner's request
+            // (sent earlier, so with an older `now`) must never shorten the
+            // lease a later request of the same owner granted.
+            "$set": { F_OWNER: owner },
+            "$max": { F_EXPIRES_AT: expires },
             "$inc": { F_SEQ: 1_i64 },
             "$setOnInsert": { F_EPOCH: req.now.as_millis() },
         },
@@ -449,7 +453,9 @@ pub(crate) fn renew(spec: &Spec, req: &RenewRequest<'_>) -> Result<FindAndModify
     let expires = date(req.now.saturating_add(req.lease));
     Ok(FindAndModify {
         filter: doc! { F_ID: req.name.as_str(), F_OWNER: req.owner.as_str() },
-        update: doc! { "$set": { F_EXPIRES_AT: expires } },
+        // `$max`: a late renewal (older `now`) never shortens the lease a
+        // later one extended.
+        update: doc! { "$max": { F_EXPIRES_AT: expires } },
         options: find_and_modify_options(spec, deadline, false),
         ctx,
         deadline,

@@ -155,7 +155,7 @@
 //! acquisitions of a new name, one inserts and the other gets 11000.
 //!
 //! **Renew** — one `findAndModify` with filter `{_id: name, owner: me}`,
-//! update `{$set: {expiresAt: now + lease}}`, returning the new expiry; no
+//! update `{$max: {expiresAt: now + lease}}`, returning the new expiry; no
 //! document: the lease is **lost** (taken over, released, or collected). An
 //! expired lease nobody took over is still ours and is extended.
 //!

@@ -378,7 +378,11 @@ fn expiry_and_takeover(p: &Prims) {
     );
     assert_eq!(p.release_at(&n, &b, t1), ReleaseOutcome::Released);
 
-    // And in real time: a 300 ms lease, 600 ms of waiting, the server's clock.
+    // And in real time: a 300 ms lease, 600 ms of waiting, the server's
+    // clock. (A fresh name: the record above was released at the made-up
+    // time t1, seconds ahead of the server's clock, and a grant never sets
+    // an expiry earlier than the one a record has.)
+    let n = name("expiry-real-time");
     let c = OwnerId::random();
     granted(
         p.acquire_at(&n, &c, Duration::from_millis(300), p.now())
@@ -391,6 +395,56 @@ fn expiry_and_takeover(p: &Prims) {
     assert_eq!(p.release(&n, &a), ReleaseOutcome::Released);
 }
 both_forms!(expiry_and_takeover: expiry_and_takeover_async, expiry_and_takeover_sync);
+
+// Found by the fault-injection suite (overlapping holders after connection
+// resets): a request of an owner that arrives late (sent earlier, so with an
+// older `now`, for example held up on a connection that was then reset,
+// while the owner's retry was granted first) must never shorten the lease
+// the later request granted or renewed: the holder counts its lease from the
+// later request. Before the fix (`$set` of `expiresAt`), the late acquire
+// set the expiry back and another owner was granted the lock inside the
+// holder's lease.
+fn late_duplicates_never_shorten_a_lease(p: &Prims) {
+    let n = name("late");
+    let (a, b) = (OwnerId::random(), OwnerId::random());
+    let lease = Duration::from_secs(2);
+    let t0 = p.now();
+    let earlier = Timestamp::from_millis(t0.as_millis().saturating_sub(1_500));
+    let granted_now = granted(p.acquire_at(&n, &a, lease, t0).expect("acquire"));
+    assert_eq!(granted_now.expires_at, t0.saturating_add(lease));
+    // The late duplicate of the same owner's acquisition.
+    let late = granted(p.acquire_at(&n, &a, lease, earlier).expect("late acquire"));
+    assert_eq!(
+        late.expires_at,
+        t0.saturating_add(lease),
+        "{}: not shortened",
+        p.label()
+    );
+    let just_before = t0
+        .saturating_add(lease)
+        .saturating_sub(Duration::from_millis(1));
+    assert!(
+        matches!(
+            p.acquire_at(&n, &b, lease, just_before).expect("acquire"),
+            AcquireOutcome::Busy { .. }
+        ),
+        "{}: another owner inside the lease",
+        p.label()
+    );
+    // A late renewal neither.
+    match p.renew_at(&n, &a, lease, earlier) {
+        RenewOutcome::Renewed { expires_at } => {
+            assert_eq!(expires_at, t0.saturating_add(lease), "{}", p.label())
+        }
+        RenewOutcome::Lost => panic!("{}: the owner's record", p.label()),
+    }
+    assert!(matches!(
+        p.acquire_at(&n, &b, lease, just_before).expect("acquire"),
+        AcquireOutcome::Busy { .. }
+    ));
+    assert_eq!(p.release_at(&n, &a, t0), ReleaseOutcome::Released);
+}
+both_forms!(late_duplicates_never_shorten_a_lease: late_duplicates_never_shorten_a_lease_async, late_duplicates_never_shorten_a_lease_sync);
 
 // Shows (both servers): any lock name is a valid record id: Unicode, NUL,
 // operator-looking strings, the maximum of 1024 bytes; distinct names never
