@@ -279,7 +279,7 @@ impl Form for AsyncForm {
         owner: &OwnerId,
         token: FencingToken,
     ) -> Result<ReleaseOutcome, BackendError> {
-        let backend = self.0.async_form().expect("the handle has an async form");
+        let backend = self.0.async_form();
         backend
             .release(ReleaseRequest {
                 name,
@@ -292,7 +292,7 @@ impl Form for AsyncForm {
     }
 
     fn wrapped(&self, wrap: impl FnOnce(Primitives) -> Wrapper) -> Self {
-        let inner = Primitives::Async(self.0.async_form().expect("the handle has an async form"));
+        let inner = Primitives::Async(self.0.async_form());
         AsyncForm(Backend::from_async_arc(Arc::new(wrap(inner))))
     }
 }
@@ -358,7 +358,7 @@ impl Form for SyncForm {
         owner: &OwnerId,
         token: FencingToken,
     ) -> Result<ReleaseOutcome, BackendError> {
-        let backend = self.0.sync_form().expect("the handle has a sync form");
+        let backend = self.0.sync_form();
         backend.release(ReleaseRequest {
             name,
             owner,
@@ -369,7 +369,7 @@ impl Form for SyncForm {
     }
 
     fn wrapped(&self, wrap: impl FnOnce(Primitives) -> Wrapper) -> Self {
-        let inner = Primitives::Sync(self.0.sync_form().expect("the handle has a sync form"));
+        let inner = Primitives::Sync(self.0.sync_form());
         SyncForm(Backend::from_sync_arc(Arc::new(wrap(inner))))
     }
 }
@@ -1357,20 +1357,19 @@ async fn an_unpolled_waiter_does_not_hold_the_others_back(form: &AsyncForm, ctx:
     if let Ok(g) = next {
         ctx.check(waiters.release(g).await.is_ok(), "release");
     }
-    if waiters.0.has_sync() {
-        let (h, n) = (waiters.0.clone(), name.clone());
-        let sync = tokio::task::spawn_blocking(move || {
-            Lock::with_backend(n, &h)
-                .options(opts)
-                .acquire()
-                .and_then(LockGuard::release)
-        })
-        .await
-        .expect("join");
-        ctx.check(
-            sync.is_ok(),
-            format!("so does a blocking waiter of the same handle: {sync:?}"),
-        );
-    }
+    // Every handle serves both forms.
+    let (h, n) = (waiters.0.clone(), name.clone());
+    let sync = tokio::task::spawn_blocking(move || {
+        Lock::with_backend(n, &h)
+            .options(opts)
+            .acquire()
+            .and_then(LockGuard::release)
+    })
+    .await
+    .expect("join");
+    ctx.check(
+        sync.is_ok(),
+        format!("so does a blocking waiter of the same handle: {sync:?}"),
+    );
     drop(stuck);
 }

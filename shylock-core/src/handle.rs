@@ -2,7 +2,6 @@
 
 use std::sync::{Arc, RwLock};
 
-use crate::Error;
 use crate::backend::{AsyncBackend, ClockSource, SyncBackend};
 use crate::clock::ServerClock;
 use crate::coord::Coordinator;
@@ -27,8 +26,8 @@ pub struct Backend {
 }
 
 pub(crate) struct Shared {
-    pub(crate) async_form: Option<Arc<dyn AsyncBackend>>,
-    pub(crate) sync_form: Option<Arc<dyn SyncBackend>>,
+    pub(crate) async_form: Arc<dyn AsyncBackend>,
+    pub(crate) sync_form: Arc<dyn SyncBackend>,
     pub(crate) coord: Arc<Coordinator>,
     pub(crate) clock: ServerClock,
     pub(crate) description: String,
@@ -82,8 +81,8 @@ impl std::fmt::Debug for Backend {
 
 impl Backend {
     fn build(
-        async_form: Option<Arc<dyn AsyncBackend>>,
-        sync_form: Option<Arc<dyn SyncBackend>>,
+        async_form: Arc<dyn AsyncBackend>,
+        sync_form: Arc<dyn SyncBackend>,
         description: String,
     ) -> Self {
         Backend {
@@ -131,7 +130,7 @@ impl Backend {
         let description = backend.describe();
         let sync_form: Arc<dyn SyncBackend> =
             Arc::new(crate::bridge::SyncOverAsync::new(Arc::clone(&backend)));
-        Self::build(Some(backend), Some(sync_form), description)
+        Self::build(backend, sync_form, description)
     }
 
     /// A handle for a sync backend. [`Lock`](crate::Lock)s use it directly;
@@ -146,7 +145,7 @@ impl Backend {
         let description = backend.describe();
         let async_form: Arc<dyn AsyncBackend> =
             Arc::new(crate::bridge::AsyncOverSync::new(Arc::clone(&backend)));
-        Self::build(Some(async_form), Some(backend), description)
+        Self::build(async_form, backend, description)
     }
 
     /// A handle for a backend that implements both forms itself (such as
@@ -154,7 +153,7 @@ impl Backend {
     pub fn from_both<B: AsyncBackend + SyncBackend>(backend: B) -> Self {
         let backend = Arc::new(backend);
         let description = AsyncBackend::describe(&*backend);
-        Self::build(Some(backend.clone()), Some(backend), description)
+        Self::build(backend.clone(), backend, description)
     }
 
     /// Wait until the background work that async locks of this handle
@@ -188,14 +187,17 @@ impl Backend {
             .await
     }
 
-    /// Whether async locks can use this handle.
+    /// Whether async locks can use this handle: always, since every handle
+    /// serves both forms (see [`from_async`](Self::from_async) and
+    /// [`from_sync`](Self::from_sync)).
     pub fn has_async(&self) -> bool {
-        self.shared.async_form.is_some()
+        true
     }
 
-    /// Whether sync locks can use this handle.
+    /// Whether sync locks can use this handle: always, as
+    /// [`has_async`](Self::has_async).
     pub fn has_sync(&self) -> bool {
-        self.shared.sync_form.is_some()
+        true
     }
 
     /// The backend's description, for logs.
@@ -203,28 +205,18 @@ impl Backend {
         &self.shared.description
     }
 
-    pub(crate) fn async_form(&self) -> Result<Arc<dyn AsyncBackend>, Error> {
-        self.shared
-            .async_form
-            .clone()
-            .ok_or(Error::NotConfigured { form: "async" })
+    pub(crate) fn async_form(&self) -> Arc<dyn AsyncBackend> {
+        Arc::clone(&self.shared.async_form)
     }
 
-    pub(crate) fn sync_form(&self) -> Result<Arc<dyn SyncBackend>, Error> {
-        self.shared
-            .sync_form
-            .clone()
-            .ok_or(Error::NotConfigured { form: "sync" })
+    pub(crate) fn sync_form(&self) -> Arc<dyn SyncBackend> {
+        Arc::clone(&self.shared.sync_form)
     }
 }
 
 impl Shared {
     pub(crate) fn clock_source(&self) -> ClockSource {
-        match (&self.async_form, &self.sync_form) {
-            (Some(a), _) => a.clock(),
-            (None, Some(s)) => s.clock(),
-            (None, None) => ClockSource::Estimated,
-        }
+        self.async_form.clock()
     }
 }
 

@@ -184,7 +184,7 @@ impl Lock {
     ) -> Result<T, Error> {
         let (name, backend) = self.resolve("sync")?;
         let exec = SyncExec {
-            backend: backend.sync_form()?,
+            backend: backend.sync_form(),
             jobs: Arc::clone(&backend.shared.jobs),
         };
         block_on(f(&exec, &backend, name))
@@ -295,7 +295,7 @@ impl Lock {
 impl AsyncLock {
     fn exec(backend: &Backend) -> Result<AsyncExec, Error> {
         Ok(AsyncExec {
-            backend: backend.async_form()?,
+            backend: backend.async_form(),
             runtime: runtime()?,
             background: Arc::clone(&backend.shared.background),
         })
