@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, with all four backend features at once.
 #
-# It installs what the tests need that cargo does not: a FerretDB v1.24.2
-# binary (the MongoDB-protocol server of the MongoDB tests; built once from the
-# Go module proxy by scripts/ensure-ferretdb.sh, then reused). The tests themselves start FerretDB on free
-# loopback ports with their data in temporary directories and telemetry off,
-# and stop it when they end. The ArangoDB tests run against the in-repository
-# emulator, or against a real ArangoDB if SHYLOCK_ARANGO_URL is set; the
-# MongoDB tests run against a real MongoDB instead if SHYLOCK_MONGODB_URI is set.
+# It installs what the tests need that cargo does not:
+# * DocumentDB (PostgreSQL 15 + pg_documentdb + its MongoDB-wire gateway), the
+#   MongoDB engine of the MongoDB tests, the CLI tests and the chaos suite:
+#   built once by scripts/ensure-documentdb.sh from ../shared/vendor/ (root,
+#   apt packages, about 6-8 minutes on 2 cores the first time), then reused;
+# * a FerretDB v1.24.2 binary (built once from the Go module proxy by
+#   scripts/ensure-ferretdb.sh), for what needs a server that is NOT atomic
+#   across connections: the refusal of such a server, and the chaos suite's
+#   negative control.
+# The tests themselves start their servers on free loopback ports with their
+# data in temporary directories and telemetry off, and stop them when they
+# end. The ArangoDB tests run against the in-repository emulator, or against a
+# real ArangoDB if SHYLOCK_ARANGO_URL is set; the MongoDB tests run against a
+# real MongoDB instead if SHYLOCK_MONGODB_URI is set.
 #
 # Extra arguments go to `cargo test` (for example a test name filter).
 set -euo pipefail
@@ -16,5 +23,7 @@ cd "$(dirname "$0")/.."
 SHYLOCK_FERRETDB_BIN="$(bash scripts/ensure-ferretdb.sh)"
 export SHYLOCK_FERRETDB_BIN
 echo "FerretDB: $SHYLOCK_FERRETDB_BIN" >&2
+DOCUMENTDB_GATEWAY="$(bash scripts/ensure-documentdb.sh build)"
+echo "DocumentDB gateway: $DOCUMENTDB_GATEWAY" >&2
 
 cargo test --workspace --all-features "$@"

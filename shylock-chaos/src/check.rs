@@ -37,6 +37,11 @@ pub enum FaultKind {
     Reset,
     /// `SIGSTOP` of the ArangoDB emulator for a while, then `SIGCONT`.
     ServerPause,
+    /// `kill -9` of DocumentDB's gateway, restarted on the same port.
+    GatewayKill,
+    /// `kill -9` of DocumentDB's PostgreSQL (and its backends), restarted on
+    /// the same data while the gateway stays up.
+    PostgresKill,
 }
 
 impl FaultKind {
@@ -50,6 +55,8 @@ impl FaultKind {
             FaultKind::Delay => "delay",
             FaultKind::Reset => "connection-reset",
             FaultKind::ServerPause => "server-sigstop",
+            FaultKind::GatewayKill => "gateway-kill-9-restart",
+            FaultKind::PostgresKill => "postgres-kill-9-restart",
         }
     }
 
@@ -59,6 +66,8 @@ impl FaultKind {
         matches!(
             self,
             FaultKind::ServerKill
+                | FaultKind::GatewayKill
+                | FaultKind::PostgresKill
                 | FaultKind::Blackhole
                 | FaultKind::ServerPause
                 | FaultKind::Reset

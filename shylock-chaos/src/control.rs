@@ -1,5 +1,6 @@
-//! The controller: starts the server (FerretDB behind the proxy, or the
-//! ArangoDB emulator as its own process), W worker processes of both forms,
+//! The controller: starts the server (FerretDB behind the proxy, DocumentDB
+//! behind the pass-through proxy, or the ArangoDB emulator as its own
+//! process), W worker processes of both forms,
 //! injects faults at random, stops every process it started by its PID, and
 //! checks the workers' logs.
 
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use rand::seq::IndexedRandom;
 use rustix::process::{Pid, Signal, kill_process};
+use shylock_testkit::documentdb::DocumentDb;
 use shylock_testkit::ferretdb::FerretDb;
 use shylock_testkit::proxy::{Mode, Proxy};
 
@@ -25,6 +27,10 @@ use crate::worker::{Form, Server, WorkerConfig};
 pub enum Target {
     /// FerretDB behind the proxy in this mode.
     Mongo(Mode),
+    /// DocumentDB (atomic across connections) behind the pass-through
+    /// proxy: every client connection of every worker is its own upstream
+    /// connection; the proxy only injects network faults.
+    DocumentDb,
     /// The ArangoDB emulator, as its own process.
     Emulator,
 }
@@ -35,6 +41,7 @@ impl Target {
         match self {
             Target::Mongo(Mode::Serializing) => "FerretDB through the serializing proxy",
             Target::Mongo(Mode::PassThrough) => "FerretDB through the pass-through proxy",
+            Target::DocumentDb => "DocumentDB, every worker on its own connections",
             Target::Emulator => "ArangoDB emulator",
         }
     }
@@ -46,6 +53,15 @@ impl Target {
                 FaultKind::WorkerKill,
                 FaultKind::WorkerPause,
                 FaultKind::ServerKill,
+                FaultKind::Blackhole,
+                FaultKind::Delay,
+                FaultKind::Reset,
+            ],
+            Target::DocumentDb => &[
+                FaultKind::WorkerKill,
+                FaultKind::WorkerPause,
+                FaultKind::GatewayKill,
+                FaultKind::PostgresKill,
                 FaultKind::Blackhole,
                 FaultKind::Delay,
                 FaultKind::Reset,
@@ -257,6 +273,10 @@ enum Backend {
         ferret: FerretDb,
         proxy: Proxy,
     },
+    DocumentDb {
+        server: DocumentDb,
+        proxy: Proxy,
+    },
     Emulator {
         proc: Proc,
         url: String,
@@ -272,6 +292,12 @@ impl Backend {
                 let ferret = FerretDb::start(false);
                 let proxy = Proxy::start(ferret.addr(), mode).map_err(|e| e.to_string())?;
                 Ok(Backend::Mongo { ferret, proxy })
+            }
+            Target::DocumentDb => {
+                let server = DocumentDb::start();
+                let proxy =
+                    Proxy::start(server.addr(), Mode::PassThrough).map_err(|e| e.to_string())?;
+                Ok(Backend::DocumentDb { server, proxy })
             }
             Target::Emulator => {
                 let mut child = Command::new(&config.emulator_bin)
@@ -305,6 +331,9 @@ impl Backend {
     fn server(&self) -> Server {
         match self {
             Backend::Mongo { proxy, .. } => Server::Mongo { uri: proxy.uri() },
+            Backend::DocumentDb { server, proxy } => Server::Mongo {
+                uri: server.uri_via(proxy.addr()),
+            },
             Backend::Emulator {
                 url,
                 user,
@@ -320,7 +349,7 @@ impl Backend {
 
     fn database(&self) -> &'static str {
         match self {
-            Backend::Mongo { .. } => "shylock_chaos",
+            Backend::Mongo { .. } | Backend::DocumentDb { .. } => "shylock_chaos",
             Backend::Emulator { .. } => "chaosdb",
         }
     }
@@ -330,6 +359,10 @@ impl Backend {
             Backend::Mongo { ferret, proxy } => {
                 drop(proxy);
                 drop(ferret);
+            }
+            Backend::DocumentDb { server, proxy } => {
+                drop(proxy);
+                drop(server);
             }
             Backend::Emulator { proc, .. } => proc.stop(Duration::from_secs(3)),
         }
@@ -579,17 +612,32 @@ fn inject(
             ferret.crash();
             ferret.restart();
         }
-        (FaultKind::Blackhole, Backend::Mongo { proxy, .. }) => {
+        (FaultKind::GatewayKill, Backend::DocumentDb { server, .. }) => {
+            server.kill_gateway();
+            sleep_polling(random_ms(rng, 0, 300), tail, &logs);
+            server.restart();
+        }
+        (FaultKind::PostgresKill, Backend::DocumentDb { server, .. }) => {
+            server.kill_postgres();
+            sleep_polling(random_ms(rng, 0, 300), tail, &logs);
+            server.restart();
+        }
+        (
+            FaultKind::Blackhole,
+            Backend::Mongo { proxy, .. } | Backend::DocumentDb { proxy, .. },
+        ) => {
             let d = random_ms(rng, 200, 700);
             proxy.blackhole(d);
             sleep_polling(d, tail, &logs);
         }
-        (FaultKind::Delay, Backend::Mongo { proxy, .. }) => {
+        (FaultKind::Delay, Backend::Mongo { proxy, .. } | Backend::DocumentDb { proxy, .. }) => {
             proxy.set_delay(random_ms(rng, 5, 40));
             sleep_polling(random_ms(rng, 200, 600), tail, &logs);
             proxy.set_delay(Duration::ZERO);
         }
-        (FaultKind::Reset, Backend::Mongo { proxy, .. }) => proxy.reset_connections(),
+        (FaultKind::Reset, Backend::Mongo { proxy, .. } | Backend::DocumentDb { proxy, .. }) => {
+            proxy.reset_connections()
+        }
         (FaultKind::ServerPause, Backend::Emulator { proc, .. }) => {
             proc.signal(Signal::STOP);
             sleep_polling(random_ms(rng, 200, 800), tail, &logs);

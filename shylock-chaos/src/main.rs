@@ -1,14 +1,14 @@
 //! The chaos controller's command line (used by `scripts/chaos.sh`).
 //!
 //! ```text
-//! shylock-chaos [--target mongo|emulator|pass-through|all] [--acquisitions N]
+//! shylock-chaos [--target documentdb|mongo|emulator|pass-through|all] [--acquisitions N]
 //!               [--faults-per-kind N] [--max-seconds N] [--workers N]
 //!               [--contenders N] [--lease-ms N] [--poll-max-ms N]
 //!               [--no-faults] [--dir DIR]
 //! ```
 //!
 //! Prints each run's figures; exits with 1 if the checker found a violation
-//! on `mongo` or `emulator`, or found none on `pass-through` (the negative
+//! on `documentdb`, `mongo` or `emulator`, or found none on `pass-through` (the negative
 //! control must fail).
 
 use std::path::PathBuf;
@@ -37,10 +37,15 @@ fn num(args: &[String], key: &str, default: u64) -> u64 {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let targets = match arg(&args, "--target").as_deref().unwrap_or("all") {
+        "documentdb" => vec![Target::DocumentDb],
         "mongo" => vec![Target::Mongo(Mode::Serializing)],
         "emulator" => vec![Target::Emulator],
         "pass-through" => vec![Target::Mongo(Mode::PassThrough)],
-        "all" => vec![Target::Mongo(Mode::Serializing), Target::Emulator],
+        "all" => vec![
+            Target::DocumentDb,
+            Target::Mongo(Mode::Serializing),
+            Target::Emulator,
+        ],
         other => {
             eprintln!("unknown target {other:?}");
             std::process::exit(2);

@@ -34,7 +34,7 @@ impl Form {
 /// Where the lock lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Server {
-    /// A MongoDB-protocol server (FerretDB behind the proxy).
+    /// A MongoDB-protocol server (DocumentDB or FerretDB behind the proxy).
     Mongo {
         /// Connection string.
         uri: String,
@@ -275,7 +275,8 @@ async fn connect(config: &WorkerConfig) -> Result<shylock::Backend, String> {
                 options.connect_timeout = Some(Duration::from_secs(2));
                 options.heartbeat_freq = Some(Duration::from_millis(500));
                 // FerretDB v1 behind the serializing proxy is linearizable;
-                // the backend refuses FerretDB without this opt-in.
+                // the backend refuses FerretDB without this opt-in (which
+                // changes nothing on DocumentDB, which is not FerretDB).
                 let opts = MongoOptions::new().allow_non_atomic_server(true);
                 match form {
                     Form::Async => {

@@ -593,7 +593,7 @@ pub(crate) fn server_time(
 /// timeout, rate limiting), and a reply without a `localTime` date.
 pub(crate) fn hello_unsupported(reply: &Result<Document, MongoError>) -> bool {
     match reply {
-        Ok(doc) => !matches!(doc.get("localTime"), Some(Bson::DateTime(_))),
+        Ok(doc) => local_time(doc).is_none(),
         Err(e) => {
             server_code(e).is_some()
                 && !matches!(
@@ -607,6 +607,29 @@ pub(crate) fn hello_unsupported(reply: &Result<Document, MongoError>) -> bool {
     }
 }
 
+/// The latest epoch millisecond a clock may read: the end of year 9999 (no
+/// server's clock is past it; a larger number is not a clock).
+const MAX_CLOCK_MILLIS: i64 = 253_402_300_799_999;
+
+/// The server's clock in a `hello`/`isMaster` reply: `localTime` as a BSON
+/// date (MongoDB), or as a number of epoch milliseconds (DocumentDB's gateway
+/// answers an Int64). `None` if there is none, or it is not a plausible clock
+/// (negative, past year 9999, not a number).
+pub(crate) fn local_time(reply: &Document) -> Option<Timestamp> {
+    let millis = match reply.get("localTime")? {
+        Bson::DateTime(d) => d.timestamp_millis(),
+        Bson::Int64(ms) => *ms,
+        Bson::Int32(ms) => i64::from(*ms),
+        Bson::Double(ms) if ms.is_finite() && ms.abs() <= MAX_CLOCK_MILLIS as f64 => {
+            ms.round() as i64
+        }
+        _ => return None,
+    };
+    (0..=MAX_CLOCK_MILLIS)
+        .contains(&millis)
+        .then(|| Timestamp::from_millis(millis))
+}
+
 /// Read the reply of [`server_time`]. A server that answers without a
 /// `localTime` date gives no clock to judge leases by: refused with an
 /// `InvalidConfig` error that says so.
@@ -615,9 +638,9 @@ pub(crate) fn server_time_reply(
     reply: Result<Document, MongoError>,
 ) -> Result<Timestamp, BackendError> {
     match reply {
-        Ok(doc) => match doc.get("localTime") {
-            Some(Bson::DateTime(d)) => Ok(Timestamp::from_millis(d.timestamp_millis())),
-            _ => Err(BackendError::new(
+        Ok(doc) => match local_time(&doc) {
+            Some(t) => Ok(t),
+            None => Err(BackendError::new(
                 BackendErrorKind::InvalidConfig,
                 format!(
                     "{cmd_ctx}: the server's hello and isMaster replies carry no `localTime`: \
@@ -1307,6 +1330,53 @@ fn hint(e: &MongoError) -> Option<String> {
     })
 }
 
+/// PostgreSQL states that DocumentDB's gateway passes through as packed
+/// codes (see [`sqlstate_code`]) and that pass: the server is starting
+/// (`57P03`, code 50463173: "the database system is starting up", "... not
+/// yet accepting connections"), shutting down or restarting after a crash
+/// (`57P01`, `57P02`), out of connections (`53300`), its connection failed
+/// (`08000`, `08003`, `08006`, `08001`, `08004`), or a serialization failure
+/// (`40001`). A deadlock (`40P01`) already comes as 112, WriteConflict.
+const DOCUMENTDB_TRANSIENT_SQLSTATES: [&str; 10] = [
+    "57P03", "57P01", "57P02", "53300", "08000", "08003", "08006", "08001", "08004", "40001",
+];
+
+/// The error code DocumentDB's gateway gives a PostgreSQL error it has no
+/// MongoDB code for: the five SQLSTATE characters, each as `(c - '0') & 0x3f`,
+/// six bits apiece from the lowest (`57P03` is 50463173).
+pub(crate) const fn sqlstate_code(state: &str) -> i32 {
+    let bytes = state.as_bytes();
+    let mut code = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        code |= ((bytes[i].wrapping_sub(b'0') & 0x3f) as i32) << (6 * i);
+        i += 1;
+    }
+    code
+}
+
+/// Words of an authentication failure that is not about the credentials but
+/// about the server behind the one answering (DocumentDB's gateway asks
+/// PostgreSQL for the SCRAM secrets).
+const UNREACHABLE_SIGNS: &[&str] = &[
+    "error connecting to server",
+    "connection refused",
+    "the database system is starting up",
+    "not yet accepting connections",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "too many clients",
+    "connection reset",
+    "server closed the connection",
+];
+
+/// Whether `message` says that the server could not reach its own storage
+/// (see [`UNREACHABLE_SIGNS`]).
+fn server_unreachable_in(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    UNREACHABLE_SIGNS.iter().any(|s| lower.contains(s))
+}
+
 /// The kind of a driver error (see the error table in the crate docs).
 pub(crate) fn classify(e: &MongoError) -> (BackendErrorKind, Option<Duration>) {
     use BackendErrorKind as K;
@@ -1342,6 +1412,14 @@ pub(crate) fn classify(e: &MongoError) -> (BackendErrorKind, Option<Duration>) {
             // A record that is not shaped as expected (for example `seq` not a
             // number) makes the update fail with TypeMismatch or BadValue.
             CODE_BAD_VALUE | CODE_TYPE_MISMATCH | CODE_NOT_IMPLEMENTED => K::Unexpected,
+            // DocumentDB: PostgreSQL starting, stopping, out of connections
+            // or losing its connection, or a serialization failure.
+            _ if DOCUMENTDB_TRANSIENT_SQLSTATES
+                .iter()
+                .any(|s| sqlstate_code(s) == code) =>
+            {
+                K::Unavailable
+            }
             _ if e.contains_label(RETRYABLE_WRITE_ERROR)
                 || e.contains_label(RETRYABLE_ERROR)
                 || e.contains_label(SYSTEM_OVERLOADED_ERROR) =>
@@ -1365,6 +1443,12 @@ pub(crate) fn classify(e: &MongoError) -> (BackendErrorKind, Option<Duration>) {
             } else {
                 K::Unavailable
             }
+        }
+        // DocumentDB's gateway checks SCRAM passwords against PostgreSQL:
+        // while PostgreSQL is down or restarting, the handshake fails with
+        // its connection error, which passes.
+        ErrorKind::Authentication { message, .. } if server_unreachable_in(message) => {
+            K::Unavailable
         }
         ErrorKind::Authentication { .. } => K::Unauthorized,
         ErrorKind::InvalidArgument { .. }
@@ -1547,6 +1631,99 @@ mod tests {
             .expect_err("no clock");
         assert_eq!(err.kind(), BackendErrorKind::InvalidConfig);
         assert!(err.to_string().contains("localTime"), "{err}");
+    }
+
+    // Issue 17: DocumentDB's gateway answers `hello.localTime` as an Int64 of
+    // epoch milliseconds, not a BSON date; that is a clock (no fallback to
+    // isMaster, no refusal). Other numeric shapes of epoch milliseconds count
+    // too; anything else (a string, a negative or absurd number) does not.
+    #[test]
+    fn local_time_as_epoch_milliseconds_is_a_clock() {
+        let ms = 1_765_000_000_123_i64;
+        for reply in [
+            doc! { "localTime": DateTime::from_millis(ms), "ok": 1.0 },
+            doc! { "localTime": ms, "ok": 1.0 },
+            doc! { "localTime": ms as f64, "ok": 1.0 },
+        ] {
+            assert!(!hello_unsupported(&Ok(reply.clone())), "{reply}");
+            let t = server_time_reply(&ctx(), Ok(reply.clone())).expect("a clock");
+            assert_eq!(t.as_millis(), ms, "{reply}");
+        }
+        for reply in [
+            doc! { "localTime": "2026-12-06T00:00:00Z", "ok": 1.0 },
+            doc! { "localTime": -5_i64, "ok": 1.0 },
+            doc! { "localTime": f64::NAN, "ok": 1.0 },
+            doc! { "localTime": i64::MAX, "ok": 1.0 },
+        ] {
+            assert!(hello_unsupported(&Ok(reply.clone())), "{reply}");
+            let err = server_time_reply(&ctx(), Ok(reply.clone())).expect_err("no clock");
+            assert_eq!(err.kind(), BackendErrorKind::InvalidConfig, "{reply}");
+        }
+    }
+
+    // Issue 17: DocumentDB's gateway passes PostgreSQL errors it has no
+    // MongoDB code for as the SQLSTATE packed into a number: 50463173 is
+    // 57P03 ("the database system is starting up", "... not yet accepting
+    // connections"). Those of a server starting, stopping or out of
+    // connections are transient; a deadlock comes as 112 (WriteConflict).
+    #[test]
+    fn documentdb_transient_postgres_states_are_retried() {
+        assert_eq!(sqlstate_code("57P03"), 50463173);
+        for (code, msg) in [
+            (50463173, "the database system is starting up"),
+            (
+                50463173,
+                "the database system is not yet accepting connections",
+            ),
+            (
+                sqlstate_code("57P01"),
+                "terminating connection due to administrator command",
+            ),
+            (
+                sqlstate_code("57P02"),
+                "terminating connection due to crash of another server process",
+            ),
+            (sqlstate_code("53300"), "sorry, too many clients already"),
+            (sqlstate_code("08006"), "connection failure"),
+            (
+                sqlstate_code("40001"),
+                "could not serialize access due to concurrent update",
+            ),
+            (112, "Could not acquire lock for operation due to deadlock"),
+        ] {
+            let err = map_error(&ctx(), command_error(code, "DocumentDB error.", msg));
+            assert_eq!(err.kind(), BackendErrorKind::Unavailable, "{code}: {msg}");
+        }
+        // Other packed states are not guessed at.
+        let err = map_error(
+            &ctx(),
+            command_error(sqlstate_code("42601"), "x", "syntax error"),
+        );
+        assert_eq!(err.kind(), BackendErrorKind::Other);
+    }
+
+    // Issue 17: while PostgreSQL restarts, DocumentDB's gateway cannot read
+    // the SCRAM secrets and the handshake fails with PostgreSQL's connection
+    // error: that passes (found by the chaos suite as a fatal Unauthorized
+    // ending acquisitions). A wrong password stays Unauthorized.
+    #[test]
+    fn documentdb_scram_failure_while_postgres_is_down_is_transient() {
+        // (The driver's authentication errors cannot be made outside it:
+        // the words are checked here, the classification in
+        // tests/restart.rs with PostgreSQL killed under the gateway.)
+        for message in [
+            "SCRAM failure: error connecting to server: Connection refused (os error 111)",
+            "SCRAM failure: db error: FATAL: the database system is starting up",
+            "SCRAM failure: db error: FATAL: the database system is not yet accepting connections",
+        ] {
+            assert!(server_unreachable_in(message), "{message}");
+        }
+        for message in [
+            "SCRAM failure: Authentication failed.",
+            "SCRAM failure: Invalid key",
+        ] {
+            assert!(!server_unreachable_in(message), "{message}");
+        }
     }
 
     // Issue 11 item 3: only `_id` (ranged or hashed) or no shard key pass.

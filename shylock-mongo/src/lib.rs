@@ -174,7 +174,10 @@
 //! **Inspect** — one `find` by `_id` on the primary with read concern
 //! `majority` (so it never shows a grant that a failover could still roll
 //! back): a holding only if `owner` is set and `expiresAt` is after *now*.
-//! **Server time** — one `hello`, its `localTime`; a server that refuses
+//! **Server time** — one `hello`, its `localTime` (a BSON date on MongoDB,
+//! an Int64 of epoch milliseconds on DocumentDB's gateway; both are read as
+//! the clock, and a number that is negative or past year 9999 is not a
+//! clock); a server that refuses
 //! `hello` with any error other than an authorization, availability or time
 //! error (MongoDB before 4.4.2 answers 59 `CommandNotFound`; Azure Cosmos DB
 //! for MongoDB RU has answered 115 `CommandNotSupported`), or answers it
@@ -248,17 +251,24 @@
 //! | MongoDB standalone (4.4+) | supported; no retryable writes, so a lost answer is retried by the core (acquisitions are cleaned up, releases recognise their own earlier success) |
 //! | MongoDB replica set | supported; `majority` writes and reads by default; index builds use commit quorum `majority` |
 //! | MongoDB sharded cluster | supported for an unsharded lock collection or one sharded on `_id` (`{_id: 1}` or `{_id: "hashed"}`); any other shard key is refused by `create` |
-//! | Azure Cosmos DB for MongoDB (vCore, RU) | expected to work, not verified here: `hello` refusals fall back to `isMaster`; 16500 rate limiting is retried after its `RetryAfterMs`; a passing `InternalError` (1) is retried; an RU collection partitioned on another key than `_id` is refused (`customAction: GetCollection`); the TTL index may be refused (warning only) |
+//! | Azure Cosmos DB for MongoDB (RU) | expected to work, not verified here: `hello` refusals fall back to `isMaster`; 16500 rate limiting is retried after its `RetryAfterMs`; a passing `InternalError` (1) is retried; an RU collection partitioned on another key than `_id` is refused (`customAction: GetCollection`); the TTL index may be refused (warning only) |
+//! | Microsoft DocumentDB (open source: PostgreSQL + `pg_documentdb` + its gateway) | supported, **verified in every CI run**: its `hello` gives `localTime` as Int64 epoch milliseconds (read as the clock) and `msg: "isdbgrid"`; PostgreSQL restarting under the gateway (code 50463173, SQLSTATE 57P03, and the gateway's SCRAM handshake failing to reach PostgreSQL) and deadlocks (112) are waited through |
+//! | Azure Cosmos DB for MongoDB vCore | expected to work: the same engine (`pg_documentdb`) behind Azure's own gateway, so the storage semantics verified on DocumentDB carry over; its gateway, authentication, limits and error codes are Azure's and were not run here |
 //! | Amazon DocumentDB | expected to work, not verified here: before 8.0.2 it has no retryable writes, add `retryWrites=false` to the connection string (the error says so) |
 //! | FerretDB v1 | refused unless [`MongoOptions::allow_non_atomic_server`] (tests, one connection only) |
 //!
-//! What was verified here, and how: every test runs against FerretDB
-//! v1.24.2 (a standalone, wire-compatible server) and can be pointed at a
-//! real MongoDB (`SHYLOCK_MONGODB_URI`); the behaviours of the other
-//! deployments (a refused `hello`, refused retryable writes, a sharded
-//! collection's `config.collections` entry, transient error codes, a server
-//! that stops answering) are played by a fault-injecting wire proxy
-//! (`shylock-testkit`) in front of FerretDB.
+//! What was verified here, and how: every test runs against DocumentDB
+//! (PostgreSQL 15 with `pg_documentdb` and its MongoDB-wire gateway, built
+//! from source by `scripts/ensure-documentdb.sh`; atomic across connections,
+//! so contenders get connections of their own), including `kill -9` of the
+//! gateway and of PostgreSQL, TLS with `tlsCAFile`, and a chaos suite of
+//! worker processes; FerretDB v1.24.2 only for the refusal of a non-atomic
+//! server. Every test can be pointed at a real MongoDB
+//! (`SHYLOCK_MONGODB_URI`). The behaviours of other deployments (a refused
+//! `hello`, refused retryable writes, a sharded collection's
+//! `config.collections` entry, transient error codes, a server that stops
+//! answering) are played by a fault-injecting wire proxy (`shylock-testkit`)
+//! in front of DocumentDB.
 //!
 //! Cosmos DB's rate limiting (error 16500 with `RetryAfterMs=` in its
 //! message) is reported as
@@ -274,7 +284,7 @@
 //!
 //! | class of error | kind | the backend / core does | the caller sees |
 //! |---|---|---|---|
-//! | no server reachable yet (server selection), connection refused or reset, pool cleared, primary stepped down or not primary (10107, 13435, 13436, 189, 11602), shutting down (91, 11600), host unreachable (6, 7), socket error (9001), write conflict (112), `InternalError` (1, passing on Cosmos DB), `FailedToSatisfyReadPreference` (133, mongos in an election), errors labelled `RetryableWriteError`/`RetryableError`/`SystemOverloadedError` | `Unavailable` | retried with backoff | nothing, or at the limit `Error::Timeout` (acquire) / `Error::Backend` (release, inspect) |
+//! | no server reachable yet (server selection), connection refused or reset, pool cleared, primary stepped down or not primary (10107, 13435, 13436, 189, 11602), shutting down (91, 11600), host unreachable (6, 7), socket error (9001), write conflict (112, also DocumentDB's deadlock), `InternalError` (1, passing on Cosmos DB; DocumentDB's gateway when PostgreSQL refuses connections), `FailedToSatisfyReadPreference` (133, mongos in an election), DocumentDB's packed PostgreSQL states of a server starting, stopping, out of connections or cut off (50463173 = 57P03 "starting up" / "not yet accepting connections"; 57P01, 57P02, 53300, 08000, 08001, 08003, 08004, 08006, 40001), a SCRAM handshake that failed because the gateway could not reach PostgreSQL, errors labelled `RetryableWriteError`/`RetryableError`/`SystemOverloadedError` | `Unavailable` | retried with backoff | nothing, or at the limit `Error::Timeout` (acquire) / `Error::Backend` (release, inspect) |
 //! | the command's bound passed (the caller's limit, the lease, [`MongoOptions::request_timeout`]), `MaxTimeMSExpired` (50), write concern timeout (64), network timeouts (89, 202, 262) | `Timeout` (outcome unknown) | retried; an acquisition whose answer was lost is released when the acquisition ends | as above |
 //! | Cosmos DB 16500 | `RateLimited`, with `RetryAfterMs` | retried after that delay | as above |
 //! | authentication failed (18), unauthorized (13), user not found (11) | `Unauthorized` | not retried | `Error::Backend` |

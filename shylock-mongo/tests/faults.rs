@@ -30,7 +30,7 @@ use shylock_core::{
     OwnerId, Timestamp,
 };
 use shylock_mongo::{MongoBackend, MongoOptions};
-use shylock_testkit::proxy::{Mode, Proxy};
+use shylock_testkit::proxy::Proxy;
 
 /// The caller's limit in the hang tests.
 const LIMIT: Duration = Duration::from_secs(2);
@@ -56,8 +56,16 @@ fn upstream() -> SocketAddr {
         .unwrap_or_else(|| panic!("cannot resolve {host} (from {uri}) for the proxy"))
 }
 
+/// A proxy in front of the tests' server: serializing on FerretDB,
+/// pass-through (each client connection its own upstream connection, which
+/// authenticates itself) on DocumentDB and MongoDB.
 fn proxy() -> Proxy {
-    Proxy::start(upstream(), Mode::Serializing).expect("the proxy")
+    Proxy::start(upstream(), support::proxy_mode()).expect("the proxy")
+}
+
+/// The connection string through `proxy`, with the server's credentials.
+fn through(proxy: &Proxy) -> String {
+    support::via(&support::server().uri(), proxy.addr())
 }
 
 /// Options of the tests: the support's, with the limits of the hang tests.
@@ -65,6 +73,13 @@ fn options() -> MongoOptions {
     support::options()
         .setup_timeout(LIMIT)
         .request_timeout(LIMIT)
+}
+
+/// [`options`], with room for the set-up itself on a loaded machine (a
+/// DocumentDB index build can take seconds): for the `create` before the
+/// fault, whose calls are then held to `LIMIT`.
+fn setup_options() -> MongoOptions {
+    options().setup_timeout(LIMIT + SLACK)
 }
 
 fn within_limit(what: &str, started: Instant) {
@@ -280,14 +295,14 @@ fn every_call_returns_within_the_limit(form: &Form, uri: &str, db: &str, sync: b
 fn blackhole_case(sync: bool) {
     let db = support::unique_db(if sync { "bh_sync" } else { "bh_async" });
     let proxy = proxy();
-    let form = Form::create(sync, &proxy.uri(), &db, options(), None).expect("create");
+    let form = Form::create(sync, &through(&proxy), &db, setup_options(), None).expect("create");
     let (n, me) = (name("held"), OwnerId::random());
     assert!(matches!(
         form.acquire(&n, &me, None),
         Ok(AcquireOutcome::Acquired(_))
     ));
     proxy.blackhole(Duration::from_secs(600));
-    every_call_returns_within_the_limit(&form, &proxy.uri(), &db, sync, "blackhole");
+    every_call_returns_within_the_limit(&form, &through(&proxy), &db, sync, "blackhole");
     proxy.clear_faults();
 }
 
@@ -304,19 +319,16 @@ fn sync_calls_return_within_the_limit_when_the_server_stops_answering() {
 }
 
 fn killed_case(sync: bool) {
-    if !support::on_ferretdb() {
-        eprintln!("skipped: the test kills its own FerretDB");
-        return;
-    }
-    let mut server = support::FerretDb::start(false);
+    // A DocumentDB of the test's own: its gateway is killed.
+    let mut server = support::own_server();
     let db = support::unique_db(if sync { "kill_sync" } else { "kill_async" });
-    let form = Form::create(sync, &server.uri(), &db, options(), None).expect("create");
+    let form = Form::create(sync, &server.uri(), &db, setup_options(), None).expect("create");
     let (n, me) = (name("held"), OwnerId::random());
     assert!(matches!(
         form.acquire(&n, &me, None),
         Ok(AcquireOutcome::Acquired(_))
     ));
-    server.crash();
+    server.kill_gateway();
     every_call_returns_within_the_limit(&form, &server.uri(), &db, sync, "killed");
 }
 
@@ -357,7 +369,8 @@ fn hello_refused_falls_back_to_is_master() {
     for sync in [false, true] {
         let db = support::unique_db("hello115");
         let proxy = proxy();
-        let form = Form::create(sync, &proxy.uri(), &db, support::options(), None).expect("create");
+        let form =
+            Form::create(sync, &through(&proxy), &db, support::options(), None).expect("create");
         proxy.fail_command(
             "hello",
             doc! { "ok": 0, "code": 115, "codeName": "CommandNotSupported",
@@ -381,7 +394,8 @@ fn retryable_writes_refused_says_what_to_add() {
     for sync in [false, true] {
         let db = support::unique_db("noretry");
         let proxy = proxy();
-        let form = Form::create(sync, &proxy.uri(), &db, support::options(), None).expect("create");
+        let form =
+            Form::create(sync, &through(&proxy), &db, support::options(), None).expect("create");
         proxy.fail_command(
             "findAndModify",
             doc! { "ok": 0, "code": 301, "errmsg": "Retryable writes are not supported" },
@@ -419,7 +433,7 @@ fn collection_sharded_on_another_key_is_refused() {
             "id": 0_i64, "ns": "config.collections" }, "ok": 1 }
         };
         proxy.fail_command("find", entry(doc! { "tenant": 1 }), Some(1));
-        let err = Form::create(sync, &proxy.uri(), &db, support::options(), None)
+        let err = Form::create(sync, &through(&proxy), &db, support::options(), None)
             .map(|_| ())
             .expect_err("sharded on tenant");
         assert!(matches!(err, Error::InvalidConfig { .. }), "{err}");
@@ -428,7 +442,7 @@ fn collection_sharded_on_another_key_is_refused() {
             "{err}"
         );
         proxy.fail_command("find", entry(doc! { "_id": "hashed" }), Some(1));
-        Form::create(sync, &proxy.uri(), &db, support::options(), None)
+        Form::create(sync, &through(&proxy), &db, support::options(), None)
             .map(|_| ())
             .expect("sharded on _id passes");
     }
@@ -441,7 +455,8 @@ fn transient_server_errors_are_retried() {
     for sync in [false, true] {
         let db = support::unique_db("transient");
         let proxy = proxy();
-        let form = Form::create(sync, &proxy.uri(), &db, support::options(), None).expect("create");
+        let form =
+            Form::create(sync, &through(&proxy), &db, support::options(), None).expect("create");
         proxy.fail_command(
             "findAndModify",
             doc! { "ok": 0, "code": 1, "codeName": "InternalError", "errmsg": "try again" },
@@ -456,6 +471,39 @@ fn transient_server_errors_are_retried() {
         let r = form.lock_acquire("transient", Duration::from_secs(20));
         r.expect("acquired after the transient errors");
         assert_eq!(proxy.stats().injected, 2);
+    }
+}
+
+// Issue 17: DocumentDB's gateway answers with PostgreSQL's state packed in
+// the code while PostgreSQL restarts (50463173 = 57P03, "the database system
+// is starting up" / "not yet accepting connections"), and 112 when its
+// PostgreSQL detects a deadlock under contention: all are waited through by
+// an acquisition without a time limit, in both forms. (Before: the first
+// 50463173 ended `acquire()` with a fatal `Other` error.)
+#[test]
+fn documentdb_restart_and_deadlock_answers_are_waited_through() {
+    for sync in [false, true] {
+        let db = support::unique_db("docdb_transient");
+        let proxy = proxy();
+        let form =
+            Form::create(sync, &through(&proxy), &db, setup_options(), None).expect("create");
+        for (code, msg) in [
+            (50463173, "the database system is starting up"),
+            (
+                50463173,
+                "the database system is not yet accepting connections",
+            ),
+            (112, "deadlock detected"),
+        ] {
+            proxy.fail_command(
+                "findAndModify",
+                doc! { "ok": 0, "code": code, "codeName": "DocumentDB error.", "errmsg": msg },
+                Some(1),
+            );
+        }
+        let r = form.lock_acquire("docdb-transient", Duration::from_secs(20));
+        r.expect("acquired after the transient errors");
+        assert_eq!(proxy.stats().injected, 3);
     }
 }
 
@@ -637,7 +685,8 @@ fn a_release_whose_answer_was_lost_is_ok() {
     for sync in [false, true] {
         let db = support::unique_db("lostrelease");
         let proxy = proxy();
-        let form = Form::create(sync, &proxy.uri(), &db, support::options(), None).expect("create");
+        let form =
+            Form::create(sync, &through(&proxy), &db, support::options(), None).expect("create");
         let handle = form.handle();
         let r = match &form {
             Form::Async(_, rt) => rt.block_on(async {

@@ -4,7 +4,7 @@
 //! its driver call still pending) leave at most `HELPER_THREADS` threads.
 //!
 //! Alone in its test binary, so that no other test's threads are counted.
-//! Server: FerretDB v1.24.2 (or `SHYLOCK_MONGODB_URI`) behind the
+//! Server: DocumentDB (or `SHYLOCK_MONGODB_URI`) behind the
 //! `shylock-testkit` proxy, which holds every request.
 
 mod support;
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use shylock_core::backend::{InspectRequest, SyncBackend};
 use shylock_core::{LockName, Timestamp};
 use shylock_mongo::sync::{HELPER_THREADS, MongoBackend};
-use shylock_testkit::proxy::{Mode, Proxy};
+use shylock_testkit::proxy::Proxy;
 
 /// Threads of this process named like the backend's helpers (`comm` keeps
 /// 15 bytes of `shylock-mongo-call`).
@@ -54,9 +54,9 @@ fn abandoned_calls_do_not_pile_up_threads() {
         .ok()
         .and_then(|mut a| a.next())
         .expect("the server's address");
-    let proxy = Proxy::start(upstream, Mode::Serializing).expect("proxy");
+    let proxy = Proxy::start(upstream, support::proxy_mode()).expect("proxy");
     let db = support::unique_db("helpers");
-    let client = support::sync_client(&proxy.uri(), false);
+    let client = support::sync_client(&support::via(&uri, proxy.addr()), false);
     let backend = MongoBackend::create_with(&client, &db, support::options()).expect("create");
     proxy.blackhole(Duration::from_secs(600));
     let name = LockName::new("x".to_owned()).expect("name");

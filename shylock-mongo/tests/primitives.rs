@@ -1,14 +1,14 @@
 //! The backend primitives, called directly through the core's traits, in
 //! both forms (async `MongoBackend`, sync `sync::MongoBackend`).
 //!
-//! Server: FerretDB v1.24.2 started by the test support, or the real MongoDB
-//! at `SHYLOCK_MONGODB_URI`. Every test here drives all its "contenders"
-//! through one backend over ONE connection (`max_pool_size(1)`), so commands
-//! run one after another: FerretDB's lack of atomicity across connections
-//! (its issue 2168) can neither fake a pass nor a failure. These tests show
-//! the per-command semantics (what each command does to the record and what
-//! it answers); they do not show atomicity under concurrency, which only a
-//! server with MongoDB's single-document atomicity gives.
+//! Server: DocumentDB started by the test support, or the real MongoDB at
+//! `SHYLOCK_MONGODB_URI` (or FerretDB with `SHYLOCK_TEST_SERVER=ferretdb`,
+//! where each backend is funnelled through ONE connection because FerretDB v1
+//! is not atomic across connections, its issue 2168). These tests show the
+//! per-command semantics (what each command does to the record and what it
+//! answers); atomicity under concurrency is shown by the conformance suite,
+//! the liveness tests and the chaos suite, with contenders on connections of
+//! their own.
 
 mod support;
 
@@ -991,21 +991,37 @@ fn describe_names_the_namespace() {
     }
 }
 
-// Shows (FerretDB): a server that can grant a lock twice across connections
+// Shows (a FerretDB of its own): a server that can grant a lock twice across connections
 // (FerretDB v1, its issue 2168) is refused without the opt-in: `create`
 // (both forms) answers InvalidConfig naming FerretDB, its version, the issue
 // and the opt-in; a backend made with `new` (no server contact) refuses at
 // its first acquisition, and nothing is written. With
-// `allow_non_atomic_server(true)` all of them work. (MongoDB: `create`
-// without the opt-in works, so the check does not get in its way.)
+// `allow_non_atomic_server(true)` all of them work. (DocumentDB, MongoDB:
+// `create` without the opt-in works, so the check does not get in its way.)
 #[test]
 fn non_atomic_server_needs_the_opt_in() {
-    let uri = support::server().uri();
     let db = support::unique_db("non_atomic");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let aclient = rt.block_on(async { support::async_client(&uri, true) });
-    let sclient = support::sync_client(&uri, true);
     let plain = MongoOptions::new();
+    if !support::on_ferretdb() {
+        // The shared server (DocumentDB or MongoDB) is atomic: `create`
+        // without the opt-in works, so the check does not get in its way.
+        let uri = support::server().uri();
+        let aclient = rt.block_on(async { support::async_client(&uri, false) });
+        let sclient = support::sync_client(&uri, false);
+        rt.block_on(MongoBackend::create_with(&aclient, &db, plain.clone()))
+            .expect("async create without the opt-in");
+        shylock_mongo::sync::MongoBackend::create_with(&sclient, &db, plain.clone())
+            .expect("sync create without the opt-in");
+    }
+    // The refusal, on a FerretDB of this test's own.
+    let ferret = support::FerretDb::start(false);
+    let uri = ferret.uri();
+    let aclient = rt.block_on(async {
+        mongodb::Client::with_options(support::client_options(&uri, Some(1))).expect("client")
+    });
+    let sclient = mongodb::sync::Client::with_options(support::client_options(&uri, Some(1)))
+        .expect("client");
     let allowed = MongoOptions::new().allow_non_atomic_server(true);
     let n = name("opt-in");
     let request = |owner| AcquireRequest {
@@ -1015,14 +1031,6 @@ fn non_atomic_server_needs_the_opt_in() {
         now: Timestamp::local_now(),
         deadline: Some(Instant::now() + Duration::from_secs(10)),
     };
-
-    if !support::on_ferretdb() {
-        rt.block_on(MongoBackend::create_with(&aclient, &db, plain.clone()))
-            .expect("async create on MongoDB without the opt-in");
-        shylock_mongo::sync::MongoBackend::create_with(&sclient, &db, plain)
-            .expect("sync create on MongoDB without the opt-in");
-        return;
-    }
 
     let check = |r: Result<(), Error>, form: &str| match r {
         Err(Error::InvalidConfig { reason }) => {

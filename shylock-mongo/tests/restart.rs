@@ -1,14 +1,14 @@
-//! A server restart in the middle of a held lease (after a crash, SIGKILL,
-//! and after a clean stop): the lock record survives (FerretDB keeps it in
-//! SQLite files in the test's temporary directory), no
-//! second owner gets the lock while the lease is live, and the holder's
-//! renewals work again after the restart.
+//! A server restart in the middle of a held lease (after a crash, SIGKILL of
+//! the gateway and of PostgreSQL, and after a clean stop; and PostgreSQL
+//! alone restarting under a live gateway): the lock record survives
+//! (PostgreSQL keeps it in the test's temporary directory), no second owner
+//! gets the lock while the lease is live, the holder's renewals work again
+//! after the restart, and an acquisition without a time limit waits through
+//! the outage.
 //!
-//! Server: a FerretDB v1.24.2 of this test alone (it is stopped and started
-//! again on the same port and data). One connection per client; holder and
-//! contender never send overlapping commands, so FerretDB's non-atomic
-//! updates play no part. With `SHYLOCK_MONGODB_URI` set, these tests cannot
-//! restart the user's server and are skipped with a printed reason.
+//! Server: a DocumentDB of each test alone (killed and started again on the
+//! same ports and data), also when `SHYLOCK_MONGODB_URI` names a server: a
+//! user's server is not ours to kill.
 
 mod support;
 
@@ -21,31 +21,16 @@ use shylock_core::backend::{
 use shylock_core::{AsyncLock, Backend, BackendErrorKind, LockName, OwnerId};
 use shylock_mongo::MongoBackend;
 
-fn skip_if_external(test: &str) -> bool {
-    if std::env::var(support::URI_ENV).is_ok_and(|v| !v.trim().is_empty()) {
-        println!(
-            "SKIPPED {test}: {} is set, and this test must stop and restart the server, \
-             which it only does with its own FerretDB",
-            support::URI_ENV
-        );
-        return true;
-    }
-    false
-}
-
 fn deadline(secs: u64) -> Option<Instant> {
     Some(Instant::now() + Duration::from_secs(secs))
 }
 
-// Shows (FerretDB killed with SIGKILL, primitive level): the record survives a crash and restart; Busy for
+// Shows (DocumentDB killed with SIGKILL, primitive level): the record survives a crash and restart; Busy for
 // another owner while the lease is live; the owner renews after restart;
 // tokens keep rising.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_the_record_and_the_lease() {
-    if skip_if_external("restart_keeps_the_record_and_the_lease") {
-        return;
-    }
-    let mut server = support::FerretDb::start(false);
+    let mut server = support::own_server();
     let client = support::async_client(&server.uri(), true);
     let b = MongoBackend::create_with(&client, "restartdb", support::options())
         .await
@@ -69,7 +54,8 @@ async fn restart_keeps_the_record_and_the_lease() {
         panic!("a free lock must be granted");
     };
 
-    server.crash();
+    server.kill_postgres();
+    server.kill_gateway();
     // While it is down: a transient error within the deadline, no grant.
     let started = Instant::now();
     let now = t0.saturating_add(started.elapsed());
@@ -165,17 +151,14 @@ async fn restart_keeps_the_record_and_the_lease() {
     assert!(next.token > grant.token);
 }
 
-// Shows (FerretDB stopped cleanly, which takes it about 3 s, through the
+// Shows (DocumentDB stopped cleanly, through the
 // core's AsyncLock): a guard with a 10 s lease,
 // renewed every 1 s, stays held across a restart (its failed renewals are
 // retried within the lease); a contender's try_acquire after the restart
 // gets nothing; the guard renews after the restart and releases normally.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_under_a_renewed_guard() {
-    if skip_if_external("restart_under_a_renewed_guard") {
-        return;
-    }
-    let mut server = support::FerretDb::start(false);
+    let mut server = support::own_server();
     let holder_client = support::async_client(&server.uri(), true);
     let holder = Backend::from(
         MongoBackend::create_with(&holder_client, "restartdb", support::options())
@@ -242,4 +225,98 @@ async fn restart_under_a_renewed_guard() {
         .expect("free after release");
     assert!(next.token() > token);
     next.release().await.expect("release");
+}
+
+// Shows (PostgreSQL killed with SIGKILL under a live gateway, then started
+// again while acquisitions without a time limit wait, both forms): the
+// gateway answers "the database system is starting up" / "not yet accepting
+// connections" (code 50463173, SQLSTATE 57P03) or a lost connection while
+// PostgreSQL recovers; each acquisition waits through that as through any
+// outage and is granted once PostgreSQL is back, with tokens rising; so is
+// one through a client made during the outage, whose SCRAM handshake fails
+// with the gateway's "error connecting to server" (not a credentials error).
+// Before: `Error::Backend` of kind `Other` (57P03) or `Unauthorized` (the
+// handshake), fatal.
+#[test]
+fn acquire_without_a_limit_waits_while_postgres_restarts() {
+    let mut server = support::own_server();
+    let uri = server.uri();
+    let sclient = support::sync_client(&uri, false);
+    let sync_backend = Backend::from(
+        shylock_mongo::sync::MongoBackend::create_with(&sclient, "pgrestart", support::options())
+            .expect("sync create"),
+    );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let aclient = rt.block_on(async { support::async_client(&uri, false) });
+    let async_backend = Backend::from(
+        rt.block_on(MongoBackend::create_with(
+            &aclient,
+            "pgrestart",
+            support::options(),
+        ))
+        .expect("async create"),
+    );
+    let lease = Duration::from_secs(10);
+    let sync_lock = shylock_core::Lock::with_backend("pg-sync", &sync_backend).lease(lease);
+    let async_lock = AsyncLock::with_backend("pg-async", &async_backend).lease(lease);
+    // Acquire, then release explicitly (a dropped async guard releases in
+    // the background, on a runtime that may be gone by then).
+    let sync_cycle = || -> Result<shylock_core::FencingToken, shylock_core::Error> {
+        let guard = sync_lock.acquire()?;
+        let token = guard.token();
+        guard.release()?;
+        Ok(token)
+    };
+    let async_cycle = || -> Result<shylock_core::FencingToken, shylock_core::Error> {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async {
+            let guard = async_lock.acquire().await?;
+            let token = guard.token();
+            guard.release().await?;
+            Ok(token)
+        })
+    };
+    let mut last_sync = sync_cycle().expect("sync cycle");
+    let mut last_async = async_cycle().expect("async cycle");
+    for round in 0..3 {
+        server.kill_postgres();
+        let waiters = std::thread::scope(|s| {
+            let sync_waiter = s.spawn(sync_cycle);
+            let async_waiter = s.spawn(async_cycle);
+            // A client made during the outage: its connections authenticate
+            // (SCRAM) while the gateway cannot reach PostgreSQL.
+            let fresh_waiter = s.spawn(|| {
+                let client = support::sync_client(&uri, false);
+                let backend = Backend::from(
+                    shylock_mongo::sync::MongoBackend::new(
+                        &client,
+                        "pgrestart",
+                        support::options(),
+                    )
+                    .expect("new"),
+                );
+                let guard = shylock_core::Lock::with_backend("pg-fresh", &backend)
+                    .lease(lease)
+                    .acquire()?;
+                guard.release()
+            });
+            // Let them meet the outage, then bring PostgreSQL back.
+            std::thread::sleep(Duration::from_millis(1500));
+            server.restart();
+            fresh_waiter
+                .join()
+                .expect("fresh waiter")
+                .unwrap_or_else(|e| panic!("round {round}: a client made during the outage: {e}"));
+            (
+                sync_waiter.join().expect("sync waiter"),
+                async_waiter.join().expect("async waiter"),
+            )
+        });
+        let (sync_token, async_token) = waiters;
+        let sync_token = sync_token.unwrap_or_else(|e| panic!("round {round}: sync: {e}"));
+        let async_token = async_token.unwrap_or_else(|e| panic!("round {round}: async: {e}"));
+        assert!(sync_token > last_sync, "round {round}: tokens rise");
+        assert!(async_token > last_async, "round {round}: tokens rise");
+        (last_sync, last_async) = (sync_token, async_token);
+    }
 }

@@ -1,5 +1,9 @@
 //! Test support for shylock (no dependency on shylock's own crates):
 //!
+//! * [`documentdb`]: a DocumentDB server (PostgreSQL + `pg_documentdb` + its
+//!   MongoDB-wire gateway, atomic across connections) on free loopback ports,
+//!   started and stopped through `scripts/ensure-documentdb.sh`; `kill -9` of
+//!   the gateway or of PostgreSQL and restart on the same data.
 //! * [`ferretdb`]: a FerretDB v1.24.2 process on a free loopback port with its
 //!   data in a temporary directory; `kill -9` and restart on the same data;
 //!   stopped on drop.
@@ -11,6 +15,7 @@
 //!   errors in place of answers, and lost answers. A pass-through mode (one
 //!   upstream connection per client) is the negative control.
 
+pub mod documentdb;
 pub mod ferretdb;
 pub mod proxy;
 mod wire;

@@ -1,11 +1,10 @@
-//! Test support: a FerretDB started by the tests (127.0.0.1 only, a free
-//! port, data in a temporary directory, telemetry off), and helpers to run
-//! the `shylock` binary.
+//! Test support: a DocumentDB started by the tests (PostgreSQL + its
+//! MongoDB-wire gateway; 127.0.0.1 only, free ports, data in a temporary
+//! directory, a SCRAM user), and helpers to run the `shylock` binary.
 //!
-//! The FerretDB process harness is `shylock_testkit::ferretdb`: the binary is
-//! `$SHYLOCK_FERRETDB_BIN` (set by scripts/test.sh), else
-//! `$(go env GOPATH)/bin/ferretdb`, else `ferretdb` on `PATH`. If there is
-//! none, or it does not start, the test FAILS: run `scripts/ensure-ferretdb.sh`.
+//! The process harness is `shylock_testkit::documentdb`, which drives
+//! `scripts/ensure-documentdb.sh` (scripts/test.sh builds DocumentDB first).
+//! If it does not start, the test FAILS with the script's output.
 #![allow(dead_code)]
 
 use std::io::Read;
@@ -16,12 +15,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 #[allow(unused_imports)]
-pub use shylock_testkit::ferretdb::{FerretDb, dead_uri};
+pub use shylock_testkit::documentdb::{DocumentDb, via};
+#[allow(unused_imports)]
+pub use shylock_testkit::ferretdb::dead_uri;
 
-/// The FerretDB shared by the tests of this binary.
-pub fn server() -> &'static FerretDb {
-    static SHARED: OnceLock<FerretDb> = OnceLock::new();
-    SHARED.get_or_init(|| FerretDb::start(true))
+/// The DocumentDB shared by the tests of this binary.
+pub fn server() -> &'static DocumentDb {
+    static SHARED: OnceLock<DocumentDb> = OnceLock::new();
+    SHARED.get_or_init(DocumentDb::start)
 }
 
 /// A name unique to this test run (database and lock names).
@@ -53,7 +54,6 @@ pub fn mongo_args(uri: &str, db: &str) -> Vec<String> {
         uri.into(),
         "--database".into(),
         db.into(),
-        "--allow-non-atomic-server".into(),
     ]
 }
 

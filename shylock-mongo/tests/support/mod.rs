@@ -1,36 +1,48 @@
 //! Test support: a MongoDB-protocol server for the tests of this crate.
 //!
 //! * If `SHYLOCK_MONGODB_URI` is set, every test runs against that server (a
-//!   real MongoDB deployment); tests that must restart the server are then
-//!   skipped with a printed reason.
-//! * Otherwise each test binary starts its own FerretDB v1.24.2 (SQLite
-//!   storage in a temporary directory, loopback only, a free port, telemetry
-//!   off). The binary is `$SHYLOCK_FERRETDB_BIN`, else
-//!   `$(go env GOPATH)/bin/ferretdb`, else `ferretdb` on `PATH`; if there is
-//!   none the test FAILS and says to run `scripts/ensure-ferretdb.sh`.
+//!   real MongoDB deployment); tests that must kill the server start a
+//!   DocumentDB of their own.
+//! * Otherwise each test binary starts its own DocumentDB (PostgreSQL +
+//!   `pg_documentdb` + its MongoDB-wire gateway: atomic across connections,
+//!   so contenders get connections of their own), through
+//!   `scripts/ensure-documentdb.sh` (`scripts/test.sh` builds it first). If it
+//!   cannot start, the test FAILS with the script's output.
+//! * `SHYLOCK_TEST_SERVER=ferretdb` runs them against FerretDB v1.24.2
+//!   instead (not atomic across connections: contenders are funnelled through
+//!   one connection, and the opt-in `allow_non_atomic_server` is set). Tests
+//!   about FerretDB itself (its refusal) start one whatever this says.
 //!
-//! The FerretDB process harness is `shylock_testkit::ferretdb`.
+//! The process harnesses are `shylock_testkit::{documentdb, ferretdb}`.
 #![allow(dead_code)]
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 #[allow(unused_imports)]
+pub use shylock_testkit::documentdb::{DocumentDb, via};
+#[allow(unused_imports)]
 pub use shylock_testkit::ferretdb::{FerretDb, URI_ENV, dead_uri};
+
+/// The environment variable that picks FerretDB (`ferretdb`) over DocumentDB.
+pub const SERVER_ENV: &str = "SHYLOCK_TEST_SERVER";
 
 /// Where the tests' server is.
 pub enum Target {
     /// A real MongoDB given by `SHYLOCK_MONGODB_URI`.
     External(String),
-    /// A FerretDB started by this test process.
+    /// A DocumentDB started by this test process.
+    DocumentDb(DocumentDb),
+    /// A FerretDB started by this test process (`SHYLOCK_TEST_SERVER=ferretdb`).
     Ferret(FerretDb),
 }
 
 impl Target {
-    /// The connection string.
+    /// The connection string (with credentials where the server needs them).
     pub fn uri(&self) -> String {
         match self {
             Target::External(uri) => uri.clone(),
+            Target::DocumentDb(d) => d.uri(),
             Target::Ferret(f) => f.uri(),
         }
     }
@@ -40,12 +52,12 @@ impl Target {
         matches!(self, Target::External(_))
     }
 
-    /// "FerretDB" or "MongoDB", for messages.
+    /// "DocumentDB", "FerretDB" or "MongoDB", for messages.
     pub fn kind(&self) -> &'static str {
-        if self.is_external() {
-            "MongoDB"
-        } else {
-            "FerretDB"
+        match self {
+            Target::External(_) => "MongoDB",
+            Target::DocumentDb(_) => "DocumentDB",
+            Target::Ferret(_) => "FerretDB",
         }
     }
 }
@@ -59,23 +71,44 @@ pub fn server() -> &'static Target {
             eprintln!("tests run against the MongoDB at {URI_ENV}");
             Target::External(uri)
         }
-        _ => Target::Ferret(FerretDb::start(true)),
+        _ if on_ferretdb() => Target::Ferret(FerretDb::start(true)),
+        _ => Target::DocumentDb(DocumentDb::start()),
     })
 }
 
-/// Whether the tests run against FerretDB (no `SHYLOCK_MONGODB_URI`), read
-/// from the environment without starting a server.
+/// Whether the tests run against FerretDB (`SHYLOCK_TEST_SERVER=ferretdb`
+/// and no `SHYLOCK_MONGODB_URI`), read from the environment without starting
+/// a server.
 pub fn on_ferretdb() -> bool {
-    !matches!(std::env::var(URI_ENV), Ok(uri) if !uri.trim().is_empty())
+    let external = matches!(std::env::var(URI_ENV), Ok(uri) if !uri.trim().is_empty());
+    !external && matches!(std::env::var(SERVER_ENV), Ok(s) if s.eq_ignore_ascii_case("ferretdb"))
+}
+
+/// A server of the test's own, for tests that kill and restart it: always a
+/// DocumentDB (a user's MongoDB is not ours to kill).
+pub fn own_server() -> DocumentDb {
+    DocumentDb::start()
 }
 
 /// The backend options of the tests: the defaults, plus, on FerretDB, the
 /// opt-in [`allow_non_atomic_server`](shylock_mongo::MongoOptions::allow_non_atomic_server)
 /// (FerretDB v1 can grant a lock twice across connections, its issue 2168;
-/// the tests drive contenders through one connection where that matters).
-/// Against a real MongoDB the opt-in stays off, so the check is exercised.
+/// the tests drive contenders through one connection there). On DocumentDB
+/// and a real MongoDB the opt-in stays off, so the check is exercised.
 pub fn options() -> shylock_mongo::MongoOptions {
     shylock_mongo::MongoOptions::new().allow_non_atomic_server(on_ferretdb())
+}
+
+/// The proxy mode of the fault tests: serializing on FerretDB (one
+/// upstream connection, so FerretDB acts atomically), pass-through on any
+/// other server (one upstream connection per client, so each connection
+/// authenticates itself).
+pub fn proxy_mode() -> shylock_testkit::proxy::Mode {
+    if on_ferretdb() {
+        shylock_testkit::proxy::Mode::Serializing
+    } else {
+        shylock_testkit::proxy::Mode::PassThrough
+    }
 }
 
 /// A database name unique to one test (so tests can share a server). On a
@@ -166,17 +199,18 @@ fn parse_options(uri: &str) -> mongodb::options::ClientOptions {
 }
 
 /// An async client; `one_connection` funnels every command of this client
-/// through one connection (FerretDB's updates are not atomic across
-/// connections, its issue 2168).
+/// through one connection on FerretDB (its updates are not atomic across
+/// connections, its issue 2168); on any other server the client keeps its
+/// pool, so contenders sharing it run on connections of their own.
 #[cfg(feature = "async")]
 pub fn async_client(uri: &str, one_connection: bool) -> mongodb::Client {
-    let options = client_options(uri, one_connection.then_some(1));
+    let options = client_options(uri, (one_connection && on_ferretdb()).then_some(1));
     mongodb::Client::with_options(options).expect("an async client")
 }
 
 /// A sync client; see [`async_client`].
 #[cfg(feature = "sync")]
 pub fn sync_client(uri: &str, one_connection: bool) -> mongodb::sync::Client {
-    let options = client_options(uri, one_connection.then_some(1));
+    let options = client_options(uri, (one_connection && on_ferretdb()).then_some(1));
     mongodb::sync::Client::with_options(options).expect("a sync client")
 }
