@@ -217,7 +217,12 @@
 //!   lease as ended a safety margin early (the core's `safety_margin`, 1 %
 //!   of the lease by default, plus the estimate's uncertainty). Replica set
 //!   members' clocks must agree (NTP) to well within that margin, since an
-//!   estimate may come from a different primary after a failover.
+//!   estimate may come from a different primary after a failover. For the
+//!   same reason a step of the server's wall clock between two clients'
+//!   samples shortens (forward) or lengthens (backward) a lease as the
+//!   waiter sees it by the size of the step: the margin covers steps up to
+//!   its size, a zero margin covers none. Slew the server's clock, never
+//!   step it, while locks are held.
 //! * **FerretDB v1 is not safe for locks between connections**: it runs a
 //!   conditional update as a query and a separate write, so two connections
 //!   can both be granted a lock (FerretDB issue 2168). It is refused unless

@@ -11,8 +11,8 @@
 //! repeats at most once a minute to refresh its server-clock estimate, and
 //! one acquire/release of another name), then clears the log and counts.
 //!
-//! Server: FerretDB v1.24.2 or the real MongoDB at `SHYLOCK_MONGODB_URI`;
-//! one connection per test. The count is a property of this backend and the
+//! Server: DocumentDB started by the test support, or the real MongoDB at
+//! `SHYLOCK_MONGODB_URI`; one connection per test. The count is a property of this backend and the
 //! driver, the same on every server.
 
 mod support;

@@ -1,14 +1,13 @@
 //! The core's conformance suite against the MongoDB backend, async and sync.
 //!
-//! Server: FerretDB v1.24.2 started by the test support, or the real MongoDB
-//! at `SHYLOCK_MONGODB_URI`. All contenders of a run share ONE connection
-//! (`max_pool_size(1)`): commands reach the server one after another, so
-//! FerretDB's non-atomic updates across connections (its issue 2168) cannot
-//! fake a pass or a failure. On FerretDB this shows the lock semantics
-//! (exclusion, rising tokens, expiry, takeover, renewal, loss reporting,
-//! cancellation, odd names, timeouts) for commands that do not overlap on
-//! the server; atomicity of overlapping commands is MongoDB's
-//! single-document atomicity and is only exercised with a real MongoDB.
+//! Server: DocumentDB started by the test support (atomic across
+//! connections), or the real MongoDB at `SHYLOCK_MONGODB_URI`. The
+//! contenders of a run share one pooled client, so overlapping commands run
+//! on connections of their own and meet on the server: exclusion, rising
+//! tokens, expiry, takeover, renewal, loss reporting, cancellation, odd
+//! names and timeouts are shown with the server's own atomicity. (With
+//! `SHYLOCK_TEST_SERVER=ferretdb` they share ONE connection instead, and show
+//! only the semantics of commands that do not overlap.)
 
 mod support;
 

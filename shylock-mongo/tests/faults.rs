@@ -4,10 +4,10 @@
 //!
 //! The faults come from `shylock_testkit::proxy` (a MongoDB wire proxy that
 //! can hold every request, answer a named command with a chosen reply, or
-//! lose an answer) in front of the tests' server, or from a FerretDB that
-//! the test kills. Server: FerretDB v1.24.2 started by the test support, or
+//! lose an answer) in front of the tests' server, or from a DocumentDB whose
+//! gateway the test kills. Server: DocumentDB started by the test support, or
 //! the real MongoDB at `SHYLOCK_MONGODB_URI` (single host) behind the proxy;
-//! the killed-server tests need FerretDB and are skipped otherwise.
+//! the killed-server tests always kill a DocumentDB of their own.
 //!
 //! Time bounds are generous ("returned within the limit plus slack") so that
 //! the tests pass on a loaded machine.

@@ -5,8 +5,8 @@
 //! runtime") when called from such a thread; the backend must never make a
 //! driver call on the caller's thread.
 //!
-//! Server: FerretDB v1.24.2 started by the test support, or the real MongoDB
-//! at `SHYLOCK_MONGODB_URI`; one connection per client.
+//! Server: DocumentDB started by the test support, or the real MongoDB at
+//! `SHYLOCK_MONGODB_URI`.
 
 mod support;
 

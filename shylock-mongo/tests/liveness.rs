@@ -4,16 +4,13 @@
 //! bound; and a measurement of the time from a holder's death to a waiter's
 //! acquisition with the default 30 s lease.
 //!
-//! Server: FerretDB v1.24.2 started by the test support, or the real MongoDB
-//! at `SHYLOCK_MONGODB_URI`. Holder and contender of the in-process tests
-//! share ONE connection (separate lock handles, as separate processes would
-//! have, over one client with `max_pool_size(1)`), so their commands never
-//! overlap on the server. The killed-holder tests use a child process with
-//! its own connection, but the parent only sends commands while the child
-//! holds a live lease (its acquire filter cannot match then) or after the
-//! child is dead, so FerretDB's non-atomic updates (its issue 2168) cannot
-//! fake a result there either. These tests show lease timing and renewal on
-//! both servers.
+//! Server: DocumentDB started by the test support, or the real MongoDB at
+//! `SHYLOCK_MONGODB_URI`. Holder and contender are separate lock handles (as
+//! separate processes would have) over one pooled client, so their commands
+//! run on connections of their own; the killed-holder tests use a child
+//! process with its own client. (With `SHYLOCK_TEST_SERVER=ferretdb` the
+//! in-process ones share ONE connection, FerretDB v1 not being atomic across
+//! connections.)
 
 mod support;
 
@@ -172,24 +169,19 @@ async fn holder_without_renewal_loses_to_a_waiter() {
     next.release().await.expect("release");
 }
 
-/// A holder in a child process (this test binary, re-run for the ignored
-/// test `child_holder`), killed by the test.
+/// A holder in a child process (this test binary, re-run for the calling
+/// test alone with `SHYLOCK_TEST_CHILD_HOLDER` set, which makes that test play the
+/// holder: see [`child_holder`]), killed by the test.
 struct ChildHolder {
     child: Child,
     token: u64,
 }
 
 impl ChildHolder {
-    fn spawn(db: &str, name: &str, lease: Option<Duration>) -> ChildHolder {
+    fn spawn(test: &str, db: &str, name: &str, lease: Option<Duration>) -> ChildHolder {
         let exe = std::env::current_exe().expect("test binary path");
         let mut child = Command::new(exe)
-            .args([
-                "--ignored",
-                "--exact",
-                "child_holder",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, "1")
             .env("SHYLOCK_TEST_CHILD_URI", support::server().uri())
             .env("SHYLOCK_TEST_CHILD_DB", db)
@@ -205,7 +197,7 @@ impl ChildHolder {
             .expect("spawn the child holder");
         // Read the child's output on a thread, so that a child that never
         // says HELD fails the test after a minute instead of hanging it.
-        // (The test harness prints `test child_holder ... ` before the
+        // (The test harness prints `test <name> ... ` before the
         // child's own output, on the same line.)
         let stdout = child.stdout.take().expect("child stdout");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -244,16 +236,17 @@ impl Drop for ChildHolder {
     }
 }
 
-/// Not a test: the body of the child process of the killed-holder tests.
-/// Holds the lock (renewed, blocking API over the sync backend), prints
-/// `HELD <token>`, and waits to be killed; exits if its stdin closes (the
-/// parent died).
-#[test]
-#[ignore = "the child process of the killed-holder tests; they run it"]
+/// Whether this process is the child of a killed-holder test.
+fn is_child() -> bool {
+    std::env::var_os(CHILD_ENV).is_some()
+}
+
+/// The body of the child process of the killed-holder tests (each runs it
+/// first when [`is_child`], on a thread of its own, away from the test's
+/// runtime). Holds the lock (renewed, blocking API over the sync backend),
+/// prints `HELD <token>`, and waits to be killed; exits if its stdin closes
+/// (the parent died).
 fn child_holder() {
-    if std::env::var_os(CHILD_ENV).is_none() {
-        return;
-    }
     let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
     let client = support::sync_client(&var("SHYLOCK_TEST_CHILD_URI"), true);
     let backend = shylock_mongo::sync::MongoBackend::new(
@@ -289,14 +282,19 @@ struct Death {
 /// Kill a child holder with lease `lease` (None: the default 30 s) after
 /// `pause`, and measure how long a waiter in this process takes to get the
 /// lock.
-async fn death_to_acquisition(test: &str, lease: Option<Duration>, pause: Duration) -> Death {
+async fn death_to_acquisition(
+    parent_test: &str,
+    test: &str,
+    lease: Option<Duration>,
+    pause: Duration,
+) -> Death {
     let db = support::unique_db(test);
     let client = support::async_client(&support::server().uri(), true);
     let raw = MongoBackend::create_with(&client, &db, support::options())
         .await
         .expect("create");
     let waiter_backend = Backend::from(raw.clone());
-    let mut holder = ChildHolder::spawn(&db, "job", lease);
+    let mut holder = ChildHolder::spawn(parent_test, &db, "job", lease);
     let mut waiter = AsyncLock::with_backend("job", &waiter_backend);
     if let Some(lease) = lease {
         waiter = waiter.lease(lease);
@@ -345,7 +343,11 @@ async fn death_to_acquisition(test: &str, lease: Option<Duration>, pause: Durati
 // lease + 3 s of its death.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_holder_loses_to_a_waiter_within_the_lease() {
+    if is_child() {
+        return std::thread::spawn(child_holder).join().expect("the holder");
+    }
     let d = death_to_acquisition(
+        "killed_holder_loses_to_a_waiter_within_the_lease",
         "killed_short",
         Some(Duration::from_secs(2)),
         Duration::from_millis(900),
@@ -369,7 +371,16 @@ async fn killed_holder_loses_to_a_waiter_within_the_lease() {
 // renewal happened. Printed; asserted only loosely (at most lease + 2 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn death_to_acquisition_with_the_default_lease() {
-    let d = death_to_acquisition("killed_default", None, Duration::from_millis(4000)).await;
+    if is_child() {
+        return std::thread::spawn(child_holder).join().expect("the holder");
+    }
+    let d = death_to_acquisition(
+        "death_to_acquisition_with_the_default_lease",
+        "killed_default",
+        None,
+        Duration::from_millis(4000),
+    )
+    .await;
     println!(
         "MEASURED death -> acquisition with the default lease {:?}: {:?}; {:?} of the lease were \
          left at the kill, so the waiter got it {:?} after the lease ended",
