@@ -58,7 +58,7 @@ as_pg() { runuser -u postgres -- "$@"; }
 
 APT_PKGS="postgresql-15 postgresql-server-dev-15 postgresql-15-postgis-3 postgresql-15-rum
   libbson-dev libintelrdfpmath-dev libpcre2-dev libkrb5-dev libssl-dev pkg-config
-  build-essential openssl curl ca-certificates"
+  build-essential openssl curl ca-certificates procps"
 
 install_packages() {
     local missing=() p

@@ -20,6 +20,11 @@ pub const DB: &str = "shylock_bench";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Memory,
+    /// DocumentDB (MongoDB protocol, atomic across connections): started
+    /// here, or the server of `--documentdb-uri`.
+    DocumentDb,
+    /// MongoDB protocol: the FerretDB v1 started here, or the server of
+    /// `--mongo-uri`.
     Mongo,
     ArangoEmulator,
     Arango,
@@ -29,12 +34,13 @@ impl Kind {
     pub fn parse(s: &str) -> R<Kind> {
         Ok(match s {
             "memory" => Kind::Memory,
+            "documentdb" => Kind::DocumentDb,
             "mongo" => Kind::Mongo,
             "arango-emulator" => Kind::ArangoEmulator,
             "arango" => Kind::Arango,
             other => {
                 return Err(err(format!(
-                    "unknown backend {other:?} (memory, mongo, arango-emulator, arango)"
+                    "unknown backend {other:?} (memory, documentdb, mongo, arango-emulator, arango)"
                 )));
             }
         })
@@ -43,10 +49,16 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Memory => "memory",
+            Kind::DocumentDb => "documentdb",
             Kind::Mongo => "mongo",
             Kind::ArangoEmulator => "arango-emulator",
             Kind::Arango => "arango",
         }
+    }
+
+    /// Spoken over the MongoDB wire protocol (DocumentDB, FerretDB, MongoDB).
+    pub fn is_mongo(self) -> bool {
+        matches!(self, Kind::DocumentDb | Kind::Mongo)
     }
 }
 
@@ -72,7 +84,12 @@ pub struct Target {
     pub arango: Option<ArangoConn>,
     /// The MongoDB-protocol server is the FerretDB started here.
     pub is_ferretdb: bool,
+    /// The MongoDB-protocol server is the DocumentDB started here.
+    pub is_documentdb: bool,
     _server: Option<ServerProcess>,
+    /// The DocumentDB started here (stopped on drop).
+    #[cfg(feature = "mongo")]
+    _documentdb: Option<shylock_testkit::documentdb::DocumentDb>,
 }
 
 impl Target {
@@ -85,7 +102,10 @@ impl Target {
             mongo_uri: None,
             arango: None,
             is_ferretdb: false,
+            is_documentdb: false,
             _server: None,
+            #[cfg(feature = "mongo")]
+            _documentdb: None,
         }
     }
 
@@ -116,14 +136,89 @@ impl Target {
         };
         Ok(Target {
             kind: Kind::Mongo,
-            label: "mongo".into(),
+            label: if process.is_some() {
+                "ferretdb"
+            } else {
+                "mongo"
+            }
+            .into(),
             server,
             memory: None,
             mongo_uri: Some(uri),
             arango: None,
             is_ferretdb: process.is_some(),
+            is_documentdb: false,
             _server: process,
+            #[cfg(feature = "mongo")]
+            _documentdb: None,
         })
+    }
+
+    /// DocumentDB: one started here through shylock-testkit's harness
+    /// (`scripts/ensure-documentdb.sh start`: PostgreSQL 15 with
+    /// `pg_documentdb` and its gateway on free 127.0.0.1 ports, data in a
+    /// temporary directory, a SCRAM user), or the user's server at `uri`.
+    /// Atomic across connections: the backend runs on it without
+    /// `allow_non_atomic_server`.
+    #[cfg(feature = "mongo")]
+    pub fn documentdb(uri: Option<&str>) -> R<Target> {
+        use shylock_testkit::documentdb::{DocumentDb, script};
+        let (uri, server, process) = match uri {
+            Some(uri) => (
+                uri.to_owned(),
+                format!(
+                    "DocumentDB at `{}` (given by --documentdb-uri)",
+                    redact(uri)
+                ),
+                None,
+            ),
+            None => {
+                eprintln!("bench: starting DocumentDB with {}", script().display());
+                // The harness panics (with the script's output) if it
+                // cannot start a server: that skips this column only.
+                let db = std::panic::catch_unwind(DocumentDb::start).map_err(|p| {
+                    let why = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_else(|| "the harness panicked".into());
+                    err(format!(
+                        "DocumentDB did not start (is it built? `bash scripts/ensure-documentdb.sh build`): {}",
+                        why.lines().next().unwrap_or("")
+                    ))
+                })?;
+                let uri = db.uri();
+                eprintln!("bench: DocumentDB listening on 127.0.0.1:{}", db.port());
+                (
+                    uri,
+                    format!(
+                        "DocumentDB: PostgreSQL 15 + pg_documentdb + gateway at commit {} \
+                         (scripts/ensure-documentdb.sh; started by the benchmark on 127.0.0.1, \
+                         temporary directory, SCRAM user)",
+                        documentdb_commit(&script())
+                    ),
+                    Some(db),
+                )
+            }
+        };
+        Ok(Target {
+            kind: Kind::DocumentDb,
+            label: "documentdb".into(),
+            server,
+            memory: None,
+            mongo_uri: Some(uri),
+            arango: None,
+            is_ferretdb: false,
+            is_documentdb: process.is_some(),
+            _server: None,
+            _documentdb: process,
+        })
+    }
+
+    /// DocumentDB needs the `mongo` feature.
+    #[cfg(not(feature = "mongo"))]
+    pub fn documentdb(_: Option<&str>) -> R<Target> {
+        Err(err("built without the `mongo` feature"))
     }
 
     /// A real ArangoDB given by the user.
@@ -136,7 +231,10 @@ impl Target {
             mongo_uri: None,
             arango: Some(conn),
             is_ferretdb: false,
+            is_documentdb: false,
             _server: None,
+            #[cfg(feature = "mongo")]
+            _documentdb: None,
         }
     }
 
@@ -163,7 +261,10 @@ impl Target {
             mongo_uri: None,
             arango: Some(conn),
             is_ferretdb: false,
+            is_documentdb: false,
             _server: Some(server),
+            #[cfg(feature = "mongo")]
+            _documentdb: None,
         })
     }
 
@@ -212,7 +313,10 @@ impl Target {
             mongo_uri,
             arango,
             is_ferretdb,
+            is_documentdb: false,
             _server: None,
+            #[cfg(feature = "mongo")]
+            _documentdb: None,
         }
     }
 
@@ -240,7 +344,7 @@ impl Target {
                     counts: Arc::clone(counts),
                 }))
             }
-            Kind::Mongo => mongo_async_handle(self, counts, collection).await,
+            Kind::DocumentDb | Kind::Mongo => mongo_async_handle(self, counts, collection).await,
             Kind::Arango | Kind::ArangoEmulator => {
                 arango_async_handle(self, counts, collection).await
             }
@@ -266,10 +370,26 @@ impl Target {
                     counts: Arc::clone(counts),
                 }))
             }
-            Kind::Mongo => mongo_sync_handle(self, counts, collection),
+            Kind::DocumentDb | Kind::Mongo => mongo_sync_handle(self, counts, collection),
             Kind::Arango | Kind::ArangoEmulator => arango_sync_handle(self, counts, collection),
         }
     }
+}
+
+/// The DocumentDB commit that `ensure-documentdb.sh` builds (its
+/// `DOCDB_COMMIT=`), or `?`.
+#[cfg(feature = "mongo")]
+fn documentdb_commit(script: &Path) -> String {
+    std::fs::read_to_string(script)
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                l.trim()
+                    .strip_prefix("DOCDB_COMMIT=")
+                    .map(|c| c.trim_matches(['"', '\'']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "?".into())
 }
 
 /// A connection string without its password.
