@@ -1356,8 +1356,9 @@ pub(crate) const fn sqlstate_code(state: &str) -> i32 {
 }
 
 /// Words of an authentication failure that is not about the credentials but
-/// about the server behind the one answering (DocumentDB's gateway asks
-/// PostgreSQL for the SCRAM secrets).
+/// about the connection, or the server behind the one answering (DocumentDB's
+/// gateway asks PostgreSQL for the SCRAM secrets): the handshake of a
+/// connection that closed, or of a gateway that could not reach PostgreSQL.
 const UNREACHABLE_SIGNS: &[&str] = &[
     "error connecting to server",
     "connection refused",
@@ -1367,6 +1368,11 @@ const UNREACHABLE_SIGNS: &[&str] = &[
     "the database system is in recovery mode",
     "too many clients",
     "connection reset",
+    "connection closed",
+    "broken pipe",
+    "unexpected eof",
+    "early eof",
+    "timed out",
     "server closed the connection",
 ];
 
@@ -1715,6 +1721,9 @@ mod tests {
             "SCRAM failure: error connecting to server: Connection refused (os error 111)",
             "SCRAM failure: db error: FATAL: the database system is starting up",
             "SCRAM failure: db error: FATAL: the database system is not yet accepting connections",
+            // Found by the long chaos run: a gateway killed (or a connection
+            // reset) in the middle of the handshake.
+            "SCRAM failure: connection closed",
         ] {
             assert!(server_unreachable_in(message), "{message}");
         }
