@@ -177,10 +177,14 @@ build() {
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# A free port below the kernel's ephemeral range (a port in that range can be
+# taken at any moment by an outgoing connection's local end).
 free_port() {
-    local p
+    local low p
+    low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    ((low > 11000)) || low=32768
     for _ in $(seq 1 200); do
-        p=$((20000 + RANDOM % 40000))
+        p=$((10000 + RANDOM % (low - 10000)))
         port_open "$p" || { echo "$p"; return; }
     done
     die "no free port found"
@@ -206,7 +210,6 @@ init_postgres() {
     cat >>"$DIR/pgdata/postgresql.conf" <<EOF
 # shylock: scripts/ensure-documentdb.sh
 listen_addresses = '127.0.0.1'   # documentdb's background jobs and pg_cron connect over TCP
-port = $PG_PORT
 unix_socket_directories = '$DIR/run'
 unix_socket_permissions = 0700
 shared_preload_libraries = 'pg_cron, pg_documentdb_core, pg_documentdb'
@@ -223,11 +226,16 @@ start_postgres() {
     install -d -o postgres -g postgres -m 755 "$DIR/run"
     touch "$DIR/postgres.log" && chown postgres "$DIR/postgres.log"
     pg_running && return
-    as_pg "$PGBIN/pg_ctl" -D "$DIR/pgdata" -l "$DIR/postgres.log" -w -t 60 start >/dev/null ||
-        { tail -20 "$DIR/postgres.log" >&2; die "PostgreSQL did not start"; }
+    # The port is given here, not in postgresql.conf, so that a start that
+    # lost its port to another process can try another.
+    as_pg "$PGBIN/pg_ctl" -D "$DIR/pgdata" -l "$DIR/postgres.log" -o "-p $PG_PORT" -w -t 60 start \
+        >/dev/null || { tail -20 "$DIR/postgres.log" >&2; return 1; }
     if [ ! -f "$DIR/.extension" ]; then
-        psql_pg -c "CREATE EXTENSION IF NOT EXISTS documentdb CASCADE;" >&2
-        psql_pg -v u="$MONGO_USER" -v p="$MONGO_PASS" >&2 <<'EOF'
+        # (Explicit `|| die`: this function runs in `if` conditions too,
+        # where `set -e` does not apply.)
+        psql_pg -c "CREATE EXTENSION IF NOT EXISTS documentdb CASCADE;" >&2 ||
+            die "CREATE EXTENSION documentdb failed (see $DIR/postgres.log)"
+        psql_pg -v u="$MONGO_USER" -v p="$MONGO_PASS" >&2 <<'EOF' || die "creating the user failed"
 CREATE ROLE :"u" WITH LOGIN INHERIT PASSWORD :'p' IN ROLE documentdb_admin_role;
 ALTER ROLE :"u" CREATEROLE;
 GRANT :"u" TO postgres WITH ADMIN OPTION;
@@ -272,15 +280,17 @@ start_gateway() {
   "CertificateOptions": { "CertType": "PemFile", "FilePath": "$DIR/gw/cert.pem", "KeyFilePath": "$DIR/gw/key.pem" }
 }
 EOF
-    port_open "$MONGO_PORT" && die "port $MONGO_PORT is taken by another process"
+    port_open "$MONGO_PORT" && { log "port $MONGO_PORT is taken by another process"; return 1; }
     (cd "$DIR/gw" && exec "$GWBIN" "$DIR/gw/setup.json" >>"$DIR/gateway.log" 2>&1 </dev/null) &
     echo $! >"$DIR/gw/gateway.pid"
     for _ in $(seq 1 300); do
         port_open "$MONGO_PORT" && return
-        gw_running || { tail -20 "$DIR/gateway.log" >&2; die "the gateway exited while starting"; }
+        gw_running || { tail -20 "$DIR/gateway.log" >&2; log "the gateway exited while starting"; return 1; }
         sleep 0.1
     done
-    die "the gateway did not open port $MONGO_PORT within 30 s"
+    log "the gateway did not open port $MONGO_PORT within 30 s"
+    kill_gateway
+    return 1
 }
 
 write_env() {
@@ -305,16 +315,30 @@ start() {
     cd "$DIR"        # runuser'd commands must be able to stat their working directory
     if [ -f "$DIR/server.env" ]; then
         load_env "$DIR"
+        start_postgres || die "PostgreSQL did not start on port $PG_PORT"
+        start_gateway || die "the gateway did not start on port $MONGO_PORT"
     else
-        MONGO_PORT=${MONGO_PORT:-$(free_port)}
-        PG_PORT=${PG_PORT:-$(free_port)}
         TLS=${SHYLOCK_DOCUMENTDB_TLS:-0}
-        [ "$MONGO_PORT" != "$PG_PORT" ] || PG_PORT=$(free_port)
         init_postgres
-        write_env
+        # Free ports, and others if one is taken between the choice and the
+        # start (several servers may start at once).
+        local attempt
+        for attempt in 1 2 3 4 5; do
+            MONGO_PORT=${MONGO_PORT:-$(free_port)}
+            PG_PORT=${PG_PORT:-$(free_port)}
+            [ "$MONGO_PORT" != "$PG_PORT" ] || PG_PORT=$(free_port)
+            write_env
+            if ! start_postgres; then
+                log "PostgreSQL did not start on port $PG_PORT (attempt $attempt)"
+                PG_PORT=
+                continue
+            fi
+            start_gateway && break
+            log "the gateway did not start on port $MONGO_PORT (attempt $attempt)"
+            MONGO_PORT=
+        done
+        gw_running || die "DocumentDB did not start in $DIR"
     fi
-    start_postgres
-    start_gateway
     load_env "$DIR"
     echo "$URI"
 }
@@ -385,8 +409,8 @@ kill)
 restart)
     with_dir "${1:-}"
     build
-    start_postgres
-    start_gateway
+    start_postgres || die "PostgreSQL did not restart on port $PG_PORT"
+    start_gateway || die "the gateway did not restart on port $MONGO_PORT"
     echo "$URI"
     ;;
 status)
