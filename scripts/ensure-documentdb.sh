@@ -22,9 +22,10 @@
 # sources (DOCDB_COMMIT, PGVECTOR_VERSION, PGCRON_VERSION below). What it
 # builds is cached: the extensions are installed into PostgreSQL's own
 # directories, the gateway binary into $SHYLOCK_CACHE_DIR (default
-# ~/.cache/shylock/documentdb-<commit>). First build on 2 cores: about 6-8
-# minutes (apt ~30 s, extensions ~1-2 min, gateway ~4-5 min); later starts take
-# a few seconds.
+# ~/.cache/shylock/documentdb-<commit>). First build on 2 cores: about 3
+# minutes (measured 146 s for the extensions and the gateway; add the apt
+# packages and the gateway's crates on a new machine); later starts take about
+# 2 seconds.
 #
 # Servers listen on 127.0.0.1 only, on free ports (or MONGO_PORT / PG_PORT),
 # with their data in DIR, no telemetry, and a SCRAM user
@@ -145,7 +146,7 @@ build_gateway() {
     command -v cargo >/dev/null || die "cargo is needed to build the DocumentDB gateway"
     local dir
     dir=$(docdb_source)
-    log "building the gateway (cargo build --release; about 4-5 minutes on 2 cores, once)"
+    log "building the gateway (cargo build --release; about 2-4 minutes on 2 cores, once)"
     (cd "$dir/pg_documentdb_gw" &&
         CARGO_TARGET_DIR="$CACHE/gateway-target" cargo build --release --locked -j "$JOBS") \
         >"$CACHE/gateway.log" 2>&1 || { tail -30 "$CACHE/gateway.log" >&2; die "the gateway did not build"; }

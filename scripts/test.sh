@@ -5,7 +5,7 @@
 # * DocumentDB (PostgreSQL 15 + pg_documentdb + its MongoDB-wire gateway), the
 #   MongoDB engine of the MongoDB tests, the CLI tests and the chaos suite:
 #   built once by scripts/ensure-documentdb.sh from ../shared/vendor/ (root,
-#   apt packages, about 6-8 minutes on 2 cores the first time), then reused;
+#   apt packages, about 3 minutes on 2 cores the first time), then reused;
 # * a FerretDB v1.24.2 binary (built once from the Go module proxy by
 #   scripts/ensure-ferretdb.sh), for what needs a server that is NOT atomic
 #   across connections: the refusal of such a server, and the chaos suite's

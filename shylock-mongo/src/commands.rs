@@ -1376,8 +1376,9 @@ const UNREACHABLE_SIGNS: &[&str] = &[
     "server closed the connection",
 ];
 
-/// Whether `message` says that the server could not reach its own storage
-/// (see [`UNREACHABLE_SIGNS`]).
+/// Whether an authentication failure's `message` says that the connection
+/// failed, or that the server could not reach its own storage (see
+/// [`UNREACHABLE_SIGNS`]), rather than that the credentials are wrong.
 fn server_unreachable_in(message: &str) -> bool {
     let lower = message.to_ascii_lowercase();
     UNREACHABLE_SIGNS.iter().any(|s| lower.contains(s))
