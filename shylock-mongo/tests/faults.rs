@@ -452,26 +452,14 @@ fn collection_sharded_on_another_key_is_refused() {
 // InternalError, mongos' FailedToSatisfyReadPreference during an election).
 #[test]
 fn transient_server_errors_are_retried() {
-    for sync in [false, true] {
-        let db = support::unique_db("transient");
-        let proxy = proxy();
-        let form =
-            Form::create(sync, &through(&proxy), &db, support::options(), None).expect("create");
-        proxy.fail_command(
-            "findAndModify",
-            doc! { "ok": 0, "code": 1, "codeName": "InternalError", "errmsg": "try again" },
-            Some(1),
-        );
-        proxy.fail_command(
-            "findAndModify",
-            doc! { "ok": 0, "code": 133, "codeName": "FailedToSatisfyReadPreference",
-            "errmsg": "no primary" },
-            Some(1),
-        );
-        let r = form.lock_acquire("transient", Duration::from_secs(20));
-        r.expect("acquired after the transient errors");
-        assert_eq!(proxy.stats().injected, 2);
-    }
+    waits_through_answers(
+        "transient",
+        support::options(),
+        &[
+            (1, "InternalError", "try again"),
+            (133, "FailedToSatisfyReadPreference", "no primary"),
+        ],
+    );
 }
 
 // Issue 17: DocumentDB's gateway answers with PostgreSQL's state packed in
@@ -482,28 +470,44 @@ fn transient_server_errors_are_retried() {
 // 50463173 ended `acquire()` with a fatal `Other` error.)
 #[test]
 fn documentdb_restart_and_deadlock_answers_are_waited_through() {
-    for sync in [false, true] {
-        let db = support::unique_db("docdb_transient");
-        let proxy = proxy();
-        let form =
-            Form::create(sync, &through(&proxy), &db, setup_options(), None).expect("create");
-        for (code, msg) in [
-            (50463173, "the database system is starting up"),
+    waits_through_answers(
+        "docdb_transient",
+        setup_options(),
+        &[
             (
                 50463173,
+                "DocumentDB error.",
+                "the database system is starting up",
+            ),
+            (
+                50463173,
+                "DocumentDB error.",
                 "the database system is not yet accepting connections",
             ),
-            (112, "deadlock detected"),
-        ] {
+            (112, "DocumentDB error.", "deadlock detected"),
+        ],
+    );
+}
+
+/// In both forms: the proxy answers the next `findAndModify`s with these
+/// errors (code, code name, message), one each; a lock acquisition gets the
+/// lock after them, and every one was injected.
+fn waits_through_answers(test: &str, options: MongoOptions, answers: &[(i32, &str, &str)]) {
+    for sync in [false, true] {
+        let db = support::unique_db(test);
+        let proxy = proxy();
+        let form =
+            Form::create(sync, &through(&proxy), &db, options.clone(), None).expect("create");
+        for (code, name, msg) in answers {
             proxy.fail_command(
                 "findAndModify",
-                doc! { "ok": 0, "code": code, "codeName": "DocumentDB error.", "errmsg": msg },
+                doc! { "ok": 0, "code": code, "codeName": name, "errmsg": msg },
                 Some(1),
             );
         }
-        let r = form.lock_acquire("docdb-transient", Duration::from_secs(20));
+        let r = form.lock_acquire(&test.replace('_', "-"), Duration::from_secs(20));
         r.expect("acquired after the transient errors");
-        assert_eq!(proxy.stats().injected, 3);
+        assert_eq!(proxy.stats().injected, answers.len() as u64);
     }
 }
 
