@@ -1,0 +1,346 @@
+//! Regression tests for the core's second review (issue 18), one test per
+//! reproduced item, each on the in-memory backend or a thin wrapper around
+//! it, through the public API only. Each failed before the fix it covers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use shylock_core::backend::{
+    AcquireOutcome, AcquireRequest, AsyncBackend, BoxFuture, ClockSource, InspectRequest,
+    LockRecord, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
+};
+use shylock_core::{
+    AsyncLock, Backend, BackendError, BackendErrorKind, Error, Lock, LockOptions, LossReason,
+    MemoryBackend, Renewal, Timestamp,
+};
+
+/// What the wrapper does to the memory backend.
+#[derive(Default)]
+struct Faults {
+    /// Every renewal takes this long more.
+    renew_delay: Duration,
+    /// Renewals of names starting with `slow` take this long more.
+    slow_renew_delay: Duration,
+    /// The first acquire is applied, then answered with `Unavailable`.
+    lose_first_acquire_answer: bool,
+    /// The first release fails with `Unavailable` before it is applied.
+    fail_first_release: bool,
+}
+
+#[derive(Clone)]
+struct Wrapped {
+    inner: MemoryBackend,
+    faults: Arc<Faults>,
+    acquires: Arc<AtomicUsize>,
+    releases: Arc<AtomicUsize>,
+}
+
+fn wrap(inner: &MemoryBackend, faults: Faults) -> Wrapped {
+    Wrapped {
+        inner: inner.clone(),
+        faults: Arc::new(faults),
+        acquires: Arc::default(),
+        releases: Arc::default(),
+    }
+}
+
+fn reset() -> BackendError {
+    BackendError::new(BackendErrorKind::Unavailable, "test: connection reset")
+}
+
+impl Wrapped {
+    fn renew_delay(&self, req: &RenewRequest<'_>) -> Duration {
+        let slow = req.name.as_str().starts_with("slow");
+        self.faults.renew_delay
+            + if slow {
+                self.faults.slow_renew_delay
+            } else {
+                Duration::ZERO
+            }
+    }
+
+    fn acquire(&self, req: AcquireRequest<'_>) -> Result<AcquireOutcome, BackendError> {
+        let n = self.acquires.fetch_add(1, Ordering::SeqCst);
+        let outcome = SyncBackend::try_acquire(&self.inner, req);
+        if n == 0 && self.faults.lose_first_acquire_answer {
+            return Err(reset());
+        }
+        outcome
+    }
+
+    fn release(&self, req: ReleaseRequest<'_>) -> Result<ReleaseOutcome, BackendError> {
+        let n = self.releases.fetch_add(1, Ordering::SeqCst);
+        if n == 0 && self.faults.fail_first_release {
+            return Err(reset());
+        }
+        SyncBackend::release(&self.inner, req)
+    }
+}
+
+impl SyncBackend for Wrapped {
+    fn try_acquire(&self, req: AcquireRequest<'_>) -> Result<AcquireOutcome, BackendError> {
+        self.acquire(req)
+    }
+    fn renew(&self, req: RenewRequest<'_>) -> Result<RenewOutcome, BackendError> {
+        std::thread::sleep(self.renew_delay(&req));
+        SyncBackend::renew(&self.inner, req)
+    }
+    fn release(&self, req: ReleaseRequest<'_>) -> Result<ReleaseOutcome, BackendError> {
+        Wrapped::release(self, req)
+    }
+    fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError> {
+        SyncBackend::inspect(&self.inner, req)
+    }
+    fn server_time(&self, deadline: Option<Instant>) -> Result<Timestamp, BackendError> {
+        SyncBackend::server_time(&self.inner, deadline)
+    }
+    fn clock(&self) -> ClockSource {
+        ClockSource::Server
+    }
+    fn describe(&self) -> String {
+        "wrapped memory".into()
+    }
+}
+
+impl AsyncBackend for Wrapped {
+    fn try_acquire<'a>(
+        &'a self,
+        req: AcquireRequest<'a>,
+    ) -> BoxFuture<'a, Result<AcquireOutcome, BackendError>> {
+        Box::pin(async move { self.acquire(req) })
+    }
+    fn renew<'a>(
+        &'a self,
+        req: RenewRequest<'a>,
+    ) -> BoxFuture<'a, Result<RenewOutcome, BackendError>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.renew_delay(&req)).await;
+            SyncBackend::renew(&self.inner, req)
+        })
+    }
+    fn release<'a>(
+        &'a self,
+        req: ReleaseRequest<'a>,
+    ) -> BoxFuture<'a, Result<ReleaseOutcome, BackendError>> {
+        Box::pin(async move { Wrapped::release(self, req) })
+    }
+    fn inspect<'a>(
+        &'a self,
+        req: InspectRequest<'a>,
+    ) -> BoxFuture<'a, Result<Option<LockRecord>, BackendError>> {
+        AsyncBackend::inspect(&self.inner, req)
+    }
+    fn server_time(
+        &self,
+        deadline: Option<Instant>,
+    ) -> BoxFuture<'_, Result<Timestamp, BackendError>> {
+        AsyncBackend::server_time(&self.inner, deadline)
+    }
+    fn clock(&self) -> ClockSource {
+        ClockSource::Server
+    }
+    fn describe(&self) -> String {
+        "wrapped memory".into()
+    }
+}
+
+/// Item 1: a released holding never passes `ensure_held`, in both forms,
+/// whether the guard was released or dropped, also after another owner
+/// took the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item01_a_released_holding_is_not_held() {
+    let backend = Backend::from(MemoryBackend::new());
+    for way in ["release", "drop"] {
+        let name = format!("item01-async-{way}");
+        let lock = AsyncLock::with_backend(name.as_str(), &backend);
+        let guard = lock.acquire().await.expect("acquire");
+        let holding = (*guard).clone();
+        if way == "release" {
+            guard.release().await.expect("release");
+        } else {
+            drop(guard);
+            assert!(backend.settle(Duration::from_secs(5)).await);
+        }
+        let next = lock.acquire().await.expect("another owner");
+        assert!(next.token() > holding.token());
+        assert!(!holding.is_held(), "{way}: is_held");
+        assert!(
+            matches!(
+                holding.ensure_held(),
+                Err(Error::LeaseLost { .. })
+            ),
+            "{way}: ensure_held after the guard was released: {:?}",
+            holding.ensure_held()
+        );
+        assert!(holding.lost_reason().is_some(), "{way}");
+        next.release().await.expect("release");
+    }
+    let backend2 = backend.clone();
+    tokio::task::spawn_blocking(move || {
+        for way in ["release", "drop"] {
+            let name = format!("item01-sync-{way}");
+            let lock = Lock::with_backend(name.as_str(), &backend2);
+            let guard = lock.acquire().expect("acquire");
+            let holding = (*guard).clone();
+            if way == "release" {
+                guard.release().expect("release");
+            } else {
+                drop(guard);
+            }
+            let next = lock.acquire().expect("another owner");
+            assert!(!holding.is_held(), "{way}: is_held");
+            assert!(
+                matches!(holding.ensure_held(), Err(Error::LeaseLost { .. })),
+                "{way}: ensure_held after the guard was released: {:?}",
+                holding.ensure_held()
+            );
+            drop(next);
+        }
+    })
+    .await
+    .expect("blocking part");
+}
+
+/// Item 2: the clean-up release after an acquire whose answer was lost is
+/// retried like a release: the record is free again soon, not after the
+/// whole lease. Both forms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item02_the_clean_up_after_a_lost_answer_is_retried() {
+    let lease = Duration::from_secs(20);
+    for form in ["async", "blocking"] {
+        let mem = MemoryBackend::new();
+        let w = wrap(
+            &mem,
+            Faults {
+                lose_first_acquire_answer: true,
+                fail_first_release: true,
+                ..Faults::default()
+            },
+        );
+        let backend = Backend::from_both(w.clone());
+        let name = format!("item02-{form}");
+        let opts = LockOptions::default().lease(lease);
+        let result = if form == "async" {
+            AsyncLock::with_backend(name.as_str(), &backend)
+                .options(opts)
+                .try_acquire()
+                .await
+                .map(|g| g.is_some())
+        } else {
+            let (backend, name) = (backend.clone(), name.clone());
+            tokio::task::spawn_blocking(move || {
+                Lock::with_backend(name.as_str(), &backend)
+                    .options(opts)
+                    .try_acquire()
+                    .map(|g| g.is_some())
+            })
+            .await
+            .expect("blocking")
+        };
+        assert!(result.is_err(), "{form}: the lost answer is an error: {result:?}");
+        let other = Backend::from(mem.clone());
+        let started = Instant::now();
+        let mut freed = None;
+        while started.elapsed() < Duration::from_secs(8) {
+            let got = AsyncLock::with_backend(name.as_str(), &other)
+                .renewal(Renewal::Off)
+                .try_acquire()
+                .await
+                .expect("try");
+            if let Some(guard) = got {
+                freed = Some(started.elapsed());
+                guard.release().await.expect("release");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            freed.is_some(),
+            "{form}: the record stayed held by nobody (releases sent: {})",
+            w.releases.load(Ordering::SeqCst)
+        );
+        assert!(w.releases.load(Ordering::SeqCst) >= 2, "{form}: retried");
+    }
+}
+
+/// Item 3: with 50 ms added to every renewal, 60 blocking guards with a
+/// 600 ms lease renewed every 200 ms are all still held after 3 s, as 60
+/// async guards are.
+#[test]
+fn item03_slow_renewals_do_not_starve_blocking_guards() {
+    let mem = MemoryBackend::new();
+    let w = wrap(
+        &mem,
+        Faults {
+            renew_delay: Duration::from_millis(50),
+            ..Faults::default()
+        },
+    );
+    let backend = Backend::from_both(w);
+    let opts = LockOptions::default()
+        .lease(Duration::from_millis(600))
+        .renewal(Renewal::Every(Duration::from_millis(200)));
+    let guards: Vec<_> = (0..60)
+        .map(|i| {
+            Lock::with_backend(format!("item03-{i}"), &backend)
+                .options(opts.clone())
+                .acquire()
+                .expect("acquire")
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let lost: Vec<_> = guards
+        .iter()
+        .filter(|g| !g.is_held())
+        .map(|g| (g.name().to_string(), g.lost_reason()))
+        .collect();
+    assert!(lost.is_empty(), "{} of 60 lost: {lost:?}", lost.len());
+}
+
+/// Item 3, head of line: two renewals stuck for 3 s do not hold back the
+/// renewal of another blocking guard; and a guard whose renewals cannot
+/// run in time is reported as `RenewalFailed`, not `Expired`.
+#[test]
+fn item03_stuck_renewals_do_not_hold_back_others() {
+    let mem = MemoryBackend::new();
+    let w = wrap(
+        &mem,
+        Faults {
+            slow_renew_delay: Duration::from_secs(3),
+            ..Faults::default()
+        },
+    );
+    let backend = Backend::from_both(w);
+    let opts = LockOptions::default()
+        .lease(Duration::from_millis(600))
+        .renewal(Renewal::Every(Duration::from_millis(200)));
+    let slow: Vec<_> = (0..2)
+        .map(|i| {
+            Lock::with_backend(format!("slow-{i}"), &backend)
+                .options(opts.clone())
+                .acquire()
+                .expect("acquire")
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(250));
+    let fast = Lock::with_backend("fast", &backend)
+        .options(opts.clone())
+        .acquire()
+        .expect("acquire");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        fast.is_held() && fast.renewals() >= 3,
+        "held {}, {} renewals, lost: {:?}",
+        fast.is_held(),
+        fast.renewals(),
+        fast.lost_reason()
+    );
+    for guard in &slow {
+        assert_eq!(
+            guard.lost_reason(),
+            Some(LossReason::RenewalFailed),
+            "a guard whose renewal could not finish in time"
+        );
+    }
+}
