@@ -8,11 +8,13 @@
 //!   granted too late, busy, retry, fail). [`Pending`] cleans up after
 //!   requests whose outcome is unknown when the acquisition ends without the
 //!   lock.
-//! * [`Renewer`] is one renewal at a time: the async form loops over it in
-//!   a task ([`renew_loop`]), the sync form schedules it on the handle's
-//!   [`Jobs`](crate::jobs::Jobs) threads.
+//! * [`Renewer`] is one renewal at a time; [`renew_loop`] runs it, in a
+//!   task of its own on shylock's runtime for every guard of either form
+//!   ([`Exec::start_renewal`]).
 //! * [`release`] releases only the caller's own holding, and is idempotent:
 //!   a release whose earlier answer was lost is not reported as a loss.
+//!   [`send_release`] is its retry loop, which the clean-up after an
+//!   acquisition with an unknown outcome uses too.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +26,7 @@ use crate::backend::{
 };
 use crate::clock::Estimate;
 use crate::coord::{Next, SlotRef, Waiter, takeover_grace};
-use crate::exec::{Exec, OwnedAcquire, OwnedRelease};
+use crate::exec::{Exec, InFlight, OwnedAcquire, OwnedRelease};
 use crate::handle::Shared;
 use crate::lease::{Holding, LeaseState};
 use crate::options::BackoffState;
@@ -55,8 +57,8 @@ pub(crate) struct GuardState {
 }
 
 /// The server clock now: a lower bound and its uncertainty.
-async fn server_now<X: Exec>(
-    x: &X,
+async fn server_now(
+    x: &Exec,
     shared: &Shared,
     deadline: Option<Instant>,
 ) -> Result<Estimate, BackendError> {
@@ -73,6 +75,42 @@ async fn server_now<X: Exec>(
     let server = x.server_time(deadline).await?;
     Ok(shared.clock.record(sent, server))
 }
+
+/// The server clock now, for an acquisition: its `now` may become a new
+/// record's epoch (the base of its fencing tokens), so it is never taken
+/// from an estimate less certain than [`MAX_ACQUIRE_UNCERTAINTY`]; a new
+/// sample is taken instead, and if that too is worse, the attempt fails
+/// with a transient error (and is retried within the caller's limit).
+async fn server_now_for_acquire(
+    x: &Exec,
+    shared: &Shared,
+    deadline: Option<Instant>,
+) -> Result<Estimate, BackendError> {
+    let estimate = server_now(x, shared, deadline).await?;
+    if estimate.uncertainty <= MAX_ACQUIRE_UNCERTAINTY {
+        return Ok(estimate);
+    }
+    shared.clock.invalidate();
+    let estimate = server_now(x, shared, deadline).await?;
+    if estimate.uncertainty <= MAX_ACQUIRE_UNCERTAINTY {
+        return Ok(estimate);
+    }
+    Err(BackendError::new(
+        BackendErrorKind::Unavailable,
+        format!(
+            "the server's clock could not be read within {} ms (the round trip took {} ms); \
+             a lock is not granted on so uncertain a clock",
+            MAX_ACQUIRE_UNCERTAINTY.as_millis(),
+            estimate.uncertainty.as_millis()
+        ),
+    ))
+}
+
+/// The largest uncertainty of the server clock estimate an acquisition
+/// uses: well below the shortest TTL grace any backend keeps collected
+/// records for (60 s), so a new record's epoch never falls below that of
+/// a record collected before it.
+pub(crate) const MAX_ACQUIRE_UNCERTAINTY: Duration = Duration::from_secs(5);
 
 /// The best estimate without a round trip (for releases).
 fn now_without_round_trip(shared: &Shared) -> Timestamp {
@@ -91,7 +129,7 @@ fn earliest(a: Instant, b: Option<Instant>) -> Instant {
 }
 
 /// `Instant::now() + d`, saturating far in the future.
-fn after(d: Duration) -> Instant {
+pub(crate) fn after(d: Duration) -> Instant {
     deadline_after(d).unwrap_or_else(Instant::now)
 }
 
@@ -104,26 +142,20 @@ fn valid_from(sent: Tick, opts: &LockOptions, estimate: &Estimate) -> Tick {
     )
 }
 
-/// Sleep without being woken by anything.
-async fn sleep_until<X: Exec>(x: &X, until: Instant) {
-    let quiet = crate::signal::Signal::default();
-    x.wait(&quiet, quiet.generation(), Some(until)).await;
-}
-
 // ------------------------------------------------------------- acquire --
 
 /// The requests of one acquisition whose outcome is not settled. If the
 /// acquisition ends without the lock (error, time-out, or the future
 /// dropped), whatever may have been granted is released in the background,
 /// after the request on its way (if any) has finished.
-struct Pending<'a, X: Exec> {
-    x: &'a X,
+struct Pending<'a> {
+    x: &'a Exec,
     shared: &'a Shared,
     name: &'a LockName,
     owner: &'a OwnerId,
     opts: &'a LockOptions,
     /// The request on its way, if one was sent and not answered.
-    in_flight: Option<X::InFlight>,
+    in_flight: Option<InFlight>,
     /// Whether a request was answered with an error after which it may
     /// still have been granted (or was granted too late to use).
     unknown: bool,
@@ -131,7 +163,7 @@ struct Pending<'a, X: Exec> {
     settled: bool,
 }
 
-impl<X: Exec> Drop for Pending<'_, X> {
+impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if self.settled || !(self.unknown || self.in_flight.is_some()) {
             return;
@@ -148,6 +180,7 @@ impl<X: Exec> Drop for Pending<'_, X> {
                 deadline: None,
             },
             self.unknown,
+            (self.opts.backoff, self.opts.release_timeout),
         );
     }
 }
@@ -163,24 +196,26 @@ enum Step {
 }
 
 /// One acquisition: an owner id and everything it has asked so far.
-struct Acquisition<'a, X: Exec> {
-    x: &'a X,
+struct Acquisition<'a> {
+    x: &'a Exec,
     shared: &'a Shared,
     name: &'a LockName,
     opts: &'a LockOptions,
     mode: Mode,
     deadline: Option<Instant>,
     waiter: Waiter,
-    pending: Pending<'a, X>,
+    pending: Pending<'a>,
     backoff: BackoffState,
     started: Instant,
     attempts: u32,
     /// The error of the last request, while the backend keeps failing
     /// (cleared by any answer): the cause of a time-out, if it comes.
     failure: Option<BackendError>,
+    /// The clock estimate the last request was sent with, and when.
+    last_sent: Option<(Estimate, Tick)>,
 }
 
-impl<X: Exec> Acquisition<'_, X> {
+impl Acquisition<'_> {
     fn timed_out(&mut self) -> Error {
         let source = self.failure.take();
         let waited = self.started.elapsed();
@@ -257,32 +292,37 @@ impl<X: Exec> Acquisition<'_, X> {
             now: Timestamp::EPOCH,
             uncertainty: Duration::ZERO,
         };
+        // No request is waited for longer than the lease it asks for (an
+        // answer after that grants nothing usable) at a time, even without
+        // a caller's limit.
+        let deadline = Some(earliest(after(self.opts.lease), self.deadline));
         if self.pending.in_flight.is_some() {
-            // Cannot happen: a request still on its way means the deadline
-            // passed, which ends the acquisition. Were it to happen, end the
-            // acquisition rather than let two requests of one owner cross;
-            // `Pending` cleans up after the one on its way.
-            let error = BackendError::new(
-                BackendErrorKind::Other,
-                "internal: an earlier acquisition request is still on its way",
-            );
-            return (Err(error), none, Tick::now());
+            // The last request outlived that wait and is still on its way:
+            // wait for it again rather than let two requests of one owner
+            // cross (its answer is judged by when it was sent).
+            let (estimate, sent) = self.last_sent.unwrap_or((none, Tick::now()));
+            let outcome = self
+                .x
+                .finish_acquire(&mut self.pending.in_flight, deadline)
+                .await;
+            return (outcome, estimate, sent);
         }
-        let estimate = match server_now(self.x, self.shared, self.deadline).await {
+        let estimate = match server_now_for_acquire(self.x, self.shared, deadline).await {
             Ok(estimate) => estimate,
             Err(error) => return (Err(error), none, Tick::now()),
         };
         let sent = Tick::now();
+        self.last_sent = Some((estimate, sent));
         self.pending.in_flight = Some(self.x.start_acquire(OwnedAcquire {
             name: self.name.clone(),
             owner: self.pending.owner.clone(),
             lease: self.opts.lease,
             now: estimate.now,
-            deadline: self.deadline,
+            deadline,
         }));
         let outcome = self
             .x
-            .finish_acquire(&mut self.pending.in_flight, self.deadline)
+            .finish_acquire(&mut self.pending.in_flight, deadline)
             .await;
         if matches!(&outcome, Err(e) if e.kind() != BackendErrorKind::RateLimited) {
             // The request may have been applied: clean up if we give up.
@@ -335,7 +375,7 @@ impl<X: Exec> Acquisition<'_, X> {
                 self.failed(error, delay);
                 Step::RetryAfter(delay)
             }
-            Err(error) if error.kind() == BackendErrorKind::Timeout && self.deadline.is_some() => {
+            Err(error) if error.kind() == BackendErrorKind::Timeout && passed(self.deadline) => {
                 self.failure = Some(error);
                 Step::Done(Err(self.timed_out()))
             }
@@ -363,8 +403,8 @@ impl<X: Exec> Acquisition<'_, X> {
 /// held or `deadline` ([`Mode::Wait`]). The acquisition runs in a new
 /// `lock` span (the lock's name, and its token once granted), which the
 /// holding keeps.
-pub(crate) async fn acquire<X: Exec>(
-    x: &X,
+pub(crate) async fn acquire(
+    x: &Exec,
     shared: &Arc<Shared>,
     name: &LockName,
     opts: &LockOptions,
@@ -378,8 +418,8 @@ pub(crate) async fn acquire<X: Exec>(
         .await
 }
 
-async fn acquire_in_span<X: Exec>(
-    x: &X,
+async fn acquire_in_span(
+    x: &Exec,
     shared: &Arc<Shared>,
     name: &LockName,
     opts: &LockOptions,
@@ -410,6 +450,7 @@ async fn acquire_in_span<X: Exec>(
         started: Instant::now(),
         attempts: 0,
         failure: None,
+        last_sent: None,
     };
     let (grant, until) = loop {
         if !acq.wait_for_turn().await? {
@@ -500,7 +541,7 @@ impl Renewer {
 
     /// One step: renews if due. Returns when the next step is due, or
     /// `None` once the renewal is over (guard released, lease lost).
-    pub(crate) async fn step<X: Exec>(&mut self, x: &X) -> Option<Tick> {
+    pub(crate) async fn step(&mut self, x: &Exec) -> Option<Tick> {
         let (holding, lease) = (&self.holding, &self.holding.lease);
         if lease.is_stopped() || lease.loss().is_some() {
             return None;
@@ -518,6 +559,9 @@ impl Renewer {
             }
             return None;
         }
+        // Until this renewal is answered, an end of the validity is the
+        // renewal's failure (not an expiry the holder chose).
+        lease.note_renewal_error();
         let sent = Tick::now();
         let deadline = Some(valid_until.to_instant());
         let result = async {
@@ -570,7 +614,7 @@ impl Renewer {
 
 /// Renew a lease until its guard stops or the lease is lost (the async
 /// form's driver of [`Renewer`]).
-pub(crate) async fn renew_loop<X: Exec>(x: X, mut renewer: Renewer) {
+pub(crate) async fn renew_loop(x: Exec, mut renewer: Renewer) {
     let lease = Arc::clone(renewer.lease());
     loop {
         // Read before the step looks at the lease: a stop after that look
@@ -601,33 +645,68 @@ impl GuardState {
     }
 }
 
+/// The answer of [`send_release`]: the last answer, and whether an
+/// earlier request of it may have been applied (then a `NotOwner` answer
+/// means that request freed the lock).
+pub(crate) struct Sent {
+    pub(crate) result: Result<ReleaseOutcome, BackendError>,
+    pub(crate) maybe_released: bool,
+}
+
+/// Send a release, retrying transient errors with backoff for
+/// `release_timeout`: the one retry loop of every release, of a guard's or
+/// of a clean-up.
+pub(crate) async fn send_release(
+    x: &Exec,
+    req: &OwnedRelease,
+    backoff: crate::options::Backoff,
+    release_timeout: Duration,
+) -> Sent {
+    let deadline = deadline_after(release_timeout);
+    let mut backoff = BackoffState::new(backoff);
+    let mut maybe_released = false;
+    loop {
+        let req = OwnedRelease {
+            now: req.now,
+            deadline,
+            ..req.clone()
+        };
+        match x.release(req.request()).await {
+            Err(error) if error.is_transient() && !passed(deadline) => {
+                maybe_released |= error.kind() != BackendErrorKind::RateLimited;
+                let delay = error.retry_after().unwrap_or_else(|| backoff.next_delay());
+                x.sleep_until(earliest(after(delay), deadline)).await;
+            }
+            result => {
+                return Sent {
+                    result,
+                    maybe_released,
+                };
+            }
+        }
+    }
+}
+
 /// Release a holding: only ever the caller's own. Retries transient errors
 /// within the release timeout, then wakes local waiters. May be called again
 /// for the same holding (a release whose future was dropped is finished in
 /// the background this way): a `NotOwner` answer after a request that may
 /// have been applied means that request freed the lock.
-pub(crate) async fn release<X: Exec>(x: &X, state: &GuardState) -> Result<(), Error> {
+pub(crate) async fn release(x: &Exec, state: &GuardState) -> Result<(), Error> {
     let holding = &state.holding;
     let lost_before = holding.lease.stop();
-    let deadline = deadline_after(state.opts.release_timeout);
-    let mut backoff = BackoffState::new(state.opts.backoff);
-    let mut maybe_released = state.release_sent.load(Ordering::SeqCst);
-    let result = loop {
-        let req = state.owned_release(deadline);
-        state.release_sent.store(true, Ordering::SeqCst);
-        let outcome = x.release(req.request()).await;
-        match outcome {
-            Err(error) if error.is_transient() && !passed(deadline) => {
-                maybe_released |= error.kind() != BackendErrorKind::RateLimited;
-                let delay = error.retry_after().unwrap_or_else(|| backoff.next_delay());
-                sleep_until(x, earliest(after(delay), deadline)).await;
-            }
-            other => break other,
-        }
-    };
+    let earlier = state.release_sent.swap(true, Ordering::SeqCst);
+    let sent = send_release(
+        x,
+        &state.owned_release(None),
+        state.opts.backoff,
+        state.opts.release_timeout,
+    )
+    .await;
+    let maybe_released = earlier || sent.maybe_released;
     state.slot.get().note_release();
     let token = holding.token.get();
-    match (result, lost_before) {
+    match (sent.result, lost_before) {
         (Ok(ReleaseOutcome::Released), None) => {
             tracing::info!(lock = %holding.name, token, "lock released");
             Ok(())
@@ -656,8 +735,8 @@ pub(crate) async fn release<X: Exec>(x: &X, state: &GuardState) -> Result<(), Er
 }
 
 /// Read who holds `name`, without acquiring.
-pub(crate) async fn inspect<X: Exec>(
-    x: &X,
+pub(crate) async fn inspect(
+    x: &Exec,
     shared: &Shared,
     name: &LockName,
     opts: &LockOptions,
@@ -678,7 +757,7 @@ pub(crate) async fn inspect<X: Exec>(
         match result {
             Err(error) if error.is_transient() && !passed(deadline) => {
                 let delay = error.retry_after().unwrap_or_else(|| backoff.next_delay());
-                sleep_until(x, earliest(after(delay), deadline)).await;
+                x.sleep_until(earliest(after(delay), deadline)).await;
             }
             other => return other.map_err(|e| Error::backend(name.as_str(), e)),
         }

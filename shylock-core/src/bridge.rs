@@ -1,21 +1,30 @@
-//! One backend, both forms: the sync form of an async backend and the async
-//! form of a sync backend, so that a [`Backend`](crate::Backend) made from
-//! either serves [`Lock`](crate::Lock) and [`AsyncLock`](crate::AsyncLock).
+//! The one bridge between the async and the sync world, for the core and
+//! for every backend.
 //!
-//! * [`SyncOverAsync`] runs each call of the async backend as a task on the
-//!   tokio runtime the backend was handed over on (where its driver lives),
-//!   or, if it was handed over outside any runtime, on a runtime thread of
-//!   the core's own; the caller's thread waits for the answer until the
-//!   request's deadline. It never starts a runtime on the caller's thread,
-//!   so it does not panic inside one. On a worker of a multi-thread runtime
-//!   the wait is announced with `block_in_place`; on the thread of a
-//!   current-thread runtime (which would have to answer the call it waits
-//!   for) the call is refused with a clear error instead of hanging.
-//! * [`AsyncOverSync`] runs each call of the sync backend on tokio's
-//!   blocking threads.
+//! Everything crosses over on shylock's runtime: one process-wide tokio
+//! runtime on a thread of its own (`shylock-runtime`), which also renews
+//! every guard and times every wait of the core.
+//!
+//! * [`block_on`]: run a future there and wait for it on the calling
+//!   thread, at most until a deadline (the sync form of an async backend;
+//!   the ArangoDB sync backend is this over its async core).
+//! * [`run_blocking`]: run a blocking call on one of its blocking threads
+//!   and wait at most until a deadline; a call not started by then is never
+//!   started (drivers that block, such as `mongodb::sync`, whose calls must
+//!   not run on a thread inside a runtime).
+//!
+//! Both work the same on a plain thread, on a worker of a multi-thread
+//! runtime (the wait is announced with `block_in_place`) and on the thread
+//! of a current-thread runtime (which then waits with it: prefer the async
+//! form there). They never panic on the way: the only thread they refuse
+//! is shylock's own runtime thread, before anything is sent.
+//!
+//! Backends handed to the core in one form get the other from here:
+//! [`Backend::from_sync`](crate::Backend::from_sync) runs each call of the
+//! sync backend with [`run_blocking`]'s machinery.
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock, mpsc};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::backend::{
@@ -23,38 +32,8 @@ use crate::backend::{
     LockRecord, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
 };
 use crate::exec::{OwnedAcquire, OwnedInspect, OwnedRelease, OwnedRenew};
-use crate::{BackendError, BackendErrorKind, Timestamp};
-
-/// The sync form of an async backend.
-pub(crate) struct SyncOverAsync {
-    backend: Arc<dyn AsyncBackend>,
-    /// The runtime the backend was handed over on, if any.
-    runtime: Option<tokio::runtime::Handle>,
-}
-
-/// The core's own runtime thread, for async backends handed over outside a
-/// runtime; started on first use, kept for the life of the process.
-fn own_runtime() -> Result<tokio::runtime::Handle, BackendError> {
-    static OWN: OnceLock<Result<tokio::runtime::Handle, String>> = OnceLock::new();
-    let handle = OWN.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot build a runtime: {e}"))?;
-        let handle = runtime.handle().clone();
-        std::thread::Builder::new()
-            .name("shylock-bridge".into())
-            .spawn(move || runtime.block_on(std::future::pending::<()>()))
-            .map_err(|e| format!("cannot start a thread: {e}"))?;
-        Ok(handle)
-    });
-    handle.clone().map_err(|reason| {
-        BackendError::new(
-            BackendErrorKind::Other,
-            format!("the blocking form of an async backend cannot run: {reason}"),
-        )
-    })
-}
+use crate::rt::{self, Task};
+use crate::{BackendError, BackendErrorKind, Error, Timestamp};
 
 fn timed_out() -> BackendError {
     BackendError::new(
@@ -63,48 +42,105 @@ fn timed_out() -> BackendError {
     )
 }
 
-/// Not transient: a runtime that has shut down never comes back, so
-/// waiting (an acquire without a time limit) would never end.
-fn gone() -> BackendError {
-    BackendError::new(
-        BackendErrorKind::Other,
-        "the tokio runtime the async backend was made on has shut down: make the backend \
-         (or the `Backend` handle) outside any runtime, or on one that outlives its locks",
-    )
+fn runtime_error(error: Error) -> BackendError {
+    BackendError::new(BackendErrorKind::Other, error.to_string())
 }
 
-fn on_current_thread_runtime() -> BackendError {
-    BackendError::new(
-        BackendErrorKind::Other,
-        "a blocking lock cannot wait on the thread of a current-thread tokio runtime \
-         (the runtime would have to answer the call it waits for): use AsyncLock there, \
-         or call the blocking lock from `tokio::task::spawn_blocking` or a thread of its own",
-    )
-}
-
-/// Wait for `answer` until `deadline`.
-fn wait<T>(answer: &mpsc::Receiver<T>, deadline: Option<Instant>) -> Result<T, BackendError> {
-    match deadline {
-        None => answer.recv().map_err(|_| gone()),
-        Some(deadline) => {
-            let left = deadline.saturating_duration_since(Instant::now());
-            answer.recv_timeout(left).map_err(|e| match e {
-                mpsc::RecvTimeoutError::Timeout => timed_out(),
-                mpsc::RecvTimeoutError::Disconnected => gone(),
-            })
+/// Run `fut` on shylock's runtime and wait for its answer on this thread,
+/// at most until `deadline`: then `fut` is dropped there and the answer is
+/// a [`Timeout`](BackendErrorKind::Timeout) error.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use shylock_core::bridge;
+/// let answer = bridge::block_on(Some(Instant::now() + Duration::from_secs(5)), async {
+///     Ok::<_, shylock_core::BackendError>(6 * 7)
+/// })?;
+/// assert_eq!(answer, 42);
+/// # Ok::<(), shylock_core::BackendError>(())
+/// ```
+///
+/// # Errors
+/// `fut`'s error; [`Timeout`](BackendErrorKind::Timeout) at the deadline;
+/// [`Other`](BackendErrorKind::Other) on shylock's runtime thread itself
+/// (refused before `fut` is started), if shylock's runtime cannot run, or
+/// if `fut` panicked.
+pub fn block_on<T, F>(deadline: Option<Instant>, fut: F) -> Result<T, BackendError>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, BackendError>> + Send + 'static,
+{
+    let runtime = rt::handle().map_err(runtime_error)?;
+    let on = runtime.clone();
+    rt::block_on(&runtime, async move {
+        match deadline {
+            None => fut.await,
+            Some(deadline) => rt::timeout_at(&on, deadline, fut)
+                .await
+                .unwrap_or_else(|_| Err(timed_out())),
         }
+    })
+    .map_err(runtime_error)?
+}
+
+/// Run the blocking `call` on one of shylock's runtime's blocking threads
+/// (outside any runtime's context as far as drivers that block are
+/// concerned) and wait for its answer, at most until `deadline`. A call not
+/// started by the deadline is never started; one under way is left to
+/// finish on its thread (a blocking call cannot be abandoned) and its
+/// answer is dropped. Called on one of those threads already, it runs
+/// `call` right there.
+///
+/// ```
+/// use shylock_core::bridge;
+/// let answer = bridge::run_blocking(None, || std::thread::current().name().map(String::from))?;
+/// assert_eq!(answer.as_deref(), Some("shylock-blocking"));
+/// # Ok::<(), shylock_core::BackendError>(())
+/// ```
+///
+/// # Errors
+/// As [`block_on`].
+pub fn run_blocking<T, F>(deadline: Option<Instant>, call: F) -> Result<T, BackendError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    if rt::on_blocking_thread() {
+        return Ok(call());
     }
+    block_on(deadline, blocking(call))
+}
+
+/// `call` on a blocking thread of shylock's runtime, as a future; dropping
+/// it before the call started means it never starts.
+fn blocking<T, F>(call: F) -> impl Future<Output = Result<T, BackendError>> + Send + 'static
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    async move {
+        let runtime = rt::handle().map_err(runtime_error)?;
+        Task(runtime.spawn_blocking(call)).await.map_err(|e| {
+            BackendError::new(
+                BackendErrorKind::Other,
+                "a blocking backend call ended without an answer (it panicked)",
+            )
+            .with_source(e)
+        })
+    }
+}
+
+/// The sync form of an async backend (for callers of the raw primitives,
+/// such as the conformance suite): each call through [`block_on`].
+pub(crate) struct SyncOverAsync {
+    backend: Arc<dyn AsyncBackend>,
 }
 
 impl SyncOverAsync {
     pub(crate) fn new(backend: Arc<dyn AsyncBackend>) -> Self {
-        SyncOverAsync {
-            backend,
-            runtime: tokio::runtime::Handle::try_current().ok(),
-        }
+        SyncOverAsync { backend }
     }
 
-    /// Run `call` (given the backend) as a task and wait for its answer.
     fn run<T, F>(
         &self,
         deadline: Option<Instant>,
@@ -114,25 +150,7 @@ impl SyncOverAsync {
         T: Send + 'static,
         F: Future<Output = Result<T, BackendError>> + Send + 'static,
     {
-        let runtime = match &self.runtime {
-            Some(handle) => handle.clone(),
-            None => own_runtime()?,
-        };
-        let (tx, rx) = mpsc::sync_channel(1);
-        let work = call(Arc::clone(&self.backend));
-        // A late answer finds nobody waiting; the request still ran (as
-        // one on the network would) and the core treats it as unknown.
-        runtime.spawn(async move {
-            let _ = tx.send(work.await);
-        });
-        if tokio::runtime::Handle::try_current().is_err() {
-            return wait(&rx, deadline)?;
-        }
-        // Inside a runtime: tell a multi-thread runtime that this worker
-        // blocks; tokio refuses (panics, caught quietly) on the thread of a
-        // current-thread runtime, where waiting could never end.
-        crate::exec::quietly(|| tokio::task::block_in_place(|| wait(&rx, deadline)))
-            .unwrap_or_else(|| Err(on_current_thread_runtime()))?
+        block_on(deadline, call(Arc::clone(&self.backend)))
     }
 }
 
@@ -181,7 +199,9 @@ impl SyncBackend for SyncOverAsync {
     }
 }
 
-/// The async form of a sync backend: each call on tokio's blocking threads.
+/// The async form of a sync backend: each call on a blocking thread of
+/// shylock's runtime; a call whose future is dropped before it started
+/// never starts.
 pub(crate) struct AsyncOverSync {
     backend: Arc<dyn SyncBackend>,
 }
@@ -191,23 +211,12 @@ impl AsyncOverSync {
         AsyncOverSync { backend }
     }
 
-    /// Run `call` (given the backend) on a blocking thread.
     fn run<T: Send + 'static>(
         &self,
         call: impl FnOnce(&dyn SyncBackend) -> Result<T, BackendError> + Send + 'static,
     ) -> BoxFuture<'static, Result<T, BackendError>> {
         let backend = Arc::clone(&self.backend);
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || call(&*backend))
-                .await
-                .map_err(|e| {
-                    BackendError::new(
-                        BackendErrorKind::Other,
-                        "a blocking backend call ended without an answer",
-                    )
-                    .with_source(e)
-                })?
-        })
+        Box::pin(async move { blocking(move || call(&*backend)).await? })
     }
 }
 

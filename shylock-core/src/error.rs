@@ -242,6 +242,9 @@ pub enum LossReason {
     Taken,
     /// Renewals kept failing (backend down or slow) until the lease ran out.
     RenewalFailed,
+    /// The guard was released (or dropped): a [`Holding`](crate::Holding)
+    /// kept after that no longer holds the lock.
+    Released,
 }
 
 impl fmt::Display for LossReason {
@@ -250,6 +253,7 @@ impl fmt::Display for LossReason {
             LossReason::Expired => "the lease expired",
             LossReason::Taken => "the lock is held by another owner",
             LossReason::RenewalFailed => "renewals failed until the lease ran out",
+            LossReason::Released => "the guard was released",
         })
     }
 }

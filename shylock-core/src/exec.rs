@@ -1,77 +1,32 @@
-//! The two drivers of the one lock algorithm.
-//!
-//! [`algo`](crate::algo) is written once, as async code generic over
-//! [`Exec`]. [`AsyncExec`] runs it on tokio over an [`AsyncBackend`];
-//! [`SyncExec`] runs it on the calling thread over a [`SyncBackend`]: each of
-//! its futures does its blocking work when first polled and is then ready,
-//! and [`block_on`] drives the whole algorithm to completion on the thread.
-//! Background work (clean-up releases, renewals of blocking guards) goes to
-//! tokio tasks in the async form and to the handle's [`Jobs`] threads in the
-//! sync form.
+//! The driver of the one lock algorithm: [`Exec`] runs [`algo`](crate::algo)
+//! over a backend's async form, with every timed wait and every piece of
+//! background work on shylock's runtime ([`crate::rt`]). The async API
+//! polls the algorithm in the caller's future; the blocking API runs it as
+//! a task on the runtime and waits ([`rt::block_on`](crate::rt::block_on)).
+//! Either way the renewal of a guard is a task on the runtime
+//! ([`Exec::start_renewal`]), and a clean-up after an acquisition given up
+//! with an unknown outcome runs there after the request it cleans up.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
+#[cfg(feature = "conformance")]
+use std::task::{Wake, Waker};
 use std::time::{Duration, Instant};
 
+use tokio::runtime::Handle;
+use tracing::Instrument;
+use tracing::instrument::WithSubscriber;
+
+use crate::algo::{GuardState, Renewer};
 use crate::backend::{
     AcquireOutcome, AcquireRequest, AsyncBackend, BoxFuture, InspectRequest, LockRecord,
-    ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
+    ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
 };
-use crate::jobs::Jobs;
+use crate::options::Backoff;
+use crate::rt::{self, Task};
 use crate::signal::Signal;
 use crate::{BackendError, BackendErrorKind, Error, FencingToken, LockName, OwnerId, Timestamp};
-
-/// What the algorithm needs from a driver.
-pub(crate) trait Exec: Send + Sync + 'static {
-    /// An acquisition request on its way to the backend.
-    type InFlight: Send + 'static;
-    /// Send an acquisition request.
-    fn start_acquire(&self, req: OwnedAcquire) -> Self::InFlight;
-    /// Wait for its answer until `deadline`. After an answer the in-flight
-    /// request is spent (`None`); after a time-out it may still be on its
-    /// way (left in place).
-    fn finish_acquire<'a>(
-        &'a self,
-        in_flight: &'a mut Option<Self::InFlight>,
-        deadline: Option<Instant>,
-    ) -> impl Future<Output = Result<AcquireOutcome, BackendError>> + Send + 'a;
-    fn renew<'a>(
-        &'a self,
-        req: RenewRequest<'a>,
-    ) -> impl Future<Output = Result<RenewOutcome, BackendError>> + Send + 'a;
-    fn release<'a>(
-        &'a self,
-        req: ReleaseRequest<'a>,
-    ) -> impl Future<Output = Result<ReleaseOutcome, BackendError>> + Send + 'a;
-    fn inspect<'a>(
-        &'a self,
-        req: InspectRequest<'a>,
-    ) -> impl Future<Output = Result<Option<LockRecord>, BackendError>> + Send + 'a;
-    fn server_time(
-        &self,
-        deadline: Option<Instant>,
-    ) -> impl Future<Output = Result<Timestamp, BackendError>> + Send + '_;
-    /// Wait until `signal` moves past `seen` or `until` passes.
-    fn wait<'a>(
-        &'a self,
-        signal: &'a Signal,
-        seen: u64,
-        until: Option<Instant>,
-    ) -> impl Future<Output = ()> + Send + 'a;
-    /// In the background: let `in_flight` (if any) finish, at most for
-    /// `wait_at_most`, then release `release.owner`'s holding if `always`,
-    /// or if that request was granted or its outcome is unknown. The
-    /// clean-up after an acquisition given up with an unknown outcome: it
-    /// comes after the request it cleans up, never before.
-    fn clean_up(
-        &self,
-        in_flight: Option<Self::InFlight>,
-        wait_at_most: Duration,
-        release: OwnedRelease,
-        always: bool,
-    );
-}
 
 /// An owned acquisition request (it may outlive the acquisition that sent it).
 #[derive(Debug, Clone)]
@@ -229,70 +184,251 @@ fn timed_out() -> BackendError {
     )
 }
 
-/// Cut an async backend call off at `deadline`.
-async fn bounded<T>(
-    deadline: Option<Instant>,
-    fut: impl Future<Output = Result<T, BackendError>>,
-) -> Result<T, BackendError> {
-    match deadline {
-        None => fut.await,
-        Some(deadline) => tokio::time::timeout_at(deadline.into(), fut)
-            .await
-            .unwrap_or_else(|_| Err(timed_out())),
-    }
+// ------------------------------------------------------------- driver --
+
+/// The driver: a backend's async form, shylock's runtime, and the
+/// handle's count of background work.
+#[derive(Clone)]
+pub(crate) struct Exec {
+    pub(crate) backend: Arc<dyn AsyncBackend>,
+    pub(crate) runtime: Handle,
+    pub(crate) background: Arc<Background>,
+    /// The thread a blocking caller must not wait on, besides the runtime's.
+    driver_thread: Option<std::thread::ThreadId>,
 }
 
-// ------------------------------------------------------------ runtime --
-
-thread_local! {
-    /// Set while this thread probes the runtime for timers, so that the
-    /// expected panic is not printed.
-    static PROBING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+/// An acquisition request. It is polled once where it was sent (a backend
+/// that answers at once, such as the in-memory one, is done then); if it is
+/// still pending, it becomes a task of its own on the runtime, so that it
+/// goes on (and can be cleaned up after) when the acquisition that sent it
+/// is dropped or times out.
+pub(crate) enum InFlight {
+    /// Not polled yet: nothing has been sent.
+    Unsent(BoxFuture<'static, Result<AcquireOutcome, BackendError>>),
+    /// On its way, in a task of its own.
+    Task(tokio::task::JoinHandle<Result<AcquireOutcome, BackendError>>),
 }
 
-fn quiet_probe_panics() {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !PROBING.with(std::cell::Cell::get) {
-                previous(info);
-            }
-        }));
-    });
+fn joined(
+    result: Result<Result<AcquireOutcome, BackendError>, tokio::task::JoinError>,
+) -> Result<AcquireOutcome, BackendError> {
+    result.unwrap_or_else(|e| {
+        let kind = if e.is_cancelled() {
+            BackendErrorKind::Unavailable
+        } else {
+            BackendErrorKind::Other
+        };
+        Err(BackendError::new(kind, "the acquisition request's task failed").with_source(e))
+    })
 }
 
-/// Run `f`, catching a panic of it quietly (tokio answers some questions
-/// only by panicking): `None` if it panicked. Use it only for calls whose
-/// panic is an answer, not a bug.
-pub(crate) fn quietly<R>(f: impl FnOnce() -> R) -> Option<R> {
-    quiet_probe_panics();
-    PROBING.with(|p| p.set(true));
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok();
-    PROBING.with(|p| p.set(false));
-    result
-}
+/// The renewal of one guard: a task on the runtime, stopped when this is
+/// dropped.
+pub(crate) struct RenewalTask(#[allow(dead_code)] Task<()>);
 
-/// The tokio runtime of this context, if it can run locks: it must exist
-/// and have its timers enabled (renewal, waiting and time limits need them).
-///
-/// # Errors
-/// [`Error::Runtime`] saying what is missing.
-pub(crate) fn runtime() -> Result<tokio::runtime::Handle, Error> {
-    let handle = tokio::runtime::Handle::try_current().map_err(|_| Error::Runtime {
-        reason: "an async lock needs a tokio runtime (call it from within one)".into(),
-    })?;
-    // tokio has no non-panicking way to ask whether timers are enabled: make
-    // a timer and catch the panic (not printed: see `quiet_probe_panics`).
-    let timers = quietly(|| drop(tokio::time::sleep(Duration::ZERO))).is_some();
-    if timers {
-        Ok(handle)
-    } else {
-        Err(Error::Runtime {
-            reason: "the tokio runtime has no timers: build it with `enable_time()` (or \
-                     `enable_all()`); renewal and time limits need them"
-                .into(),
+impl Exec {
+    /// The driver of `backend`'s async form.
+    ///
+    /// # Errors
+    /// [`Error::Runtime`] if shylock's runtime cannot run.
+    pub(crate) fn new(backend: &crate::Backend) -> Result<Exec, Error> {
+        Ok(Exec {
+            backend: backend.async_form(),
+            runtime: rt::handle()?,
+            background: Arc::clone(&backend.shared.background),
+            driver_thread: backend.shared.driver_thread,
         })
+    }
+
+    /// Whether this thread may wait for the lock's work (the blocking API).
+    ///
+    /// # Errors
+    /// [`Error::Runtime`] on shylock's runtime thread, and on the thread of
+    /// the current-thread runtime an async backend was handed over on
+    /// (whose driver may need that runtime to answer).
+    pub(crate) fn may_block(&self) -> Result<(), Error> {
+        if rt::on_runtime() {
+            return Err(Error::Runtime {
+                reason: "a blocking lock cannot wait on shylock's own runtime thread (from a \
+                         backend's code): use the async API there"
+                    .into(),
+            });
+        }
+        let in_current_thread_runtime = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+        if in_current_thread_runtime && self.driver_thread == Some(std::thread::current().id()) {
+            return Err(Error::Runtime {
+                reason: "a blocking lock cannot wait on the thread of the current-thread tokio \
+                         runtime its async backend was made on (the runtime would have to \
+                         answer the call it waits for): use AsyncLock there, or call the \
+                         blocking lock from `tokio::task::spawn_blocking` or a thread of its own"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Send an acquisition request.
+    pub(crate) fn start_acquire(&self, req: OwnedAcquire) -> InFlight {
+        let backend = Arc::clone(&self.backend);
+        InFlight::Unsent(Box::pin(
+            async move { backend.try_acquire(req.request()).await },
+        ))
+    }
+
+    /// Wait for its answer until `deadline`. After an answer the in-flight
+    /// request is spent (`None`); after a time-out it may still be on its
+    /// way (left in place).
+    pub(crate) async fn finish_acquire(
+        &self,
+        in_flight: &mut Option<InFlight>,
+        deadline: Option<Instant>,
+    ) -> Result<AcquireOutcome, BackendError> {
+        if let Some(InFlight::Unsent(fut)) = in_flight.as_mut() {
+            // One poll here: no task for a backend that answers at once.
+            let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+            if let Poll::Ready(result) = first {
+                *in_flight = None;
+                return result;
+            }
+            if let Some(InFlight::Unsent(fut)) = in_flight.take() {
+                let fut = fut.in_current_span().with_current_subscriber();
+                *in_flight = Some(InFlight::Task(self.runtime.spawn(fut)));
+            }
+        }
+        let Some(InFlight::Task(task)) = in_flight.as_mut() else {
+            return Err(BackendError::new(
+                BackendErrorKind::Other,
+                "internal: no acquisition request on its way",
+            ));
+        };
+        let result = self
+            .bounded(deadline, async { joined((&mut *task).await) })
+            .await;
+        let still_on_its_way = matches!(&result, Err(e) if e.kind() == BackendErrorKind::Timeout)
+            && !task.is_finished();
+        if !still_on_its_way {
+            *in_flight = None;
+        }
+        result
+    }
+
+    /// Cut a backend call off at `deadline`.
+    pub(crate) async fn bounded<T>(
+        &self,
+        deadline: Option<Instant>,
+        fut: impl Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, BackendError> {
+        match deadline {
+            None => fut.await,
+            Some(deadline) => rt::timeout_at(&self.runtime, deadline, fut)
+                .await
+                .unwrap_or_else(|_| Err(timed_out())),
+        }
+    }
+
+    pub(crate) async fn renew(&self, req: RenewRequest<'_>) -> Result<RenewOutcome, BackendError> {
+        self.bounded(req.deadline, self.backend.renew(req)).await
+    }
+
+    pub(crate) async fn release(
+        &self,
+        req: ReleaseRequest<'_>,
+    ) -> Result<ReleaseOutcome, BackendError> {
+        self.bounded(req.deadline, self.backend.release(req)).await
+    }
+
+    pub(crate) async fn inspect(
+        &self,
+        req: InspectRequest<'_>,
+    ) -> Result<Option<LockRecord>, BackendError> {
+        self.bounded(req.deadline, self.backend.inspect(req)).await
+    }
+
+    pub(crate) async fn server_time(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Timestamp, BackendError> {
+        self.bounded(deadline, self.backend.server_time(deadline))
+            .await
+    }
+
+    /// Wait until `signal` moves past `seen` or `until` passes.
+    pub(crate) async fn wait(&self, signal: &Signal, seen: u64, until: Option<Instant>) {
+        match until {
+            None => signal.wait_async(seen, None).await,
+            Some(until) => {
+                let _ = rt::timeout_at(&self.runtime, until, signal.wait_async(seen, None)).await;
+            }
+        }
+    }
+
+    /// Sleep until `until`, woken by nothing.
+    pub(crate) async fn sleep_until(&self, until: Instant) {
+        rt::sleep_until(&self.runtime, until).await;
+    }
+
+    /// Renew `state`'s lease in a task of its own, if its options renew.
+    pub(crate) fn start_renewal(&self, state: &GuardState) -> Option<RenewalTask> {
+        let renewer = Renewer::new(state)?;
+        let renewal = crate::algo::renew_loop(self.clone(), renewer);
+        let task = self.runtime.spawn(renewal.with_current_subscriber());
+        Some(RenewalTask(Task(task)))
+    }
+
+    /// In the background: let `in_flight` (if any) finish, at most for
+    /// `wait_at_most`, then release `release.owner`'s holding if `always`,
+    /// or if that request was granted or its outcome is unknown, retrying
+    /// transient failures as a release does for `release_timeout`. The
+    /// clean-up after an acquisition given up with an unknown outcome: it
+    /// comes after the request it cleans up, never before.
+    pub(crate) fn clean_up(
+        &self,
+        in_flight: Option<InFlight>,
+        wait_at_most: Duration,
+        release: OwnedRelease,
+        always: bool,
+        retry: (Backoff, Duration),
+    ) {
+        let x = self.clone();
+        let name = release.name.clone();
+        self.spawn_background("clean-up release", name, async move {
+            let mut needed = always;
+            // An unsent request sent nothing: only a task can still land.
+            if let Some(InFlight::Task(task)) = in_flight {
+                match rt::timeout_at(&x.runtime, crate::algo::after(wait_at_most), task).await {
+                    Ok(outcome) => needed |= needs_release(&joined(outcome)),
+                    Err(_) => needed = true,
+                }
+            }
+            if needed {
+                let (backoff, release_timeout) = retry;
+                let sent = crate::algo::send_release(&x, &release, backoff, release_timeout).await;
+                release.log(sent.result);
+            }
+        });
+    }
+
+    /// Run `fut` in the background on the runtime, counted (see
+    /// [`Backend::settle`](crate::Backend::settle)).
+    pub(crate) fn spawn_background(
+        &self,
+        what: &'static str,
+        name: LockName,
+        fut: impl Future<Output = ()> + Send + 'static,
+    ) {
+        self.background
+            .running
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let tracked = Tracked {
+            what,
+            name,
+            fut: Box::pin(fut),
+            done: false,
+            background: Arc::clone(&self.background),
+        };
+        self.runtime
+            .spawn(tracked.in_current_span().with_current_subscriber());
     }
 }
 
@@ -307,7 +443,7 @@ pub(crate) struct Background {
 impl Background {
     /// Wait until no background work runs, at most until `deadline`.
     /// True if none runs.
-    pub(crate) async fn settle(&self, deadline: Option<Instant>) -> bool {
+    pub(crate) async fn settle(&self, runtime: &Handle, deadline: Option<Instant>) -> bool {
         use std::sync::atomic::Ordering;
         loop {
             let idle = self.idle.notified();
@@ -319,7 +455,7 @@ impl Background {
             match deadline {
                 None => idle.await,
                 Some(d) => {
-                    if tokio::time::timeout_at(d.into(), idle).await.is_err() {
+                    if rt::timeout_at(runtime, d, idle).await.is_err() {
                         return self.running.load(Ordering::SeqCst) == 0;
                     }
                 }
@@ -352,7 +488,7 @@ impl<F: Future + Unpin> Future for Tracked<F> {
 impl<F> Drop for Tracked<F> {
     fn drop(&mut self) {
         if !self.done {
-            tracing::warn!(lock = %self.name, what = self.what, "background work abandoned: its tokio runtime shut down first; the lease expiry will free the lock (call Backend::settle before shutting a runtime down)");
+            tracing::warn!(lock = %self.name, what = self.what, "background work abandoned: the process is ending; the lease expiry will free the lock (call Backend::settle before the end of main)");
         }
         let before = self
             .background
@@ -364,255 +500,12 @@ impl<F> Drop for Tracked<F> {
     }
 }
 
-impl AsyncExec {
-    /// Run `fut` in the background on the runtime, counted and warning if
-    /// it cannot finish.
-    pub(crate) fn spawn_background(
-        &self,
-        what: &'static str,
-        name: LockName,
-        fut: impl Future<Output = ()> + Send + 'static,
-    ) {
-        self.background
-            .running
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.runtime.spawn(Tracked {
-            what,
-            name,
-            fut: Box::pin(fut),
-            done: false,
-            background: Arc::clone(&self.background),
-        });
-    }
-}
-
-// ------------------------------------------------------------- drivers --
-
-/// The tokio driver.
-#[derive(Clone)]
-pub(crate) struct AsyncExec {
-    pub(crate) backend: Arc<dyn AsyncBackend>,
-    pub(crate) runtime: tokio::runtime::Handle,
-    pub(crate) background: Arc<Background>,
-}
-
-/// An async acquisition request. It is polled once where it was sent (a
-/// backend that answers at once, such as the in-memory one, is done then);
-/// if it is still pending, it becomes a task of its own, so that it goes on
-/// (and can be cleaned up after) when the acquisition that sent it is
-/// dropped or times out.
-pub(crate) enum AsyncInFlight {
-    /// Not polled yet: nothing has been sent.
-    Unsent(BoxFuture<'static, Result<AcquireOutcome, BackendError>>),
-    /// On its way, in a task of its own.
-    Task(tokio::task::JoinHandle<Result<AcquireOutcome, BackendError>>),
-}
-
-fn joined(
-    result: Result<Result<AcquireOutcome, BackendError>, tokio::task::JoinError>,
-) -> Result<AcquireOutcome, BackendError> {
-    result.unwrap_or_else(|e| {
-        let kind = if e.is_cancelled() {
-            BackendErrorKind::Unavailable
-        } else {
-            BackendErrorKind::Other
-        };
-        Err(BackendError::new(kind, "the acquisition request's task failed").with_source(e))
-    })
-}
-
-impl Exec for AsyncExec {
-    type InFlight = AsyncInFlight;
-
-    fn start_acquire(&self, req: OwnedAcquire) -> Self::InFlight {
-        let backend = Arc::clone(&self.backend);
-        AsyncInFlight::Unsent(Box::pin(
-            async move { backend.try_acquire(req.request()).await },
-        ))
-    }
-
-    async fn finish_acquire<'a>(
-        &'a self,
-        in_flight: &'a mut Option<Self::InFlight>,
-        deadline: Option<Instant>,
-    ) -> Result<AcquireOutcome, BackendError> {
-        if let Some(AsyncInFlight::Unsent(fut)) = in_flight.as_mut() {
-            // One poll here: no task for a backend that answers at once.
-            let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
-            if let Poll::Ready(result) = first {
-                *in_flight = None;
-                return result;
-            }
-            if let Some(AsyncInFlight::Unsent(fut)) = in_flight.take() {
-                *in_flight = Some(AsyncInFlight::Task(self.runtime.spawn(fut)));
-            }
-        }
-        let Some(AsyncInFlight::Task(task)) = in_flight.as_mut() else {
-            return Err(BackendError::new(
-                BackendErrorKind::Other,
-                "internal: no acquisition request on its way",
-            ));
-        };
-        let result = bounded(deadline, async { joined((&mut *task).await) }).await;
-        let still_on_its_way = matches!(&result, Err(e) if e.kind() == BackendErrorKind::Timeout)
-            && !task.is_finished();
-        if !still_on_its_way {
-            *in_flight = None;
-        }
-        result
-    }
-
-    fn renew<'a>(
-        &'a self,
-        req: RenewRequest<'a>,
-    ) -> impl Future<Output = Result<RenewOutcome, BackendError>> + Send + 'a {
-        bounded(req.deadline, self.backend.renew(req))
-    }
-
-    fn release<'a>(
-        &'a self,
-        req: ReleaseRequest<'a>,
-    ) -> impl Future<Output = Result<ReleaseOutcome, BackendError>> + Send + 'a {
-        bounded(req.deadline, self.backend.release(req))
-    }
-
-    fn inspect<'a>(
-        &'a self,
-        req: InspectRequest<'a>,
-    ) -> impl Future<Output = Result<Option<LockRecord>, BackendError>> + Send + 'a {
-        bounded(req.deadline, self.backend.inspect(req))
-    }
-
-    fn server_time(
-        &self,
-        deadline: Option<Instant>,
-    ) -> impl Future<Output = Result<Timestamp, BackendError>> + Send + '_ {
-        bounded(deadline, self.backend.server_time(deadline))
-    }
-
-    fn wait<'a>(
-        &'a self,
-        signal: &'a Signal,
-        seen: u64,
-        until: Option<Instant>,
-    ) -> impl Future<Output = ()> + Send + 'a {
-        signal.wait_async(seen, until)
-    }
-
-    fn clean_up(
-        &self,
-        in_flight: Option<Self::InFlight>,
-        wait_at_most: Duration,
-        release: OwnedRelease,
-        always: bool,
-    ) {
-        let backend = Arc::clone(&self.backend);
-        let name = release.name.clone();
-        self.spawn_background("clean-up release", name, async move {
-            let mut needed = always;
-            // An unsent request sent nothing: only a task can still land.
-            if let Some(AsyncInFlight::Task(task)) = in_flight {
-                match tokio::time::timeout(wait_at_most, task).await {
-                    Ok(outcome) => needed |= needs_release(&joined(outcome)),
-                    Err(_) => needed = true,
-                }
-            }
-            if needed {
-                let deadline = crate::tick::deadline_after(wait_at_most);
-                let release = OwnedRelease {
-                    deadline,
-                    ..release
-                };
-                let result = bounded(release.deadline, backend.release(release.request())).await;
-                release.log(result);
-            }
-        });
-    }
-}
-
-/// The blocking driver.
-#[derive(Clone)]
-pub(crate) struct SyncExec {
-    pub(crate) backend: Arc<dyn SyncBackend>,
-    pub(crate) jobs: Arc<Jobs>,
-}
-
-impl Exec for SyncExec {
-    /// A blocking request is answered before `start_acquire` returns.
-    type InFlight = Result<AcquireOutcome, BackendError>;
-
-    fn start_acquire(&self, req: OwnedAcquire) -> Self::InFlight {
-        self.backend.try_acquire(req.request())
-    }
-
-    async fn finish_acquire<'a>(
-        &'a self,
-        in_flight: &'a mut Option<Self::InFlight>,
-        _deadline: Option<Instant>,
-    ) -> Result<AcquireOutcome, BackendError> {
-        in_flight.take().unwrap_or_else(|| {
-            Err(BackendError::new(
-                BackendErrorKind::Other,
-                "internal: no acquisition request on its way",
-            ))
-        })
-    }
-
-    async fn renew<'a>(&'a self, req: RenewRequest<'a>) -> Result<RenewOutcome, BackendError> {
-        self.backend.renew(req)
-    }
-
-    async fn release<'a>(
-        &'a self,
-        req: ReleaseRequest<'a>,
-    ) -> Result<ReleaseOutcome, BackendError> {
-        self.backend.release(req)
-    }
-
-    async fn inspect<'a>(
-        &'a self,
-        req: InspectRequest<'a>,
-    ) -> Result<Option<LockRecord>, BackendError> {
-        self.backend.inspect(req)
-    }
-
-    async fn server_time(&self, deadline: Option<Instant>) -> Result<Timestamp, BackendError> {
-        self.backend.server_time(deadline)
-    }
-
-    async fn wait<'a>(&'a self, signal: &'a Signal, seen: u64, until: Option<Instant>) {
-        signal.wait_blocking(seen, until)
-    }
-
-    fn clean_up(
-        &self,
-        in_flight: Option<Self::InFlight>,
-        wait_at_most: Duration,
-        release: OwnedRelease,
-        always: bool,
-    ) {
-        let needed = always || in_flight.is_some_and(|o| needs_release(&o));
-        if !needed {
-            return;
-        }
-        let backend = Arc::clone(&self.backend);
-        let mut release = Some(release);
-        let job = Box::new(move || {
-            if let Some(mut release) = release.take() {
-                release.deadline = crate::tick::deadline_after(wait_at_most);
-                let result = backend.release(release.request());
-                release.log(result);
-            }
-            None
-        });
-        if let Err(error) = self.jobs.add(crate::tick::Tick::now(), job) {
-            tracing::warn!(%error, "could not start a background thread for a clean-up release; the lease expiry will free the lock");
-        }
-    }
-}
-
+/// Drive a future to completion on this thread (the conformance suite's
+/// blocking form).
+#[cfg(feature = "conformance")]
 struct ThreadWaker(std::thread::Thread);
 
+#[cfg(feature = "conformance")]
 impl Wake for ThreadWaker {
     fn wake(self: Arc<Self>) {
         self.0.unpark();
@@ -623,7 +516,7 @@ impl Wake for ThreadWaker {
     }
 }
 
-/// Drive a future to completion on this thread.
+#[cfg(feature = "conformance")]
 pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
     let mut fut = std::pin::pin!(fut);
     let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));

@@ -6,7 +6,6 @@ use crate::backend::{AsyncBackend, ClockSource, SyncBackend};
 use crate::clock::ServerClock;
 use crate::coord::Coordinator;
 use crate::exec::Background;
-use crate::jobs::Jobs;
 
 /// A backend ready for locks: its async form, its sync form or both, with
 /// the per-process state locks share through it (polling turns per lock name,
@@ -27,14 +26,19 @@ pub struct Backend {
 
 pub(crate) struct Shared {
     pub(crate) async_form: Arc<dyn AsyncBackend>,
+    /// The sync form, for callers of the raw primitives (the conformance
+    /// suite); locks of both forms use the async form.
+    #[cfg_attr(not(feature = "conformance"), allow(dead_code))]
     pub(crate) sync_form: Arc<dyn SyncBackend>,
     pub(crate) coord: Arc<Coordinator>,
     pub(crate) clock: ServerClock,
     pub(crate) description: String,
-    /// The sync form's background work (renewals, clean-up releases).
-    pub(crate) jobs: Arc<Jobs>,
-    /// The async form's background work under way.
+    /// Background work under way (releases of dropped guards, clean-ups).
     pub(crate) background: Arc<Background>,
+    /// For an async backend handed over on the thread of a current-thread
+    /// runtime: that thread, on which a blocking lock must not wait (the
+    /// backend's driver may need that runtime to answer).
+    pub(crate) driver_thread: Option<std::thread::ThreadId>,
     /// The rate limit of warnings about failing requests.
     pub(crate) complaints: Complaints,
 }
@@ -84,6 +88,7 @@ impl Backend {
         async_form: Arc<dyn AsyncBackend>,
         sync_form: Arc<dyn SyncBackend>,
         description: String,
+        driver_thread: Option<std::thread::ThreadId>,
     ) -> Self {
         Backend {
             shared: Arc::new(Shared {
@@ -92,20 +97,20 @@ impl Backend {
                 coord: Arc::default(),
                 clock: ServerClock::default(),
                 description,
-                jobs: Arc::default(),
                 background: Arc::default(),
                 complaints: Complaints::default(),
+                driver_thread,
             }),
         }
     }
 
-    /// A handle for an async backend. [`AsyncLock`](crate::AsyncLock)s use
-    /// it directly; [`Lock`](crate::Lock)s (blocking) use it too: each call
-    /// runs as a task on the tokio runtime this handle is made on (where
-    /// the backend's driver lives) — or on a runtime thread of shylock's own
-    /// if it is made outside any runtime — and the blocking caller waits for
-    /// the answer. A blocking lock used on the thread of a current-thread
-    /// runtime gets an error (not a hang); see [`Lock::acquire`](crate::GenericLock::acquire).
+    /// A handle for an async backend. Both [`AsyncLock`](crate::AsyncLock)s
+    /// and [`Lock`](crate::Lock)s (blocking) use it: the blocking form runs
+    /// the lock's work on shylock's runtime thread and waits for the answer.
+    /// Made on the thread of a current-thread runtime (where the backend's
+    /// driver may live), the handle remembers that thread: a blocking lock
+    /// used there gets an error, not a hang; see
+    /// [`Lock::acquire`](crate::GenericLock::acquire).
     ///
     /// ```
     /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -130,12 +135,16 @@ impl Backend {
         let description = backend.describe();
         let sync_form: Arc<dyn SyncBackend> =
             Arc::new(crate::bridge::SyncOverAsync::new(Arc::clone(&backend)));
-        Self::build(backend, sync_form, description)
+        let driver_thread = tokio::runtime::Handle::try_current()
+            .ok()
+            .filter(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
+            .map(|_| std::thread::current().id());
+        Self::build(backend, sync_form, description, driver_thread)
     }
 
-    /// A handle for a sync backend. [`Lock`](crate::Lock)s use it directly;
-    /// [`AsyncLock`](crate::AsyncLock)s use it too, each call running on
-    /// tokio's blocking threads.
+    /// A handle for a sync backend. Both forms of lock use it, each call
+    /// running on a blocking thread of shylock's runtime (at most 64 at
+    /// once; a call whose caller gave up before it started is never made).
     pub fn from_sync(backend: impl SyncBackend) -> Self {
         Self::from_sync_arc(Arc::new(backend))
     }
@@ -145,28 +154,30 @@ impl Backend {
         let description = backend.describe();
         let async_form: Arc<dyn AsyncBackend> =
             Arc::new(crate::bridge::AsyncOverSync::new(Arc::clone(&backend)));
-        Self::build(async_form, backend, description)
+        Self::build(async_form, backend, description, None)
     }
 
     /// A handle for a backend that implements both forms itself (such as
-    /// the in-memory backend): each form of lock calls its own.
+    /// the in-memory backend): locks of both forms use its async form on
+    /// shylock's runtime; its sync form serves callers of the raw
+    /// primitives (the conformance suite).
     pub fn from_both<B: AsyncBackend + SyncBackend>(backend: B) -> Self {
         let backend = Arc::new(backend);
         let description = AsyncBackend::describe(&*backend);
-        Self::build(backend.clone(), backend, description)
+        Self::build(backend.clone(), backend, description, None)
     }
 
-    /// Wait until the background work that async locks of this handle
-    /// handed to the tokio runtime has finished: releases of guards dropped
-    /// without `release().await`, of `release()` futures dropped before they
-    /// finished, and clean-ups after acquisitions given up with a request
-    /// on its way. Waits at most `timeout`; returns whether all of it
-    /// finished.
+    /// Wait until the background work of this handle's locks has finished:
+    /// releases of guards dropped without `release().await`, of `release()`
+    /// futures dropped before they finished, and clean-ups after
+    /// acquisitions given up with a request on its way. Waits at most
+    /// `timeout`; returns whether all of it finished.
     ///
-    /// Call it before a runtime shuts down (for example at the end of
-    /// `main`): work still running then is abandoned (with a `tracing`
-    /// warning) and the locks it would have released stay held until their
-    /// leases end.
+    /// The work runs on shylock's runtime thread, which outlives any
+    /// runtime of the caller's; call this before the process ends (for
+    /// example at the end of `main`): work still running then is abandoned
+    /// and the locks it would have released stay held until their leases
+    /// end.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -181,10 +192,15 @@ impl Backend {
     /// # }
     /// ```
     pub async fn settle(&self, timeout: std::time::Duration) -> bool {
-        self.shared
-            .background
-            .settle(crate::tick::deadline_after(timeout))
-            .await
+        match crate::rt::handle() {
+            Ok(runtime) => {
+                self.shared
+                    .background
+                    .settle(&runtime, crate::tick::deadline_after(timeout))
+                    .await
+            }
+            Err(_) => true, // no runtime: no background work either
+        }
     }
 
     /// Whether async locks can use this handle: always, since every handle
@@ -209,6 +225,7 @@ impl Backend {
         Arc::clone(&self.shared.async_form)
     }
 
+    #[cfg(feature = "conformance")]
     pub(crate) fn sync_form(&self) -> Arc<dyn SyncBackend> {
         Arc::clone(&self.shared.sync_form)
     }

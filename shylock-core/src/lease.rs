@@ -238,13 +238,18 @@ impl Holding {
         !self.lease.is_stopped() && self.lease.loss().is_none()
     }
 
-    /// Why the lease was lost, if it was. Never blocks.
+    /// Why the lease was lost, if it was; [`LossReason::Released`] once the
+    /// guard was released or dropped (unless it was lost before). Never
+    /// blocks.
     pub fn lost_reason(&self) -> Option<LossReason> {
-        self.lease.loss()
+        self.lease
+            .loss()
+            .or_else(|| self.lease.is_stopped().then_some(LossReason::Released))
     }
 
-    /// `Ok` while the lease is held, [`Error::LeaseLost`] once lost: call it
-    /// before each step that needs the lock.
+    /// `Ok` while the lease is held, [`Error::LeaseLost`] once lost or once
+    /// the guard was released (a clone of the holding kept by a worker task
+    /// then stops too): call it before each step that needs the lock.
     ///
     /// ```
     /// use std::time::Duration;
@@ -263,7 +268,7 @@ impl Holding {
     /// # Errors
     /// [`Error::LeaseLost`] if the lease was lost.
     pub fn ensure_held(&self) -> Result<(), Error> {
-        match self.lease.loss() {
+        match self.lost_reason() {
             None => Ok(()),
             Some(reason) => Err(self.lost_error(reason)),
         }

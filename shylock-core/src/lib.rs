@@ -47,17 +47,17 @@
 
 mod algo;
 pub mod backend;
-mod bridge;
+pub mod bridge;
 mod clock;
 mod coord;
 mod error;
 mod exec;
 mod handle;
-mod jobs;
 mod lease;
 mod lock;
 mod memory;
 mod options;
+mod rt;
 mod signal;
 mod tick;
 pub mod types;

@@ -2,15 +2,14 @@
 
 use std::marker::PhantomData;
 use std::ops::Deref;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::algo::{self, GuardState, Mode, Renewer};
+use crate::algo::{self, GuardState, Mode};
 use crate::backend::LockRecord;
-use crate::exec::{AsyncExec, SyncExec, block_on, runtime};
+use crate::exec::{Exec, RenewalTask};
 use crate::handle::default_backend;
-use crate::jobs::JobId;
 use crate::lease::Holding;
+use crate::rt;
 use crate::{Backend, Error, LockName, LockOptions, LossReason, Renewal};
 
 /// Marker of the blocking form ([`Lock`]).
@@ -178,16 +177,22 @@ impl<F> GenericLock<F> {
 }
 
 impl Lock {
-    fn call<T>(
+    /// Run `f` (the algorithm, given the driver, the handle's shared state,
+    /// the name and the options) as a task on shylock's runtime, and wait
+    /// for its answer on this thread.
+    fn call<T, Fut>(
         &self,
-        f: impl AsyncFnOnce(&SyncExec, &Backend, &LockName) -> Result<T, Error>,
-    ) -> Result<T, Error> {
+        f: impl FnOnce(Exec, Backend, LockName, LockOptions) -> Fut,
+    ) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        Fut: std::future::Future<Output = Result<T, Error>> + Send + 'static,
+    {
         let (name, backend) = self.resolve("sync")?;
-        let exec = SyncExec {
-            backend: backend.sync_form(),
-            jobs: Arc::clone(&backend.shared.jobs),
-        };
-        block_on(f(&exec, &backend, name))
+        let exec = Exec::new(&backend)?;
+        exec.may_block()?;
+        let runtime = exec.runtime.clone();
+        rt::block_on(&runtime, f(exec, backend, name.clone(), self.opts.clone()))?
     }
 
     fn acquire_with(
@@ -195,38 +200,31 @@ impl Lock {
         mode: Mode,
         timeout: Option<Duration>,
     ) -> Result<Option<LockGuard>, Error> {
-        self.call(async |exec, backend, name| {
-            let state = algo::acquire(
-                exec,
-                &backend.shared,
-                name,
-                &self.opts,
-                mode,
-                Self::deadline(timeout),
-            )
-            .await?;
-            match state {
-                Some(state) => LockGuard::start(state, exec).await.map(Some),
-                None => Ok(None),
-            }
+        let deadline = Self::deadline(timeout);
+        self.call(move |exec, backend, name, opts| async move {
+            let state = algo::acquire(&exec, &backend.shared, &name, &opts, mode, deadline).await?;
+            Ok(state.map(|state| LockGuard(Guard::start(state, exec))))
         })
     }
 
     /// Wait until the lock is held (or the lock's timeout passes), blocking
     /// the calling thread.
     ///
-    /// Inside a tokio runtime this blocks the runtime's worker thread for as
-    /// long as it waits (on a current-thread runtime: the whole runtime, so
-    /// async holders and waiters there make no progress until it returns;
-    /// waiters of the same name elsewhere are not held up, and it does
-    /// return once the lock is free or the timeout passes). From async code
-    /// use [`AsyncLock`], or call this in `tokio::task::spawn_blocking`.
+    /// The waiting itself runs on shylock's runtime thread; this thread only
+    /// waits for the answer. On a worker of a multi-thread tokio runtime the
+    /// wait is announced with `block_in_place`, so the worker's other tasks
+    /// (an async holder of the same lock, say) move to other workers. On
+    /// the thread of a current-thread runtime it blocks that runtime until
+    /// it returns; and where that runtime is the one an async backend was
+    /// handed over on (its driver may need it to answer), the call is
+    /// refused with [`Error::Runtime`] before anything is sent. From async
+    /// code use [`AsyncLock`], or call this in `tokio::task::spawn_blocking`.
     ///
     /// # Errors
     /// [`Error::Timeout`], [`Error::InvalidName`], [`Error::InvalidOption`],
-    /// [`Error::NotConfigured`], [`Error::Runtime`] if no thread could be
-    /// started to renew the lease, or [`Error::Backend`] for a
-    /// non-transient backend failure.
+    /// [`Error::NotConfigured`], [`Error::Runtime`] (refused on this thread,
+    /// see above, or shylock's runtime cannot run), or [`Error::Backend`]
+    /// for a non-transient backend failure.
     pub fn acquire(&self) -> Result<LockGuard, Error> {
         self.acquire_timeout_opt(self.opts.timeout)
     }
@@ -286,28 +284,20 @@ impl Lock {
     /// # Errors
     /// As [`acquire`](Self::acquire).
     pub fn inspect(&self) -> Result<Option<LockRecord>, Error> {
-        self.call(async |exec, backend, name| {
-            algo::inspect(exec, &backend.shared, name, &self.opts).await
+        self.call(|exec, backend, name, opts| async move {
+            algo::inspect(&exec, &backend.shared, &name, &opts).await
         })
     }
 }
 
 impl AsyncLock {
-    fn exec(backend: &Backend) -> Result<AsyncExec, Error> {
-        Ok(AsyncExec {
-            backend: backend.async_form(),
-            runtime: runtime()?,
-            background: Arc::clone(&backend.shared.background),
-        })
-    }
-
     async fn acquire_with(
         &self,
         mode: Mode,
         timeout: Option<Duration>,
     ) -> Result<Option<AsyncLockGuard>, Error> {
         let (name, backend) = self.resolve("async")?;
-        let exec = Self::exec(&backend)?;
+        let exec = Exec::new(&backend)?;
         let state = algo::acquire(
             &exec,
             &backend.shared,
@@ -317,7 +307,7 @@ impl AsyncLock {
             Self::deadline(timeout),
         )
         .await?;
-        Ok(state.map(|state| AsyncLockGuard::start(state, exec)))
+        Ok(state.map(|state| AsyncLockGuard(Guard::start(state, exec))))
     }
 
     /// Wait until the lock is held (or the lock's timeout passes).
@@ -327,9 +317,10 @@ impl AsyncLock {
     ///
     /// # Errors
     /// [`Error::Timeout`], [`Error::InvalidName`], [`Error::InvalidOption`],
-    /// [`Error::NotConfigured`], [`Error::Runtime`] outside a tokio runtime
-    /// or on one without timers, or [`Error::Backend`] for a non-transient
-    /// backend failure.
+    /// [`Error::NotConfigured`], [`Error::Runtime`] if shylock's runtime
+    /// cannot run, or [`Error::Backend`] for a non-transient backend
+    /// failure. (The waiting is timed by shylock's runtime, so the caller's
+    /// runtime needs no timers.)
     pub async fn acquire(&self) -> Result<AsyncLockGuard, Error> {
         self.acquire_timeout_opt(self.opts.timeout).await
     }
@@ -405,17 +396,61 @@ impl AsyncLock {
     /// As [`acquire`](Self::acquire).
     pub async fn inspect(&self) -> Result<Option<LockRecord>, Error> {
         let (name, backend) = self.resolve("async")?;
-        let exec = Self::exec(&backend)?;
+        let exec = Exec::new(&backend)?;
         algo::inspect(&exec, &backend.shared, name, &self.opts).await
+    }
+}
+
+/// What both guard types are: the holding, its renewal task and the state
+/// to release it. Renewal, release and release-on-drop are written once
+/// here; the two guards differ only in how their caller waits.
+struct Guard {
+    /// `None` once released (or handed to the background).
+    state: Option<GuardState>,
+    holding: Holding,
+    exec: Exec,
+    /// Stopped when dropped.
+    renewal: Option<RenewalTask>,
+}
+
+impl Guard {
+    /// A guard for a fresh holding, its renewal started.
+    fn start(state: GuardState, exec: Exec) -> Self {
+        Guard {
+            renewal: exec.start_renewal(&state),
+            holding: state.holding.clone(),
+            state: Some(state),
+            exec,
+        }
+    }
+
+    /// Stop renewing; the state to release, unless released already.
+    fn take(&mut self) -> Option<GuardState> {
+        self.renewal = None;
+        self.state.take()
+    }
+
+    /// Release in the background (for drops where the caller cannot wait).
+    fn release_in_background(&mut self, what: &'static str) {
+        let Some(state) = self.take() else {
+            return;
+        };
+        let exec = self.exec.clone();
+        let name = state.holding.name.clone();
+        self.exec.spawn_background(what, name, async move {
+            if let Err(error) = algo::release(&exec, &state).await {
+                tracing::warn!(lock = %state.holding.name, %error, "release on drop");
+            }
+        });
     }
 }
 
 /// A held blocking lock. Dropping it releases the lock (errors are logged);
 /// [`release`](LockGuard::release) releases it and says how that went.
 ///
-/// While it lives its lease is renewed (unless renewal is off) by the
-/// backend handle's background threads: one timer queue and at most two
-/// threads per handle renew every blocking guard of that handle. Check
+/// While it lives its lease is renewed (unless renewal is off) by a task on
+/// shylock's runtime thread, as an [`AsyncLockGuard`]'s is: a guard costs no
+/// thread, and a slow renewal never holds back another. Check
 /// [`is_held`](Holding::is_held) or [`ensure_held`](Holding::ensure_held)
 /// before steps that need the lock.
 ///
@@ -433,78 +468,65 @@ impl AsyncLock {
 /// # Ok::<(), shylock_core::Error>(())
 /// ```
 #[must_use = "the lock is released when the guard is dropped"]
-pub struct LockGuard {
-    state: Option<GuardState>,
-    holding: Holding,
-    exec: SyncExec,
-    renewal: Option<JobId>,
-}
+pub struct LockGuard(Guard);
 
 impl LockGuard {
-    /// A guard for a fresh holding, with its renewal scheduled. If no
-    /// thread can renew it, the holding is released and the error returned:
-    /// no guard is handed out that nothing renews.
-    async fn start(state: GuardState, exec: &SyncExec) -> Result<Self, Error> {
-        let exec = exec.clone();
-        let renewal = match Renewer::new(&state) {
-            None => None,
-            Some(mut renewer) => {
-                let job_exec = exec.clone();
-                let first = renewer.step(&job_exec).await;
-                let job = Box::new(move || block_on(renewer.step(&job_exec)));
-                match first.map(|at| exec.jobs.add(at, job)) {
-                    Some(Ok(id)) => Some(id),
-                    None => None,
-                    Some(Err(error)) => {
-                        let _ = algo::release(&exec, &state).await;
-                        return Err(Error::Runtime {
-                            reason: format!(
-                                "no thread could be started to renew the lease on `{}`: {error}",
-                                state.holding.name
-                            ),
-                        });
-                    }
-                }
-            }
-        };
-        Ok(LockGuard {
-            holding: state.holding.clone(),
-            state: Some(state),
-            exec,
-            renewal,
-        })
-    }
-
     /// Release the lock.
     ///
     /// # Errors
     /// [`Error::LeaseLost`] if the lease had been lost (nothing is changed on
-    /// the backend then), or [`Error::Backend`] if the backend failed.
+    /// the backend then), [`Error::Backend`] if the backend failed, or
+    /// [`Error::Runtime`] if this thread may not wait (see
+    /// [`Lock::acquire`](GenericLock::acquire)): the release then goes on in
+    /// the background.
     pub fn release(mut self) -> Result<(), Error> {
-        self.release_inner()
-    }
-
-    fn release_inner(&mut self) -> Result<(), Error> {
-        if let Some(id) = self.renewal.take() {
-            self.exec.jobs.cancel(id);
+        let guard = &mut self.0;
+        if let Err(error) = guard.exec.may_block() {
+            guard.release_in_background("release of a guard on a thread that may not wait");
+            return Err(error);
         }
-        match self.state.take() {
-            Some(state) => block_on(algo::release(&self.exec, &state)),
-            None => Ok(()),
+        let Some(state) = guard.take() else {
+            return Ok(());
+        };
+        let exec = guard.exec.clone();
+        rt::block_on(&guard.exec.runtime, async move {
+            algo::release(&exec, &state).await
+        })?
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        let guard = &mut self.0;
+        if guard.state.is_none() {
+            return;
+        }
+        if guard.exec.may_block().is_err() {
+            return guard.release_in_background("release of a dropped guard");
+        }
+        let Some(state) = guard.take() else {
+            return;
+        };
+        let exec = guard.exec.clone();
+        let result = rt::block_on(&guard.exec.runtime, async move {
+            algo::release(&exec, &state).await
+        });
+        if let Err(error) = result.and_then(|r| r) {
+            tracing::warn!(lock = %guard.holding.name, %error, "release on drop");
         }
     }
 }
 
 impl std::fmt::Debug for LockGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("LockGuard").field(&self.holding).finish()
+        f.debug_tuple("LockGuard").field(&self.0.holding).finish()
     }
 }
 
 impl std::fmt::Debug for AsyncLockGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("AsyncLockGuard")
-            .field(&self.holding)
+            .field(&self.0.holding)
             .finish()
     }
 }
@@ -512,28 +534,19 @@ impl std::fmt::Debug for AsyncLockGuard {
 impl Deref for LockGuard {
     type Target = Holding;
     fn deref(&self) -> &Holding {
-        &self.holding
-    }
-}
-
-impl Drop for LockGuard {
-    fn drop(&mut self) {
-        if let Err(error) = self.release_inner() {
-            tracing::warn!(lock = %self.holding.name, %error, "release on drop");
-        }
+        &self.0.holding
     }
 }
 
 /// A held async lock. Release it with [`release`](AsyncLockGuard::release)`.await`.
 ///
 /// If it is dropped without that (or the `release()` future is dropped
-/// before it finishes), the release is handed to the tokio runtime the lock
-/// was acquired on and runs in the background; local waiters are woken when
-/// it is done. If that runtime shuts down first, the release is abandoned
-/// with a `tracing` warning and the lease expiry frees the lock: release
-/// explicitly, or await [`Backend::settle`], before a runtime ends. While it lives, a tokio task renews the
-/// lease (unless renewal is off); [`lost`](AsyncLockGuard::lost) resolves
-/// when the lease is lost.
+/// before it finishes), the release runs in the background on shylock's
+/// runtime thread; local waiters are woken when it is done. Await
+/// [`Backend::settle`] before the process ends to let such releases
+/// finish. While it lives, a task on shylock's runtime renews the lease
+/// (unless renewal is off); [`lost`](AsyncLockGuard::lost) resolves when
+/// the lease is lost.
 ///
 /// ```
 /// use shylock_core::{AsyncLock, Backend, MemoryBackend};
@@ -548,25 +561,9 @@ impl Drop for LockGuard {
 /// # }
 /// ```
 #[must_use = "the lock is released when the guard is dropped"]
-pub struct AsyncLockGuard {
-    state: Option<GuardState>,
-    holding: Holding,
-    exec: Arc<AsyncExec>,
-    renewer: Option<tokio::task::JoinHandle<()>>,
-}
+pub struct AsyncLockGuard(Guard);
 
 impl AsyncLockGuard {
-    fn start(state: GuardState, exec: AsyncExec) -> Self {
-        let renewer = Renewer::new(&state)
-            .map(|renewer| exec.runtime.spawn(algo::renew_loop(exec.clone(), renewer)));
-        AsyncLockGuard {
-            holding: state.holding.clone(),
-            state: Some(state),
-            exec: Arc::new(exec),
-            renewer,
-        }
-    }
-
     /// Release the lock.
     ///
     /// Cancel-safe: if this future is dropped before it finishes, the
@@ -576,16 +573,15 @@ impl AsyncLockGuard {
     /// [`Error::LeaseLost`] if the lease had been lost (nothing is changed on
     /// the backend then), or [`Error::Backend`] if the backend failed.
     pub async fn release(mut self) -> Result<(), Error> {
-        if let Some(renewer) = self.renewer.take() {
-            renewer.abort();
-        }
-        let result = match &self.state {
-            Some(state) => algo::release(&*self.exec, state).await,
+        let guard = &mut self.0;
+        guard.renewal = None;
+        let result = match &guard.state {
+            Some(state) => algo::release(&guard.exec, state).await,
             None => Ok(()),
         };
         // Only now: had this future been dropped while awaiting, `Drop`
         // would have finished the release.
-        self.state = None;
+        guard.state = None;
         result
     }
 
@@ -613,15 +609,15 @@ impl AsyncLockGuard {
     /// # }
     /// ```
     pub async fn lost(&self) -> LossReason {
-        let lease = &self.holding.lease;
+        let lease = &self.0.holding.lease;
         loop {
             let seen = lease.signal.generation();
             if let Some(reason) = lease.loss() {
                 return reason;
             }
-            lease
-                .signal
-                .wait_async(seen, Some(lease.valid_until().to_instant()))
+            self.0
+                .exec
+                .wait(&lease.signal, seen, Some(lease.valid_until().to_instant()))
                 .await;
         }
     }
@@ -630,25 +626,12 @@ impl AsyncLockGuard {
 impl Deref for AsyncLockGuard {
     type Target = Holding;
     fn deref(&self) -> &Holding {
-        &self.holding
+        &self.0.holding
     }
 }
 
 impl Drop for AsyncLockGuard {
     fn drop(&mut self) {
-        if let Some(renewer) = self.renewer.take() {
-            renewer.abort();
-        }
-        let Some(state) = self.state.take() else {
-            return;
-        };
-        let exec = Arc::clone(&self.exec);
-        let name = state.holding.name.clone();
-        self.exec
-            .spawn_background("release of a dropped guard", name, async move {
-                if let Err(error) = algo::release(&*exec, &state).await {
-                    tracing::warn!(lock = %state.holding.name, %error, "release on drop");
-                }
-            });
+        self.0.release_in_background("release of a dropped guard");
     }
 }

@@ -168,12 +168,15 @@ async fn item01_a_released_holding_is_not_held() {
         assert!(
             matches!(
                 holding.ensure_held(),
-                Err(Error::LeaseLost { .. })
+                Err(Error::LeaseLost {
+                    reason: LossReason::Released,
+                    ..
+                })
             ),
             "{way}: ensure_held after the guard was released: {:?}",
             holding.ensure_held()
         );
-        assert!(holding.lost_reason().is_some(), "{way}");
+        assert_eq!(holding.lost_reason(), Some(LossReason::Released), "{way}");
         next.release().await.expect("release");
     }
     let backend2 = backend.clone();
@@ -238,7 +241,10 @@ async fn item02_the_clean_up_after_a_lost_answer_is_retried() {
             .await
             .expect("blocking")
         };
-        assert!(result.is_err(), "{form}: the lost answer is an error: {result:?}");
+        assert!(
+            result.is_err(),
+            "{form}: the lost answer is an error: {result:?}"
+        );
         let other = Backend::from(mem.clone());
         let started = Instant::now();
         let mut freed = None;
