@@ -27,3 +27,7 @@ DOCUMENTDB_GATEWAY="$(bash scripts/ensure-documentdb.sh build)"
 echo "DocumentDB gateway: $DOCUMENTDB_GATEWAY" >&2
 
 cargo test --workspace --all-features "$@"
+
+# The cases where a caught panic was once an answer (issue 18, item 5), in a
+# build whose panics abort the process.
+cargo run --quiet --profile panic-abort -p shylock-core --example panic_abort

@@ -1,14 +1,8 @@
 //! The async backend.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use arangors::client::ClientExt;
-use shylock_core::backend::{
-    AcquireOutcome, AcquireRequest, AsyncBackend, BoxFuture, ClockSource, InspectRequest,
-    LockRecord, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
-};
-use shylock_core::{BackendError, Timestamp};
 
 use crate::ArangoOptions;
 use crate::core::Core;
@@ -166,47 +160,4 @@ impl ArangoBackend {
     }
 }
 
-impl AsyncBackend for ArangoBackend {
-    fn try_acquire<'a>(
-        &'a self,
-        req: AcquireRequest<'a>,
-    ) -> BoxFuture<'a, Result<AcquireOutcome, BackendError>> {
-        Box::pin(async move { self.core.try_acquire(&req).await })
-    }
-
-    fn renew<'a>(
-        &'a self,
-        req: RenewRequest<'a>,
-    ) -> BoxFuture<'a, Result<RenewOutcome, BackendError>> {
-        Box::pin(async move { self.core.renew(&req).await })
-    }
-
-    fn release<'a>(
-        &'a self,
-        req: ReleaseRequest<'a>,
-    ) -> BoxFuture<'a, Result<ReleaseOutcome, BackendError>> {
-        Box::pin(async move { self.core.release(&req).await })
-    }
-
-    fn inspect<'a>(
-        &'a self,
-        req: InspectRequest<'a>,
-    ) -> BoxFuture<'a, Result<Option<LockRecord>, BackendError>> {
-        Box::pin(async move { self.core.inspect(&req).await })
-    }
-
-    fn server_time(
-        &self,
-        deadline: Option<Instant>,
-    ) -> BoxFuture<'_, Result<Timestamp, BackendError>> {
-        Box::pin(async move { self.core.server_time(deadline).await })
-    }
-
-    fn clock(&self) -> ClockSource {
-        ClockSource::Server
-    }
-
-    fn describe(&self) -> String {
-        self.core.describe()
-    }
-}
+crate::core::async_backend_over_core!(ArangoBackend);

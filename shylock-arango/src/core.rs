@@ -8,8 +8,8 @@ use arangors::client::ClientExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use shylock_core::backend::{
-    AcquireOutcome, AcquireRequest, Grant, InspectRequest, LockRecord, ReleaseOutcome,
-    ReleaseRequest, RenewOutcome, RenewRequest,
+    AcquireOutcome, AcquireRequest, AsyncBackend, BoxFuture, ClockSource, Grant, InspectRequest,
+    LockRecord, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
 };
 use shylock_core::{BackendError, BackendErrorKind, FencingToken, OwnerId, Timestamp};
 
@@ -665,3 +665,117 @@ fn get_ms(row: &Value, field: &str, what: &str) -> Result<i64, BackendError> {
         )),
     }
 }
+
+/// The one implementation of the primitives; both backends hand it to the
+/// core (the sync one through [`shylock_core::bridge::SyncOverAsync`]).
+impl AsyncBackend for Core {
+    fn try_acquire<'a>(
+        &'a self,
+        req: AcquireRequest<'a>,
+    ) -> BoxFuture<'a, Result<AcquireOutcome, BackendError>> {
+        Box::pin(async move { self.try_acquire(&req).await })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        req: RenewRequest<'a>,
+    ) -> BoxFuture<'a, Result<RenewOutcome, BackendError>> {
+        Box::pin(async move { self.renew(&req).await })
+    }
+
+    fn release<'a>(
+        &'a self,
+        req: ReleaseRequest<'a>,
+    ) -> BoxFuture<'a, Result<ReleaseOutcome, BackendError>> {
+        Box::pin(async move { self.release(&req).await })
+    }
+
+    fn inspect<'a>(
+        &'a self,
+        req: InspectRequest<'a>,
+    ) -> BoxFuture<'a, Result<Option<LockRecord>, BackendError>> {
+        Box::pin(async move { self.inspect(&req).await })
+    }
+
+    fn server_time(
+        &self,
+        deadline: Option<Instant>,
+    ) -> BoxFuture<'_, Result<Timestamp, BackendError>> {
+        Box::pin(async move { self.server_time(deadline).await })
+    }
+
+    fn clock(&self) -> ClockSource {
+        ClockSource::Server
+    }
+
+    fn describe(&self) -> String {
+        Core::describe(self)
+    }
+}
+
+/// `impl AsyncBackend for $backend` by handing every call to its `core`
+/// field (an `Arc<Core>`): the async and sync backends are both the core.
+macro_rules! async_backend_over_core {
+    ($backend:ty) => {
+        impl shylock_core::backend::AsyncBackend for $backend {
+            fn try_acquire<'a>(
+                &'a self,
+                req: shylock_core::backend::AcquireRequest<'a>,
+            ) -> shylock_core::backend::BoxFuture<
+                'a,
+                Result<shylock_core::backend::AcquireOutcome, shylock_core::BackendError>,
+            > {
+                shylock_core::backend::AsyncBackend::try_acquire(&*self.core, req)
+            }
+
+            fn renew<'a>(
+                &'a self,
+                req: shylock_core::backend::RenewRequest<'a>,
+            ) -> shylock_core::backend::BoxFuture<
+                'a,
+                Result<shylock_core::backend::RenewOutcome, shylock_core::BackendError>,
+            > {
+                shylock_core::backend::AsyncBackend::renew(&*self.core, req)
+            }
+
+            fn release<'a>(
+                &'a self,
+                req: shylock_core::backend::ReleaseRequest<'a>,
+            ) -> shylock_core::backend::BoxFuture<
+                'a,
+                Result<shylock_core::backend::ReleaseOutcome, shylock_core::BackendError>,
+            > {
+                shylock_core::backend::AsyncBackend::release(&*self.core, req)
+            }
+
+            fn inspect<'a>(
+                &'a self,
+                req: shylock_core::backend::InspectRequest<'a>,
+            ) -> shylock_core::backend::BoxFuture<
+                'a,
+                Result<Option<shylock_core::backend::LockRecord>, shylock_core::BackendError>,
+            > {
+                shylock_core::backend::AsyncBackend::inspect(&*self.core, req)
+            }
+
+            fn server_time(
+                &self,
+                deadline: Option<std::time::Instant>,
+            ) -> shylock_core::backend::BoxFuture<
+                '_,
+                Result<shylock_core::Timestamp, shylock_core::BackendError>,
+            > {
+                shylock_core::backend::AsyncBackend::server_time(&*self.core, deadline)
+            }
+
+            fn clock(&self) -> shylock_core::backend::ClockSource {
+                shylock_core::backend::ClockSource::Server
+            }
+
+            fn describe(&self) -> String {
+                self.core.describe()
+            }
+        }
+    };
+}
+pub(crate) use async_backend_over_core;

@@ -134,8 +134,9 @@ impl From<ArangoBackend> for shylock_core::Backend {
 
 #[cfg(feature = "sync")]
 impl From<sync::ArangoBackend> for shylock_core::Backend {
-    /// A handle for sync locks ([`shylock_core::Lock`]).
+    /// A handle for sync locks ([`shylock_core::Lock`]); the locks run on
+    /// the backend's async form.
     fn from(backend: sync::ArangoBackend) -> Self {
-        shylock_core::Backend::from_sync(backend)
+        shylock_core::Backend::from_both(backend)
     }
 }

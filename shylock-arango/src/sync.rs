@@ -1,23 +1,21 @@
-//! The sync backend (feature `sync`): a thin blocking layer over the async
-//! implementation.
-//!
-//! The backend owns one thread running a single-threaded tokio runtime.
-//! Each call hands its work to that thread and blocks on a channel for the
-//! answer, so it works from plain threads and never needs (or disturbs) a
+//! The sync backend (feature `sync`): a thin blocking layer over the one
+//! async implementation, through the core's bridge
+//! ([`shylock_core::bridge`]): each call runs on shylock's runtime thread
+//! and the calling thread waits for the answer until the request's
+//! deadline. It works from plain threads and never needs (or disturbs) a
 //! runtime of the caller's: called from inside an async context it blocks
-//! that thread for the request's duration, but never panics. Calls from many
-//! threads run concurrently on the backend's thread. It does not use
-//! `arangors`' `blocking` feature, so it builds together with the async form.
+//! that thread for the request's duration, but never panics. Locks handed
+//! this backend use its async form directly. It does not use `arangors`'
+//! `blocking` feature, so it builds together with the async form.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
 use shylock_core::backend::{
-    AcquireOutcome, AcquireRequest, ClockSource, InspectRequest, LockRecord, ReleaseOutcome,
-    ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
+    AcquireOutcome, AcquireRequest, AsyncBackend, ClockSource, InspectRequest, LockRecord,
+    ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
 };
+use shylock_core::bridge::{self, SyncOverAsync};
 use shylock_core::{BackendError, BackendErrorKind, Timestamp};
 
 use arangors::client::ClientExt;
@@ -25,11 +23,8 @@ use arangors::client::ClientExt;
 use crate::ArangoOptions;
 use crate::core::Core;
 
-type Job = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
-
 /// The sync ArangoDB backend (feature `sync`). Cheap to clone: clones share
-/// one connection and one worker thread, which stops when the last clone is
-/// dropped. Its `Debug` never shows a credential.
+/// one connection. Its `Debug` never shows a credential.
 ///
 /// ```no_run
 /// # fn demo() -> Result<(), shylock_core::Error> {
@@ -44,91 +39,29 @@ type Job = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ArangoBackend {
     core: Arc<Core>,
-    worker: Worker,
+    /// The core's sync form of `core`.
+    sync_form: Arc<SyncOverAsync>,
 }
 
-#[derive(Debug, Clone)]
-struct Worker {
-    jobs: tokio::sync::mpsc::UnboundedSender<Job>,
-}
-
-fn stopped() -> BackendError {
-    BackendError::new(
-        BackendErrorKind::Unexpected,
-        "the shylock-arango worker thread stopped",
-    )
-}
-
-impl Worker {
-    fn start() -> Result<Worker, BackendError> {
-        let (jobs, mut queue) = tokio::sync::mpsc::unbounded_channel::<Job>();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| {
-                BackendError::new(
-                    BackendErrorKind::Other,
-                    "cannot start the runtime of the sync ArangoDB backend",
-                )
-                .with_source(e)
-            })?;
-        std::thread::Builder::new()
-            .name("shylock-arango-sync".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    while let Some(job) = queue.recv().await {
-                        tokio::spawn(job);
-                    }
-                });
-            })
-            .map_err(|e| {
-                BackendError::new(
-                    BackendErrorKind::Other,
-                    "cannot start the thread of the sync ArangoDB backend",
-                )
-                .with_source(e)
-            })?;
-        Ok(Worker { jobs })
-    }
-
-    /// Run `work` on the worker thread and wait for its result, giving up
-    /// with a Timeout at `deadline`.
-    fn call<T, F>(&self, work: F, deadline: Option<Instant>) -> Result<T, BackendError>
-    where
-        T: Send + 'static,
-        F: Future<Output = Result<T, BackendError>> + Send + 'static,
-    {
-        let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        let job: Job = Box::pin(async move {
-            let result = match deadline {
-                Some(d) => {
-                    match tokio::time::timeout_at(tokio::time::Instant::from_std(d), work).await {
-                        Ok(r) => r,
-                        Err(_) => Err(BackendError::new(
-                            BackendErrorKind::Timeout,
-                            "the ArangoDB request did not finish before the deadline",
-                        )),
-                    }
-                }
-                None => work.await,
-            };
-            let _ = reply.send(result);
-        });
-        self.jobs.send(job).map_err(|_| stopped())?;
-        // A panicking job drops `reply`: `recv` then fails instead of hanging.
-        answer.recv().map_err(|_| stopped())?
+impl std::fmt::Debug for ArangoBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArangoBackend")
+            .field("core", &self.core)
+            .finish()
     }
 }
 
 impl ArangoBackend {
-    fn start(core: Core) -> Result<Self, BackendError> {
-        Ok(ArangoBackend {
-            core: Arc::new(core),
-            worker: Worker::start()?,
-        })
+    fn start(core: Core) -> Self {
+        let core = Arc::new(core);
+        let async_form: Arc<dyn AsyncBackend> = core.clone();
+        ArangoBackend {
+            sync_form: Arc::new(SyncOverAsync::new(async_form)),
+            core,
+        }
     }
 
     /// Connect to the ArangoDB server at `url` (such as
@@ -175,25 +108,18 @@ impl ArangoBackend {
         options
             .validate()
             .map_err(|reason| BackendError::new(BackendErrorKind::InvalidConfig, reason))?;
-        let worker = Worker::start()?;
         let (url, user, password, db) = (
             url.to_owned(),
             user.to_owned(),
             password.to_owned(),
             db.to_owned(),
         );
-        let core = worker.call(
-            async move {
-                let core = Core::connect(&url, &user, &password, &db, options).await?;
-                core.prepare().await?;
-                Ok(core)
-            },
-            None,
-        )?;
-        Ok(ArangoBackend {
-            core: Arc::new(core),
-            worker,
-        })
+        let core = bridge::block_on(None, async move {
+            let core = Core::connect(&url, &user, &password, &db, options).await?;
+            core.prepare().await?;
+            Ok(core)
+        })?;
+        Ok(Self::start(core))
     }
 
     /// From an `arangors` database handle you already have (any
@@ -236,7 +162,7 @@ impl ArangoBackend {
         db: &arangors::Database<C>,
         options: ArangoOptions,
     ) -> Result<Self, shylock_core::Error> {
-        Ok(Self::start(Core::from_handle(db, options)?)?)
+        Ok(Self::start(Core::from_handle(db, options)?))
     }
 
     /// Make sure the collection and its TTL index exist, creating only what
@@ -246,9 +172,7 @@ impl ArangoBackend {
     /// As for [`connect`](Self::connect).
     pub fn prepare(&self) -> Result<(), shylock_core::Error> {
         let core = Arc::clone(&self.core);
-        Ok(self
-            .worker
-            .call(async move { core.prepare().await }, None)?)
+        Ok(bridge::block_on(None, async move { core.prepare().await })?)
     }
 
     /// The collection holding the lock records.
@@ -269,84 +193,23 @@ impl ArangoBackend {
 
 impl SyncBackend for ArangoBackend {
     fn try_acquire(&self, req: AcquireRequest<'_>) -> Result<AcquireOutcome, BackendError> {
-        let core = Arc::clone(&self.core);
-        let (name, owner) = (req.name.clone(), req.owner.clone());
-        let (lease, now, deadline) = (req.lease, req.now, req.deadline);
-        self.worker.call(
-            async move {
-                let req = AcquireRequest {
-                    name: &name,
-                    owner: &owner,
-                    lease,
-                    now,
-                    deadline,
-                };
-                core.try_acquire(&req).await
-            },
-            deadline,
-        )
+        self.sync_form.try_acquire(req)
     }
 
     fn renew(&self, req: RenewRequest<'_>) -> Result<RenewOutcome, BackendError> {
-        let core = Arc::clone(&self.core);
-        let (name, owner) = (req.name.clone(), req.owner.clone());
-        let (token, lease, now, deadline) = (req.token, req.lease, req.now, req.deadline);
-        self.worker.call(
-            async move {
-                let req = RenewRequest {
-                    name: &name,
-                    owner: &owner,
-                    token,
-                    lease,
-                    now,
-                    deadline,
-                };
-                core.renew(&req).await
-            },
-            deadline,
-        )
+        self.sync_form.renew(req)
     }
 
     fn release(&self, req: ReleaseRequest<'_>) -> Result<ReleaseOutcome, BackendError> {
-        let core = Arc::clone(&self.core);
-        let (name, owner) = (req.name.clone(), req.owner.clone());
-        let (token, now, deadline) = (req.token, req.now, req.deadline);
-        self.worker.call(
-            async move {
-                let req = ReleaseRequest {
-                    name: &name,
-                    owner: &owner,
-                    token,
-                    now,
-                    deadline,
-                };
-                core.release(&req).await
-            },
-            deadline,
-        )
+        self.sync_form.release(req)
     }
 
     fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError> {
-        let core = Arc::clone(&self.core);
-        let name = req.name.clone();
-        let (now, deadline) = (req.now, req.deadline);
-        self.worker.call(
-            async move {
-                let req = InspectRequest {
-                    name: &name,
-                    now,
-                    deadline,
-                };
-                core.inspect(&req).await
-            },
-            deadline,
-        )
+        self.sync_form.inspect(req)
     }
 
     fn server_time(&self, deadline: Option<Instant>) -> Result<Timestamp, BackendError> {
-        let core = Arc::clone(&self.core);
-        self.worker
-            .call(async move { core.server_time(deadline).await }, deadline)
+        self.sync_form.server_time(deadline)
     }
 
     fn clock(&self) -> ClockSource {
@@ -357,3 +220,7 @@ impl SyncBackend for ArangoBackend {
         self.core.describe()
     }
 }
+
+// The async form (what locks of both forms use: the requests run on
+// shylock's runtime, where this backend's connection was made).
+crate::core::async_backend_over_core!(ArangoBackend);

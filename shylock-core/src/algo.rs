@@ -106,6 +106,12 @@ async fn server_now_for_acquire(
     ))
 }
 
+/// How long a waiter keeps the polling turn at most while its request is on
+/// its way (a waiter whose future is dropped gives it up at once; one whose
+/// future is kept but no longer polled is taken over after this and a
+/// grace).
+pub(crate) const MAX_CLAIM_WHILE_ASKING: Duration = Duration::from_secs(10);
+
 /// The largest uncertainty of the server clock estimate an acquisition
 /// uses: well below the shortest TTL grace any backend keeps collected
 /// records for (60 s), so a new record's epoch never falls below that of
@@ -296,6 +302,11 @@ impl Acquisition<'_> {
         // answer after that grants nothing usable) at a time, even without
         // a caller's limit.
         let deadline = Some(earliest(after(self.opts.lease), self.deadline));
+        // While the request is on its way, the turn stays this waiter's
+        // (up to that wait, at most `MAX_CLAIM_WHILE_ASKING`): during a
+        // backend stall the other waiters do not send one request each.
+        self.waiter
+            .keep_turn_until(earliest(after(MAX_CLAIM_WHILE_ASKING), deadline));
         if self.pending.in_flight.is_some() {
             // The last request outlived that wait and is still on its way:
             // wait for it again rather than let two requests of one owner

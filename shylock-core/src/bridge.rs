@@ -35,6 +35,12 @@ use crate::exec::{OwnedAcquire, OwnedInspect, OwnedRelease, OwnedRenew};
 use crate::rt::{self, Task};
 use crate::{BackendError, BackendErrorKind, Error, Timestamp};
 
+/// The blocking threads shylock's runtime runs at most at once (for
+/// [`run_blocking`] and the calls of sync-only backends): started when
+/// needed, gone after 10 s idle. Calls beyond it wait in a queue (and end
+/// at their deadlines unsent).
+pub const MAX_BLOCKING_THREADS: usize = 64;
+
 fn timed_out() -> BackendError {
     BackendError::new(
         BackendErrorKind::Timeout,
@@ -130,14 +136,36 @@ where
     }
 }
 
-/// The sync form of an async backend (for callers of the raw primitives,
-/// such as the conformance suite): each call through [`block_on`].
-pub(crate) struct SyncOverAsync {
+/// The sync form of an async backend: each call through [`block_on`],
+/// until the request's deadline. A sync backend written over an async
+/// implementation is this (the ArangoDB sync backend is); the core uses it
+/// for callers of the raw primitives (the conformance suite).
+///
+/// ```
+/// use std::sync::Arc;
+/// use shylock_core::backend::SyncBackend;
+/// use shylock_core::bridge::SyncOverAsync;
+/// use shylock_core::MemoryBackend;
+/// let sync_form = SyncOverAsync::new(Arc::new(MemoryBackend::new()));
+/// let now = sync_form.server_time(None)?;
+/// assert!(now.as_millis() > 0);
+/// # Ok::<(), shylock_core::BackendError>(())
+/// ```
+pub struct SyncOverAsync {
     backend: Arc<dyn AsyncBackend>,
 }
 
+impl std::fmt::Debug for SyncOverAsync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SyncOverAsync")
+            .field(&self.backend.describe())
+            .finish()
+    }
+}
+
 impl SyncOverAsync {
-    pub(crate) fn new(backend: Arc<dyn AsyncBackend>) -> Self {
+    /// The sync form of `backend`.
+    pub fn new(backend: Arc<dyn AsyncBackend>) -> Self {
         SyncOverAsync { backend }
     }
 

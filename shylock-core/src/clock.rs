@@ -30,6 +30,17 @@ pub(crate) const KEEP_GOOD_FOR: Duration = Duration::from_secs(600);
 /// How soon a new sample is asked for after a stalled one.
 pub(crate) const RETRY_AFTER_STALL: Duration = Duration::from_secs(1);
 
+/// How far two clocks may drift apart, in millionths of the time elapsed:
+/// 200 ppm, four times a common crystal's tolerance. A sample kept
+/// [`KEEP_GOOD_FOR`] (600 s) adds 120 ms to the uncertainty; one taken
+/// [`RESYNC_AFTER`] ago 12 ms.
+pub(crate) const MAX_DRIFT_PER_MILLION: u32 = 200;
+
+/// The drift two clocks may have over `age`.
+fn drift_over(age: Duration) -> Duration {
+    age * MAX_DRIFT_PER_MILLION / 1_000_000
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Sample {
     server: Timestamp,
@@ -43,11 +54,13 @@ impl Sample {
     }
 
     fn estimate(&self) -> Estimate {
+        let age = Tick::now().since(self.at);
         Estimate {
-            now: self.server.saturating_add(Tick::now().since(self.at)),
+            now: self.server.saturating_add(age),
             // The server's millisecond and the truncation of the age to
-            // milliseconds add up to at most 1 ms more.
-            uncertainty: self.rtt + Duration::from_millis(1),
+            // milliseconds add up to at most 1 ms more; the two clocks may
+            // drift apart by up to `MAX_DRIFT_PER_MILLION` over the age.
+            uncertainty: self.rtt + Duration::from_millis(1) + drift_over(age),
         }
     }
 }
@@ -173,5 +186,27 @@ mod tests {
         let alone = ServerClock::default();
         let e = alone.record(stalled_sent, Timestamp::from_millis(1_000_000));
         assert!(e.uncertainty >= Duration::from_secs(5), "{e:?}");
+    }
+
+    /// Issue 18, item 10: an old sample's estimate covers the drift of the
+    /// two clocks over its age.
+    #[test]
+    fn an_old_sample_covers_clock_drift() {
+        let server = Timestamp::from_millis(1_000_000);
+        let rtt = Duration::from_millis(1);
+        let fresh = Sample {
+            server,
+            at: Tick::now(),
+            rtt,
+        };
+        let old = Sample {
+            at: Tick::now().sub(KEEP_GOOD_FOR),
+            ..fresh
+        };
+        let (fresh, old) = (fresh.estimate().uncertainty, old.estimate().uncertainty);
+        assert!(
+            old >= fresh + Duration::from_millis(119),
+            "600 s old: {old:?} (fresh: {fresh:?})"
+        );
     }
 }

@@ -40,10 +40,13 @@
 //! The algorithm (waiting with backoff and jitter, polling turns per name
 //! and handle that a stuck waiter cannot keep, wake-ups on local releases,
 //! the server clock estimate, renewal, loss detection, clean-up of
-//! cancelled attempts) is written once as async code over a small driver
-//! trait; the async API runs it on tokio, the blocking API runs it on the
-//! calling thread over a [`SyncBackend`], with the renewals of all blocking
-//! guards of a handle on one timer queue.
+//! cancelled attempts) is written once as async code over a backend's
+//! async form. The async API polls it in the caller's future; the blocking
+//! API runs it as a task on shylock's own runtime thread and waits for the
+//! answer. Every guard's renewal, every background release and every timed
+//! wait runs on that runtime too, so a caller's runtime needs no timers,
+//! and a guard of either form costs a task, not a thread. The same runtime
+//! is the one bridge between the forms for backends too ([`bridge`]).
 
 mod algo;
 pub mod backend;

@@ -31,9 +31,7 @@ use tracing::instrument::WithSubscriber;
 
 use crate::Error;
 
-/// The blocking threads shylock's runtime may run at once for calls of
-/// sync-only backends ([`Backend::from_sync`](crate::Backend::from_sync)).
-pub(crate) const MAX_BLOCKING_THREADS: usize = 64;
+pub(crate) const MAX_BLOCKING_THREADS: usize = crate::bridge::MAX_BLOCKING_THREADS;
 
 thread_local! {
     /// Set on the runtime's own thread: code there must never block.

@@ -26,6 +26,8 @@ struct Faults {
     lose_first_acquire_answer: bool,
     /// The first release fails with `Unavailable` before it is applied.
     fail_first_release: bool,
+    /// Every acquire takes this long more (async form).
+    acquire_delay: Duration,
 }
 
 #[derive(Clone)]
@@ -34,6 +36,9 @@ struct Wrapped {
     faults: Arc<Faults>,
     acquires: Arc<AtomicUsize>,
     releases: Arc<AtomicUsize>,
+    /// Acquires on their way now, and the most at once.
+    in_flight: Arc<AtomicUsize>,
+    most_in_flight: Arc<AtomicUsize>,
 }
 
 fn wrap(inner: &MemoryBackend, faults: Faults) -> Wrapped {
@@ -42,6 +47,8 @@ fn wrap(inner: &MemoryBackend, faults: Faults) -> Wrapped {
         faults: Arc::new(faults),
         acquires: Arc::default(),
         releases: Arc::default(),
+        in_flight: Arc::default(),
+        most_in_flight: Arc::default(),
     }
 }
 
@@ -108,7 +115,13 @@ impl AsyncBackend for Wrapped {
         &'a self,
         req: AcquireRequest<'a>,
     ) -> BoxFuture<'a, Result<AcquireOutcome, BackendError>> {
-        Box::pin(async move { self.acquire(req) })
+        Box::pin(async move {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(self.faults.acquire_delay).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            self.acquire(req)
+        })
     }
     fn renew<'a>(
         &'a self,
@@ -349,4 +362,127 @@ fn item03_stuck_renewals_do_not_hold_back_others() {
             "a guard whose renewal could not finish in time"
         );
     }
+}
+
+/// Item 9: a blocking acquisition on the only worker of a multi-thread
+/// runtime does not starve an async holder on that runtime: the holder
+/// releases after 200 ms and the waiter gets the lock then, not after the
+/// holder's whole lease (10 s).
+#[test]
+fn item09_a_blocking_waiter_on_a_worker_does_not_starve_an_async_holder() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let backend = Backend::from(MemoryBackend::new());
+    let opts = LockOptions::default().lease(Duration::from_secs(10));
+    let waited = runtime.block_on(async {
+        let holder = AsyncLock::with_backend("item09", &backend)
+            .options(opts.clone())
+            .acquire()
+            .await
+            .expect("holder");
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            holder.release().await.expect("release");
+        });
+        let b = backend.clone();
+        let waiter = tokio::spawn(async move {
+            // A blocking call inside a task, on the runtime's only worker.
+            let started = Instant::now();
+            let guard = Lock::with_backend("item09", &b)
+                .options(opts)
+                .acquire_timeout(Duration::from_secs(20))
+                .expect("waiter");
+            drop(guard);
+            started.elapsed()
+        });
+        release.await.expect("release task");
+        waiter.await.expect("waiter task")
+    });
+    assert!(
+        waited < Duration::from_secs(5),
+        "the waiter waited {waited:?}: the holder could not release"
+    );
+}
+
+/// Item 6: a blocking call that is refused (on the thread of the
+/// current-thread runtime its async backend was made on) sends nothing:
+/// no release runs later for it, no acquisition lands.
+#[test]
+fn item06_a_refused_blocking_call_sends_nothing() {
+    let mem = MemoryBackend::new();
+    let w = wrap(&mem, Faults::default());
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    current.block_on(async {
+        let backend = Backend::from_async(w.clone());
+        let refused = Lock::with_backend("item06", &backend).try_acquire();
+        assert!(matches!(refused, Err(Error::Runtime { .. })), "{refused:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    });
+    assert_eq!(w.acquires.load(Ordering::SeqCst), 0, "nothing was sent");
+    assert_eq!(w.releases.load(Ordering::SeqCst), 0, "nothing was sent");
+}
+
+/// Item 5: a guard dropped while its thread unwinds from a panic is
+/// released (no probe that could abort the process on the way).
+#[test]
+fn item05_a_guard_dropped_during_a_panic_is_released() {
+    let backend = Backend::from(MemoryBackend::new());
+    let b = backend.clone();
+    let panicked = std::thread::spawn(move || {
+        let _guard = Lock::with_backend("item05", &b)
+            .lease(Duration::from_secs(30))
+            .acquire()
+            .expect("acquire");
+        panic!("test: a panic while holding the lock");
+    })
+    .join();
+    assert!(panicked.is_err());
+    let free = Lock::with_backend("item05", &backend)
+        .try_acquire()
+        .expect("try");
+    assert!(free.is_some(), "released while unwinding");
+}
+
+/// Item 10: during a backend stall (every acquire takes 2.5 s), the
+/// waiters of one name in one process send one request at a time, not one
+/// each as the polling turn passes from waiter to waiter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item10_waiters_send_one_request_at_a_time_during_a_stall() {
+    let mem = MemoryBackend::new();
+    let holder = Backend::from(mem.clone());
+    let held = AsyncLock::with_backend("item10", &holder)
+        .lease(Duration::from_secs(30))
+        .acquire()
+        .await
+        .expect("holder");
+    let w = wrap(
+        &mem,
+        Faults {
+            acquire_delay: Duration::from_millis(2500),
+            ..Faults::default()
+        },
+    );
+    let backend = Backend::from_both(w.clone());
+    let waiters: Vec<_> = (0..5)
+        .map(|_| {
+            let lock = AsyncLock::with_backend("item10", &backend);
+            tokio::spawn(async move { lock.acquire_timeout(Duration::from_secs(6)).await.is_ok() })
+        })
+        .collect();
+    for waiter in waiters {
+        assert!(!waiter.await.expect("waiter"), "the lock is held elsewhere");
+    }
+    held.release().await.expect("release");
+    assert_eq!(
+        w.most_in_flight.load(Ordering::SeqCst),
+        1,
+        "acquires on their way at once (of {} sent)",
+        w.acquires.load(Ordering::SeqCst)
+    );
 }

@@ -323,7 +323,8 @@
 //!
 //! The async backend drops the driver's future at the bound (its connection
 //! is closed). The sync driver cannot be interrupted: the sync backend makes
-//! its driver calls on a few helper threads and stops waiting at the bound;
+//! its driver calls on shylock's runtime's blocking threads and stops waiting
+//! at the bound;
 //! the call itself ends when the server answers or gives up (`maxTimeMS`),
 //! when the driver's server selection gives up (`serverSelectionTimeoutMS`),
 //! or when its connection fails. The 3.x driver does **not** apply

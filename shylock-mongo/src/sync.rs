@@ -6,13 +6,14 @@
 //!
 //! The sync driver runs each call on its own tokio runtime and panics if it
 //! is called from a thread that is inside another runtime. So every driver
-//! call of this backend (set-up included) runs on one of a few helper
-//! threads of the backend (at most [`HELPER_THREADS`], started when first
-//! needed, shared by clones, gone when the last clone is dropped); the
-//! calling thread only waits for the answer. Every public call therefore
-//! works the same on a plain thread, inside a current-thread runtime and
-//! inside a multi-thread runtime (where it blocks its worker thread until
-//! it returns: prefer the async backend there).
+//! call of this backend (set-up included) runs on a blocking thread of
+//! shylock's runtime ([`shylock_core::bridge::run_blocking`]; at most
+//! [`MAX_BLOCKING_THREADS`](shylock_core::bridge::MAX_BLOCKING_THREADS) in
+//! the process, started when needed, gone after 10 s idle); the calling
+//! thread only waits for the answer. Every public call therefore works the
+//! same on a plain thread, inside a current-thread runtime and inside a
+//! multi-thread runtime (where it blocks its worker thread until it
+//! returns: prefer the async backend there).
 //!
 //! Make the `mongodb::sync::Client` outside any runtime (or on a thread
 //! outside it): the driver runs a client's background monitoring on the
@@ -26,8 +27,8 @@
 //! for set-up [`MongoOptions::setup_timeout`](crate::MongoOptions::setup_timeout))
 //! and gets a [`Timeout`](shylock_core::BackendErrorKind::Timeout) error
 //! (the outcome of the command is then unknown, as with any timeout). A
-//! call still queued for a helper at its deadline is never sent. A call
-//! already sent is left to its helper: it ends when the server answers or
+//! call not started on a thread by its deadline is never sent. A call
+//! already sent is left to its thread: it ends when the server answers or
 //! gives up (every command carries `maxTimeMS` and, for writes, `wtimeout`
 //! = its bound), when the driver's server selection gives up
 //! (`serverSelectionTimeoutMS`, 30 s by default), or when the connection
@@ -35,12 +36,11 @@
 //! parsed but not applied), so on a connection whose peer silently
 //! vanished only TCP keepalive ends it (the driver turns it on with a
 //! 120 s idle time; Linux then probes for about 11 more minutes by
-//! default). Meanwhile that helper is busy; with all helpers busy, calls
+//! default). Meanwhile that thread is busy; with all of them busy, calls
 //! wait in a queue and end at their deadlines with `Timeout`, never later.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use mongodb::bson::Document;
@@ -53,10 +53,6 @@ use shylock_core::{BackendError, BackendErrorKind, Error, Timestamp};
 
 use crate::commands::{self, Command, Ctx, FindAndModify, ServerCheck, Spec};
 use crate::options::MongoOptions;
-
-/// How many helper threads a backend (and its clones) may run driver calls
-/// on at once; see the [module docs](self).
-pub const HELPER_THREADS: usize = 4;
 
 /// The sync MongoDB backend: lock records in one collection, reached through
 /// the application's own [`mongodb::sync::Client`].
@@ -91,7 +87,7 @@ struct Inner {
     /// The verdict of the `buildInfo` check (see
     /// [`MongoOptions::allow_non_atomic_server`]), once made.
     server_check: OnceLock<ServerCheck>,
-    /// The helper threads that make the driver calls.
+    /// Where the driver calls run.
     helpers: Helpers,
 }
 
@@ -252,7 +248,7 @@ impl MongoBackend {
         &self.inner.spec.collection
     }
 
-    /// Run a database command on a helper thread.
+    /// Run a database command on a blocking thread.
     fn run_command(
         &self,
         cmd: Command,
@@ -320,144 +316,30 @@ impl MongoBackend {
     }
 }
 
-// ---------------------------------------------------------------------------
-// Helper threads
-// ---------------------------------------------------------------------------
-
-type Job = Box<dyn FnOnce() + Send + 'static>;
-
-/// At most [`HELPER_THREADS`] threads taking jobs from one queue; started
-/// when a job finds none idle; they end when the queue's sender (this
-/// value) is dropped.
-struct Helpers {
-    queue: Mutex<mpsc::Sender<Job>>,
-    jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
-    counts: Arc<Counts>,
-}
-
-#[derive(Default)]
-struct Counts {
-    threads: AtomicUsize,
-    idle: AtomicUsize,
-}
-
-/// Where a call stands: a caller that gave up before a helper started it
-/// means it is never sent.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum CallState {
-    Queued,
-    Started,
-    Abandoned,
-}
+/// Where the driver calls run: blocking threads of shylock's runtime
+/// (see the [module docs](self)).
+struct Helpers;
 
 impl Helpers {
     fn new() -> Helpers {
-        let (tx, rx) = mpsc::channel();
-        Helpers {
-            queue: Mutex::new(tx),
-            jobs: Arc::new(Mutex::new(rx)),
-            counts: Arc::new(Counts::default()),
-        }
+        Helpers
     }
 
-    /// Start one more helper if none is idle and the limit allows.
-    fn grow(&self, ctx: &Ctx) -> Result<(), BackendError> {
-        let counts = &self.counts;
-        if counts.idle.load(Ordering::SeqCst) > 0 {
-            return Ok(());
-        }
-        let started = counts
-            .threads
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < HELPER_THREADS).then_some(n + 1)
-            });
-        if started.is_err() {
-            return Ok(()); // all helpers exist; the job waits in the queue
-        }
-        let (jobs, counts) = (Arc::clone(&self.jobs), Arc::clone(&self.counts));
-        let spawned = std::thread::Builder::new()
-            .name("shylock-mongo-call".into())
-            .spawn(move || helper(&jobs, &counts));
-        if let Err(e) = spawned {
-            self.counts.threads.fetch_sub(1, Ordering::SeqCst);
-            if self.counts.threads.load(Ordering::SeqCst) == 0 {
-                return Err(BackendError::new(
-                    BackendErrorKind::Unavailable,
-                    format!("{ctx}: could not start a helper thread for the driver call"),
-                )
-                .with_source(e));
-            }
-        }
-        Ok(())
-    }
-
-    /// Run `call` on a helper thread; wait for it until `deadline`.
+    /// Run `call` on a blocking thread; wait for it until `deadline`.
     fn call<T: Send + 'static>(
         &self,
         deadline: Instant,
         ctx: &Ctx,
         call: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, BackendError> {
-        let state = Arc::new(Mutex::new(CallState::Queued));
-        let (tx, rx) = mpsc::sync_channel(1);
-        let job_state = Arc::clone(&state);
-        let job: Job = Box::new(move || {
-            {
-                let mut s = lock(&job_state);
-                if *s == CallState::Abandoned {
-                    return; // the caller gave up: never send it
-                }
-                *s = CallState::Started;
+        shylock_core::bridge::run_blocking(Some(deadline), call).map_err(|e| {
+            if e.kind() == BackendErrorKind::Timeout {
+                commands::timeout_error(ctx)
+            } else {
+                BackendError::new(e.kind(), format!("{ctx}: {e}"))
             }
-            // The receiver is gone if the caller gave up: drop the result.
-            let _ = tx.send(call());
-        });
-        self.grow(ctx)?;
-        if lock(&self.queue).send(job).is_err() {
-            return Err(BackendError::new(
-                BackendErrorKind::Other,
-                format!("{ctx}: the helper threads are gone"),
-            ));
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(value) => Ok(value),
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                let mut s = lock(&state);
-                if *s == CallState::Queued {
-                    *s = CallState::Abandoned;
-                }
-                Err(commands::timeout_error(ctx))
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(BackendError::new(
-                BackendErrorKind::Other,
-                format!("{ctx}: the driver call panicked"),
-            )),
-        }
+        })
     }
-}
-
-/// A helper thread: take jobs until the queue is closed. A job that panics
-/// (a driver bug) does not end the thread.
-fn helper(jobs: &Mutex<mpsc::Receiver<Job>>, counts: &Counts) {
-    loop {
-        counts.idle.fetch_add(1, Ordering::SeqCst);
-        let job = lock(jobs).recv();
-        counts.idle.fetch_sub(1, Ordering::SeqCst);
-        match job {
-            Ok(job) => {
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-            }
-            Err(_) => break,
-        }
-    }
-    counts.threads.fetch_sub(1, Ordering::SeqCst);
-}
-
-/// Lock a mutex, also one poisoned by a panic elsewhere (the data stays
-/// consistent: every critical section here is a single store or call).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl SyncBackend for MongoBackend {

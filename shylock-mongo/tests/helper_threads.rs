@@ -1,7 +1,8 @@
 //! Issue 12 item 1: the sync backend makes its driver calls on a bounded set
-//! of helper threads per backend, not one new OS thread per call: calls
-//! against a server that stopped answering (each abandoned at its deadline,
-//! its driver call still pending) leave at most `HELPER_THREADS` threads.
+//! of threads (since issue 18: shylock's runtime's blocking threads), not
+//! one new OS thread per call: calls against a server that stopped
+//! answering (each abandoned at its deadline, its driver call still
+//! pending) leave at most `MAX_BLOCKING_THREADS` threads.
 //!
 //! Alone in its test binary, so that no other test's threads are counted.
 //! Server: DocumentDB (or `SHYLOCK_MONGODB_URI`) behind the
@@ -13,12 +14,13 @@ use std::net::ToSocketAddrs;
 use std::time::{Duration, Instant};
 
 use shylock_core::backend::{InspectRequest, SyncBackend};
+use shylock_core::bridge::MAX_BLOCKING_THREADS;
 use shylock_core::{LockName, Timestamp};
-use shylock_mongo::sync::{HELPER_THREADS, MongoBackend};
+use shylock_mongo::sync::MongoBackend;
 use shylock_testkit::proxy::Proxy;
 
-/// Threads of this process named like the backend's helpers (`comm` keeps
-/// 15 bytes of `shylock-mongo-call`).
+/// Threads of this process named like shylock's blocking threads (`comm`
+/// keeps 15 bytes of `shylock-blocking`).
 fn helper_threads() -> usize {
     std::fs::read_dir("/proc/self/task")
         .map(|tasks| {
@@ -26,7 +28,7 @@ fn helper_threads() -> usize {
                 .filter_map(Result::ok)
                 .filter(|t| {
                     std::fs::read_to_string(t.path().join("comm"))
-                        .is_ok_and(|c| c.trim() == "shylock-mongo-c")
+                        .is_ok_and(|c| c.trim() == "shylock-blockin")
                 })
                 .count()
         })
@@ -60,7 +62,8 @@ fn abandoned_calls_do_not_pile_up_threads() {
     let backend = MongoBackend::create_with(&client, &db, support::options()).expect("create");
     proxy.blackhole(Duration::from_secs(600));
     let name = LockName::new("x".to_owned()).expect("name");
-    for _ in 0..20 {
+    let calls = MAX_BLOCKING_THREADS + 16;
+    for _ in 0..calls {
         let r = backend.inspect(InspectRequest {
             name: &name,
             now: Timestamp::local_now(),
@@ -71,8 +74,8 @@ fn abandoned_calls_do_not_pile_up_threads() {
     let n = helper_threads();
     assert!(n >= 1, "the helper threads are counted");
     assert!(
-        n <= HELPER_THREADS,
-        "{n} helper threads for 20 abandoned calls (at most {HELPER_THREADS})"
+        n <= MAX_BLOCKING_THREADS,
+        "{n} blocking threads for {calls} abandoned calls (at most {MAX_BLOCKING_THREADS})"
     );
     proxy.clear_faults();
 }
