@@ -28,6 +28,10 @@ struct Faults {
     fail_first_release: bool,
     /// Every acquire takes this long more (async form).
     acquire_delay: Duration,
+    /// Say the clock is estimated (the core reads the server's clock), and
+    /// answer the first read this late (a stall).
+    estimated_clock: bool,
+    first_clock_read_delay: Duration,
 }
 
 #[derive(Clone)]
@@ -39,6 +43,7 @@ struct Wrapped {
     /// Acquires on their way now, and the most at once.
     in_flight: Arc<AtomicUsize>,
     most_in_flight: Arc<AtomicUsize>,
+    clock_reads: Arc<AtomicUsize>,
 }
 
 fn wrap(inner: &MemoryBackend, faults: Faults) -> Wrapped {
@@ -49,6 +54,7 @@ fn wrap(inner: &MemoryBackend, faults: Faults) -> Wrapped {
         releases: Arc::default(),
         in_flight: Arc::default(),
         most_in_flight: Arc::default(),
+        clock_reads: Arc::default(),
     }
 }
 
@@ -57,6 +63,14 @@ fn reset() -> BackendError {
 }
 
 impl Wrapped {
+    fn clock_source(&self) -> ClockSource {
+        if self.faults.estimated_clock {
+            ClockSource::Estimated
+        } else {
+            ClockSource::Server
+        }
+    }
+
     fn renew_delay(&self, req: &RenewRequest<'_>) -> Duration {
         let slow = req.name.as_str().starts_with("slow");
         self.faults.renew_delay
@@ -103,7 +117,7 @@ impl SyncBackend for Wrapped {
         SyncBackend::server_time(&self.inner, deadline)
     }
     fn clock(&self) -> ClockSource {
-        ClockSource::Server
+        self.clock_source()
     }
     fn describe(&self) -> String {
         "wrapped memory".into()
@@ -148,10 +162,16 @@ impl AsyncBackend for Wrapped {
         &self,
         deadline: Option<Instant>,
     ) -> BoxFuture<'_, Result<Timestamp, BackendError>> {
-        AsyncBackend::server_time(&self.inner, deadline)
+        Box::pin(async move {
+            let read = SyncBackend::server_time(&self.inner, deadline);
+            if self.clock_reads.fetch_add(1, Ordering::SeqCst) == 0 {
+                tokio::time::sleep(self.faults.first_clock_read_delay).await;
+            }
+            read
+        })
     }
     fn clock(&self) -> ClockSource {
-        ClockSource::Server
+        self.clock_source()
     }
     fn describe(&self) -> String {
         "wrapped memory".into()
@@ -421,11 +441,12 @@ fn item06_a_refused_blocking_call_sends_nothing() {
     current.block_on(async {
         let backend = Backend::from_async(w.clone());
         let refused = Lock::with_backend("item06", &backend).try_acquire();
-        assert!(matches!(refused, Err(Error::Runtime { .. })), "{refused:?}");
+        assert!(refused.is_err(), "{refused:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
+        let sent = w.acquires.load(Ordering::SeqCst) + w.releases.load(Ordering::SeqCst);
+        assert_eq!(sent, 0, "a refused call sent requests: {refused:?}");
+        assert!(matches!(refused, Err(Error::Runtime { .. })), "{refused:?}");
     });
-    assert_eq!(w.acquires.load(Ordering::SeqCst), 0, "nothing was sent");
-    assert_eq!(w.releases.load(Ordering::SeqCst), 0, "nothing was sent");
 }
 
 /// Item 5: a guard dropped while its thread unwinds from a panic is
@@ -485,4 +506,38 @@ async fn item10_waiters_send_one_request_at_a_time_during_a_stall() {
         "acquires on their way at once (of {} sent)",
         w.acquires.load(Ordering::SeqCst)
     );
+}
+
+/// Item 8: a clock sample answered after a 6 s stall (the server read its
+/// clock, then the answer was held up) is not used for an acquisition: a
+/// new sample is taken, and the lease granted ends a lease after the true
+/// now, not 6 s before that. (Its `now` can become a new record's epoch.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item08_a_stalled_clock_sample_is_not_used_to_acquire() {
+    let mem = MemoryBackend::new();
+    let w = wrap(
+        &mem,
+        Faults {
+            estimated_clock: true,
+            first_clock_read_delay: Duration::from_secs(6),
+            ..Faults::default()
+        },
+    );
+    let backend = Backend::from_both(w.clone());
+    let lease = Duration::from_secs(30);
+    let guard = AsyncLock::with_backend("item08", &backend)
+        .lease(lease)
+        .renewal(Renewal::Off)
+        .acquire()
+        .await
+        .expect("acquire");
+    let now = Timestamp::local_now();
+    let ends_in = guard.expires_at().as_millis() - now.as_millis();
+    assert!(
+        ends_in >= 29_000,
+        "the lease ends {ends_in} ms from now (a {lease:?} lease): granted on a stalled clock \
+         sample ({} reads)",
+        w.clock_reads.load(Ordering::SeqCst)
+    );
+    guard.release().await.expect("release");
 }
