@@ -242,3 +242,75 @@ impl From<MemoryBackend> for Backend {
         Backend::from_both(backend)
     }
 }
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn acquire(
+        b: &MemoryBackend,
+        name: &LockName,
+        owner: &OwnerId,
+        now: Timestamp,
+    ) -> AcquireOutcome {
+        SyncBackend::try_acquire(
+            b,
+            AcquireRequest {
+                name,
+                owner,
+                lease: Duration::from_secs(30),
+                now,
+                deadline: None,
+            },
+        )
+        .expect("acquire")
+    }
+
+    fn release(b: &MemoryBackend, name: &LockName, owner: &OwnerId) -> ReleaseOutcome {
+        SyncBackend::release(
+            b,
+            ReleaseRequest {
+                name,
+                owner,
+                token: FencingToken(0),
+                now: b.now(),
+                deadline: None,
+            },
+        )
+        .expect("release")
+    }
+
+    /// Issue 18 item 7: a late duplicate of an owner's acquisition that lands
+    /// after the owner released is not granted, and the record stays free
+    /// for the next owner, also when another owner acquired and released in
+    /// between.
+    #[test]
+    fn late_duplicate_of_a_released_owner_is_not_granted() {
+        let b = MemoryBackend::new();
+        let name = LockName::new("regrant").expect("name");
+        let (o, q, r) = (OwnerId::random(), OwnerId::random(), OwnerId::random());
+        let t0 = b.now();
+        assert!(matches!(
+            acquire(&b, &name, &o, t0),
+            AcquireOutcome::Acquired(_)
+        ));
+        assert_eq!(release(&b, &name, &o), ReleaseOutcome::Released);
+        let late = acquire(&b, &name, &o, t0);
+        assert!(
+            matches!(late, AcquireOutcome::Busy { .. }),
+            "the late duplicate of a released owner's acquisition was granted: {late:?}"
+        );
+        let gq = acquire(&b, &name, &q, b.now());
+        assert!(matches!(gq, AcquireOutcome::Acquired(_)), "{gq:?}");
+        assert_eq!(release(&b, &name, &q), ReleaseOutcome::Released);
+        let late = acquire(&b, &name, &o, t0);
+        assert!(
+            matches!(late, AcquireOutcome::Busy { .. }),
+            "the late duplicate of a released owner's acquisition was granted after another owner released: {late:?}"
+        );
+        let gr = acquire(&b, &name, &r, b.now());
+        assert!(matches!(gr, AcquireOutcome::Acquired(_)), "{gr:?}");
+        assert_eq!(release(&b, &name, &r), ReleaseOutcome::Released);
+    }
+}

@@ -446,6 +446,43 @@ fn late_duplicates_never_shorten_a_lease(p: &Prims) {
 }
 both_forms!(late_duplicates_never_shorten_a_lease: late_duplicates_never_shorten_a_lease_async, late_duplicates_never_shorten_a_lease_sync);
 
+// Issue 18 item 7: a late duplicate of an owner's acquisition (sent before
+// the owner released, held up on its way while the owner's retry was
+// granted) that lands after the owner released must not be granted: the
+// owner is gone, so the lock would stay held by nobody for a lease. The
+// record stays free for the next owner, also when another owner acquired
+// and released in between (more than the last releaser is remembered).
+fn late_duplicate_of_a_released_owner_is_not_granted(p: &Prims) {
+    let n = name("regrant");
+    let (o, q, r) = (OwnerId::random(), OwnerId::random(), OwnerId::random());
+    let t0 = p.now();
+    let earlier = Timestamp::from_millis(t0.as_millis().saturating_sub(500));
+    granted(p.acquire_at(&n, &o, LEASE, t0).expect("acquire"));
+    assert_eq!(p.release(&n, &o), ReleaseOutcome::Released);
+    for now in [t0, earlier] {
+        let late = p.acquire_at(&n, &o, LEASE, now).expect("late acquire");
+        assert!(
+            matches!(late, AcquireOutcome::Busy { .. }),
+            "{}: the late duplicate (now {now}) of a released owner's acquisition was granted: {late:?}",
+            p.label()
+        );
+    }
+    assert_eq!(p.inspect(&n), None, "{}: the record stays free", p.label());
+    let gq = granted(p.acquire(&n, &q));
+    assert_eq!(p.release(&n, &q), ReleaseOutcome::Released);
+    // `o` is no longer the last releaser.
+    let late = p.acquire_at(&n, &o, LEASE, t0).expect("late acquire");
+    assert!(
+        matches!(late, AcquireOutcome::Busy { .. }),
+        "{}: the late duplicate of a released owner's acquisition was granted after another owner released: {late:?}",
+        p.label()
+    );
+    let gr = granted(p.acquire(&n, &r));
+    assert!(gr.token > gq.token, "{} > {}", gr.token, gq.token);
+    assert_eq!(p.release(&n, &r), ReleaseOutcome::Released);
+}
+both_forms!(late_duplicate_of_a_released_owner_is_not_granted: late_duplicate_of_a_released_owner_is_not_granted_async, late_duplicate_of_a_released_owner_is_not_granted_sync);
+
 // Shows (both servers): any lock name is a valid record id: Unicode, NUL,
 // operator-looking strings, the maximum of 1024 bytes; distinct names never
 // share a record.
