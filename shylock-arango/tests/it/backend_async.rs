@@ -199,6 +199,53 @@ async fn late_duplicate_of_a_released_owner_is_not_granted() {
     t.drop_collection(b.collection()).await;
 }
 
+/// The record keeps its last RELEASERS_REMEMBERED releasers (oldest
+/// first), refused from then on; an owner beyond them is forgotten (granted
+/// again: the bound is a documented choice). The queries' `-16` is the
+/// core's number.
+#[tokio::test]
+async fn releasers_are_bounded() {
+    use shylock_core::backend::RELEASERS_REMEMBERED;
+    let slice = format!("SLICE(APPEND(releasers, [@owner]), -{RELEASERS_REMEMBERED})");
+    for text in [
+        shylock_arango::aql::RELEASE,
+        shylock_arango::aql::RELEASE_NO_SYNC,
+    ] {
+        assert!(text.contains(&slice), "{text}");
+    }
+    let t = target();
+    let b = backend(&t).await;
+    let name = LockName::new("releasers").unwrap();
+    let lease = Duration::from_secs(30);
+    let owners: Vec<OwnerId> = (0..RELEASERS_REMEMBERED + 2)
+        .map(|_| OwnerId::random())
+        .collect();
+    for o in &owners {
+        granted(acquire(&b, &name, o, lease).await);
+        assert_eq!(release(&b, &name, o).await, ReleaseOutcome::Released);
+    }
+    let kept = &owners[owners.len() - RELEASERS_REMEMBERED..];
+    if let Some(emu) = &t.emu {
+        let doc = emu
+            .document(&t.db, b.collection(), &lock_key(name.as_str()))
+            .expect("the record stays");
+        let expected: Vec<&str> = kept.iter().map(OwnerId::as_str).collect();
+        assert_eq!(doc["releasers"], serde_json::json!(expected), "{doc:?}");
+    }
+    for o in kept {
+        assert!(matches!(
+            acquire(&b, &name, o, lease).await,
+            AcquireOutcome::Busy { .. }
+        ));
+    }
+    granted(acquire(&b, &name, &owners[0], lease).await);
+    assert_eq!(
+        release(&b, &name, &owners[0]).await,
+        ReleaseOutcome::Released
+    );
+    t.drop_collection(b.collection()).await;
+}
+
 #[tokio::test]
 async fn expired_lease_is_taken_over_by_the_server_clock() {
     let t = target();
