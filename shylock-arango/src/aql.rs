@@ -29,13 +29,14 @@ macro_rules! acquire {
             r#"LET nowMs = DATE_NOW()
 LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
 LET isBad = lockDoc != null && (lockDoc.name != @name || !IS_NUMBER(lockDoc.epoch) || !IS_NUMBER(lockDoc.seq) || !IS_NUMBER(lockDoc.expiresAt))
-LET isFree = !isBad && (lockDoc == null || lockDoc.owner == null || lockDoc.owner == @owner || lockDoc.expiresAt * 1000 <= nowMs)
+LET releasers = IS_ARRAY(lockDoc.releasers) ? lockDoc.releasers : []
+LET isFree = !isBad && !(@owner IN releasers) && (lockDoc == null || lockDoc.owner == null || lockDoc.owner == @owner || lockDoc.expiresAt * 1000 <= nowMs)
 LET newEpoch = lockDoc == null ? nowMs : lockDoc.epoch
 LET newSeq = lockDoc == null ? 1 : lockDoc.seq + 1
 LET newExpiry = nowMs + @leaseMs
 LET written = (
   FOR x IN (isFree ? [1] : [])
-    INSERT { _key: @key, name: @name, owner: @owner, epoch: newEpoch, seq: newSeq, expiresAt: newExpiry / 1000 }
+    INSERT { _key: @key, name: @name, owner: @owner, epoch: newEpoch, seq: newSeq, expiresAt: newExpiry / 1000, releasers: releasers }
     INTO @@collection OPTIONS { overwriteMode: "replace", exclusive: true"#,
             $options,
             r#" }
@@ -71,9 +72,10 @@ macro_rules! release {
             r#"LET nowMs = DATE_NOW()
 LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
 LET isMine = lockDoc != null && lockDoc.name == @name && lockDoc.owner == @owner
+LET releasers = IS_ARRAY(lockDoc.releasers) ? lockDoc.releasers : []
 LET written = (
   FOR x IN (isMine ? [1] : [])
-    UPDATE @key WITH { owner: null, expiresAt: nowMs / 1000 } IN @@collection OPTIONS { exclusive: true"#,
+    UPDATE @key WITH { owner: null, expiresAt: nowMs / 1000, releasers: SLICE(APPEND(releasers, [@owner]), -16) } IN @@collection OPTIONS { exclusive: true"#,
             $options,
             r#" }
     RETURN 1
@@ -83,11 +85,14 @@ RETURN { released: LENGTH(written) > 0, storedName: lockDoc.name }"#
     };
 }
 
-/// Acquire: grant if there is no record, or it is free, or it is the
-/// caller's, or it has expired; otherwise change nothing. The fencing token
-/// of a grant is `epoch * 1000 + seq`: `epoch` is the server time at which
-/// the record was created, `seq` counts the grants of this record. The write
-/// waits for the disk (`waitForSync: true`).
+/// Acquire: grant if the caller is not among the record's `releasers` (a
+/// released owner is never granted again: its request arriving now is a late
+/// duplicate) and there is no record, or it is free, or it is the caller's,
+/// or it has expired; otherwise change nothing. The grant keeps the
+/// record's `releasers`. The fencing token of a grant is `epoch * 1000 +
+/// seq`: `epoch` is the server time at which the record was created, `seq`
+/// counts the grants of this record. The write waits for the disk
+/// (`waitForSync: true`).
 ///
 /// Bind parameters: `@collection`, `key`, `name`, `owner`, `leaseMs`.
 pub const ACQUIRE: &str = acquire!(", waitForSync: true");
@@ -104,9 +109,11 @@ pub const RENEW: &str = renew!(", waitForSync: true");
 /// [`RENEW`] without `waitForSync`.
 pub const RENEW_NO_SYNC: &str = renew!("");
 
-/// Release: make the record free (owner `null`) if it is the caller's. The
-/// record is kept, so that the next grant's token continues from it
-/// (synced).
+/// Release: make the record free (owner `null`) if it is the caller's, and
+/// append the caller to its `releasers`, keeping the last 16
+/// ([`RELEASERS_REMEMBERED`](shylock_core::backend::RELEASERS_REMEMBERED)),
+/// in the same write. The record is kept, so that the next grant's token
+/// continues from it (synced).
 ///
 /// Bind parameters: `@collection`, `key`, `name`, `owner`.
 pub const RELEASE: &str = release!(", waitForSync: true");

@@ -71,8 +71,15 @@
 //! # How it works
 //!
 //! * One document per lock name in the collection (default `shylock`):
-//!   `{_key, name, owner, epoch, seq, expiresAt}`; see [`lock_key`] for how a
-//!   name becomes a `_key` and [`aql`] for the queries.
+//!   `{_key, name, owner, epoch, seq, expiresAt, releasers}`; see
+//!   [`lock_key`] for how a name becomes a `_key` and [`aql`] for the
+//!   queries.
+//! * Release appends its owner to `releasers` (the last 16 are kept), and
+//!   acquire refuses an owner among them (busy): such a request is a late
+//!   duplicate of one sent before that owner's release, and granting it
+//!   would leave the lock held by an owner that is gone, for a lease. A
+//!   bounded list is enough because the defect costs liveness, never safety
+//!   (see [`shylock_core::backend::RELEASERS_REMEMBERED`]).
 //! * Acquire, renew and release are **one HTTP request each**
 //!   (`POST /_api/cursor`, one AQL query that reads, decides and writes
 //!   atomically; expiry judged by the server clock `DATE_NOW()`). Writes

@@ -9,13 +9,18 @@
 //! # The lock record
 //!
 //! A backend keeps at most one record per lock name with: the **owner** (an
-//! [`OwnerId`], or none when free), the **fencing token** of the last grant
-//! and the **expiry** ([`Timestamp`] on the backend's clock).
+//! [`OwnerId`], or none when free), the **fencing token** of the last grant,
+//! the **expiry** ([`Timestamp`] on the backend's clock) and the
+//! **releasers**: the owners of its last [`RELEASERS_REMEMBERED`] releases
+//! (see [below](#a-released-owner-is-never-granted-again)).
 //!
 //! # Atomicity every backend must guarantee
 //!
 //! * [`try_acquire`](AsyncBackend::try_acquire) is one atomic step
-//!   (linearizable for that name): if there is no record, or it is free, or
+//!   (linearizable for that name): if the request's owner is among the
+//!   record's releasers (a late duplicate of a released owner's request), it
+//!   changes nothing and answers [`AcquireOutcome::Busy`] (with any
+//!   `expires_at`). Otherwise, if there is no record, or it is free, or
 //!   its expiry is at or before *now*, or its owner is the request's owner
 //!   (a retry after an unknown outcome), it sets owner := request owner,
 //!   expiry := *now* + lease (for the request's own owner: the later of
@@ -34,10 +39,13 @@
 //!   still the owner's: nobody else held the lock in between, so extending it
 //!   is safe.)
 //! * [`release`](AsyncBackend::release) is one atomic step: if the record's
-//!   owner is the request's owner, it makes the record free (or deletes it, if
-//!   the backend's tokens survive deletion) and answers
-//!   [`ReleaseOutcome::Released`]; otherwise it changes nothing and answers
-//!   [`ReleaseOutcome::NotOwner`]. Nobody else's holding is ever released.
+//!   owner is the request's owner, it makes the record free, adds the owner
+//!   to its releasers (dropping the oldest beyond [`RELEASERS_REMEMBERED`])
+//!   and answers [`ReleaseOutcome::Released`]; otherwise it changes nothing
+//!   and answers [`ReleaseOutcome::NotOwner`]. (A backend may also answer
+//!   `Released`, changing nothing else, to an owner among the releasers of a
+//!   free record: its own release sent again after the answer was lost.)
+//!   Nobody else's holding is ever released.
 //! * [`inspect`](AsyncBackend::inspect) reads the record: `Some` only if it is
 //!   held and its expiry is after *now*.
 //! * [`server_time`](AsyncBackend::server_time) reads the backend's clock.
@@ -49,6 +57,23 @@
 //! clock), or the backend's own clock read inside the atomic step for
 //! [`ClockSource::Server`].
 //!
+//! # A released owner is never granted again
+//!
+//! An owner id belongs to one acquisition, and the core sends no
+//! acquisition request for an owner after that owner's release. A request
+//! of that owner can still *arrive* after its release: sent earlier, held
+//! up on its way (a connection that was reset, a queue on the server)
+//! while the owner's retry was granted, used and released. Granted, it
+//! would leave the lock held by an owner nobody speaks for, until its lease
+//! ends. That costs liveness (a lease nobody holds), never safety, so a
+//! bounded memory is enough: a record remembers its last
+//! [`RELEASERS_REMEMBERED`] releasers (a backend that deletes or garbage-
+//! collects records may forget them with the record, no sooner than a
+//! minute after the release). A duplicate lands within its own time limit,
+//! so it finds its owner among them unless as many other owners were
+//! granted and released the lock in the meantime; it then costs at most one
+//! lease nobody holds, as it did before.
+//!
 //! Every primitive should give up by the request's `deadline` with a
 //! [`BackendErrorKind::Timeout`](crate::BackendErrorKind::Timeout) error; the
 //! async form is also cut off by the core at the deadline, the sync form
@@ -59,6 +84,11 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use crate::{BackendError, FencingToken, LockName, OwnerId, Timestamp};
+
+/// How many of a record's last releasers a backend remembers at least, and
+/// refuses to grant the record again (see the
+/// [module docs](self#a-released-owner-is-never-granted-again)).
+pub const RELEASERS_REMEMBERED: usize = 16;
 
 /// A boxed, sendable future (what [`AsyncBackend`] methods return).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

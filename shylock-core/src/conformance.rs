@@ -30,7 +30,8 @@ use std::time::{Duration, Instant};
 
 use crate::backend::{
     AcquireOutcome, AcquireRequest, AsyncBackend, BoxFuture, ClockSource, InspectRequest,
-    LockRecord, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
+    LockRecord, RELEASERS_REMEMBERED, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
+    SyncBackend,
 };
 use crate::exec::block_on;
 use crate::{
@@ -102,6 +103,7 @@ pub async fn run_async(suite: &Suite) -> Report {
     a_request_on_its_way_is_cleaned_up_after_it_lands(&form, &ctx).await;
     a_dropped_release_still_releases(&form, &ctx).await;
     an_unpolled_waiter_does_not_hold_the_others_back(&form, &ctx).await;
+    run_released(&form, &ctx).await;
     ctx.report()
 }
 
@@ -113,7 +115,10 @@ pub async fn run_async(suite: &Suite) -> Report {
 pub fn run_sync(suite: &Suite) -> Report {
     let form = SyncForm(suite.backend.clone());
     let ctx = Ctx::new(suite, "sync");
-    block_on(run_common(&form, &ctx));
+    block_on(async {
+        run_common(&form, &ctx).await;
+        run_released(&form, &ctx).await;
+    });
     ctx.report()
 }
 
@@ -133,6 +138,14 @@ async fn run_common<F: Form>(form: &F, ctx: &Ctx) {
     a_zero_safety_margin_never_gives_two_holders(form, ctx).await;
     a_lost_answer_then_rate_limits_leave_nothing_held(form, ctx).await;
     a_release_whose_answer_was_lost_is_released(form, ctx).await;
+}
+
+/// The checks of issue 18 (items 7, 1 and 2): what happens once an owner
+/// released, or its clean-up release failed. Run last, in both forms.
+async fn run_released<F: Form>(form: &F, ctx: &Ctx) {
+    a_late_duplicate_of_a_released_owner_is_not_granted(form, ctx).await;
+    a_released_guards_holding_is_not_held(form, ctx).await;
+    the_clean_up_release_after_an_unknown_acquire_is_retried(form, ctx).await;
 }
 
 struct Ctx {
@@ -221,6 +234,17 @@ trait Form: Clone + Send + Sync + 'static {
         owner: &OwnerId,
         token: FencingToken,
     ) -> impl Future<Output = Result<ReleaseOutcome, BackendError>> + Send;
+    /// Ask for a record directly through the backend primitive, with the
+    /// `now` given (as a request sent at that time would carry).
+    fn raw_acquire(
+        &self,
+        name: &LockName,
+        owner: &OwnerId,
+        lease: Duration,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<AcquireOutcome, BackendError>> + Send;
+    /// The backend's clock, through its primitive.
+    fn raw_now(&self) -> impl Future<Output = Result<Timestamp, BackendError>> + Send;
     /// The backend's primitives, to wrap.
     fn wrapped(&self, wrap: impl FnOnce(Primitives) -> Wrapper) -> Self;
 }
@@ -289,6 +313,30 @@ impl Form for AsyncForm {
                 deadline: None,
             })
             .await
+    }
+
+    async fn raw_acquire(
+        &self,
+        name: &LockName,
+        owner: &OwnerId,
+        lease: Duration,
+        now: Timestamp,
+    ) -> Result<AcquireOutcome, BackendError> {
+        let backend = self.0.async_form();
+        backend
+            .try_acquire(AcquireRequest {
+                name,
+                owner,
+                lease,
+                now,
+                deadline: None,
+            })
+            .await
+    }
+
+    async fn raw_now(&self) -> Result<Timestamp, BackendError> {
+        let backend = self.0.async_form();
+        backend.server_time(None).await
     }
 
     fn wrapped(&self, wrap: impl FnOnce(Primitives) -> Wrapper) -> Self {
@@ -368,6 +416,27 @@ impl Form for SyncForm {
         })
     }
 
+    async fn raw_acquire(
+        &self,
+        name: &LockName,
+        owner: &OwnerId,
+        lease: Duration,
+        now: Timestamp,
+    ) -> Result<AcquireOutcome, BackendError> {
+        let backend = self.0.sync_form();
+        backend.try_acquire(AcquireRequest {
+            name,
+            owner,
+            lease,
+            now,
+            deadline: None,
+        })
+    }
+
+    async fn raw_now(&self) -> Result<Timestamp, BackendError> {
+        self.0.sync_form().server_time(None)
+    }
+
     fn wrapped(&self, wrap: impl FnOnce(Primitives) -> Wrapper) -> Self {
         let inner = Primitives::Sync(self.0.sync_form());
         SyncForm(Backend::from_sync_arc(Arc::new(wrap(inner))))
@@ -400,6 +469,14 @@ struct Wrapper {
     /// The first release is applied and its answer lost.
     lose_first_release_answer: bool,
     releases: AtomicU64,
+    /// The first acquisition is applied and its answer lost (a connection
+    /// reset: a transient error); the later ones fail the same way without
+    /// reaching the backend.
+    lose_first_acquire_answer: bool,
+    /// The first release fails with a transient error without reaching the
+    /// backend; the later ones pass.
+    fail_first_release: bool,
+    failed_releases: AtomicU64,
     fail_renewals: Arc<AtomicBool>,
 }
 
@@ -414,13 +491,26 @@ impl Wrapper {
             release_delay: Duration::ZERO,
             lose_first_release_answer: false,
             releases: AtomicU64::new(0),
+            lose_first_acquire_answer: false,
+            fail_first_release: false,
+            failed_releases: AtomicU64::new(0),
             fail_renewals: Arc::default(),
         }
     }
 
+    fn connection_reset() -> BackendError {
+        BackendError::new(
+            crate::BackendErrorKind::Unavailable,
+            "conformance: connection reset",
+        )
+    }
+
     /// Before the n-th acquisition reaches the backend: refuse it (rate
-    /// limited) if the wrapper says so.
+    /// limited, or as a connection reset) if the wrapper says so.
     fn refuse_acquire(&self, n: u64) -> Option<BackendError> {
+        if self.lose_first_acquire_answer && n > 0 {
+            return Some(Self::connection_reset());
+        }
         (self.lose_first_answer_then_rate_limit && n > 0).then(|| {
             BackendError::new(
                 crate::BackendErrorKind::RateLimited,
@@ -428,6 +518,13 @@ impl Wrapper {
             )
             .with_retry_after(Duration::from_millis(20))
         })
+    }
+
+    /// Before a release reaches the backend: fail it (transient) if the
+    /// wrapper says so.
+    fn refuse_release(&self) -> Option<BackendError> {
+        (self.fail_first_release && self.failed_releases.fetch_add(1, Ordering::SeqCst) == 0)
+            .then(Self::connection_reset)
     }
 
     /// After the n-th acquisition was applied: lose its answer if the
@@ -442,6 +539,9 @@ impl Wrapper {
                 crate::BackendErrorKind::Timeout,
                 "conformance: the answer was lost",
             ));
+        }
+        if self.lose_first_acquire_answer && n == 0 {
+            return Err(Self::connection_reset());
         }
         outcome
     }
@@ -550,6 +650,9 @@ impl AsyncBackend for Wrapper {
     ) -> BoxFuture<'a, Result<ReleaseOutcome, BackendError>> {
         Box::pin(async move {
             tokio::time::sleep(self.release_delay).await;
+            if let Some(error) = self.refuse_release() {
+                return Err(error);
+            }
             let outcome = self.async_inner().release(req).await;
             self.lose_release_answer(outcome)
         })
@@ -599,6 +702,9 @@ impl SyncBackend for Wrapper {
 
     fn release(&self, req: ReleaseRequest<'_>) -> Result<ReleaseOutcome, BackendError> {
         std::thread::sleep(self.release_delay);
+        if let Some(error) = self.refuse_release() {
+            return Err(error);
+        }
         let outcome = self.sync_inner().release(req);
         self.lose_release_answer(outcome)
     }
@@ -1270,6 +1376,174 @@ async fn a_release_whose_answer_was_lost_is_released<F: Form>(form: &F, ctx: &Ct
     );
     let seen = form.inspect(&name).await.expect("inspect");
     ctx.check(seen.is_none(), format!("and the lock is free: {seen:?}"));
+}
+
+/// Issue 18 item 7. A request of an owner can arrive after that owner
+/// released (sent earlier, held up on its way while the owner's retry was
+/// granted). Granted, it would leave the lock held by an owner that is gone,
+/// for a lease: a backend refuses an owner among the record's last
+/// [`RELEASERS_REMEMBERED`] releasers, and the record stays free for the
+/// others. Checked at the primitives, with the late request's own (older)
+/// `now`.
+async fn a_late_duplicate_of_a_released_owner_is_not_granted<F: Form>(form: &F, ctx: &Ctx) {
+    let name = LockName::new(ctx.name("late-duplicate")).expect("name");
+    let lease = Duration::from_secs(20);
+    let owner = OwnerId::random();
+    let sent = form.raw_now().await.expect("server time");
+    let first = form.raw_acquire(&name, &owner, lease, sent).await;
+    let mut last = match first {
+        Ok(AcquireOutcome::Acquired(grant)) => grant.token,
+        other => panic!(
+            "conformance ({} form): a free lock is granted: {other:?}",
+            ctx.form
+        ),
+    };
+    let released = form.raw_release(&name, &owner, last).await;
+    ctx.check(
+        matches!(released, Ok(ReleaseOutcome::Released)),
+        format!("the owner releases: {released:?}"),
+    );
+    let late = form.raw_acquire(&name, &owner, lease, sent).await;
+    ctx.check(
+        matches!(late, Ok(AcquireOutcome::Busy { .. })),
+        format!(
+            "a late duplicate of a released owner's acquisition (the same request, landing after the release) is not granted: {late:?}"
+        ),
+    );
+    let seen = form.inspect(name.as_str()).await.expect("inspect");
+    ctx.check(
+        seen.is_none(),
+        format!("the refused duplicate leaves the lock free: {seen:?}"),
+    );
+    // Others get the lock at once; the first owner stays refused while it is
+    // among the last RELEASERS_REMEMBERED releasers.
+    for others in 1..RELEASERS_REMEMBERED {
+        let other = OwnerId::random();
+        let now = form.raw_now().await.expect("server time");
+        let got = form.raw_acquire(&name, &other, lease, now).await;
+        match got {
+            Ok(AcquireOutcome::Acquired(grant)) if grant.token > last => last = grant.token,
+            other => ctx.check(
+                false,
+                format!("another owner gets the free lock at once, with a larger token: {other:?}"),
+            ),
+        }
+        let released = form.raw_release(&name, &other, last).await;
+        ctx.check(
+            matches!(released, Ok(ReleaseOutcome::Released)),
+            format!("the other owner releases: {released:?}"),
+        );
+        let late = form.raw_acquire(&name, &owner, lease, sent).await;
+        ctx.check(
+            matches!(late, Ok(AcquireOutcome::Busy { .. })),
+            format!(
+                "a late duplicate of a released owner's acquisition is not granted after {others} other owner(s) acquired and released (the last {RELEASERS_REMEMBERED} releasers are remembered): {late:?}"
+            ),
+        );
+    }
+    let seen = form.inspect(name.as_str()).await.expect("inspect");
+    ctx.check(seen.is_none(), format!("and the lock is free: {seen:?}"));
+}
+
+/// Issue 18 item 1. A `Holding` kept (cloned) from a guard that was released
+/// (or dropped) is not held: once another owner holds the lock,
+/// `ensure_held()` answers `LeaseLost` and `is_held()` is false.
+async fn a_released_guards_holding_is_not_held<F: Form>(form: &F, ctx: &Ctx) {
+    let base = ctx.name("holding-after");
+    for dropped in [false, true] {
+        let how = if dropped { "dropped" } else { "released" };
+        let name = format!("{base}-{how}");
+        let guard = form
+            .acquire(&name, &LockOptions::default())
+            .await
+            .expect("acquire");
+        let holding: Holding = (*guard).clone();
+        let token = guard.token();
+        if dropped {
+            drop(guard);
+        } else {
+            ctx.check(form.release(guard).await.is_ok(), "release");
+        }
+        let next = form
+            .acquire(&name, &LockOptions::default().timeout(ctx.suite.slack))
+            .await;
+        ctx.check(
+            next.as_ref().is_ok_and(|g| g.token() > token),
+            format!("another owner gets the {how} lock, with a larger token: {next:?}"),
+        );
+        ctx.check(
+            !holding.is_held(),
+            format!("the holding of a {how} guard is not held"),
+        );
+        let r = holding.ensure_held();
+        ctx.check(
+            matches!(r, Err(Error::LeaseLost { .. })),
+            format!(
+                "Holding::ensure_held() of a {how} guard answers LeaseLost once another owner holds the lock: {r:?}"
+            ),
+        );
+        if let Ok(g) = next {
+            ctx.check(form.release(g).await.is_ok(), "release");
+        }
+    }
+}
+
+/// Issue 18 item 2. An acquisition whose request was applied but whose
+/// answer was lost (a transient error) is released when the acquisition
+/// gives up; if the first attempt of that clean-up release fails with a
+/// transient error too, it is retried as a release is, within the lock's
+/// `release_timeout`: the lock is free again long before its lease ends.
+async fn the_clean_up_release_after_an_unknown_acquire_is_retried<F: Form>(form: &F, ctx: &Ctx) {
+    let release_timeout = Duration::from_secs(1);
+    let within = release_timeout + ctx.suite.slack;
+    let lease = Duration::from_secs(20).max(within * 3);
+    let opts = LockOptions::default()
+        .lease(lease)
+        .release_timeout(release_timeout);
+    let base = ctx.name("clean-up-retried");
+    for waiting in [false, true] {
+        let (how, name) = if waiting {
+            ("acquire with a timeout", format!("{base}-acquire"))
+        } else {
+            ("try_acquire", format!("{base}-try"))
+        };
+        let flaky = form.wrapped(|inner| Wrapper {
+            lose_first_acquire_answer: true,
+            fail_first_release: true,
+            ..Wrapper::new(inner)
+        });
+        let r = if waiting {
+            flaky
+                .acquire(&name, &opts.clone().timeout(Duration::from_millis(200)))
+                .await
+                .map(Some)
+        } else {
+            flaky.try_acquire(&name, &opts).await
+        };
+        ctx.check(
+            r.is_err(),
+            format!(
+                "{how} whose answer was lost (and whose retries fail) ends with an error: {r:?}"
+            ),
+        );
+        let started = Instant::now();
+        let next = loop {
+            match form.try_acquire(&name, &LockOptions::default()).await {
+                Ok(Some(g)) => break Some(g),
+                _ if started.elapsed() >= within => break None,
+                _ => form.sleep(Duration::from_millis(20)).await,
+            }
+        };
+        ctx.check(
+            next.is_some(),
+            format!(
+                "after {how} gave up with an unknown outcome, its clean-up release is retried when its first attempt fails: the lock (lease {lease:?}) is free again within the release timeout and a margin ({within:?})"
+            ),
+        );
+        if let Some(g) = next {
+            ctx.check(form.release(g).await.is_ok(), "release");
+        }
+    }
 }
 
 async fn a_request_on_its_way_is_cleaned_up_after_it_lands(form: &AsyncForm, ctx: &Ctx) {

@@ -1,31 +1,42 @@
 //! The in-memory backend: a first-class backend for one process (tests,
 //! examples, single-process programs), in both forms.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::backend::{
     AcquireOutcome, AcquireRequest, AsyncBackend, BoxFuture, ClockSource, Grant, InspectRequest,
-    LockRecord, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
+    LockRecord, RELEASERS_REMEMBERED, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
+    SyncBackend,
 };
 use crate::{Backend, BackendError, FencingToken, LockName, OwnerId, Timestamp};
 
-/// Sweep expired records every this many acquisitions.
+/// Sweep old records every this many acquisitions.
 const SWEEP_EVERY: u64 = 4096;
+
+/// A sweep deletes the records whose lease ended (or that were released) at
+/// least this long ago; until then a released record remembers who released
+/// it.
+const SWEEP_GRACE: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 struct Record {
-    owner: OwnerId,
+    /// The holder; `None` once released.
+    owner: Option<OwnerId>,
     token: u64,
+    /// The end of the lease (of the last one, or the release time).
     expires_at: Timestamp,
+    /// The owners of the last releases, oldest first, at most
+    /// [`RELEASERS_REMEMBERED`]: never granted this record again.
+    released_by: VecDeque<OwnerId>,
 }
 
 #[derive(Debug, Default)]
 struct State {
     records: HashMap<LockName, Record>,
     /// The last token issued, for any name: tokens rise per name even
-    /// though records are deleted on release.
+    /// though records are swept.
     last_token: u64,
 }
 
@@ -41,9 +52,11 @@ struct Inner {
 /// Its clock is monotonic (the wall clock when it was made, advanced by
 /// [`Instant`]), so expiry is immune to wall-clock jumps. Each primitive is
 /// one critical section under a mutex, which gives the atomicity the
-/// [backend traits](crate::backend) ask for. Records are deleted on release
-/// and expired ones are swept; fencing tokens come from one counter for all
-/// names, so they still rise for every name.
+/// [backend traits](crate::backend) ask for. A released record is kept (free)
+/// with the owners of its last releases, so that a late duplicate of a
+/// released owner's acquisition is refused; records whose lease ended or that
+/// were released a minute ago are swept; fencing tokens come from one counter
+/// for all names, so they still rise for every name.
 ///
 /// Clones share the same locks.
 ///
@@ -77,7 +90,8 @@ impl MemoryBackend {
         }
     }
 
-    /// How many lock records are kept now (held or expired but not yet swept).
+    /// How many lock records are kept now (held, or released or expired but
+    /// not yet swept).
     pub fn records(&self) -> usize {
         self.state().records.len()
     }
@@ -95,27 +109,51 @@ impl MemoryBackend {
     fn do_acquire(&self, req: AcquireRequest<'_>) -> AcquireOutcome {
         let now = self.now();
         let mut state = self.state();
-        if let Some(rec) = state.records.get(req.name)
-            && rec.expires_at > now
-            && rec.owner != *req.owner
-        {
-            return AcquireOutcome::Busy {
-                expires_at: Some(rec.expires_at),
-            };
+        let mut expires_at = now.saturating_add(req.lease);
+        if let Some(rec) = state.records.get(req.name) {
+            let live = rec.owner.is_some() && rec.expires_at > now;
+            // A late duplicate of a released owner's request: that owner is
+            // gone and must never hold the lock again.
+            if rec.released_by.contains(req.owner) {
+                return AcquireOutcome::Busy {
+                    expires_at: live.then_some(rec.expires_at),
+                };
+            }
+            match &rec.owner {
+                Some(owner) if owner == req.owner => expires_at = expires_at.max(rec.expires_at),
+                Some(_) if live => {
+                    return AcquireOutcome::Busy {
+                        expires_at: Some(rec.expires_at),
+                    };
+                }
+                _ => {}
+            }
         }
         state.last_token += 1;
         let token = state.last_token;
-        let expires_at = now.saturating_add(req.lease);
-        state.records.insert(
-            req.name.clone(),
-            Record {
-                owner: req.owner.clone(),
-                token,
-                expires_at,
-            },
-        );
+        let owner = Some(req.owner.clone());
+        match state.records.get_mut(req.name) {
+            Some(rec) => {
+                rec.owner = owner;
+                rec.token = token;
+                rec.expires_at = expires_at;
+            }
+            None => {
+                state.records.insert(
+                    req.name.clone(),
+                    Record {
+                        owner,
+                        token,
+                        expires_at,
+                        released_by: VecDeque::new(),
+                    },
+                );
+            }
+        }
         if token.is_multiple_of(SWEEP_EVERY) {
-            state.records.retain(|_, rec| rec.expires_at > now);
+            state
+                .records
+                .retain(|_, rec| rec.expires_at.saturating_add(SWEEP_GRACE) > now);
         }
         AcquireOutcome::Acquired(Grant {
             token: FencingToken(token),
@@ -126,7 +164,7 @@ impl MemoryBackend {
     fn do_renew(&self, req: RenewRequest<'_>) -> RenewOutcome {
         let now = self.now();
         match self.state().records.get_mut(req.name) {
-            Some(rec) if rec.owner == *req.owner => {
+            Some(rec) if rec.owner.as_ref() == Some(req.owner) => {
                 rec.expires_at = now.saturating_add(req.lease);
                 RenewOutcome::Renewed {
                     expires_at: rec.expires_at,
@@ -137,10 +175,15 @@ impl MemoryBackend {
     }
 
     fn do_release(&self, req: ReleaseRequest<'_>) -> ReleaseOutcome {
-        let mut state = self.state();
-        match state.records.get(req.name) {
-            Some(rec) if rec.owner == *req.owner => {
-                state.records.remove(req.name);
+        let now = self.now();
+        match self.state().records.get_mut(req.name) {
+            Some(rec) if rec.owner.as_ref() == Some(req.owner) => {
+                rec.owner = None;
+                rec.expires_at = now;
+                if rec.released_by.len() >= RELEASERS_REMEMBERED {
+                    rec.released_by.pop_front();
+                }
+                rec.released_by.push_back(req.owner.clone());
                 ReleaseOutcome::Released
             }
             _ => ReleaseOutcome::NotOwner,
@@ -153,10 +196,12 @@ impl MemoryBackend {
             .records
             .get(req.name)
             .filter(|rec| rec.expires_at > now)
-            .map(|rec| LockRecord {
-                owner: rec.owner.clone(),
-                token: FencingToken(rec.token),
-                expires_at: rec.expires_at,
+            .and_then(|rec| {
+                Some(LockRecord {
+                    owner: rec.owner.clone()?,
+                    token: FencingToken(rec.token),
+                    expires_at: rec.expires_at,
+                })
             })
     }
 }
@@ -240,5 +285,78 @@ impl AsyncBackend for MemoryBackend {
 impl From<MemoryBackend> for Backend {
     fn from(backend: MemoryBackend) -> Self {
         Backend::from_both(backend)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn acquire(
+        b: &MemoryBackend,
+        name: &LockName,
+        owner: &OwnerId,
+        now: Timestamp,
+    ) -> AcquireOutcome {
+        SyncBackend::try_acquire(
+            b,
+            AcquireRequest {
+                name,
+                owner,
+                lease: Duration::from_secs(30),
+                now,
+                deadline: None,
+            },
+        )
+        .expect("acquire")
+    }
+
+    fn release(b: &MemoryBackend, name: &LockName, owner: &OwnerId) -> ReleaseOutcome {
+        SyncBackend::release(
+            b,
+            ReleaseRequest {
+                name,
+                owner,
+                token: FencingToken(0),
+                now: b.now(),
+                deadline: None,
+            },
+        )
+        .expect("release")
+    }
+
+    /// Issue 18 item 7: a late duplicate of an owner's acquisition that lands
+    /// after the owner released is not granted, and the record stays free
+    /// for the next owner, also when another owner acquired and released in
+    /// between.
+    #[test]
+    fn late_duplicate_of_a_released_owner_is_not_granted() {
+        let b = MemoryBackend::new();
+        let name = LockName::new("regrant").expect("name");
+        let (o, q, r) = (OwnerId::random(), OwnerId::random(), OwnerId::random());
+        let t0 = b.now();
+        assert!(matches!(
+            acquire(&b, &name, &o, t0),
+            AcquireOutcome::Acquired(_)
+        ));
+        assert_eq!(release(&b, &name, &o), ReleaseOutcome::Released);
+        let late = acquire(&b, &name, &o, t0);
+        assert!(
+            matches!(late, AcquireOutcome::Busy { .. }),
+            "the late duplicate of a released owner's acquisition was granted: {late:?}"
+        );
+        let gq = acquire(&b, &name, &q, b.now());
+        assert!(matches!(gq, AcquireOutcome::Acquired(_)), "{gq:?}");
+        assert_eq!(release(&b, &name, &q), ReleaseOutcome::Released);
+        let late = acquire(&b, &name, &o, t0);
+        assert!(
+            matches!(late, AcquireOutcome::Busy { .. }),
+            "the late duplicate of a released owner's acquisition was granted after another owner released: {late:?}"
+        );
+        let gr = acquire(&b, &name, &r, b.now());
+        assert!(matches!(gr, AcquireOutcome::Acquired(_)), "{gr:?}");
+        assert_eq!(release(&b, &name, &r), ReleaseOutcome::Released);
     }
 }

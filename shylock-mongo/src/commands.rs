@@ -17,8 +17,8 @@ use mongodb::options::{
 };
 use shylock_core::Error;
 use shylock_core::backend::{
-    AcquireOutcome, AcquireRequest, Grant, InspectRequest, LockRecord, ReleaseOutcome,
-    ReleaseRequest, RenewOutcome, RenewRequest,
+    AcquireOutcome, AcquireRequest, Grant, InspectRequest, LockRecord, RELEASERS_REMEMBERED,
+    ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
 };
 use shylock_core::{BackendError, BackendErrorKind, FencingToken, OwnerId, Timestamp};
 
@@ -30,8 +30,13 @@ pub(crate) const F_OWNER: &str = "owner";
 pub(crate) const F_EPOCH: &str = "epoch";
 pub(crate) const F_SEQ: &str = "seq";
 pub(crate) const F_EXPIRES_AT: &str = "expiresAt";
-/// Who released the record last (its owner id), while it is free.
-pub(crate) const F_RELEASED_BY: &str = "releasedBy";
+/// The owner ids of the record's last releases, oldest first (at most
+/// [`RELEASERS_REMEMBERED`]): never granted the record again, and a release
+/// sent again by one of them while the record is free finds its own release.
+pub(crate) const F_RELEASERS: &str = "releasers";
+/// The single last releaser that versions before `releasers` recorded;
+/// removed by the next release.
+pub(crate) const F_LEGACY_RELEASED_BY: &str = "releasedBy";
 
 /// The name of the TTL index on `expiresAt`.
 pub(crate) const TTL_INDEX_NAME: &str = "shylock_expiresAt_ttl";
@@ -368,12 +373,14 @@ fn find_and_modify_options(
 
 /// Acquire: one `findAndModify` with upsert.
 ///
-/// The filter matches the record only if it is free, expired, or already the
-/// requester's; then the update makes it the requester's, sets the new expiry
-/// and increments `seq`. If there is no record, the upsert inserts one with
-/// `_id` = the name, `seq` = 1 and `epoch` = now. If the record exists but is
-/// held by another owner, the filter misses and the upsert's insert collides
-/// with the existing `_id`: duplicate key error 11000, which means "busy".
+/// The filter matches the record only if the requester is not among its
+/// `releasers` and it is free, expired, or already the requester's; then the
+/// update makes it the requester's, sets the new expiry and increments
+/// `seq`. If there is no record, the upsert inserts one with `_id` = the
+/// name, `seq` = 1 and `epoch` = now. If the record exists but is held by
+/// another owner, or the requester released it (a late duplicate of its
+/// request), the filter misses and the upsert's insert collides with the
+/// existing `_id`: duplicate key error 11000, which means "busy".
 ///
 /// Bounded by the caller's deadline, the lease (a grant that arrives after
 /// its lease is worthless) and the command timeout.
@@ -389,6 +396,9 @@ pub(crate) fn acquire(
     Ok(FindAndModify {
         filter: doc! {
             F_ID: req.name.as_str(),
+            // A released owner is never granted again: this request is a
+            // late duplicate of one sent before the owner's release.
+            F_RELEASERS: { "$ne": owner },
             "$or": [
                 { F_OWNER: Bson::Null },
                 { F_EXPIRES_AT: { "$lte": now } },
@@ -477,11 +487,13 @@ pub(crate) fn renew_reply(
 }
 
 /// Release: one `findAndModify` that frees the record if it is the
-/// requester's, and records who freed it (`releasedBy`), so that the same
-/// release sent again (its first answer lost, on a deployment without
-/// retryable writes) finds its own release and answers `Released` again
-/// instead of "not the owner". The record is kept, so its `seq` keeps rising
-/// for the next grant.
+/// requester's, and appends the requester to its `releasers` (keeping the
+/// last [`RELEASERS_REMEMBERED`]): a late duplicate of the requester's
+/// acquisition is refused from then on, and the same release sent again
+/// (its first answer lost, on a deployment without retryable writes) finds
+/// its own release and answers `Released` again instead of "not the owner"
+/// (it appends the requester once more, which is harmless). The record is
+/// kept, so its `seq` keeps rising for the next grant.
 pub(crate) fn release(
     spec: &Spec,
     req: &ReleaseRequest<'_>,
@@ -494,16 +506,23 @@ pub(crate) fn release(
             F_ID: req.name.as_str(),
             "$or": [
                 { F_OWNER: owner },
-                { F_OWNER: Bson::Null, F_RELEASED_BY: owner },
+                { F_OWNER: Bson::Null, F_RELEASERS: owner },
             ],
         },
         update: doc! {
-            "$set": { F_OWNER: Bson::Null, F_RELEASED_BY: owner, F_EXPIRES_AT: date(req.now) },
+            "$set": { F_OWNER: Bson::Null, F_EXPIRES_AT: date(req.now) },
+            "$push": { F_RELEASERS: { "$each": [owner], "$slice": -releasers_remembered() } },
+            "$unset": { F_LEGACY_RELEASED_BY: "" },
         },
         options: find_and_modify_options(spec, deadline, false),
         ctx,
         deadline,
     })
+}
+
+/// `-$slice` of the `releasers` push: keep the last [`RELEASERS_REMEMBERED`].
+fn releasers_remembered() -> i64 {
+    i64::try_from(RELEASERS_REMEMBERED).unwrap_or(i64::MAX)
 }
 
 /// Read the reply of [`release`].

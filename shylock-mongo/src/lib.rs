@@ -86,14 +86,16 @@
 //! ```text
 //! { _id:       "<the lock name>",         // any string: Unicode, NUL, up to 1024 bytes
 //!   owner:     "<32 hex digits>" | null,  // the holding acquisition's owner id; null = free
-//!   releasedBy: "<32 hex digits>",        // (once released) the owner id that released it
+//!   releasers: ["<32 hex digits>", ...],  // owner ids of the last 16 releases, oldest first
 //!   epoch:     NumberLong(<ms>),          // the record's creation time (the creator's
 //!                                         //   estimate of the server clock, Unix ms)
 //!   seq:       NumberLong(<n>),           // grants of this record so far
 //!   expiresAt: ISODate(...) }             // end of the current (or last) lease
 //! ```
 //!
-//! The fencing token of a grant is `epoch * 1000 + seq`.
+//! The fencing token of a grant is `epoch * 1000 + seq`. Records written by
+//! versions before `releasers` have at most a string `releasedBy` (the last
+//! releaser); the next release removes it.
 //!
 //! # Indexes
 //!
@@ -130,23 +132,34 @@
 //! **Acquire** — one `findAndModify`:
 //!
 //! ```text
-//! filter:  { _id: name, $or: [ { owner: null }, { expiresAt: { $lte: now } }, { owner: me } ] }
-//! update:  { $set: { owner: me, expiresAt: now + lease }, $inc: { seq: 1 },
+//! filter:  { _id: name, releasers: { $ne: me },
+//!            $or: [ { owner: null }, { expiresAt: { $lte: now } }, { owner: me } ] }
+//! update:  { $set: { owner: me }, $max: { expiresAt: now + lease }, $inc: { seq: 1 },
 //!            $setOnInsert: { epoch: now_ms } }
 //! options: upsert: true, returnDocument: after
 //! ```
 //!
 //! * The record is free, expired, or already ours (a retry after a lost
 //!   reply): it becomes ours, `seq` rises by one; the returned document gives
-//!   the token and the expiry.
+//!   the token and the expiry. (`$max`: a late duplicate of our own earlier
+//!   request, carrying an older `now`, never shortens the lease.)
 //! * There is no record: the upsert inserts `{_id: name, owner: me, seq: 1,
-//!   epoch: now, expiresAt}` (the `$or` gives the insert no fields, `_id`
-//!   comes from the filter's equality).
+//!   epoch: now, expiresAt}` (the `$ne` and the `$or` give the insert no
+//!   fields, `_id` comes from the filter's equality).
 //! * Another owner holds a live lease: the filter misses, so the upsert
 //!   tries to insert a second document with the same `_id`, and the unique
 //!   `_id` index refuses it with duplicate key error 11000: **busy**, nothing
 //!   changed. (Because the filter is not a plain equality on `_id`, MongoDB
 //!   does not retry such an upsert as an update.)
+//! * We released the record already (we are among its `releasers`): this
+//!   request is a late duplicate of one sent before our release (held up
+//!   on a connection, while our retry was granted). The filter misses, the
+//!   insert gets 11000: **busy**. Granting it would leave the lock held by
+//!   an owner that is gone, for a lease. Only the last 16 releasers are kept
+//!   (see [Release](#the-algorithm-one-command-per-operation)): that defect
+//!   costs liveness (a lease nobody holds), never safety, and a duplicate
+//!   lands within its own time limit, so it finds its owner among them
+//!   unless 16 other owners were granted and released the lock meanwhile.
 //!
 //! On MongoDB, `findAndModify` on one document is atomic: of two racing
 //! acquisitions of a free or expired record, the second one's write
@@ -160,16 +173,21 @@
 //! expired lease nobody took over is still ours and is extended.
 //!
 //! **Release** — one `findAndModify` with filter `{_id: name, $or: [{owner:
-//! me}, {owner: null, releasedBy: me}]}`, update `{$set: {owner: null,
-//! releasedBy: me, expiresAt: now}}`; no document: **not the owner**
-//! (nothing changed). The `releasedBy` branch makes a release idempotent for
-//! its own owner: on a deployment without retryable writes (a standalone
-//! server, DocumentDB before 8.0.2, Cosmos DB with `retryWrites=false`) a
-//! release whose answer was lost is sent again, finds its own release and
-//! answers `Released`, not "not the owner" (nobody else's holding matches:
-//! a record held or released by another owner has another `owner` or
-//! `releasedBy`). The record is kept, so its `seq` keeps rising for the next
-//! grant.
+//! me}, {owner: null, releasers: me}]}`, update `{$set: {owner: null,
+//! expiresAt: now}, $push: {releasers: {$each: [me], $slice: -16}}, $unset:
+//! {releasedBy: ""}}`; no document: **not the owner** (nothing changed).
+//! `releasers` keeps the owner ids of the last 16 releases
+//! ([`RELEASERS_REMEMBERED`](shylock_core::backend::RELEASERS_REMEMBERED)),
+//! which the acquisition refuses (above). Its branch of the filter makes a
+//! release idempotent for its own owner: on a deployment without retryable
+//! writes (a standalone server, DocumentDB before 8.0.2, Cosmos DB with
+//! `retryWrites=false`) a release whose answer was lost is sent again,
+//! finds its own release and answers `Released`, not "not the owner" (the
+//! owner is appended once more; nobody else's holding matches: a record
+//! held by another owner has another `owner`, and a free record released by
+//! others does not list this owner). The record is kept, so its `seq` keeps
+//! rising for the next grant. (FerretDB v1 ignores `$slice`: there the list
+//! grows by one owner id per release.)
 //!
 //! **Inspect** — one `find` by `_id` on the primary with read concern
 //! `majority` (so it never shows a grant that a failover could still roll
@@ -229,7 +247,7 @@
 //!   [`MongoOptions::allow_non_atomic_server`] is set (see
 //!   [above](#servers-that-can-grant-a-lock-twice-are-refused)). It is used
 //!   here, with that opt-in, to test the commands and their replies, never
-//!   to show atomicity. Two more costs on FerretDB v1 (SQLite storage):
+//!   to show atomicity. Three more costs on FerretDB v1 (SQLite storage):
 //!   - it refuses the TTL index (`NotImplemented`), so records are never
 //!     garbage-collected: every released or expired record stays, one per
 //!     lock name ever used;
@@ -239,6 +257,8 @@
 //!     command scans every record. Costs grow with the number of lock names
 //!     ever used: about 36 µs per record per command was measured (10 000
 //!     names ≈ 0.36 s per acquisition).
+//!   - it ignores `$slice` in `$push`: a record's `releasers` grows by one
+//!     owner id per release instead of keeping the last 16.
 //! * **Sharded collections** — safety needs `_id` unique across the whole
 //!   collection. On a collection sharded on another key, `_id` is unique
 //!   only per shard, and MongoDB 7.0+ runs an upsert that filters on `_id`

@@ -179,6 +179,17 @@ impl Prims {
         self.inspect_at(name, self.now()).expect("inspect")
     }
 
+    /// Read a lock record as it is stored, through a separate sync client.
+    fn find_raw(&self, id: &str) -> Option<mongodb::bson::Document> {
+        let client = support::sync_client(&self.uri, true);
+        client
+            .database(&self.db)
+            .collection::<mongodb::bson::Document>("shylock")
+            .find_one(doc! { "_id": id })
+            .run()
+            .expect("read a raw document")
+    }
+
     /// Write a raw document into the lock collection (for shape tests),
     /// through a separate sync client.
     fn insert_raw(&self, doc: mongodb::bson::Document) {
@@ -278,11 +289,23 @@ fn basic_cycle(p: &Prims) {
     );
     assert_eq!(p.inspect(&n).map(|r| r.owner), Some(b.clone()));
     assert_eq!(p.release(&n, &b), ReleaseOutcome::Released);
+    // The record remembers its last releasers (issue 18 item 7), not only
+    // the last one: a's release sent again still finds a's own release
+    // (nothing changes: the record stays free).
+    assert_eq!(
+        p.release(&n, &a),
+        ReleaseOutcome::Released,
+        "once b released, a's old release is still recognised as a's"
+    );
+    assert_eq!(p.inspect(&n), None);
+    let c = OwnerId::random();
+    granted(p.acquire(&n, &c));
     assert_eq!(
         p.release(&n, &a),
         ReleaseOutcome::NotOwner,
-        "once b released, a's old release is not recognised as a's"
+        "a's old release never frees c's holding"
     );
+    assert_eq!(p.release(&n, &c), ReleaseOutcome::Released);
 }
 both_forms!(basic_cycle: basic_cycle_async, basic_cycle_sync);
 
@@ -445,6 +468,113 @@ fn late_duplicates_never_shorten_a_lease(p: &Prims) {
     assert_eq!(p.release_at(&n, &a, t0), ReleaseOutcome::Released);
 }
 both_forms!(late_duplicates_never_shorten_a_lease: late_duplicates_never_shorten_a_lease_async, late_duplicates_never_shorten_a_lease_sync);
+
+// Issue 18 item 7: a late duplicate of an owner's acquisition (sent before
+// the owner released, held up on its way while the owner's retry was
+// granted) that lands after the owner released must not be granted: the
+// owner is gone, so the lock would stay held by nobody for a lease. The
+// record stays free for the next owner, also when another owner acquired
+// and released in between (more than the last releaser is remembered).
+fn late_duplicate_of_a_released_owner_is_not_granted(p: &Prims) {
+    let n = name("regrant");
+    let (o, q, r) = (OwnerId::random(), OwnerId::random(), OwnerId::random());
+    let t0 = p.now();
+    let earlier = Timestamp::from_millis(t0.as_millis().saturating_sub(500));
+    granted(p.acquire_at(&n, &o, LEASE, t0).expect("acquire"));
+    assert_eq!(p.release(&n, &o), ReleaseOutcome::Released);
+    for now in [t0, earlier] {
+        let late = p.acquire_at(&n, &o, LEASE, now).expect("late acquire");
+        assert!(
+            matches!(late, AcquireOutcome::Busy { .. }),
+            "{}: the late duplicate (now {now}) of a released owner's acquisition was granted: {late:?}",
+            p.label()
+        );
+    }
+    assert_eq!(p.inspect(&n), None, "{}: the record stays free", p.label());
+    let gq = granted(p.acquire(&n, &q));
+    assert_eq!(p.release(&n, &q), ReleaseOutcome::Released);
+    // `o` is no longer the last releaser.
+    let late = p.acquire_at(&n, &o, LEASE, t0).expect("late acquire");
+    assert!(
+        matches!(late, AcquireOutcome::Busy { .. }),
+        "{}: the late duplicate of a released owner's acquisition was granted after another owner released: {late:?}",
+        p.label()
+    );
+    let gr = granted(p.acquire(&n, &r));
+    assert!(gr.token > gq.token, "{} > {}", gr.token, gq.token);
+    assert_eq!(p.release(&n, &r), ReleaseOutcome::Released);
+}
+both_forms!(late_duplicate_of_a_released_owner_is_not_granted: late_duplicate_of_a_released_owner_is_not_granted_async, late_duplicate_of_a_released_owner_is_not_granted_sync);
+
+// Shows the record's `releasers` (issue 18 item 7): a release appends its
+// owner and keeps the last RELEASERS_REMEMBERED; the oldest owner beyond
+// them is forgotten (granted again: the bound is a documented choice). A
+// record written before `releasers` existed, with the single last releaser
+// as the string `releasedBy`, is released (the old field goes) and
+// acquired normally.
+fn releasers_are_bounded_and_old_records_work(p: &Prims) {
+    use shylock_core::backend::RELEASERS_REMEMBERED;
+    let future = DateTime::from_millis(p.now().as_millis() + 600_000);
+    let holder = OwnerId::random();
+    p.insert_raw(doc! {
+        "_id": "old-shape",
+        "owner": holder.as_str(),
+        "releasedBy": OwnerId::random().as_str(),
+        "epoch": 1_i64,
+        "seq": 7_i64,
+        "expiresAt": future,
+    });
+    let n = name("old-shape");
+    assert_eq!(p.release(&n, &holder), ReleaseOutcome::Released);
+    let raw = p.find_raw("old-shape").expect("the record stays");
+    assert!(!raw.contains_key("releasedBy"), "{}: {raw}", p.label());
+    assert_eq!(
+        raw.get_array("releasers").expect("releasers").len(),
+        1,
+        "{}: {raw}",
+        p.label()
+    );
+    let owners: Vec<OwnerId> = (0..RELEASERS_REMEMBERED + 2)
+        .map(|_| OwnerId::random())
+        .collect();
+    for o in &owners {
+        granted(p.acquire(&n, o));
+        assert_eq!(p.release(&n, o), ReleaseOutcome::Released);
+    }
+    let raw = p.find_raw("old-shape").expect("the record stays");
+    let kept: Vec<&str> = raw
+        .get_array("releasers")
+        .expect("releasers")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    if support::on_ferretdb() {
+        // FerretDB v1 ignores `$slice` in `$push`: the list grows.
+        eprintln!("FerretDB kept {} releasers", kept.len());
+        return;
+    }
+    let expected: Vec<&str> = owners[owners.len() - RELEASERS_REMEMBERED..]
+        .iter()
+        .map(OwnerId::as_str)
+        .collect();
+    assert_eq!(
+        kept,
+        expected,
+        "{}: the last releasers, oldest first",
+        p.label()
+    );
+    for o in &owners[owners.len() - RELEASERS_REMEMBERED..] {
+        assert!(
+            matches!(p.acquire(&n, o), AcquireOutcome::Busy { .. }),
+            "{}: a remembered releaser is refused",
+            p.label()
+        );
+    }
+    let forgotten = granted(p.acquire(&n, &owners[0]));
+    assert!(forgotten.token.get() > 7);
+    assert_eq!(p.release(&n, &owners[0]), ReleaseOutcome::Released);
+}
+both_forms!(releasers_are_bounded_and_old_records_work: releasers_are_bounded_and_old_records_work_async, releasers_are_bounded_and_old_records_work_sync);
 
 // Shows (both servers): any lock name is a valid record id: Unicode, NUL,
 // operator-looking strings, the maximum of 1024 bytes; distinct names never

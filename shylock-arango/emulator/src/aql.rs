@@ -45,13 +45,14 @@ macro_rules! acquire {
             r#"LET nowMs = DATE_NOW()
 LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
 LET isBad = lockDoc != null && (lockDoc.name != @name || !IS_NUMBER(lockDoc.epoch) || !IS_NUMBER(lockDoc.seq) || !IS_NUMBER(lockDoc.expiresAt))
-LET isFree = !isBad && (lockDoc == null || lockDoc.owner == null || lockDoc.owner == @owner || lockDoc.expiresAt * 1000 <= nowMs)
+LET releasers = IS_ARRAY(lockDoc.releasers) ? lockDoc.releasers : []
+LET isFree = !isBad && !(@owner IN releasers) && (lockDoc == null || lockDoc.owner == null || lockDoc.owner == @owner || lockDoc.expiresAt * 1000 <= nowMs)
 LET newEpoch = lockDoc == null ? nowMs : lockDoc.epoch
 LET newSeq = lockDoc == null ? 1 : lockDoc.seq + 1
 LET newExpiry = nowMs + @leaseMs
 LET written = (
   FOR x IN (isFree ? [1] : [])
-    INSERT { _key: @key, name: @name, owner: @owner, epoch: newEpoch, seq: newSeq, expiresAt: newExpiry / 1000 }
+    INSERT { _key: @key, name: @name, owner: @owner, epoch: newEpoch, seq: newSeq, expiresAt: newExpiry / 1000, releasers: releasers }
     INTO @@collection OPTIONS { overwriteMode: "replace", exclusive: true"#,
             $options,
             r#" }
@@ -87,9 +88,10 @@ macro_rules! release {
             r#"LET nowMs = DATE_NOW()
 LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
 LET isMine = lockDoc != null && lockDoc.name == @name && lockDoc.owner == @owner
+LET releasers = IS_ARRAY(lockDoc.releasers) ? lockDoc.releasers : []
 LET written = (
   FOR x IN (isMine ? [1] : [])
-    UPDATE @key WITH { owner: null, expiresAt: nowMs / 1000 } IN @@collection OPTIONS { exclusive: true"#,
+    UPDATE @key WITH { owner: null, expiresAt: nowMs / 1000, releasers: SLICE(APPEND(releasers, [@owner]), -16) } IN @@collection OPTIONS { exclusive: true"#,
             $options,
             r#" }
     RETURN 1
@@ -163,6 +165,17 @@ fn is_null(v: Option<&Value>) -> bool {
     matches!(v, None | Some(Value::Null))
 }
 
+/// How many releasers the release query keeps (its `SLICE(..., -16)`).
+const RELEASERS_KEPT: usize = 16;
+
+/// `IS_ARRAY(lockDoc.releasers) ? lockDoc.releasers : []`.
+fn releasers(doc: Option<&Map<String, Value>>) -> Vec<Value> {
+    match attr(doc, "releasers") {
+        Some(Value::Array(a)) => a.clone(),
+        _ => Vec::new(),
+    }
+}
+
 /// The outcome of a native execution.
 pub struct Executed {
     pub row: Value,
@@ -191,7 +204,9 @@ pub fn execute(
                     || !matches!(attr(doc, "epoch"), Some(Value::Number(_)))
                     || !matches!(attr(doc, "seq"), Some(Value::Number(_)))
                     || !matches!(attr(doc, "expiresAt"), Some(Value::Number(_))));
+            let releasers = releasers(doc);
             let free = !bad
+                && !releasers.contains(&owner)
                 && (doc.is_none()
                     || is_null(attr(doc, "owner"))
                     || attr(doc, "owner") == Some(&owner)
@@ -213,6 +228,7 @@ pub fn execute(
                 m.insert("epoch".into(), new_epoch.clone());
                 m.insert("seq".into(), new_seq.clone());
                 m.insert("expiresAt".into(), json!(new_expiry / 1000.0));
+                m.insert("releasers".into(), Value::Array(releasers));
                 m
             });
             let expires_at_ms = if free {
@@ -257,8 +273,13 @@ pub fn execute(
             let write = match (mine, doc) {
                 (true, Some(d)) => {
                     let mut m = d.clone();
+                    let mut kept = releasers(doc);
+                    kept.push(owner.clone());
+                    let drop = kept.len().saturating_sub(RELEASERS_KEPT);
+                    kept.drain(..drop);
                     m.insert("owner".into(), Value::Null);
                     m.insert("expiresAt".into(), json!(now / 1000.0));
+                    m.insert("releasers".into(), Value::Array(kept));
                     Some(m)
                 }
                 _ => None,

@@ -166,6 +166,86 @@ async fn same_owner_retry_is_granted_with_a_higher_token() {
     t.drop_collection(b.collection()).await;
 }
 
+/// Issue 18 item 7: a late duplicate of an owner's acquisition (sent before
+/// the owner released, held up on its way while the owner's retry was
+/// granted) that lands after the owner released must not be granted: the
+/// owner is gone, so the lock would stay held by nobody for a lease. The
+/// record stays free for the next owner, also when another owner acquired
+/// and released in between (more than the last releaser is remembered).
+#[tokio::test]
+async fn late_duplicate_of_a_released_owner_is_not_granted() {
+    let t = target();
+    let b = backend(&t).await;
+    let name = LockName::new("regrant").unwrap();
+    let (o, q, r) = (OwnerId::random(), OwnerId::random(), OwnerId::random());
+    let lease = Duration::from_secs(30);
+    granted(acquire(&b, &name, &o, lease).await);
+    assert_eq!(release(&b, &name, &o).await, ReleaseOutcome::Released);
+    let late = acquire(&b, &name, &o, lease).await;
+    assert!(
+        matches!(late, AcquireOutcome::Busy { .. }),
+        "the late duplicate of a released owner's acquisition was granted: {late:?}"
+    );
+    let gq = granted(acquire(&b, &name, &q, lease).await);
+    assert_eq!(release(&b, &name, &q).await, ReleaseOutcome::Released);
+    let late = acquire(&b, &name, &o, lease).await;
+    assert!(
+        matches!(late, AcquireOutcome::Busy { .. }),
+        "the late duplicate of a released owner's acquisition was granted after another owner released: {late:?}"
+    );
+    let gr = granted(acquire(&b, &name, &r, lease).await);
+    assert!(gr.token > gq.token);
+    assert_eq!(release(&b, &name, &r).await, ReleaseOutcome::Released);
+    t.drop_collection(b.collection()).await;
+}
+
+/// The record keeps its last RELEASERS_REMEMBERED releasers (oldest
+/// first), refused from then on; an owner beyond them is forgotten (granted
+/// again: the bound is a documented choice). The queries' `-16` is the
+/// core's number.
+#[tokio::test]
+async fn releasers_are_bounded() {
+    use shylock_core::backend::RELEASERS_REMEMBERED;
+    let slice = format!("SLICE(APPEND(releasers, [@owner]), -{RELEASERS_REMEMBERED})");
+    for text in [
+        shylock_arango::aql::RELEASE,
+        shylock_arango::aql::RELEASE_NO_SYNC,
+    ] {
+        assert!(text.contains(&slice), "{text}");
+    }
+    let t = target();
+    let b = backend(&t).await;
+    let name = LockName::new("releasers").unwrap();
+    let lease = Duration::from_secs(30);
+    let owners: Vec<OwnerId> = (0..RELEASERS_REMEMBERED + 2)
+        .map(|_| OwnerId::random())
+        .collect();
+    for o in &owners {
+        granted(acquire(&b, &name, o, lease).await);
+        assert_eq!(release(&b, &name, o).await, ReleaseOutcome::Released);
+    }
+    let kept = &owners[owners.len() - RELEASERS_REMEMBERED..];
+    if let Some(emu) = &t.emu {
+        let doc = emu
+            .document(&t.db, b.collection(), &lock_key(name.as_str()))
+            .expect("the record stays");
+        let expected: Vec<&str> = kept.iter().map(OwnerId::as_str).collect();
+        assert_eq!(doc["releasers"], serde_json::json!(expected), "{doc:?}");
+    }
+    for o in kept {
+        assert!(matches!(
+            acquire(&b, &name, o, lease).await,
+            AcquireOutcome::Busy { .. }
+        ));
+    }
+    granted(acquire(&b, &name, &owners[0], lease).await);
+    assert_eq!(
+        release(&b, &name, &owners[0]).await,
+        ReleaseOutcome::Released
+    );
+    t.drop_collection(b.collection()).await;
+}
+
 #[tokio::test]
 async fn expired_lease_is_taken_over_by_the_server_clock() {
     let t = target();

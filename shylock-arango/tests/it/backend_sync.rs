@@ -120,6 +120,43 @@ async fn works_inside_an_async_context() {
     drop(b); // dropping inside the runtime is fine too
 }
 
+/// Issue 18 item 7, in the sync form: a late duplicate of a released
+/// owner's acquisition is not granted, and the record stays free for the
+/// next owner (see the async test of the same name).
+#[test]
+fn late_duplicate_of_a_released_owner_is_not_granted() {
+    let t = target();
+    let b = connect(&t);
+    let name = LockName::new("sync-regrant").unwrap();
+    let (o, q, r) = (OwnerId::random(), OwnerId::random(), OwnerId::random());
+    assert!(matches!(
+        acquire(&b, &name, &o),
+        AcquireOutcome::Acquired(_)
+    ));
+    assert_eq!(release(&b, &name, &o), ReleaseOutcome::Released);
+    let late = acquire(&b, &name, &o);
+    assert!(
+        matches!(late, AcquireOutcome::Busy { .. }),
+        "the late duplicate of a released owner's acquisition was granted: {late:?}"
+    );
+    assert!(matches!(
+        acquire(&b, &name, &q),
+        AcquireOutcome::Acquired(_)
+    ));
+    assert_eq!(release(&b, &name, &q), ReleaseOutcome::Released);
+    let late = acquire(&b, &name, &o);
+    assert!(
+        matches!(late, AcquireOutcome::Busy { .. }),
+        "the late duplicate of a released owner's acquisition was granted after another owner released: {late:?}"
+    );
+    assert!(matches!(
+        acquire(&b, &name, &r),
+        AcquireOutcome::Acquired(_)
+    ));
+    assert_eq!(release(&b, &name, &r), ReleaseOutcome::Released);
+    cleanup(&t, &b);
+}
+
 #[test]
 fn one_request_per_operation() {
     let t = emulated();

@@ -586,7 +586,9 @@ async fn ttl_collector_keeps_documents_written_in_between() {
     emu.advance_clock(2 * 3_600_000);
     let found = emu.ttl_candidates();
     assert_eq!(found.len(), 1, "{found:?}");
-    // Re-acquired before the removal: a new `_rev`, kept.
+    // Re-acquired (by a new owner: a released owner is never granted
+    // again) before the removal: a new `_rev`, kept.
+    let owner = shylock_core::OwnerId::random();
     assert!(matches!(
         crate::backend_async::acquire(&b, &name, &owner, lease).await,
         AcquireOutcome::Acquired(_)
