@@ -59,6 +59,7 @@ mod lock;
 mod memory;
 mod options;
 mod signal;
+mod sync;
 mod tick;
 pub mod types;
 
