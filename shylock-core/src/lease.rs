@@ -108,9 +108,13 @@ impl LeaseState {
             return false;
         }
         if let Some(reason) = Self::loss_of(&inner) {
-            inner.lost = Some(reason);
+            // Wake the waiters only if this call records the loss: a loss
+            // recorded before has woken them already.
+            let newly_lost = inner.lost.replace(reason).is_none();
             drop(inner);
-            self.bump();
+            if newly_lost {
+                self.bump();
+            }
             return false;
         }
         inner.valid_until = valid_until;
