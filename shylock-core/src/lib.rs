@@ -63,6 +63,9 @@ mod sync;
 mod tick;
 pub mod types;
 
+#[cfg(all(test, loom))]
+mod loom_tests;
+
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
