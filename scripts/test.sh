@@ -17,6 +17,11 @@
 # real MongoDB instead if SHYLOCK_MONGODB_URI is set.
 #
 # Extra arguments go to `cargo test` (for example a test name filter).
+#
+# Then it runs the loom models of shylock-core's coordination code
+# (shylock-core/src/loom_tests.rs; about a minute built from scratch, seconds
+# after), built with `--cfg loom` in a target directory of their own so that
+# the main build's cache stays valid.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,3 +32,6 @@ DOCUMENTDB_GATEWAY="$(bash scripts/ensure-documentdb.sh build)"
 echo "DocumentDB gateway: $DOCUMENTDB_GATEWAY" >&2
 
 cargo test --workspace --all-features "$@"
+
+RUSTFLAGS="${RUSTFLAGS:-} --cfg loom" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom" \
+    cargo test -p shylock-core --release --lib loom
