@@ -17,6 +17,11 @@
 # real MongoDB instead if SHYLOCK_MONGODB_URI is set.
 #
 # Extra arguments go to `cargo test` (for example a test name filter).
+#
+# Then it runs the loom models of shylock-core's coordination code
+# (shylock-core/src/loom_tests.rs; about a minute built from scratch, seconds
+# after), built with `--cfg loom` in a target directory of their own so that
+# the main build's cache stays valid.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,3 +36,8 @@ cargo test --workspace --all-features "$@"
 # The cases where a caught panic was once an answer (issue 18, item 5), in a
 # build whose panics abort the process.
 cargo run --quiet --profile panic-abort -p shylock-core --example panic_abort
+
+# The loom models of the core's coordination (issue 18): their own build
+# (`--cfg loom`) in their own target directory, so the main build is kept.
+RUSTFLAGS="${RUSTFLAGS:-} --cfg loom" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom" \
+    cargo test -p shylock-core --release --lib loom

@@ -18,12 +18,12 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crate::LockName;
 use crate::lease::LeaseState;
 use crate::signal::Signal;
+use crate::sync::{self, Arc, Mutex, MutexGuard};
 use crate::tick::Tick;
 
 /// How long a turn is claimed while its request is on its way (an answer
@@ -50,12 +50,13 @@ struct Turn {
 /// The waiters and holders of one name in this process.
 #[derive(Debug, Default)]
 pub(crate) struct Slot {
-    /// Bumped when a local holder releases or loses the lock, and when the
-    /// turn is given up.
-    pub(crate) signal: Signal,
+    /// Bumped when a local holder releases or loses the lock (its lease
+    /// keeps a reference to bump it), and when the turn is given up.
+    pub(crate) signal: Arc<Signal>,
     turn: Mutex<Turn>,
-    /// The lease of the holder in this process, if any.
-    local: Mutex<Weak<LeaseState>>,
+    /// The lease of the latest holder in this process, if any (whether it
+    /// still holds the lock, its state says).
+    local: Mutex<Option<std::sync::Arc<LeaseState>>>,
 }
 
 impl Slot {
@@ -68,17 +69,13 @@ impl Slot {
     /// Until when a holder in this process holds the lock, if one does: its
     /// release wakes the waiters, so they need not ask the backend before.
     pub(crate) fn local_hold_until(&self) -> Option<Tick> {
-        let lease = self
-            .local
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .upgrade()?;
+        let lease = sync::lock(&self.local).clone()?;
         let until = lease.valid_until();
         (!lease.is_stopped() && lease.loss().is_none() && !until.passed()).then_some(until)
     }
 
-    fn turn(&self) -> std::sync::MutexGuard<'_, Turn> {
-        self.turn.lock().unwrap_or_else(|e| e.into_inner())
+    fn turn(&self) -> MutexGuard<'_, Turn> {
+        sync::lock(&self.turn)
     }
 }
 
@@ -91,17 +88,17 @@ pub(crate) struct Coordinator {
 /// A reference to a slot; the slot is forgotten when the last one goes.
 #[derive(Debug)]
 pub(crate) struct SlotRef {
-    coord: Arc<Coordinator>,
+    coord: std::sync::Arc<Coordinator>,
     name: LockName,
     slot: Option<Arc<Slot>>,
 }
 
 impl Coordinator {
-    pub(crate) fn slot(self: &Arc<Self>, name: &LockName) -> SlotRef {
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+    pub(crate) fn slot(self: &std::sync::Arc<Self>, name: &LockName) -> SlotRef {
+        let mut slots = sync::lock(&self.slots);
         let slot = Arc::clone(slots.entry(name.clone()).or_default());
         SlotRef {
-            coord: Arc::clone(self),
+            coord: std::sync::Arc::clone(self),
             name: name.clone(),
             slot: Some(slot),
         }
@@ -109,7 +106,7 @@ impl Coordinator {
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.slots.lock().unwrap_or_else(|e| e.into_inner()).len()
+        sync::lock(&self.slots).len()
     }
 }
 
@@ -120,10 +117,10 @@ impl SlotRef {
 
     /// A holder in this process got the lock: waiters wait for its release
     /// (or loss) instead of asking the backend.
-    pub(crate) fn set_local_holder(&self, lease: &Arc<LeaseState>) {
+    pub(crate) fn set_local_holder(&self, lease: &std::sync::Arc<LeaseState>) {
         if let Some(slot) = &self.slot {
-            *slot.local.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(lease);
-            lease.notify_on_loss(Arc::downgrade(slot));
+            *sync::lock(&slot.local) = Some(std::sync::Arc::clone(lease));
+            lease.notify_on_loss(Arc::clone(&slot.signal));
         }
     }
 }
@@ -131,12 +128,10 @@ impl SlotRef {
 impl Drop for SlotRef {
     fn drop(&mut self) {
         // Slot Arcs are cloned only by `Coordinator::slot` and dropped only
-        // here, both under the map's lock (a lease's weak reference to its
-        // slot is upgraded outside it, but only for a moment and never to
-        // keep), so a count of 2 (the map's and this one) means this is the
-        // last reference; a transient upgrade at worst keeps an empty slot
-        // in the map until the name's next use.
-        let mut slots = self.coord.slots.lock().unwrap_or_else(|e| e.into_inner());
+        // here, both under the map's lock (a lease keeps its slot's signal,
+        // not the slot), so a count of 2 (the map's and this one) means this
+        // is the last reference.
+        let mut slots = sync::lock(&self.coord.slots);
         if let Some(slot) = self.slot.take()
             && Arc::strong_count(&slot) == 2
         {
@@ -154,6 +149,7 @@ pub(crate) enum Next {
     WaitUntil(Instant),
 }
 
+/// `std`, also under loom (see [`crate::sync`]): only uniqueness matters.
 static WAITER_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// A waiter of one name.
@@ -174,7 +170,11 @@ impl Waiter {
     /// Take the turn if it is free, this waiter's, or overdue by `grace`;
     /// otherwise say until when to wait.
     pub(crate) fn take_turn(&self, grace: Duration) -> Next {
-        let now = Instant::now();
+        self.take_turn_at(grace, Instant::now())
+    }
+
+    /// [`Waiter::take_turn`] at `now` (the loom models pass their own times).
+    pub(crate) fn take_turn_at(&self, grace: Duration, now: Instant) -> Next {
         let mut turn = self.slot.get().turn();
         let due = match turn.next {
             None => now,
@@ -214,7 +214,7 @@ impl Waiter {
     /// Keep the slot reference, stop being a waiter.
     pub(crate) fn into_slot(mut self) -> SlotRef {
         self.give_up_turn();
-        let coord = Arc::clone(&self.slot.coord);
+        let coord = std::sync::Arc::clone(&self.slot.coord);
         let name = self.slot.name.clone();
         let slot = self.slot.slot.take();
         SlotRef { coord, name, slot }
@@ -229,7 +229,7 @@ impl Drop for Waiter {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

@@ -1,10 +1,10 @@
 //! What a guard knows about its lease, and the public view of it.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::coord::Slot;
 use crate::signal::Signal;
+use crate::sync::{self, Mutex, MutexGuard};
 use crate::tick::Tick;
 use crate::{Error, FencingToken, LockName, LossReason, OwnerId, Timestamp};
 
@@ -27,8 +27,9 @@ struct Inner {
 pub(crate) struct LeaseState {
     inner: Mutex<Inner>,
     pub(crate) signal: Signal,
-    /// The waiters of this name in this process, woken when the lease is lost.
-    slot: Mutex<Weak<Slot>>,
+    /// The signal of the waiters of this name in this process (their
+    /// slot's), bumped when the lease is lost.
+    waiters: Mutex<Option<sync::Arc<Signal>>>,
 }
 
 impl LeaseState {
@@ -43,28 +44,26 @@ impl LeaseState {
                 renewals: 0,
             }),
             signal: Signal::default(),
-            slot: Mutex::new(Weak::new()),
+            waiters: Mutex::new(None),
         }
     }
 
-    pub(crate) fn notify_on_loss(&self, slot: Weak<Slot>) {
-        *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = slot;
+    /// Bump `waiters` (the signal of this name's waiters in this process)
+    /// when the lease is lost.
+    pub(crate) fn notify_on_loss(&self, waiters: sync::Arc<Signal>) {
+        *sync::lock(&self.waiters) = Some(waiters);
     }
 
     fn bump(&self) {
         self.signal.bump();
-        let slot = self
-            .slot
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .upgrade();
-        if let Some(slot) = slot {
-            slot.note_release();
+        let waiters = sync::lock(&self.waiters).clone();
+        if let Some(waiters) = waiters {
+            waiters.bump();
         }
     }
 
-    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        sync::lock(&self.inner)
     }
 
     fn loss_of(inner: &Inner) -> Option<LossReason> {
@@ -109,9 +108,13 @@ impl LeaseState {
             return false;
         }
         if let Some(reason) = Self::loss_of(&inner) {
-            inner.lost = Some(reason);
+            // Wake the waiters only if this call records the loss: a loss
+            // recorded before has woken them already.
+            let newly_lost = inner.lost.replace(reason).is_none();
             drop(inner);
-            self.bump();
+            if newly_lost {
+                self.bump();
+            }
             return false;
         }
         inner.valid_until = valid_until;

@@ -62,8 +62,12 @@ mod memory;
 mod options;
 mod rt;
 mod signal;
+mod sync;
 mod tick;
 pub mod types;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
