@@ -8,7 +8,9 @@
 //! ```
 //!
 //! Backends (`--all`, the default, in the table's order): the in-memory
-//! backend; DocumentDB (`documentdb`: PostgreSQL 15 + `pg_documentdb` + its
+//! backend; `memory-slow`, the in-memory backend with 50 ms added to every
+//! backend call (only D runs on it: 10,000 blocking guards while every call
+//! is slow); DocumentDB (`documentdb`: PostgreSQL 15 + `pg_documentdb` + its
 //! MongoDB-wire gateway, started through shylock-testkit's harness, i.e.
 //! `scripts/ensure-documentdb.sh`; atomic across connections, the first
 //! MongoDB-protocol column); FerretDB v1 (`mongo`, column `ferretdb`: not
@@ -32,11 +34,12 @@
 //!   grants (overlapping holdings, repeated fencing tokens).
 //! * **D. many locks**: 10,000 names held at once by one process (default
 //!   lease 30 s renewed every 10 s), through the async API (tasks) and
-//!   through the blocking API (guards acquired and released by 8 threads),
-//!   each in a fresh child process: renewal round trips per second over a
-//!   window, client memory per held lock (RSS delta), client CPU, and the
-//!   threads of the whole process while the locks are held (the issue's
-//!   target: 10,000 blocking guards in at most 8 threads and 4 KiB each).
+//!   through the blocking API (guards acquired and released by 8 threads,
+//!   64 on `memory-slow`, which end before the window), each in a fresh
+//!   child process: renewal round trips per second over a window, client
+//!   memory per held lock (RSS delta), client CPU, and the threads of the
+//!   whole process while the locks are held (the issue's target: 10,000
+//!   blocking guards in at most 8 threads and 4 KiB each).
 //!
 //! A failed lock operation (acquire, release, a timeout) is counted by kind
 //! in the scenario's "errors" row and the run goes on; a scenario that
@@ -56,6 +59,8 @@ mod counting;
 mod errors;
 #[path = "bench/scenarios.rs"]
 mod scenarios;
+#[path = "bench/slow.rs"]
+mod slow;
 #[path = "bench/targets.rs"]
 mod targets;
 #[path = "bench/util.rs"]
@@ -68,6 +73,7 @@ use std::process::{Command, Stdio};
 use errors::Errors;
 use scenarios::{AResult, BResult, CResult, DResult, Form, Params, backoff_arg, parse_backoff};
 use shylock::Backoff;
+use slow::SLOW_DELAY;
 use targets::{ArangoConn, Kind, Target, repo_root};
 use util::{BoxErr, Json, R, err, machine, utc_now};
 
@@ -76,10 +82,13 @@ shylock benchmarks: scenarios A-D on chosen backends, beside the original Python
 
 USAGE: bench [OPTIONS]
 
-  --backend B          memory | documentdb | mongo | arango-emulator | arango
-                       (repeatable); documentdb: DocumentDB, started here;
-                       mongo: FerretDB v1, started here (column `ferretdb`)
-  --all                memory, documentdb, mongo and arango-emulator (the default)
+  --backend B          memory | memory-slow | documentdb | mongo | arango-emulator
+                       | arango (repeatable); memory-slow: the in-memory backend
+                       with 50 ms added to every backend call, D only;
+                       documentdb: DocumentDB, started here; mongo: FerretDB v1,
+                       started here (column `ferretdb`)
+  --all                memory, memory-slow, documentdb, mongo and arango-emulator
+                       (the default)
   --quick              shorter runs
   --scenarios LIST     which scenarios, e.g. ABD (default ABCD)
   --documentdb-uri URI use this DocumentDB (or other MongoDB-protocol server that is
@@ -107,6 +116,9 @@ USAGE: bench [OPTIONS]
   --d-locks-documentdb N  D on the DocumentDB started here (default: --d-locks; it
                        acquires 10000 in about 6 s)
   --d-secs S           D: measuring window (default 20; quick 10)
+  --d-acquirers N      D: acquisitions and releases at once: tasks (async API) or
+                       threads (blocking API; they end before the window)
+                       (default 8; 64 on memory-slow)
   --d-apis LIST        D: which APIs, async and/or blocking, comma-separated
                        (default async,blocking)
   --backoff I,M,F      waiters' backoff in B and C: initial ms, max ms, factor
@@ -125,8 +137,9 @@ const FERRETDB_D_LOCKS: usize = 500;
 
 /// The backends of `--all` (and of no `--backend`), in the table's order:
 /// DocumentDB is the first MongoDB-protocol column (the engine users run).
-const ALL: [Kind; 4] = [
+const ALL: [Kind; 5] = [
     Kind::Memory,
+    Kind::MemorySlow,
     Kind::DocumentDb,
     Kind::Mongo,
     Kind::ArangoEmulator,
@@ -163,6 +176,7 @@ struct Opts {
     d_locks_ferretdb: Option<usize>,
     d_locks_documentdb: Option<usize>,
     d_secs: Option<f64>,
+    d_acquirers: Option<usize>,
     /// D's APIs (empty: both).
     d_forms: Vec<Form>,
     backoff: Option<Backoff>,
@@ -219,6 +233,7 @@ fn parse_args(args: Vec<String>) -> R<Opts> {
             "--d-locks-ferretdb" => o.d_locks_ferretdb = Some(num(&a, val(&a)?)?),
             "--d-locks-documentdb" => o.d_locks_documentdb = Some(num(&a, val(&a)?)?),
             "--d-secs" => o.d_secs = Some(num(&a, val(&a)?)?),
+            "--d-acquirers" => o.d_acquirers = Some(num(&a, val(&a)?)?),
             "--d-apis" => {
                 for api in val(&a)?.split(',').map(str::trim) {
                     match Form::BOTH.into_iter().find(|f| f.as_str() == api) {
@@ -274,6 +289,7 @@ impl Opts {
             c_secs: self.c_secs.unwrap_or(if q { 3.0 } else { 10.0 }),
             d_locks: self.d_locks.unwrap_or(10_000),
             d_secs: self.d_secs.unwrap_or(if q { 10.0 } else { 20.0 }),
+            d_acquirers: self.d_acquirers.unwrap_or(scenarios::D_THREADS).max(1),
             backoff: self.backoff.unwrap_or_default(),
         }
     }
@@ -318,6 +334,8 @@ struct Run {
     of: String,
     /// Why the whole column was not run.
     skipped: Option<String>,
+    /// D's acquisitions and releases at once (tasks or threads).
+    d_acquirers: usize,
     a_sync: Res<AResult>,
     a_async: Res<AResult>,
     b_in: Res<BResult>,
@@ -418,15 +436,24 @@ fn run_target(
     if t.is_documentdb {
         p.d_locks = o.d_locks_documentdb.unwrap_or(p.d_locks);
     }
+    if t.kind == Kind::MemorySlow {
+        p.d_acquirers = o.d_acquirers.unwrap_or(scenarios::SLOW_D_ACQUIRERS).max(1);
+    }
     let l = t.label.as_str();
     let mut run = Run {
         label: t.label.clone(),
         server: t.server.clone(),
         kind: Some(t.kind),
         ferretdb: t.is_ferretdb,
+        d_acquirers: p.d_acquirers,
         ..Run::default()
     };
-    if o.has('A') {
+    // `memory-slow` is for D: A to C would only show the added delay.
+    let only_d = t.kind.d_only();
+    if only_d && o.scenarios.chars().any(|c| "ABC".contains(c)) {
+        eprintln!("bench: {l}: only D runs on this backend");
+    }
+    if o.has('A') && !only_d {
         eprintln!("bench: {l}: A (blocking API) for {} s", p.a_secs);
         run.a_sync = keep("A blocking", l, scenarios::a_sync(t, p.a_secs));
         eprintln!("bench: {l}: A (async API) for {} s", p.a_secs);
@@ -435,7 +462,7 @@ fn run_target(
             orig.scenario(o, 'A');
         }
     }
-    if o.has('B') {
+    if o.has('B') && !only_d {
         eprintln!("bench: {l}: B in-process, {} handoffs", p.b_rounds);
         run.b_in = keep(
             "B in-process",
@@ -452,7 +479,7 @@ fn run_target(
             orig.scenario(o, 'B');
         }
     }
-    if o.has('C') {
+    if o.has('C') && !only_d {
         eprintln!(
             "bench: {l}: C, {} processes x {} tasks for {} s",
             p.c_procs, p.c_tasks, p.c_secs
@@ -466,8 +493,8 @@ fn run_target(
         for form in o.d_forms() {
             let what = format!("D {}", form.as_str());
             eprintln!(
-                "bench: {l}: {what}, {} locks, window {} s",
-                p.d_locks, p.d_secs
+                "bench: {l}: {what}, {} locks ({} at a time), window {} s",
+                p.d_locks, p.d_acquirers, p.d_secs
             );
             let r = keep(&what, l, rt.block_on(scenarios::d_many(t, &p, form)));
             match form {
@@ -480,7 +507,7 @@ fn run_target(
     // processes with a few other backoffs, for the trade-off between
     // latency and polling load.
     let default_sweep: Vec<Backoff> =
-        if o.b_sweep.is_empty() && !o.quick && o.has('B') && t.kind.is_mongo() {
+        if o.b_sweep.is_empty() && !o.quick && o.has('B') && !only_d && t.kind.is_mongo() {
             DEFAULT_SWEEP
                 .iter()
                 .filter_map(|b| parse_backoff(b).ok())
@@ -488,7 +515,8 @@ fn run_target(
         } else {
             Vec::new()
         };
-    for b in o.b_sweep.iter().chain(&default_sweep) {
+    let sweep = if only_d { &[][..] } else { &o.b_sweep[..] };
+    for b in sweep.iter().chain(&default_sweep) {
         eprintln!("bench: {l}: B sweep, backoff {}", backoff_arg(b));
         let q = Params {
             backoff: *b,
@@ -786,8 +814,17 @@ fn d_target_rows(runs: &[Run]) -> Vec<String> {
                 ),
                 Err(e) => (format!("run failed: {}", table_text(e)), "**no**".into()),
             };
+            // The issue's row "blocking, 50 ms added to every backend call".
+            let slow = if r.kind == Some(Kind::MemorySlow) {
+                format!(
+                    ", {} ms added to every backend call",
+                    SLOW_DELAY.as_millis()
+                )
+            } else {
+                String::new()
+            };
             rows.push(format!(
-                "| D: {D_TARGET_LOCKS} guards held, renewal on, one process: {} API (`{}`) | \
+                "| D: {D_TARGET_LOCKS} guards held, renewal on, one process: {} API{slow} (`{}`) | \
                  {figures} | (no such feature) | | ≤ {D_TARGET_THREADS} threads in the process, \
                  ≤ {:.0} KiB RSS per guard, all held | {met} |\n",
                 form.as_str(),
@@ -1059,11 +1096,18 @@ fn render(runs: &[Run], originals: &[(Run, OriginalInfo)], o: &Opts, notes: &[St
             (d.locks != p.d_locks).then(|| format!("{} on `{}`", d.locks, r.label))
         })
         .collect();
+    // D's acquisitions at once where they differ (`memory-slow`).
+    let acquirers_other: Vec<String> = runs
+        .iter()
+        .filter(|r| r.d_acquirers != p.d_acquirers && Form::BOTH.iter().any(|f| r.d(*f).is_some()))
+        .map(|r| format!("; {} on `{}`", r.d_acquirers, r.label))
+        .collect();
     let _ = writeln!(
         s,
         "- Parameters: A {} s per API; B {} handoffs per variant, hold uniform in [{:.0}, {:.0}] ms; \
-         C {} processes × {} tasks × {} s; D {} locks{} per API (the blocking one acquiring and \
-         releasing from {} threads), lease 30 s renewed every 10 s, window {} s; \
+         C {} processes × {} tasks × {} s; D {} locks{} per API (acquired and released {} at a \
+         time: tasks in the async API, threads in the blocking one{}), lease 30 s renewed every \
+         10 s, window {} s; \
          waiters' backoff in B and C: initial {:?}, max {:?}, factor {}, jitter [d/2, d]; \
          one acquisition waits at most {} s",
         p.a_secs,
@@ -1079,7 +1123,8 @@ fn render(runs: &[Run], originals: &[(Run, OriginalInfo)], o: &Opts, notes: &[St
         } else {
             format!(" ({})", d_other.join(", "))
         },
-        scenarios::D_THREADS,
+        p.d_acquirers,
+        acquirers_other.concat(),
         p.d_secs,
         b.initial,
         b.max,
@@ -1499,7 +1544,7 @@ fn miss_notes(ours: &Run, orig: &Run, info: &OriginalInfo) -> Vec<String> {
     notes
 }
 
-fn standard_notes(runs: &[Run]) -> Vec<String> {
+fn standard_notes(runs: &[Run], o: &Opts) -> Vec<String> {
     let mut notes = vec![
         "Round trips are primitive calls (acquire, renew, release, inspect, server-time probe), \
          counted by a wrapper around the backend; each MongoDB and ArangoDB primitive is one \
@@ -1521,13 +1566,14 @@ fn standard_notes(runs: &[Run]) -> Vec<String> {
              fresh. The async child runs a multi-thread tokio runtime (one worker per CPU) and \
              acquires and releases with tasks, {0} at a time; the blocking child has no \
              tokio runtime and acquires and releases from {0} threads (the main one among \
-             them), which have ended before the window. Threads are the `Threads:` line of the \
+             them), which have ended before the window (other counts in the parameters \
+             above). Threads are the `Threads:` line of the \
              child's /proc/self/status (the whole process: the caller's, the backend's and the \
              lock API's), the most seen after the acquisitions and every second of the hold, \
              with the count before acquiring in parentheses. Memory is the RSS delta from \
              before the first acquisition to after the last, per held lock; CPU is the child's \
              user + system time over the window.",
-            scenarios::D_THREADS
+            o.params().d_acquirers
         ),
         format!(
             "Errors: every failed acquire or release is counted by kind (`timeout`: the \
@@ -1539,6 +1585,22 @@ fn standard_notes(runs: &[Run]) -> Vec<String> {
             scenarios::OP_LIMIT.as_secs()
         ),
     ];
+    if let Some(r) = runs.iter().find(|r| r.kind == Some(Kind::MemorySlow)) {
+        notes.push(format!(
+            "`{0}`: the in-memory backend with {1} ms added to every backend call (try_acquire, \
+             renew, release, inspect, server_time), as a slow database would answer: a \
+             `tokio::time::sleep` before the call in its async form, which locks of both forms \
+             use (renewals and the blocking API's calls run as tasks on shylock's runtime \
+             thread), a `std::thread::sleep` in its sync form. It shows whether blocking guards \
+             need threads while calls take time: 10000 guards renewed every 10 s keep about 50 \
+             renewals in flight. Only D runs on it, {2} acquisitions and releases at a time \
+             (10000 one after another would take 500 s; the blocking API's acquiring threads \
+             end before the window).",
+            r.label,
+            SLOW_DELAY.as_millis(),
+            r.d_acquirers
+        ));
+    }
     if runs.iter().any(|r| r.label == "memory") {
         notes.push(
             "memory: \"across processes\" and C's processes are separate handles on one \
@@ -1710,6 +1772,7 @@ fn main() {
     for kind in o.backends.clone() {
         let target = match kind {
             Kind::Memory => Ok(Target::memory()),
+            Kind::MemorySlow => Ok(Target::memory_slow()),
             Kind::DocumentDb => Target::documentdb(o.documentdb_uri.as_deref()),
             Kind::Mongo => Target::mongo(o.mongo_uri.as_deref(), o.ferretdb.as_deref()),
             Kind::ArangoEmulator => Target::arango_emulator(),
@@ -1765,7 +1828,7 @@ fn main() {
         }
         // Dropping the target stops its server.
     }
-    let mut all_notes = standard_notes(&runs);
+    let mut all_notes = standard_notes(&runs, &o);
     all_notes.extend(notes);
     all_notes.push(format!(
         "The whole run took {:.0} s.",

@@ -2,18 +2,23 @@
 # The benchmarks (issue 5), in one command, from a fresh clone:
 #
 #   scripts/bench.sh            # scenarios A-D on memory, DocumentDB, FerretDB
-#                               # and the ArangoDB emulator, with the original
-#                               # Python shylock beside ours on DocumentDB and on
-#                               # FerretDB; about 12 minutes on 2 idle CPUs
-#                               # (longer on a loaded machine), plus DocumentDB's
-#                               # first build (6-8 minutes, once)
-#   scripts/bench.sh --quick    # the same, shorter (about 5 to 6 minutes)
+#                               # and the ArangoDB emulator, D on memory-slow,
+#                               # with the original Python shylock beside ours
+#                               # on DocumentDB and on FerretDB; about 14
+#                               # minutes on 2 idle CPUs (longer on a loaded
+#                               # machine), plus DocumentDB's first build (6-8
+#                               # minutes, once)
+#   scripts/bench.sh --quick    # the same, shorter (about 6 to 7 minutes)
 #
-# Columns of BENCHMARKS.md: memory | documentdb | ferretdb | original on
-# documentdb | original on ferretdb | arango-emulator. DocumentDB (PostgreSQL
-# 15 + pg_documentdb + its MongoDB-wire gateway) is the first MongoDB-protocol
-# column: it is atomic across connections, like MongoDB, and the targets for
-# A-C are judged against the original on it first. FerretDB v1 is not atomic
+# Columns of BENCHMARKS.md: memory | memory-slow | documentdb | ferretdb |
+# original on documentdb | original on ferretdb | arango-emulator.
+# memory-slow is the in-memory backend with 50 ms added to every backend call
+# (issue 18: 10,000 blocking guards held while every call is slow); only D
+# runs on it, acquiring and releasing 64 at a time (--d-acquirers).
+# DocumentDB (PostgreSQL 15 + pg_documentdb + its MongoDB-wire gateway) is the
+# first MongoDB-protocol column: it is atomic across connections, like
+# MongoDB, and the targets for A-C are judged against the original on it
+# first. FerretDB v1 is not atomic
 # across connections (only there does the benchmark opt in with
 # `MongoOptions::allow_non_atomic_server`, and C counts its double grants);
 # its D holds 500 locks, not 10000 (--d-locks-ferretdb).
@@ -85,7 +90,8 @@ cargo build --release -p shylock-arango-emulator
 cargo build --release -p shylock-examples --example bench --features mongo,arango
 export SHYLOCK_ARANGO_EMULATOR_BIN="$target_dir/release/shylock-arango-emulator"
 
-# 5. Run (all backends unless a --backend is given).
+# 5. Run (all backends unless a --backend is given: --all, memory-slow
+# among them).
 args=("$@")
 case " $* " in
     *" --backend "* | *" --all "*) ;;

@@ -36,10 +36,18 @@ const ERROR_PAUSE: Duration = Duration::from_millis(10);
 const SETTLE_LIMIT: Duration = Duration::from_secs(15);
 
 /// D: acquisitions and releases in flight at once, in both APIs: tasks
-/// (async), threads (blocking, the calling thread among them). More than a
-/// few make FerretDB slower, not faster (its SQLite storage serializes
-/// writes), and push its commands past their time limits.
+/// (async), threads (blocking, the calling thread among them), by default
+/// (`--d-acquirers`). More than a few make FerretDB slower, not faster (its
+/// SQLite storage serializes writes), and push its commands past their time
+/// limits.
 pub const D_THREADS: usize = 8;
+
+/// D on `memory-slow`: acquisitions and releases in flight at once. With
+/// 50 ms per call, [`D_THREADS`] would take 10000 / 8 × 50 ms = 63 s to
+/// acquire 10000 locks (and as long to release them); 64 take about 8 s.
+/// The blocking API's acquiring threads end before the window, so the
+/// threads measured there are the steady state's.
+pub const SLOW_D_ACQUIRERS: usize = 64;
 
 /// Sizes and durations of the scenarios.
 #[derive(Debug, Clone)]
@@ -52,6 +60,9 @@ pub struct Params {
     pub c_secs: f64,
     pub d_locks: usize,
     pub d_secs: f64,
+    /// D's acquisitions and releases in flight at once: tasks (async) or
+    /// threads (blocking, ended before the window).
+    pub d_acquirers: usize,
     /// The waiters' backoff in B and C.
     pub backoff: Backoff,
 }
@@ -962,6 +973,8 @@ pub async fn d_many(t: &Target, p: &Params, form: Form) -> R<DResult> {
         p.d_locks.to_string(),
         "--d-secs".into(),
         p.d_secs.to_string(),
+        "--d-acquirers".into(),
+        p.d_acquirers.to_string(),
     ];
     args.extend(t.child_args());
     let mut child = ChildProc::spawn(&args)?;
@@ -1082,7 +1095,7 @@ impl DMeasured {
 
 /// D, async API: `d_locks` names held at once by this process, renewal on
 /// (default lease 30 s, renewed every 10 s), over a window of `d_secs`
-/// seconds; acquired and released by tasks, [`D_THREADS`] at a time. Every
+/// seconds; acquired and released by tasks, `d_acquirers` at a time. Every
 /// guard is released and every task awaited; returns whether the backend
 /// calls settled after that.
 async fn d_many_async(t: &Target, p: &Params) -> R<(DResult, bool)> {
@@ -1099,7 +1112,7 @@ async fn d_many_async(t: &Target, p: &Params) -> R<(DResult, bool)> {
     let threads_before = threads();
     let rss_before = rss_bytes();
     let started = Instant::now();
-    let gate = Arc::new(tokio::sync::Semaphore::new(D_THREADS));
+    let gate = Arc::new(tokio::sync::Semaphore::new(p.d_acquirers.max(1)));
     let mut joins = Vec::with_capacity(p.d_locks);
     for i in 0..p.d_locks {
         let (lock, gate) = (
@@ -1166,14 +1179,15 @@ async fn d_many_async(t: &Target, p: &Params) -> R<(DResult, bool)> {
     Ok((d.result(), settled))
 }
 
-/// Run `work` on `D_THREADS` threads at most: `D_THREADS - 1` new ones and
-/// the calling thread (alone if no thread can be started). Each returns
-/// its errors; a thread that panicked is counted as `<what> panicked`.
-fn on_threads(what: &str, work: &(dyn Fn() -> Errors + Sync)) -> Errors {
+/// Run `work` on `n` threads at most: `n - 1` new ones and the calling
+/// thread (alone if no thread can be started). Each returns its errors; a
+/// thread that panicked is counted as `<what> panicked`. The new threads
+/// have ended when it returns.
+fn on_threads(what: &str, n: usize, work: &(dyn Fn() -> Errors + Sync)) -> Errors {
     std::thread::scope(|s| {
         let mut errors = Errors::default();
         let mut joins = Vec::new();
-        for i in 1..D_THREADS {
+        for i in 1..n {
             match std::thread::Builder::new()
                 .name(format!("bench-d-{what}-{i}"))
                 .spawn_scoped(s, work)
@@ -1197,7 +1211,7 @@ fn on_threads(what: &str, work: &(dyn Fn() -> Errors + Sync)) -> Errors {
 }
 
 /// D, blocking API: as [`d_many_async`], with `Lock` and `LockGuard` on
-/// [`D_THREADS`] threads that take names from a shared counter (acquire)
+/// `d_acquirers` threads that take names from a shared counter (acquire)
 /// and guards from a shared list (release); they have ended before the
 /// window, whose threads are the API's own (and the backend's).
 fn d_many_blocking(t: &Target, p: &Params) -> R<(DResult, bool)> {
@@ -1213,7 +1227,7 @@ fn d_many_blocking(t: &Target, p: &Params) -> R<(DResult, bool)> {
     let started = Instant::now();
     let next = AtomicUsize::new(0);
     let guards: Mutex<Vec<LockGuard>> = Mutex::new(Vec::with_capacity(p.d_locks));
-    errors.merge(&on_threads("acquire", &|| {
+    errors.merge(&on_threads("acquire", p.d_acquirers, &|| {
         let mut errors = Errors::default();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
@@ -1246,7 +1260,7 @@ fn d_many_blocking(t: &Target, p: &Params) -> R<(DResult, bool)> {
         (g.len(), g.iter().filter(|g| g.is_held()).count())
     };
     let started = Instant::now();
-    errors.merge(&on_threads("release", &|| {
+    errors.merge(&on_threads("release", p.d_acquirers, &|| {
         let mut errors = Errors::default();
         loop {
             let guard = guards.lock().unwrap_or_else(PoisonError::into_inner).pop();

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use shylock::{Backend, MemoryBackend};
 
 use crate::counting::{Counting, Counts};
+use crate::slow::{SLOW_DELAY, Slow};
 use crate::util::{R, err, wall_ns};
 
 /// The MongoDB database of our locks.
@@ -20,6 +21,9 @@ pub const DB: &str = "shylock_bench";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Memory,
+    /// The in-memory backend with [`SLOW_DELAY`] added to every call (as a
+    /// slow database would answer); only D runs on it.
+    MemorySlow,
     /// DocumentDB (MongoDB protocol, atomic across connections): started
     /// here, or the server of `--documentdb-uri`.
     DocumentDb,
@@ -34,13 +38,15 @@ impl Kind {
     pub fn parse(s: &str) -> R<Kind> {
         Ok(match s {
             "memory" => Kind::Memory,
+            "memory-slow" => Kind::MemorySlow,
             "documentdb" => Kind::DocumentDb,
             "mongo" => Kind::Mongo,
             "arango-emulator" => Kind::ArangoEmulator,
             "arango" => Kind::Arango,
             other => {
                 return Err(err(format!(
-                    "unknown backend {other:?} (memory, documentdb, mongo, arango-emulator, arango)"
+                    "unknown backend {other:?} (memory, memory-slow, documentdb, mongo, \
+                     arango-emulator, arango)"
                 )));
             }
         })
@@ -49,6 +55,7 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Memory => "memory",
+            Kind::MemorySlow => "memory-slow",
             Kind::DocumentDb => "documentdb",
             Kind::Mongo => "mongo",
             Kind::ArangoEmulator => "arango-emulator",
@@ -59,6 +66,17 @@ impl Kind {
     /// Spoken over the MongoDB wire protocol (DocumentDB, FerretDB, MongoDB).
     pub fn is_mongo(self) -> bool {
         matches!(self, Kind::DocumentDb | Kind::Mongo)
+    }
+
+    /// An in-memory backend (no other processes can reach it).
+    pub fn is_memory(self) -> bool {
+        matches!(self, Kind::Memory | Kind::MemorySlow)
+    }
+
+    /// Only scenario D runs on it (`memory-slow`: A to C would only show
+    /// the added delay).
+    pub fn d_only(self) -> bool {
+        self == Kind::MemorySlow
     }
 }
 
@@ -106,6 +124,22 @@ impl Target {
             _server: None,
             #[cfg(feature = "mongo")]
             _documentdb: None,
+        }
+    }
+
+    /// The in-memory backend with [`SLOW_DELAY`] added to every backend call
+    /// (both forms), for D: whether holding many blocking guards needs
+    /// threads when every call takes time.
+    pub fn memory_slow() -> Target {
+        Target {
+            kind: Kind::MemorySlow,
+            label: Kind::MemorySlow.as_str().into(),
+            server: format!(
+                "in-process `MemoryBackend`, {} ms added to every backend call (async form: \
+                 `tokio::time::sleep` before the call; sync form: `std::thread::sleep`)",
+                SLOW_DELAY.as_millis()
+            ),
+            ..Target::memory()
         }
     }
 
@@ -271,7 +305,7 @@ impl Target {
     /// Several processes are possible (not for the in-memory backend, whose
     /// "other processes" are other handles on the same `MemoryBackend`).
     pub fn multiprocess(&self) -> bool {
-        self.kind != Kind::Memory
+        !self.kind.is_memory()
     }
 
     /// Arguments that make a child process reach the same backend.
@@ -309,7 +343,7 @@ impl Target {
             kind,
             label: kind.as_str().into(),
             server: String::new(),
-            memory: (kind == Kind::Memory).then(MemoryBackend::new),
+            memory: kind.is_memory().then(MemoryBackend::new),
             mongo_uri,
             arango,
             is_ferretdb,
@@ -334,21 +368,34 @@ impl Target {
         collection: Option<&str>,
     ) -> R<Backend> {
         match self.kind {
-            Kind::Memory => {
-                let inner = self
-                    .memory
-                    .clone()
-                    .ok_or_else(|| err("no memory backend"))?;
-                Ok(Backend::from_both(Counting {
-                    inner,
-                    counts: Arc::clone(counts),
-                }))
-            }
+            Kind::Memory | Kind::MemorySlow => self.memory_handle(counts),
             Kind::DocumentDb | Kind::Mongo => mongo_async_handle(self, counts, collection).await,
             Kind::Arango | Kind::ArangoEmulator => {
                 arango_async_handle(self, counts, collection).await
             }
         }
+    }
+
+    /// A new handle on the in-memory backend (both forms), counting into
+    /// `counts`; for `memory-slow`, with [`SLOW_DELAY`] added to every call
+    /// (inside the count: a call is in flight during its delay).
+    fn memory_handle(&self, counts: &Arc<Counts>) -> R<Backend> {
+        let inner = self
+            .memory
+            .clone()
+            .ok_or_else(|| err("no memory backend"))?;
+        let counts = Arc::clone(counts);
+        Ok(if self.kind == Kind::MemorySlow {
+            Backend::from_both(Counting {
+                inner: Slow {
+                    inner,
+                    delay: SLOW_DELAY,
+                },
+                counts,
+            })
+        } else {
+            Backend::from_both(Counting { inner, counts })
+        })
     }
 
     /// A new handle on the sync form. Must run outside the tokio runtime.
@@ -360,16 +407,7 @@ impl Target {
     /// default `shylock` (MongoDB, ArangoDB).
     pub fn sync_handle_in(&self, counts: &Arc<Counts>, collection: Option<&str>) -> R<Backend> {
         match self.kind {
-            Kind::Memory => {
-                let inner = self
-                    .memory
-                    .clone()
-                    .ok_or_else(|| err("no memory backend"))?;
-                Ok(Backend::from_both(Counting {
-                    inner,
-                    counts: Arc::clone(counts),
-                }))
-            }
+            Kind::Memory | Kind::MemorySlow => self.memory_handle(counts),
             Kind::DocumentDb | Kind::Mongo => mongo_sync_handle(self, counts, collection),
             Kind::Arango | Kind::ArangoEmulator => arango_sync_handle(self, counts, collection),
         }

@@ -13,10 +13,10 @@ use std::time::Duration;
 use shylock_core::{AsyncLock, Backend, Error, Lock, LockOptions, MemoryBackend, Renewal};
 
 fn main() {
-    assert!(
-        cfg!(panic = "abort"),
-        "build this with `--profile panic-abort`"
-    );
+    if !cfg!(panic = "abort") {
+        eprintln!("build this with `--profile panic-abort`: panics must abort");
+        std::process::exit(2);
+    }
     let opts = LockOptions::default()
         .lease(Duration::from_millis(300))
         .renewal(Renewal::Every(Duration::from_millis(100)));

@@ -119,21 +119,19 @@ where
 
 /// `call` on a blocking thread of shylock's runtime, as a future; dropping
 /// it before the call started means it never starts.
-fn blocking<T, F>(call: F) -> impl Future<Output = Result<T, BackendError>> + Send + 'static
+async fn blocking<T, F>(call: F) -> Result<T, BackendError>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    async move {
-        let runtime = rt::handle().map_err(runtime_error)?;
-        Task(runtime.spawn_blocking(call)).await.map_err(|e| {
-            BackendError::new(
-                BackendErrorKind::Other,
-                "a blocking backend call ended without an answer (it panicked)",
-            )
-            .with_source(e)
-        })
-    }
+    let runtime = rt::handle().map_err(runtime_error)?;
+    Task(runtime.spawn_blocking(call)).await.map_err(|e| {
+        BackendError::new(
+            BackendErrorKind::Other,
+            "a blocking backend call ended without an answer (it panicked)",
+        )
+        .with_source(e)
+    })
 }
 
 /// The sync form of an async backend: each call through [`block_on`],

@@ -356,9 +356,9 @@ impl Exec {
     /// Wait until `signal` moves past `seen` or `until` passes.
     pub(crate) async fn wait(&self, signal: &Signal, seen: u64, until: Option<Instant>) {
         match until {
-            None => signal.wait_async(seen, None).await,
+            None => signal.changed(seen).await,
             Some(until) => {
-                let _ = rt::timeout_at(&self.runtime, until, signal.wait_async(seen, None)).await;
+                let _ = rt::timeout_at(&self.runtime, until, signal.changed(seen)).await;
             }
         }
     }

@@ -67,6 +67,10 @@ impl LeaseState {
     }
 
     fn loss_of(inner: &Inner) -> Option<LossReason> {
+        if inner.stopped {
+            // Frozen at the stop: the lease's end after a release is no loss.
+            return inner.lost;
+        }
         inner.lost.or_else(|| {
             inner
                 .valid_until
@@ -141,9 +145,14 @@ impl LeaseState {
     }
 
     /// Stop renewing (the guard is being released); returns the loss, if the
-    /// lease was lost before.
+    /// lease was lost before the first stop. A second stop (a release
+    /// finished in the background after its future was dropped) answers as
+    /// the first did: the lease's end since then is not a loss.
     pub(crate) fn stop(&self) -> Option<LossReason> {
         let mut inner = self.inner();
+        if inner.stopped {
+            return inner.lost;
+        }
         let loss = Self::loss_of(&inner);
         inner.lost = loss;
         inner.stopped = true;

@@ -10,6 +10,8 @@
 //!     cargo test -p shylock-core --release --lib loom
 //! ```
 //!
+//! Waiters wait as the core's tasks do (`Signal::changed`, a waker
+//! registry under the shim's mutex), driven by `loom::future::block_on`.
 //! Loom does not model time: waits here have no time limit (a waiter must
 //! be woken), and the turn model passes its own instants. A deadlock aborts
 //! the test binary (loom's objects panic again while the threads unwind):
@@ -75,7 +77,7 @@ fn wait_while_held_here(slot: &SlotRef) {
         if slot.get().local_hold_until().is_none() {
             return;
         }
-        slot.get().signal.wait_blocking(seen, None);
+        loom::future::block_on(slot.get().signal.changed(seen));
     }
 }
 
@@ -106,6 +108,11 @@ fn holding_ends_while_waiters_register(lost: bool) {
         for waiter in waiters {
             waiter.join().expect("waiter");
         }
+        assert_eq!(
+            holder.get().signal.registered(),
+            0,
+            "no waker is left registered"
+        );
         drop(holder);
         assert_eq!(
             coord.len(),
@@ -149,7 +156,7 @@ fn wait_for_turn(
             }
             Next::WaitUntil(_) => match times.next() {
                 Some(later) => now = later,
-                None => waiter.slot.get().signal.wait_blocking(seen, None),
+                None => loom::future::block_on(waiter.slot.get().signal.changed(seen)),
             },
         }
     }
@@ -244,7 +251,7 @@ fn loom_last_slot_ref_dropped_while_a_waiter_arrives() {
                     if released.load(SeqCst) {
                         break;
                     }
-                    waiter.slot.get().signal.wait_blocking(seen, None);
+                    loom::future::block_on(waiter.slot.get().signal.changed(seen));
                 }
                 waiter
             })

@@ -60,11 +60,16 @@ pub(crate) fn handle() -> Result<Handle, Error> {
     static RUNTIME: OnceLock<Result<Handle, String>> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {
-            let runtime = tokio::runtime::Builder::new_current_thread()
+            let mut builder = tokio::runtime::Builder::new_current_thread();
+            builder
                 .enable_all()
                 .max_blocking_threads(MAX_BLOCKING_THREADS)
-                .thread_name("shylock-blocking")
-                .on_thread_start(|| ON_BLOCKING.with(|b| b.set(true)))
+                .thread_name("shylock-blocking");
+            // (tokio built for loom has no thread hooks; the loom models do
+            // not use this runtime.)
+            #[cfg(not(loom))]
+            builder.on_thread_start(|| ON_BLOCKING.with(|b| b.set(true)));
+            let runtime = builder
                 .build()
                 .map_err(|e| format!("cannot build shylock's runtime: {e}"))?;
             let handle = runtime.handle().clone();

@@ -10,35 +10,14 @@
 //! `Arc<LeaseState>`) are `std::sync::Arc` under both configurations.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
+pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
 #[cfg(not(loom))]
-pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
 
 use std::sync::PoisonError;
-use std::time::Duration;
 
 /// Lock `m`. Poisoning is ignored: every value behind these mutexes is
 /// consistent between statements, so a panic elsewhere must not spread.
 pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Wait on `condvar` until notified (or a spurious wake-up), poisoning
-/// ignored as in [`lock`].
-pub(crate) fn wait<'a, T>(condvar: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
-    condvar.wait(guard).unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Wait on `condvar` until notified or `timeout` passes, poisoning ignored
-/// as in [`lock`]. (Loom does not model time: under it this waits for a
-/// notification.)
-pub(crate) fn wait_timeout<'a, T>(
-    condvar: &Condvar,
-    guard: MutexGuard<'a, T>,
-    timeout: Duration,
-) -> MutexGuard<'a, T> {
-    condvar
-        .wait_timeout(guard, timeout)
-        .unwrap_or_else(PoisonError::into_inner)
-        .0
 }

@@ -541,3 +541,21 @@ async fn item08_a_stalled_clock_sample_is_not_used_to_acquire() {
     );
     guard.release().await.expect("release");
 }
+
+/// Item 10: the end of a released lease is not a loss: a holding released
+/// while valid stays `Released` (not `Expired`) after its lease would have
+/// ended, so a release finished again in the background reports no loss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item10_the_end_of_a_released_lease_is_not_a_loss() {
+    let backend = Backend::from(MemoryBackend::new());
+    let guard = AsyncLock::with_backend("item10-end", &backend)
+        .lease(Duration::from_millis(300))
+        .renewal(Renewal::Off)
+        .acquire()
+        .await
+        .expect("acquire");
+    let holding = (*guard).clone();
+    guard.release().await.expect("release");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(holding.lost_reason(), Some(LossReason::Released));
+}
