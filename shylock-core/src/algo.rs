@@ -219,6 +219,8 @@ struct Acquisition<'a> {
     failure: Option<BackendError>,
     /// The clock estimate the last request was sent with, and when.
     last_sent: Option<(Estimate, Tick)>,
+    /// Whether it has waited for a local holder or for the turn.
+    waited_for_turn: bool,
 }
 
 impl Acquisition<'_> {
@@ -231,6 +233,11 @@ impl Acquisition<'_> {
             waited,
             source,
         }
+    }
+
+    /// Nothing asked and nothing waited for yet.
+    fn first_look(&self) -> bool {
+        self.attempts == 0 && !self.waited_for_turn
     }
 
     /// The backend answered (granted or busy): it is not failing.
@@ -275,8 +282,11 @@ impl Acquisition<'_> {
                 (Some(held_until), Mode::Wait) => held_until.to_instant(),
                 (None, Mode::Try) => return Ok(true),
                 (None, Mode::Wait) => match self.waiter.take_turn(grace) {
-                    // A zero timeout still gets its one attempt.
-                    Next::Ask if self.attempts == 0 || !passed(self.deadline) => return Ok(true),
+                    // An acquisition that has not waited yet gets its one
+                    // attempt, even with a zero timeout; one that waited
+                    // out its time for the turn does not send a request it
+                    // could not wait for.
+                    Next::Ask if !passed(self.deadline) || self.first_look() => return Ok(true),
                     Next::Ask => return Err(self.timed_out()),
                     Next::WaitUntil(until) => until,
                 },
@@ -284,6 +294,7 @@ impl Acquisition<'_> {
             if passed(self.deadline) {
                 return Err(self.timed_out());
             }
+            self.waited_for_turn = true;
             self.x
                 .wait(&slot.signal, seen, Some(earliest(until, self.deadline)))
                 .await;
@@ -462,6 +473,7 @@ async fn acquire_in_span(
         attempts: 0,
         failure: None,
         last_sent: None,
+        waited_for_turn: false,
     };
     let (grant, until) = loop {
         if !acq.wait_for_turn().await? {

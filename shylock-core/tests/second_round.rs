@@ -2,181 +2,15 @@
 //! reproduced item, each on the in-memory backend or a thin wrapper around
 //! it, through the public API only. Each failed before the fix it covers.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod support;
+
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use shylock_core::backend::{
-    AcquireOutcome, AcquireRequest, AsyncBackend, BoxFuture, ClockSource, InspectRequest,
-    LockRecord, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
-};
 use shylock_core::{
-    AsyncLock, Backend, BackendError, BackendErrorKind, Error, Lock, LockOptions, LossReason,
-    MemoryBackend, Renewal, Timestamp,
+    AsyncLock, Backend, Error, Lock, LockOptions, LossReason, MemoryBackend, Renewal, Timestamp,
 };
-
-/// What the wrapper does to the memory backend.
-#[derive(Default)]
-struct Faults {
-    /// Every renewal takes this long more.
-    renew_delay: Duration,
-    /// Renewals of names starting with `slow` take this long more.
-    slow_renew_delay: Duration,
-    /// The first acquire is applied, then answered with `Unavailable`.
-    lose_first_acquire_answer: bool,
-    /// The first release fails with `Unavailable` before it is applied.
-    fail_first_release: bool,
-    /// Every acquire takes this long more (async form).
-    acquire_delay: Duration,
-    /// Say the clock is estimated (the core reads the server's clock), and
-    /// answer the first read this late (a stall).
-    estimated_clock: bool,
-    first_clock_read_delay: Duration,
-}
-
-#[derive(Clone)]
-struct Wrapped {
-    inner: MemoryBackend,
-    faults: Arc<Faults>,
-    acquires: Arc<AtomicUsize>,
-    releases: Arc<AtomicUsize>,
-    /// Acquires on their way now, and the most at once.
-    in_flight: Arc<AtomicUsize>,
-    most_in_flight: Arc<AtomicUsize>,
-    clock_reads: Arc<AtomicUsize>,
-}
-
-fn wrap(inner: &MemoryBackend, faults: Faults) -> Wrapped {
-    Wrapped {
-        inner: inner.clone(),
-        faults: Arc::new(faults),
-        acquires: Arc::default(),
-        releases: Arc::default(),
-        in_flight: Arc::default(),
-        most_in_flight: Arc::default(),
-        clock_reads: Arc::default(),
-    }
-}
-
-fn reset() -> BackendError {
-    BackendError::new(BackendErrorKind::Unavailable, "test: connection reset")
-}
-
-impl Wrapped {
-    fn clock_source(&self) -> ClockSource {
-        if self.faults.estimated_clock {
-            ClockSource::Estimated
-        } else {
-            ClockSource::Server
-        }
-    }
-
-    fn renew_delay(&self, req: &RenewRequest<'_>) -> Duration {
-        let slow = req.name.as_str().starts_with("slow");
-        self.faults.renew_delay
-            + if slow {
-                self.faults.slow_renew_delay
-            } else {
-                Duration::ZERO
-            }
-    }
-
-    fn acquire(&self, req: AcquireRequest<'_>) -> Result<AcquireOutcome, BackendError> {
-        let n = self.acquires.fetch_add(1, Ordering::SeqCst);
-        let outcome = SyncBackend::try_acquire(&self.inner, req);
-        if n == 0 && self.faults.lose_first_acquire_answer {
-            return Err(reset());
-        }
-        outcome
-    }
-
-    fn release(&self, req: ReleaseRequest<'_>) -> Result<ReleaseOutcome, BackendError> {
-        let n = self.releases.fetch_add(1, Ordering::SeqCst);
-        if n == 0 && self.faults.fail_first_release {
-            return Err(reset());
-        }
-        SyncBackend::release(&self.inner, req)
-    }
-}
-
-impl SyncBackend for Wrapped {
-    fn try_acquire(&self, req: AcquireRequest<'_>) -> Result<AcquireOutcome, BackendError> {
-        self.acquire(req)
-    }
-    fn renew(&self, req: RenewRequest<'_>) -> Result<RenewOutcome, BackendError> {
-        std::thread::sleep(self.renew_delay(&req));
-        SyncBackend::renew(&self.inner, req)
-    }
-    fn release(&self, req: ReleaseRequest<'_>) -> Result<ReleaseOutcome, BackendError> {
-        Wrapped::release(self, req)
-    }
-    fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError> {
-        SyncBackend::inspect(&self.inner, req)
-    }
-    fn server_time(&self, deadline: Option<Instant>) -> Result<Timestamp, BackendError> {
-        SyncBackend::server_time(&self.inner, deadline)
-    }
-    fn clock(&self) -> ClockSource {
-        self.clock_source()
-    }
-    fn describe(&self) -> String {
-        "wrapped memory".into()
-    }
-}
-
-impl AsyncBackend for Wrapped {
-    fn try_acquire<'a>(
-        &'a self,
-        req: AcquireRequest<'a>,
-    ) -> BoxFuture<'a, Result<AcquireOutcome, BackendError>> {
-        Box::pin(async move {
-            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-            self.most_in_flight.fetch_max(now, Ordering::SeqCst);
-            tokio::time::sleep(self.faults.acquire_delay).await;
-            self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            self.acquire(req)
-        })
-    }
-    fn renew<'a>(
-        &'a self,
-        req: RenewRequest<'a>,
-    ) -> BoxFuture<'a, Result<RenewOutcome, BackendError>> {
-        Box::pin(async move {
-            tokio::time::sleep(self.renew_delay(&req)).await;
-            SyncBackend::renew(&self.inner, req)
-        })
-    }
-    fn release<'a>(
-        &'a self,
-        req: ReleaseRequest<'a>,
-    ) -> BoxFuture<'a, Result<ReleaseOutcome, BackendError>> {
-        Box::pin(async move { Wrapped::release(self, req) })
-    }
-    fn inspect<'a>(
-        &'a self,
-        req: InspectRequest<'a>,
-    ) -> BoxFuture<'a, Result<Option<LockRecord>, BackendError>> {
-        AsyncBackend::inspect(&self.inner, req)
-    }
-    fn server_time(
-        &self,
-        deadline: Option<Instant>,
-    ) -> BoxFuture<'_, Result<Timestamp, BackendError>> {
-        Box::pin(async move {
-            let read = SyncBackend::server_time(&self.inner, deadline);
-            if self.clock_reads.fetch_add(1, Ordering::SeqCst) == 0 {
-                tokio::time::sleep(self.faults.first_clock_read_delay).await;
-            }
-            read
-        })
-    }
-    fn clock(&self) -> ClockSource {
-        self.clock_source()
-    }
-    fn describe(&self) -> String {
-        "wrapped memory".into()
-    }
-}
+use support::{Faults, both_handle, wrap};
 
 /// Item 1: a released holding never passes `ensure_held`, in both forms,
 /// whether the guard was released or dropped, also after another owner
@@ -254,7 +88,7 @@ async fn item02_the_clean_up_after_a_lost_answer_is_retried() {
                 ..Faults::default()
             },
         );
-        let backend = Backend::from_both(w.clone());
+        let backend = both_handle(&w);
         let name = format!("item02-{form}");
         let opts = LockOptions::default().lease(lease);
         let result = if form == "async" {
@@ -316,7 +150,7 @@ fn item03_slow_renewals_do_not_starve_blocking_guards() {
             ..Faults::default()
         },
     );
-    let backend = Backend::from_both(w);
+    let backend = both_handle(&w);
     let opts = LockOptions::default()
         .lease(Duration::from_millis(600))
         .renewal(Renewal::Every(Duration::from_millis(200)));
@@ -350,7 +184,7 @@ fn item03_stuck_renewals_do_not_hold_back_others() {
             ..Faults::default()
         },
     );
-    let backend = Backend::from_both(w);
+    let backend = both_handle(&w);
     let opts = LockOptions::default()
         .lease(Duration::from_millis(600))
         .renewal(Renewal::Every(Duration::from_millis(200)));
@@ -489,7 +323,7 @@ async fn item10_waiters_send_one_request_at_a_time_during_a_stall() {
             ..Faults::default()
         },
     );
-    let backend = Backend::from_both(w.clone());
+    let backend = both_handle(&w);
     let waiters: Vec<_> = (0..5)
         .map(|_| {
             let lock = AsyncLock::with_backend("item10", &backend);
@@ -519,11 +353,11 @@ async fn item08_a_stalled_clock_sample_is_not_used_to_acquire() {
         &mem,
         Faults {
             estimated_clock: true,
-            first_clock_read_delay: Duration::from_secs(6),
+            first_clock_answer_delay: Duration::from_secs(6),
             ..Faults::default()
         },
     );
-    let backend = Backend::from_both(w.clone());
+    let backend = both_handle(&w);
     let lease = Duration::from_secs(30);
     let guard = AsyncLock::with_backend("item08", &backend)
         .lease(lease)
