@@ -65,9 +65,10 @@ pub enum Error {
         /// `"async"` or `"sync"`.
         form: &'static str,
     },
-    /// The lock cannot run in this context: an async lock outside a tokio
-    /// runtime or on one built without timers, or no thread could be
-    /// started for a blocking guard's renewal.
+    /// The lock cannot run in this context: a blocking call on a thread that
+    /// must not wait (shylock's own runtime thread, or the thread of the
+    /// current-thread runtime an async backend was made on; refused before
+    /// anything is sent), or shylock's runtime thread could not be started.
     #[error("the lock cannot run here: {reason}")]
     Runtime {
         /// What is missing.

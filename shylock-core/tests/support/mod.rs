@@ -57,6 +57,8 @@ pub struct Wrapped {
     /// Acquires on their way now (async form), and the most at once.
     pub in_flight: Arc<AtomicUsize>,
     pub most_in_flight: Arc<AtomicUsize>,
+    /// The `now` of every acquire that reached the backend.
+    pub acquire_nows: Arc<std::sync::Mutex<Vec<Timestamp>>>,
 }
 
 pub fn wrap(inner: &MemoryBackend, faults: Faults) -> Wrapped {
@@ -68,6 +70,7 @@ pub fn wrap(inner: &MemoryBackend, faults: Faults) -> Wrapped {
         clock_reads: Arc::default(),
         in_flight: Arc::default(),
         most_in_flight: Arc::default(),
+        acquire_nows: Arc::default(),
     }
 }
 
@@ -116,6 +119,9 @@ impl Wrapped {
         req: AcquireRequest<'_>,
     ) -> (Result<AcquireOutcome, BackendError>, Duration) {
         let n = self.acquires.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut nows) = self.acquire_nows.lock() {
+            nows.push(req.now);
+        }
         if self.faults.lose_first_answer_then_rate_limit && n > 0 {
             let refused = BackendError::new(BackendErrorKind::RateLimited, "test: slow down")
                 .with_retry_after(Duration::from_millis(20));
