@@ -643,7 +643,10 @@ pub(crate) async fn renew_loop(x: Exec, mut renewer: Renewer) {
         // Read before the step looks at the lease: a stop after that look
         // moves the generation, so the wait below returns at once.
         let seen = lease.signal.generation();
-        match renewer.step(&x).await {
+        // Boxed: the step's future (a round trip) is large and short-lived;
+        // an idle renewal task (10,000 guards: 10,000 of them) then holds
+        // only its wait.
+        match Box::pin(renewer.step(&x)).await {
             None => return,
             Some(at) => {
                 if !at.passed() {

@@ -305,8 +305,9 @@ fn item05_a_guard_dropped_during_a_panic_is_released() {
 }
 
 /// Item 10: during a backend stall (every acquire takes 2.5 s), the
-/// waiters of one name in one process send one request at a time, not one
-/// each as the polling turn passes from waiter to waiter.
+/// waiters of one name in one process send one request at a time (plus at
+/// most one beside a request whose waiter gave up), not one each as the
+/// polling turn passes from waiter to waiter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item10_waiters_send_one_request_at_a_time_during_a_stall() {
     let mem = MemoryBackend::new();
@@ -334,10 +335,14 @@ async fn item10_waiters_send_one_request_at_a_time_during_a_stall() {
         assert!(!waiter.await.expect("waiter"), "the lock is held elsewhere");
     }
     held.release().await.expect("release");
-    assert_eq!(
-        w.most_in_flight.load(Ordering::SeqCst),
-        1,
-        "acquires on their way at once (of {} sent)",
+    // One at a time while the turn holder lives; when it gives up at its
+    // deadline with its request still on its way, a waiter that started a
+    // little later (a loaded machine) may ask once more beside it: 2.
+    // Before the fix: 4 (each waiter took the stalled turn over in turn).
+    let most = w.most_in_flight.load(Ordering::SeqCst);
+    assert!(
+        most <= 2,
+        "{most} acquires on their way at once (of {} sent)",
         w.acquires.load(Ordering::SeqCst)
     );
 }
