@@ -221,6 +221,8 @@ struct Acquisition<'a> {
     last_sent: Option<(Estimate, Tick)>,
     /// Whether it has waited for a local holder or for the turn.
     waited_for_turn: bool,
+    /// How many answers (granted or busy) the backend gave it.
+    answers: u32,
 }
 
 impl Acquisition<'_> {
@@ -235,6 +237,16 @@ impl Acquisition<'_> {
         }
     }
 
+    /// Whether `error` is a request cut off by the caller's deadline while
+    /// the backend was answering (it answered this acquisition before, and
+    /// no failure came since).
+    fn cut_by_the_callers_limit(&self, error: &BackendError) -> bool {
+        error.kind() == BackendErrorKind::Timeout
+            && passed(self.deadline)
+            && self.answers > 0
+            && self.failure.is_none()
+    }
+
     /// Nothing asked and nothing waited for yet.
     fn first_look(&self) -> bool {
         self.attempts == 0 && !self.waited_for_turn
@@ -242,6 +254,7 @@ impl Acquisition<'_> {
 
     /// The backend answered (granted or busy): it is not failing.
     fn answered(&mut self) {
+        self.answers += 1;
         if self.failure.take().is_some() {
             tracing::info!(lock = %self.name, attempts = self.attempts, "the backend answers again");
         }
@@ -390,6 +403,11 @@ impl Acquisition<'_> {
                     _ => delay,
                 })
             }
+            Err(error) if self.cut_by_the_callers_limit(&error) => {
+                // The backend answered before, and only the caller's own
+                // limit cut this request off: contention, not a failure.
+                Step::Done(Err(self.timed_out()))
+            }
             Err(error) if error.is_transient() && self.mode == Mode::Wait => {
                 let delay = error
                     .retry_after()
@@ -474,6 +492,7 @@ async fn acquire_in_span(
         failure: None,
         last_sent: None,
         waited_for_turn: false,
+        answers: 0,
     };
     let (grant, until) = loop {
         if !acq.wait_for_turn().await? {

@@ -402,3 +402,35 @@ async fn item10_the_end_of_a_released_lease_is_not_a_loss() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(holding.lost_reason(), Some(LossReason::Released));
 }
+
+/// Found by this runs under load (the CLI's `--timeout 1s` behind a
+/// holder exited with the backend-failure code): a request cut off by the
+/// caller's own limit, after the backend had answered "busy", is a plain
+/// time-out behind a holder, with no source, not "the backend was failing".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cut_by_the_callers_limit_is_contention_not_failure() {
+    let mem = MemoryBackend::new();
+    let holder = Backend::from(mem.clone());
+    let held = AsyncLock::with_backend("cut", &holder)
+        .acquire()
+        .await
+        .expect("holder");
+    let w = wrap(
+        &mem,
+        Faults {
+            acquire_delay: Duration::from_millis(400),
+            ..Faults::default()
+        },
+    );
+    let error = AsyncLock::with_backend("cut", &both_handle(&w))
+        .acquire_timeout(Duration::from_secs(1))
+        .await
+        .map(drop)
+        .expect_err("held");
+    assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
+    assert!(
+        std::error::Error::source(&error).is_none(),
+        "a time-out behind a holder has no source: {error}"
+    );
+    held.release().await.expect("release");
+}
