@@ -480,9 +480,15 @@ impl LockGuard {
     /// [`Lock::acquire`](GenericLock::acquire)): the release then goes on in
     /// the background.
     pub fn release(mut self) -> Result<(), Error> {
+        self.release_blocking("release of a guard on a thread that may not wait")
+    }
+
+    /// Release, waiting on this thread; where it may not wait, release in
+    /// the background (named `what`) and say why.
+    fn release_blocking(&mut self, what: &'static str) -> Result<(), Error> {
         let guard = &mut self.0;
         if let Err(error) = guard.exec.may_block() {
-            guard.release_in_background("release of a guard on a thread that may not wait");
+            guard.release_in_background(what);
             return Err(error);
         }
         let Some(state) = guard.take() else {
@@ -497,22 +503,14 @@ impl LockGuard {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        let guard = &mut self.0;
-        if guard.state.is_none() {
+        if self.0.state.is_none() {
             return;
         }
-        if guard.exec.may_block().is_err() {
-            return guard.release_in_background("release of a dropped guard");
+        if self.0.exec.may_block().is_err() {
+            return self.0.release_in_background("release of a dropped guard");
         }
-        let Some(state) = guard.take() else {
-            return;
-        };
-        let exec = guard.exec.clone();
-        let result = rt::block_on(&guard.exec.runtime, async move {
-            algo::release(&exec, &state).await
-        });
-        if let Err(error) = result.and_then(|r| r) {
-            tracing::warn!(lock = %guard.holding.name, %error, "release on drop");
+        if let Err(error) = self.release_blocking("release of a dropped guard") {
+            tracing::warn!(lock = %self.0.holding.name, %error, "release on drop");
         }
     }
 }

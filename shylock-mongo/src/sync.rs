@@ -87,8 +87,6 @@ struct Inner {
     /// The verdict of the `buildInfo` check (see
     /// [`MongoOptions::allow_non_atomic_server`]), once made.
     server_check: OnceLock<ServerCheck>,
-    /// Where the driver calls run.
-    helpers: Helpers,
 }
 
 impl std::fmt::Debug for MongoBackend {
@@ -149,7 +147,6 @@ impl MongoBackend {
                 spec,
                 legacy_hello: AtomicBool::new(false),
                 server_check: OnceLock::new(),
-                helpers: Helpers::new(),
             }),
         })
     }
@@ -175,27 +172,21 @@ impl MongoBackend {
 
         let (db, name) = (self.inner.db.clone(), spec.collection.clone());
         let options = commands::create_collection_options(spec, deadline);
-        let created = self
-            .inner
-            .helpers
-            .call(
-                deadline,
-                &spec.context("create collection", None),
-                move || db.create_collection(name).with_options(options).run(),
-            )
-            .map_err(fail)?;
+        let created = driver_call(
+            deadline,
+            &spec.context("create collection", None),
+            move || db.create_collection(name).with_options(options).run(),
+        )
+        .map_err(fail)?;
         commands::create_collection_reply(spec, created)?;
 
         let lookup = commands::shard_key_lookup(spec, deadline);
         let config = self.inner.config_collections.clone();
         let (filter, options) = (lookup.filter, lookup.options);
-        let found = self
-            .inner
-            .helpers
-            .call(deadline, &lookup.ctx, move || {
-                config.find_one(filter).with_options(options).run()
-            })
-            .map_err(fail)?;
+        let found = driver_call(deadline, &lookup.ctx, move || {
+            config.find_one(filter).with_options(options).run()
+        })
+        .map_err(fail)?;
         commands::shard_key_reply(spec, found)?;
 
         let cosmos = commands::cosmos_get_collection(spec, deadline);
@@ -207,34 +198,28 @@ impl MongoBackend {
             commands::ttl_index(spec),
             commands::ttl_index_options(spec, topology, deadline),
         );
-        let indexed = self
-            .inner
-            .helpers
-            .call(
-                deadline,
-                &spec.context("create TTL index", None),
-                move || {
-                    coll.create_index(model)
-                        .with_options(options)
-                        .run()
-                        .map(|_| ())
-                },
-            )
-            .map_err(fail)?;
+        let indexed = driver_call(
+            deadline,
+            &spec.context("create TTL index", None),
+            move || {
+                coll.create_index(model)
+                    .with_options(options)
+                    .run()
+                    .map(|_| ())
+            },
+        )
+        .map_err(fail)?;
         commands::ttl_index_reply(spec, indexed)?;
 
         let coll = self.inner.coll.clone();
         let options = commands::list_indexes_options(deadline);
-        let listed = self
-            .inner
-            .helpers
-            .call(deadline, &commands::list_indexes_ctx(spec), move || {
-                coll.list_indexes()
-                    .with_options(options)
-                    .run()
-                    .and_then(|cursor| cursor.collect::<Result<Vec<_>, _>>())
-            })
-            .map_err(fail)?;
+        let listed = driver_call(deadline, &commands::list_indexes_ctx(spec), move || {
+            coll.list_indexes()
+                .with_options(options)
+                .run()
+                .and_then(|cursor| cursor.collect::<Result<Vec<_>, _>>())
+        })
+        .map_err(fail)?;
         commands::check_indexes(spec, listed)
     }
 
@@ -255,7 +240,7 @@ impl MongoBackend {
     ) -> Result<Result<Document, mongodb::error::Error>, BackendError> {
         let db = self.inner.db.clone();
         let (command, options) = (cmd.command, cmd.options);
-        self.inner.helpers.call(cmd.deadline, &cmd.ctx, move || {
+        driver_call(cmd.deadline, &cmd.ctx, move || {
             db.run_command(command).with_options(options).run()
         })
     }
@@ -307,7 +292,7 @@ impl MongoBackend {
             deadline,
         } = cmd;
         let coll = self.inner.coll.clone();
-        let reply = self.inner.helpers.call(deadline, &ctx, move || {
+        let reply = driver_call(deadline, &ctx, move || {
             coll.find_one_and_update(filter, update)
                 .with_options(options)
                 .run()
@@ -316,30 +301,20 @@ impl MongoBackend {
     }
 }
 
-/// Where the driver calls run: blocking threads of shylock's runtime
-/// (see the [module docs](self)).
-struct Helpers;
-
-impl Helpers {
-    fn new() -> Helpers {
-        Helpers
-    }
-
-    /// Run `call` on a blocking thread; wait for it until `deadline`.
-    fn call<T: Send + 'static>(
-        &self,
-        deadline: Instant,
-        ctx: &Ctx,
-        call: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, BackendError> {
-        shylock_core::bridge::run_blocking(Some(deadline), call).map_err(|e| {
-            if e.kind() == BackendErrorKind::Timeout {
-                commands::timeout_error(ctx)
-            } else {
-                BackendError::new(e.kind(), format!("{ctx}: {e}"))
-            }
-        })
-    }
+/// Run the driver `call` on a blocking thread of shylock's runtime (see the
+/// [module docs](self)); wait for it until `deadline`.
+fn driver_call<T: Send + 'static>(
+    deadline: Instant,
+    ctx: &Ctx,
+    call: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, BackendError> {
+    shylock_core::bridge::run_blocking(Some(deadline), call).map_err(|e| {
+        if e.kind() == BackendErrorKind::Timeout {
+            commands::timeout_error(ctx)
+        } else {
+            BackendError::new(e.kind(), format!("{ctx}: {e}"))
+        }
+    })
 }
 
 impl SyncBackend for MongoBackend {
@@ -371,7 +346,7 @@ impl SyncBackend for MongoBackend {
         let cmd = commands::inspect(&self.inner.spec, &req)?;
         let coll = self.inner.coll.clone();
         let (filter, options) = (cmd.filter, cmd.options);
-        let reply = self.inner.helpers.call(cmd.deadline, &cmd.ctx, move || {
+        let reply = driver_call(cmd.deadline, &cmd.ctx, move || {
             coll.find_one(filter).with_options(options).run()
         })?;
         commands::inspect_reply(&cmd.ctx, req.now, reply)
