@@ -58,7 +58,7 @@ impl Failure {
         let code = match error {
             Error::InvalidName { .. } | Error::InvalidOption { .. } => USAGE,
             Error::InvalidConfig { .. } => CONFIG,
-            Error::NotConfigured { .. } | Error::Runtime { .. } => SOFTWARE,
+            Error::NotConfigured | Error::Runtime { .. } => SOFTWARE,
             _ => match error.backend_kind() {
                 Some(BackendErrorKind::Unauthorized) => NOPERM,
                 Some(BackendErrorKind::InvalidConfig) => CONFIG,

@@ -36,13 +36,35 @@ use crate::{
     OwnerId, Timestamp,
 };
 
-/// How an acquisition waits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    /// One attempt.
-    Try,
-    /// Until held or the deadline.
-    Wait,
+/// How an acquisition waits, as a type: what it can end with when the
+/// lock is busy is [`Mode::Busy`], so a waiting acquisition cannot end
+/// without the lock or an error (its `Busy` has no value).
+pub(crate) trait Mode: Send + 'static {
+    /// What the acquisition answers when it finds the lock held.
+    type Busy: Send + 'static;
+    /// That answer, for a mode that stops at a held lock; `None` for a
+    /// mode that waits instead.
+    fn busy() -> Option<Self::Busy>;
+}
+
+/// One attempt: a held lock ends the acquisition (with `()`).
+pub(crate) struct Try;
+
+/// Until held or the deadline: a held lock is waited for.
+pub(crate) struct Wait;
+
+impl Mode for Try {
+    type Busy = ();
+    fn busy() -> Option<()> {
+        Some(())
+    }
+}
+
+impl Mode for Wait {
+    type Busy = std::convert::Infallible;
+    fn busy() -> Option<std::convert::Infallible> {
+        None
+    }
 }
 
 /// What a guard keeps to renew and release its holding (the user sees the
@@ -192,22 +214,24 @@ impl Drop for Pending<'_> {
 }
 
 /// What to do after an answer.
-enum Step {
+enum Step<B> {
     /// The lock is ours, valid until then.
     Granted(Grant, Tick),
-    /// The acquisition ends with this.
-    Done(Result<(), Error>),
+    /// A try found the lock held.
+    Busy(B),
+    /// The acquisition ends with this error.
+    Failed(Error),
     /// Ask again after this delay (or a wake-up).
     RetryAfter(Duration),
 }
 
 /// One acquisition: an owner id and everything it has asked so far.
-struct Acquisition<'a> {
+struct Acquisition<'a, M: Mode> {
     x: &'a Exec,
     shared: &'a Shared,
     name: &'a LockName,
     opts: &'a LockOptions,
-    mode: Mode,
+    mode: std::marker::PhantomData<M>,
     deadline: Option<Instant>,
     waiter: Waiter,
     pending: Pending<'a>,
@@ -225,7 +249,7 @@ struct Acquisition<'a> {
     answers: u32,
 }
 
-impl Acquisition<'_> {
+impl<M: Mode> Acquisition<'_, M> {
     fn timed_out(&mut self) -> Error {
         let source = self.failure.take();
         let waited = self.started.elapsed();
@@ -283,23 +307,23 @@ impl Acquisition<'_> {
 
     /// The waiting policy: wait while a holder in this process has the lock
     /// (its release wakes us), and while another waiter has the polling
-    /// turn (taking it over if that waiter stops asking). `Ok(true)`: ask
-    /// now; `Ok(false)`: a try finds the lock held here.
-    async fn wait_for_turn(&mut self) -> Result<bool, Error> {
+    /// turn (taking it over if that waiter stops asking). `Ok(None)`: ask
+    /// now; `Ok(Some(busy))`: a try finds the lock held here.
+    async fn wait_for_turn(&mut self) -> Result<Option<M::Busy>, Error> {
         let grace = takeover_grace(self.opts.backoff.max);
         loop {
             let slot = self.waiter.slot.get();
             let seen = slot.signal.generation();
-            let until = match (slot.local_hold_until(), self.mode) {
-                (Some(_), Mode::Try) => return Ok(false),
-                (Some(held_until), Mode::Wait) => held_until.to_instant(),
-                (None, Mode::Try) => return Ok(true),
-                (None, Mode::Wait) => match self.waiter.take_turn(grace) {
+            let until = match (slot.local_hold_until(), M::busy()) {
+                (Some(_), Some(busy)) => return Ok(Some(busy)),
+                (Some(held_until), None) => held_until.to_instant(),
+                (None, Some(_)) => return Ok(None),
+                (None, None) => match self.waiter.take_turn(grace) {
                     // An acquisition that has not waited yet gets its one
                     // attempt, even with a zero timeout; one that waited
                     // out its time for the turn does not send a request it
                     // could not wait for.
-                    Next::Ask if !passed(self.deadline) || self.first_look() => return Ok(true),
+                    Next::Ask if !passed(self.deadline) || self.first_look() => return Ok(None),
                     Next::Ask => return Err(self.timed_out()),
                     Next::WaitUntil(until) => until,
                 },
@@ -374,7 +398,7 @@ impl Acquisition<'_> {
         outcome: Result<AcquireOutcome, BackendError>,
         estimate: &Estimate,
         sent: Tick,
-    ) -> Step {
+    ) -> Step<M::Busy> {
         match outcome {
             Ok(AcquireOutcome::Acquired(grant)) => {
                 self.answered();
@@ -392,8 +416,10 @@ impl Acquisition<'_> {
                 }
                 Step::Granted(grant, until)
             }
-            Ok(AcquireOutcome::Busy { .. }) if self.mode == Mode::Try => Step::Done(Ok(())),
             Ok(AcquireOutcome::Busy { expires_at }) => {
+                if let Some(busy) = M::busy() {
+                    return Step::Busy(busy);
+                }
                 self.answered();
                 let delay = self.backoff.next_delay();
                 Step::RetryAfter(match expires_at {
@@ -406,9 +432,9 @@ impl Acquisition<'_> {
             Err(error) if self.cut_by_the_callers_limit(&error) => {
                 // The backend answered before, and only the caller's own
                 // limit cut this request off: contention, not a failure.
-                Step::Done(Err(self.timed_out()))
+                Step::Failed(self.timed_out())
             }
-            Err(error) if error.is_transient() && self.mode == Mode::Wait => {
+            Err(error) if error.is_transient() && M::busy().is_none() => {
                 let delay = error
                     .retry_after()
                     .unwrap_or_else(|| self.backoff.next_delay());
@@ -417,9 +443,9 @@ impl Acquisition<'_> {
             }
             Err(error) if error.kind() == BackendErrorKind::Timeout && passed(self.deadline) => {
                 self.failure = Some(error);
-                Step::Done(Err(self.timed_out()))
+                Step::Failed(self.timed_out())
             }
-            Err(error) => Step::Done(Err(Error::backend(self.name.as_str(), error))),
+            Err(error) => Step::Failed(Error::backend(self.name.as_str(), error)),
         }
     }
 
@@ -439,41 +465,39 @@ impl Acquisition<'_> {
     }
 }
 
-/// Acquire `name`: one attempt ([`Mode::Try`]), or wait with backoff until
-/// held or `deadline` ([`Mode::Wait`]). The acquisition runs in a new
-/// `lock` span (the lock's name, and its token once granted), which the
-/// holding keeps.
-pub(crate) async fn acquire(
+/// Acquire `name`: one attempt ([`Try`]: `Err(())` when held), or wait
+/// with backoff until held or `deadline` ([`Wait`]: never `Err`). The
+/// acquisition runs in a new `lock` span (the lock's name, and its token
+/// once granted), which the holding keeps.
+pub(crate) async fn acquire<M: Mode>(
     x: &Exec,
     shared: &Arc<Shared>,
     name: &LockName,
     opts: &LockOptions,
-    mode: Mode,
     deadline: Option<Instant>,
-) -> Result<Option<GuardState>, Error> {
+) -> Result<Result<GuardState, M::Busy>, Error> {
     use tracing::Instrument;
     let span = tracing::info_span!("lock", lock = %name, token = tracing::field::Empty);
-    acquire_in_span(x, shared, name, opts, mode, deadline, &span)
+    acquire_in_span::<M>(x, shared, name, opts, deadline, &span)
         .instrument(span.clone())
         .await
 }
 
-async fn acquire_in_span(
+async fn acquire_in_span<M: Mode>(
     x: &Exec,
     shared: &Arc<Shared>,
     name: &LockName,
     opts: &LockOptions,
-    mode: Mode,
     deadline: Option<Instant>,
     span: &tracing::Span,
-) -> Result<Option<GuardState>, Error> {
+) -> Result<Result<GuardState, M::Busy>, Error> {
     let owner = OwnerId::random();
     let mut acq = Acquisition {
         x,
         shared,
         name,
         opts,
-        mode,
+        mode: std::marker::PhantomData::<M>,
         deadline,
         waiter: Waiter::new(shared.coord.slot(name)),
         pending: Pending {
@@ -495,14 +519,15 @@ async fn acquire_in_span(
         answers: 0,
     };
     let (grant, until) = loop {
-        if !acq.wait_for_turn().await? {
-            return Ok(None);
+        if let Some(busy) = acq.wait_for_turn().await? {
+            return Ok(Err(busy));
         }
         let seen = acq.waiter.slot.get().signal.generation();
         let (outcome, estimate, sent) = acq.ask().await;
         match acq.judge(outcome, &estimate, sent) {
             Step::Granted(grant, until) => break (grant, until),
-            Step::Done(result) => return result.map(|()| None),
+            Step::Busy(busy) => return Ok(Err(busy)),
+            Step::Failed(error) => return Err(error),
             Step::RetryAfter(delay) => acq.pause(delay, seen).await?,
         }
     };
@@ -530,7 +555,7 @@ async fn acquire_in_span(
         waiter, pending, ..
     } = acq;
     drop(pending);
-    Ok(Some(GuardState {
+    Ok(Ok(GuardState {
         holding,
         slot: waiter.into_slot(),
         opts: opts.clone(),

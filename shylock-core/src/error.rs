@@ -56,15 +56,10 @@ pub enum Error {
         /// Why the configuration was refused.
         reason: String,
     },
-    /// No backend was configured with [`configure`](crate::configure) for the
-    /// form (async or sync) the lock was used in, and none was given to the lock.
-    #[error(
-        "no {form} backend is configured: call shylock::configure(...) or give the lock a backend"
-    )]
-    NotConfigured {
-        /// `"async"` or `"sync"`.
-        form: &'static str,
-    },
+    /// No default backend was set with [`configure`](crate::configure),
+    /// and none was given to the lock.
+    #[error("no backend is configured: call shylock::configure(...) or give the lock a backend")]
+    NotConfigured,
     /// The lock cannot run in this context: a blocking call on a thread that
     /// must not wait (shylock's own runtime thread, or the thread of the
     /// current-thread runtime an async backend was made on; refused before
@@ -143,9 +138,7 @@ impl Error {
                 .debug_struct("InvalidConfig")
                 .field("reason", reason)
                 .finish(),
-            Error::NotConfigured { form } => {
-                f.debug_struct("NotConfigured").field("form", form).finish()
-            }
+            Error::NotConfigured => f.write_str("NotConfigured"),
             Error::Runtime { reason } => f.debug_struct("Runtime").field("reason", reason).finish(),
             Error::Timeout {
                 name,

@@ -7,17 +7,26 @@ use crate::clock::ServerClock;
 use crate::coord::Coordinator;
 use crate::exec::Background;
 
-/// A backend ready for locks: its async form, its sync form or both, with
-/// the per-process state locks share through it (polling turns per lock name,
-/// wake-ups on local releases, the server clock estimate).
+/// A backend ready for locks of both forms, with the per-process state
+/// locks share through it (polling turns per lock name, wake-ups on local
+/// releases, the server clock estimate).
+///
+/// A handle is made from a backend's async form ([`from_async`](Self::from_async)),
+/// its sync form ([`from_sync`](Self::from_sync)) or a backend that is both
+/// ([`from_both`](Self::from_both)); whichever it is made from, it serves
+/// [`AsyncLock`](crate::AsyncLock)s and blocking [`Lock`](crate::Lock)s
+/// alike (the missing form comes from [`bridge`](crate::bridge)).
 ///
 /// Cheap to clone; clones share that state. Make one per database and
 /// collection and hand it to [`configure`] or to the locks.
 ///
 /// ```
-/// use shylock_core::{Backend, MemoryBackend};
+/// use shylock_core::{Backend, Lock, MemoryBackend};
 /// let backend = Backend::from(MemoryBackend::new());
-/// assert!(backend.has_async() && backend.has_sync());
+/// let guard = Lock::with_backend("handle-doc", &backend).acquire()?;
+/// assert_eq!(backend.describe(), "memory");
+/// # drop(guard);
+/// # Ok::<(), shylock_core::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct Backend {
@@ -77,8 +86,6 @@ impl std::fmt::Debug for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Backend")
             .field("backend", &self.shared.description)
-            .field("async", &self.has_async())
-            .field("sync", &self.has_sync())
             .finish()
     }
 }
@@ -109,8 +116,10 @@ impl Backend {
     /// the lock's work on shylock's runtime thread and waits for the answer.
     /// Made on the thread of a current-thread runtime (where the backend's
     /// driver may live), the handle remembers that thread: a blocking lock
-    /// used there gets an error, not a hang; see
-    /// [`Lock::acquire`](crate::GenericLock::acquire).
+    /// called on it while that runtime runs there gets [`Error::Runtime`](crate::Error::Runtime)
+    /// before anything is sent, not a hang. Elsewhere a blocking lock on a
+    /// current-thread runtime's thread blocks that runtime until it returns;
+    /// see [`Lock::acquire`](crate::GenericLock::acquire).
     ///
     /// ```
     /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -201,19 +210,6 @@ impl Backend {
             }
             Err(_) => true, // no runtime: no background work either
         }
-    }
-
-    /// Whether async locks can use this handle: always, since every handle
-    /// serves both forms (see [`from_async`](Self::from_async) and
-    /// [`from_sync`](Self::from_sync)).
-    pub fn has_async(&self) -> bool {
-        true
-    }
-
-    /// Whether sync locks can use this handle: always, as
-    /// [`has_async`](Self::has_async).
-    pub fn has_sync(&self) -> bool {
-        true
     }
 
     /// The backend's description, for logs.

@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::time::{Duration, Instant};
 
-use crate::algo::{self, GuardState, Mode};
+use crate::algo::{self, GuardState, Mode, Try, Wait};
 use crate::backend::LockRecord;
 use crate::exec::{Exec, RenewalTask};
 use crate::handle::default_backend;
@@ -159,14 +159,14 @@ impl<F> GenericLock<F> {
         &self.opts
     }
 
-    fn resolve(&self, form: &'static str) -> Result<(&LockName, Backend), Error> {
+    fn resolve(&self) -> Result<(&LockName, Backend), Error> {
         let name = self.name.as_ref().map_err(|reason| Error::InvalidName {
             reason: reason.clone(),
         })?;
         self.opts.validate()?;
         let backend = match &self.backend {
             Some(backend) => backend.clone(),
-            None => default_backend().ok_or(Error::NotConfigured { form })?,
+            None => default_backend().ok_or(Error::NotConfigured)?,
         };
         Ok((name, backend))
     }
@@ -188,21 +188,20 @@ impl Lock {
         T: Send + 'static,
         Fut: std::future::Future<Output = Result<T, Error>> + Send + 'static,
     {
-        let (name, backend) = self.resolve("sync")?;
+        let (name, backend) = self.resolve()?;
         let exec = Exec::new(&backend)?;
         exec.may_block()?;
         let runtime = exec.runtime.clone();
         rt::block_on(&runtime, f(exec, backend, name.clone(), self.opts.clone()))?
     }
 
-    fn acquire_with(
+    fn acquire_with<M: Mode>(
         &self,
-        mode: Mode,
         timeout: Option<Duration>,
-    ) -> Result<Option<LockGuard>, Error> {
+    ) -> Result<Result<LockGuard, M::Busy>, Error> {
         let deadline = Self::deadline(timeout);
         self.call(move |exec, backend, name, opts| async move {
-            let state = algo::acquire(&exec, &backend.shared, &name, &opts, mode, deadline).await?;
+            let state = algo::acquire::<M>(&exec, &backend.shared, &name, &opts, deadline).await?;
             Ok(state.map(|state| LockGuard(Guard::start(state, exec))))
         })
     }
@@ -238,10 +237,8 @@ impl Lock {
     }
 
     fn acquire_timeout_opt(&self, timeout: Option<Duration>) -> Result<LockGuard, Error> {
-        self.acquire_with(Mode::Wait, timeout)?
-            .ok_or_else(|| Error::InvalidConfig {
-                reason: "internal: a waiting acquisition ended without a lock".into(),
-            })
+        let Ok(guard) = self.acquire_with::<Wait>(timeout)?;
+        Ok(guard)
     }
 
     /// One attempt: `Some(guard)` if the lock was free, `None` if held.
@@ -249,7 +246,7 @@ impl Lock {
     /// # Errors
     /// As [`acquire`](Self::acquire), and transient backend errors.
     pub fn try_acquire(&self) -> Result<Option<LockGuard>, Error> {
-        self.acquire_with(Mode::Try, self.opts.timeout)
+        Ok(self.acquire_with::<Try>(self.opts.timeout)?.ok())
     }
 
     /// Run `f` holding the lock, as the Python original's `with Lock(...)`:
@@ -291,19 +288,17 @@ impl Lock {
 }
 
 impl AsyncLock {
-    async fn acquire_with(
+    async fn acquire_with<M: Mode>(
         &self,
-        mode: Mode,
         timeout: Option<Duration>,
-    ) -> Result<Option<AsyncLockGuard>, Error> {
-        let (name, backend) = self.resolve("async")?;
+    ) -> Result<Result<AsyncLockGuard, M::Busy>, Error> {
+        let (name, backend) = self.resolve()?;
         let exec = Exec::new(&backend)?;
-        let state = algo::acquire(
+        let state = algo::acquire::<M>(
             &exec,
             &backend.shared,
             name,
             &self.opts,
-            mode,
             Self::deadline(timeout),
         )
         .await?;
@@ -337,11 +332,8 @@ impl AsyncLock {
         &self,
         timeout: Option<Duration>,
     ) -> Result<AsyncLockGuard, Error> {
-        self.acquire_with(Mode::Wait, timeout)
-            .await?
-            .ok_or_else(|| Error::InvalidConfig {
-                reason: "internal: a waiting acquisition ended without a lock".into(),
-            })
+        let Ok(guard) = self.acquire_with::<Wait>(timeout).await?;
+        Ok(guard)
     }
 
     /// One attempt: `Some(guard)` if the lock was free, `None` if held.
@@ -349,7 +341,7 @@ impl AsyncLock {
     /// # Errors
     /// As [`acquire`](Self::acquire), and transient backend errors.
     pub async fn try_acquire(&self) -> Result<Option<AsyncLockGuard>, Error> {
-        self.acquire_with(Mode::Try, self.opts.timeout).await
+        Ok(self.acquire_with::<Try>(self.opts.timeout).await?.ok())
     }
 
     /// Run `f` holding the lock, as the Python original's
@@ -395,7 +387,7 @@ impl AsyncLock {
     /// # Errors
     /// As [`acquire`](Self::acquire).
     pub async fn inspect(&self) -> Result<Option<LockRecord>, Error> {
-        let (name, backend) = self.resolve("async")?;
+        let (name, backend) = self.resolve()?;
         let exec = Exec::new(&backend)?;
         algo::inspect(&exec, &backend.shared, name, &self.opts).await
     }
