@@ -261,7 +261,12 @@ impl SqliteBackend {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        Connection::open_with_flags(&self.path, flags)
+        let conn = Connection::open_with_flags(&self.path, flags)?;
+        // Every commit reaches the disk before it is answered: a grant, and
+        // its token, survive a power loss (WAL mode's default would keep
+        // the last commits only until the next checkpoint).
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        Ok(conn)
     }
 
     fn give_back(&self, conn: Connection) {
