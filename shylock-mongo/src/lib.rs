@@ -367,14 +367,19 @@
 
 #[cfg(feature = "async")]
 mod async_backend;
-mod commands;
+#[cfg(any(feature = "async", feature = "sync"))]
+mod core;
+mod errors;
+mod lock_commands;
 mod options;
+mod setup;
+mod spec;
 #[cfg(feature = "sync")]
 pub mod sync;
 
 #[cfg(feature = "async")]
 pub use async_backend::MongoBackend;
-pub use commands::DriverError;
+pub use errors::DriverError;
 /// The MongoDB driver this backend is built on, re-exported so that an
 /// application can make its client with the very same driver version.
 pub use mongodb;
