@@ -50,19 +50,7 @@ fn find_and_modify_options(
     options
 }
 
-/// Acquire: one `findAndModify` with upsert.
-///
-/// The filter matches the record only if the requester is not among its
-/// `releasers` and it is free, expired, or already the requester's; then the
-/// update makes it the requester's, sets the new expiry and increments
-/// `seq`. If there is no record, the upsert inserts one with `_id` = the
-/// name, `seq` = 1 and `epoch` = now. If the record exists but is held by
-/// another owner, or the requester released it (a late duplicate of its
-/// request), the filter misses and the upsert's insert collides with the
-/// existing `_id`: duplicate key error 11000, which means "busy".
-///
-/// Bounded by the caller's deadline, the lease (a grant that arrives after
-/// its lease is worthless) and the command timeout.
+/// Acquire: one `findAndModify` with upsert (README: Acquire).
 pub(crate) fn acquire(
     spec: &Spec,
     req: &AcquireRequest<'_>,
@@ -75,8 +63,6 @@ pub(crate) fn acquire(
     Ok(FindAndModify {
         filter: doc! {
             F_ID: req.name.as_str(),
-            // A released owner is never granted again: this request is a
-            // late duplicate of one sent before the owner's release.
             F_RELEASERS: { "$ne": owner },
             "$or": [
                 { F_OWNER: Bson::Null },
@@ -85,9 +71,7 @@ pub(crate) fn acquire(
             ],
         },
         update: doc! {
-            // `$max`, not `$set`: a late duplicate of this owner's request
-            // (sent earlier, so with an older `now`) must never shorten the
-            // lease a later request of the same owner granted.
+            // `$max`, not `$set`: README, Acquire.
             "$set": { F_OWNER: owner },
             "$max": { F_EXPIRES_AT: expires },
             "$inc": { F_SEQ: 1_i64 },
@@ -134,16 +118,13 @@ pub(crate) fn acquire_reply(
     }
 }
 
-/// Renew: one `findAndModify` on `{_id, owner}` that sets the new expiry and
-/// returns it. Bounded like [`acquire`].
+/// Renew: one `findAndModify` on `{_id, owner}` (README: Renew).
 pub(crate) fn renew(spec: &Spec, req: &RenewRequest<'_>) -> Result<FindAndModify, BackendError> {
     let ctx = spec.context("renew (findAndModify)", Some(req.name.as_str()));
     let deadline = bound(req.deadline, spec.request_timeout.min(req.lease), &ctx)?;
     let expires = date(req.now.saturating_add(req.lease));
     Ok(FindAndModify {
         filter: doc! { F_ID: req.name.as_str(), F_OWNER: req.owner.as_str() },
-        // `$max`: a late renewal (older `now`) never shortens the lease a
-        // later one extended.
         update: doc! { "$max": { F_EXPIRES_AT: expires } },
         options: find_and_modify_options(spec, deadline, false),
         ctx,
@@ -166,13 +147,8 @@ pub(crate) fn renew_reply(
 }
 
 /// Release: one `findAndModify` that frees the record if it is the
-/// requester's, and appends the requester to its `releasers` (keeping the
-/// last [`RELEASERS_REMEMBERED`]): a late duplicate of the requester's
-/// acquisition is refused from then on, and the same release sent again
-/// (its first answer lost, on a deployment without retryable writes) finds
-/// its own release and answers `Released` again instead of "not the owner"
-/// (it appends the requester once more, which is harmless). The record is
-/// kept, so its `seq` keeps rising for the next grant.
+/// requester's and appends the requester to its `releasers` (README:
+/// Release, Releasers).
 pub(crate) fn release(
     spec: &Spec,
     req: &ReleaseRequest<'_>,
@@ -216,8 +192,8 @@ pub(crate) fn release_reply(
     }
 }
 
-/// Inspect: one `find` by `_id` on the primary, with read concern
-/// `majority`: a grant that a failover could still roll back is not shown.
+/// Inspect: one `find` by `_id` on the primary, read concern `majority`
+/// (README: Inspect).
 pub(crate) fn inspect(spec: &Spec, req: &InspectRequest<'_>) -> Result<FindOne, BackendError> {
     let ctx = spec.context("inspect (find)", Some(req.name.as_str()));
     let deadline = bound(req.deadline, spec.request_timeout, &ctx)?;

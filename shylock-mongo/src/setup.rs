@@ -26,10 +26,8 @@ use crate::spec::{Command, Ctx, FindOne, Spec, bound, max_time, primary, write_c
 /// The name of the TTL index on `expiresAt`.
 pub(crate) const TTL_INDEX_NAME: &str = "shylock_expiresAt_ttl";
 
-/// Server time: `hello`, or `isMaster` on servers that refuse `hello`
-/// (MongoDB before 4.4.2 answers CommandNotFound; Azure Cosmos DB for
-/// MongoDB has answered CommandNotSupported), whose reply carries the
-/// server clock as `localTime`.
+/// Server time: `hello`, or `isMaster` once `hello` was refused (README:
+/// Server time).
 pub(crate) fn server_time(
     spec: &Spec,
     legacy: bool,
@@ -149,14 +147,7 @@ pub(crate) fn build_info(
 /// The name and version of a server known not to run a conditional
 /// single-document update (`findAndModify`) atomically across connections,
 /// read from its `buildInfo` reply; `None` for any other server.
-///
-/// FerretDB adds its own version to `buildInfo` as `ferretdbVersion`
-/// (`"v1.24.2"`; MongoDB has no such field). FerretDB v1 (and v0) runs a
-/// conditional update as a query followed by a write by `_id` (its issue
-/// 2168), so two connections can both be granted a lock. A FerretDB version
-/// that cannot be read is treated as v1 (safety first); v2 and later (on
-/// DocumentDB) are not flagged. A `ferretdb: {version: ...}` sub-document is
-/// read the same way, in case a FerretDB reports itself so.
+/// (README: Servers that can grant a lock twice.)
 pub(crate) fn non_atomic_server(build_info: &Document) -> Option<String> {
     let version = match (
         build_info.get("ferretdbVersion"),
@@ -313,10 +304,9 @@ pub(crate) fn ttl_index(spec: &Spec) -> IndexModel {
     model
 }
 
-/// Options of the TTL index creation: the write concern, `maxTimeMS` (the
-/// set-up time left) and, on replica sets and sharded clusters, commit
-/// quorum `majority` (the default, all voting members, waits for ever when
-/// one of them is down).
+/// Options of the TTL index creation: write concern, `maxTimeMS` and, on
+/// replica sets and sharded clusters, commit quorum `majority` (README:
+/// Set-up and server checks).
 pub(crate) fn ttl_index_options(
     spec: &Spec,
     topology: Topology,
@@ -481,11 +471,8 @@ pub(crate) fn cosmos_get_collection(spec: &Spec, deadline: Instant) -> Command {
     }
 }
 
-/// The verdict on a shard key: only `_id` (ranged or hashed) keeps `_id`
-/// unique across the collection. MongoDB 7.0+ runs an upsert that filters
-/// on `_id` without the shard key on a collection sharded on another key,
-/// where `_id` is unique only per shard: a busy acquisition could insert a
-/// second record on another shard and grant the lock twice.
+/// The verdict on a shard key: only `_id` (ranged or hashed) passes
+/// (README: Sharded collections).
 fn check_shard_key(spec: &Spec, key: &Document, source: &str) -> Result<(), Error> {
     let names: Vec<&str> = key.keys().map(String::as_str).collect();
     if names.is_empty() || names == [F_ID] {

@@ -1,6 +1,6 @@
 //! Names and their validation, the validated options (`Spec`), the context
 //! of messages (`Ctx`), deadlines, and the prepared command structs that
-//! the I/O layer ([`crate::driver`]) sends.
+//! the I/O layer (`Driver` in `core.rs`) sends.
 
 use std::time::{Duration, Instant};
 
@@ -187,7 +187,7 @@ fn far_future() -> Instant {
 }
 
 /// The deadline of one command: the caller's `deadline` or `cap` from now,
-/// whichever comes first; a [`BackendErrorKind::Timeout`] error if the
+/// whichever comes first; a [`Timeout`](shylock_core::BackendErrorKind::Timeout) error if the
 /// caller's deadline has passed (nothing is sent then).
 pub(crate) fn bound(
     deadline: Option<Instant>,

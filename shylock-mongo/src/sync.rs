@@ -1,5 +1,5 @@
 //! The sync backend over [`mongodb::sync::Client`] (as the Python original's
-//! pymongo backend): the same [core](crate::core) as the async backend,
+//! pymongo backend): the same core as the async backend,
 //! over the sync driver's handles, with its blocking form from
 //! [`SyncOverAsync`]. Every driver call runs on a blocking thread of
 //! shylock's runtime ([`shylock_core::bridge::run_blocking`]), never on the
