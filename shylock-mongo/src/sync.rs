@@ -1,66 +1,38 @@
 //! The sync backend over [`mongodb::sync::Client`] (as the Python original's
-//! pymongo backend). The commands are the same as the async backend's (one
-//! shared definition); only the call style differs.
-//!
-//! # Where the driver calls run, and deadlines
-//!
-//! The sync driver runs each call on its own tokio runtime and panics if it
-//! is called from a thread that is inside another runtime. So every driver
-//! call of this backend (set-up included) runs on a blocking thread of
-//! shylock's runtime ([`shylock_core::bridge::run_blocking`]; at most
-//! [`MAX_BLOCKING_THREADS`](shylock_core::bridge::MAX_BLOCKING_THREADS) in
-//! the process, started when needed, gone after 10 s idle); the calling
-//! thread only waits for the answer. Every public call therefore works the
-//! same on a plain thread, inside a current-thread runtime and inside a
-//! multi-thread runtime (where it blocks its worker thread until it
-//! returns: prefer the async backend there).
-//!
-//! Make the `mongodb::sync::Client` outside any runtime (or on a thread
-//! outside it): the driver runs a client's background monitoring on the
-//! runtime the client was made in, if any. A sync client made on the thread
-//! of a current-thread runtime that a blocking call then blocks cannot learn
-//! that its server is up; its calls end at their deadlines with `Timeout`.
-//!
-//! The sync driver cannot abandon a call once it is made, so the caller
-//! stops waiting at the call's deadline (the caller's limit, the lease, or
-//! [`MongoOptions::request_timeout`](crate::MongoOptions::request_timeout);
-//! for set-up [`MongoOptions::setup_timeout`](crate::MongoOptions::setup_timeout))
-//! and gets a [`Timeout`](shylock_core::BackendErrorKind::Timeout) error
-//! (the outcome of the command is then unknown, as with any timeout). A
-//! call not started on a thread by its deadline is never sent. A call
-//! already sent is left to its thread: it ends when the server answers or
-//! gives up (every command carries `maxTimeMS` and, for writes, `wtimeout`
-//! = its bound), when the driver's server selection gives up
-//! (`serverSelectionTimeoutMS`, 30 s by default), or when the connection
-//! fails. The 3.x driver has **no socket timeout** (`socketTimeoutMS` is
-//! parsed but not applied), so on a connection whose peer silently
-//! vanished only TCP keepalive ends it (the driver turns it on with a
-//! 120 s idle time; Linux then probes for about 11 more minutes by
-//! default). Meanwhile that thread is busy; with all of them busy, calls
-//! wait in a queue and end at their deadlines with `Timeout`, never later.
+//! pymongo backend): the same core as the async backend,
+//! over the sync driver's handles, with its blocking form from
+//! [`SyncOverAsync`]. Every driver call runs on a blocking thread of
+//! shylock's runtime ([`shylock_core::bridge::run_blocking`]), never on the
+//! caller's thread, so every call works on a plain thread and inside any
+//! tokio runtime; make the `mongodb::sync::Client` outside a runtime. How
+//! deadlines are kept and what a call that times out leaves behind: the
+//! crate's README (The sync form).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
+use mongodb::IndexModel;
 use mongodb::bson::Document;
+use mongodb::error::Error as MongoError;
+use mongodb::options::{CreateCollectionOptions, CreateIndexOptions, ListIndexesOptions};
 use mongodb::sync::{Client, Collection, Database};
 use shylock_core::backend::{
-    AcquireOutcome, AcquireRequest, ClockSource, InspectRequest, LockRecord, ReleaseOutcome,
-    ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
+    AcquireOutcome, AcquireRequest, AsyncBackend, ClockSource, InspectRequest, LockRecord,
+    ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
 };
+use shylock_core::bridge::{self, SyncOverAsync};
 use shylock_core::{BackendError, BackendErrorKind, Error, Timestamp};
 
-use crate::commands::{self, Command, Ctx, FindAndModify, ServerCheck, Spec};
+use crate::core::{Core, Driver, Reply, Target};
 use crate::options::MongoOptions;
+use crate::spec::{Command, FindAndModify, FindOne};
 
 /// The sync MongoDB backend: lock records in one collection, reached through
 /// the application's own [`mongodb::sync::Client`].
 ///
 /// Make it with [`create`](Self::create) (collection `shylock`) or
 /// [`create_with`](Self::create_with), then hand it to `shylock::configure`
-/// or to a lock. Cheap to clone. See the [crate docs](crate) for the
-/// algorithm and the [module docs](self) for how deadlines are kept.
+/// or to a lock. Cheap to clone. How it works: the crate's README.
 ///
 /// ```no_run
 /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -73,28 +45,14 @@ use crate::options::MongoOptions;
 /// ```
 #[derive(Clone)]
 pub struct MongoBackend {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    db: Database,
-    coll: Collection<Document>,
-    /// `config.collections`, read by the sharding check.
-    config_collections: Collection<Document>,
-    spec: Spec,
-    /// The server refused `hello` (or gave no clock with it): use `isMaster`.
-    legacy_hello: AtomicBool,
-    /// The verdict of the `buildInfo` check (see
-    /// [`MongoOptions::allow_non_atomic_server`]), once made.
-    server_check: OnceLock<ServerCheck>,
+    core: Arc<Core<SyncDriver>>,
+    /// The blocking form of `core`.
+    sync_form: Arc<SyncOverAsync>,
 }
 
 impl std::fmt::Debug for MongoBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("sync::MongoBackend")
-            .field("namespace", &self.inner.spec.namespace())
-            .field("write_concern", &self.inner.spec.write_concern)
-            .finish_non_exhaustive()
+        self.core.spec().debug_as("sync::MongoBackend", f)
     }
 }
 
@@ -133,21 +91,18 @@ impl MongoBackend {
     /// [`Error::InvalidConfig`] for a bad database or collection name, TTL
     /// grace or timeout.
     pub fn new(client: &Client, db: &str, options: MongoOptions) -> Result<Self, Error> {
-        let spec = Spec::new(db, &options)?;
-        let database = client.database(&spec.db);
-        let coll = database.collection::<Document>(&spec.collection);
-        let config_collections = client
-            .database("config")
-            .collection::<Document>("collections");
+        let core = Arc::new(Core::new(db, &options, |spec| {
+            let db = client.database(&spec.db);
+            SyncDriver {
+                coll: db.collection(&spec.collection),
+                config_collections: client.database("config").collection("collections"),
+                db,
+            }
+        })?);
+        let async_form: Arc<dyn AsyncBackend> = core.clone();
         Ok(MongoBackend {
-            inner: Arc::new(Inner {
-                db: database,
-                coll,
-                config_collections,
-                spec,
-                legacy_hello: AtomicBool::new(false),
-                server_check: OnceLock::new(),
-            }),
+            sync_form: Arc::new(SyncOverAsync::new(async_form)),
+            core,
         })
     }
 
@@ -160,209 +115,48 @@ impl MongoBackend {
     /// # Errors
     /// As the async form's.
     pub fn prepare(&self) -> Result<(), Error> {
-        let spec = &self.inner.spec;
-        let deadline = spec.setup_deadline();
-        let cap = spec.setup_timeout;
-        let fail = |e| commands::setup_error(spec, e);
-        self.check_server(Some(deadline), cap)
-            .map_err(fail)?
-            .into_setup_result()?;
-        let hello = self.hello(Some(deadline), cap).map_err(fail)?;
-        let topology = commands::Topology::from_hello(&hello);
-
-        let (db, name) = (self.inner.db.clone(), spec.collection.clone());
-        let options = commands::create_collection_options(spec, deadline);
-        let created = driver_call(
-            deadline,
-            &spec.context("create collection", None),
-            move || db.create_collection(name).with_options(options).run(),
-        )
-        .map_err(fail)?;
-        commands::create_collection_reply(spec, created)?;
-
-        let lookup = commands::shard_key_lookup(spec, deadline);
-        let config = self.inner.config_collections.clone();
-        let (filter, options) = (lookup.filter, lookup.options);
-        let found = driver_call(deadline, &lookup.ctx, move || {
-            config.find_one(filter).with_options(options).run()
-        })
-        .map_err(fail)?;
-        commands::shard_key_reply(spec, found)?;
-
-        let cosmos = commands::cosmos_get_collection(spec, deadline);
-        let answer = self.run_command(cosmos).map_err(fail)?;
-        commands::cosmos_get_collection_reply(spec, answer)?;
-
-        let coll = self.inner.coll.clone();
-        let (model, options) = (
-            commands::ttl_index(spec),
-            commands::ttl_index_options(spec, topology, deadline),
-        );
-        let indexed = driver_call(
-            deadline,
-            &spec.context("create TTL index", None),
-            move || {
-                coll.create_index(model)
-                    .with_options(options)
-                    .run()
-                    .map(|_| ())
-            },
-        )
-        .map_err(fail)?;
-        commands::ttl_index_reply(spec, indexed)?;
-
-        let coll = self.inner.coll.clone();
-        let options = commands::list_indexes_options(deadline);
-        let listed = driver_call(deadline, &commands::list_indexes_ctx(spec), move || {
-            coll.list_indexes()
-                .with_options(options)
-                .run()
-                .and_then(|cursor| cursor.collect::<Result<Vec<_>, _>>())
-        })
-        .map_err(fail)?;
-        commands::check_indexes(spec, listed)
+        let core = Arc::clone(&self.core);
+        bridge::block_on(None, async move { Ok(core.prepare().await) })?
     }
 
     /// The database's name.
     pub fn database(&self) -> &str {
-        &self.inner.spec.db
+        &self.core.spec().db
     }
 
     /// The collection's name.
     pub fn collection(&self) -> &str {
-        &self.inner.spec.collection
+        &self.core.spec().collection
     }
-
-    /// Run a database command on a blocking thread.
-    fn run_command(
-        &self,
-        cmd: Command,
-    ) -> Result<Result<Document, mongodb::error::Error>, BackendError> {
-        let db = self.inner.db.clone();
-        let (command, options) = (cmd.command, cmd.options);
-        driver_call(cmd.deadline, &cmd.ctx, move || {
-            db.run_command(command).with_options(options).run()
-        })
-    }
-
-    /// The verdict of the server check: the remembered one, or a
-    /// `buildInfo` (within `deadline` and `cap`) read by
-    /// [`commands::server_check_reply`] and remembered.
-    fn check_server(
-        &self,
-        deadline: Option<Instant>,
-        cap: Duration,
-    ) -> Result<ServerCheck, BackendError> {
-        if let Some(verdict) = self.inner.server_check.get() {
-            return Ok(verdict.clone());
-        }
-        let cmd = commands::build_info(&self.inner.spec, deadline, cap)?;
-        let ctx = cmd.ctx.clone();
-        let reply = self.run_command(cmd)?;
-        let verdict = commands::server_check_reply(&self.inner.spec, &ctx, reply)?;
-        Ok(self.inner.server_check.get_or_init(|| verdict).clone())
-    }
-
-    /// `hello` (or `isMaster`, remembered, where `hello` is refused or
-    /// gives no clock): a reply with the server's `localTime`.
-    fn hello(&self, deadline: Option<Instant>, cap: Duration) -> Result<Document, BackendError> {
-        loop {
-            let legacy = self.inner.legacy_hello.load(Ordering::Relaxed);
-            let cmd = commands::server_time(&self.inner.spec, legacy, deadline, cap)?;
-            let ctx = cmd.ctx.clone();
-            let reply = self.run_command(cmd)?;
-            if !legacy && commands::hello_unsupported(&reply) {
-                self.inner.legacy_hello.store(true, Ordering::Relaxed);
-                continue;
-            }
-            commands::server_time_reply(&ctx, reply.clone())?;
-            return reply.map_err(|e| commands::map_error(&ctx, e));
-        }
-    }
-
-    fn find_and_modify(
-        &self,
-        cmd: FindAndModify,
-    ) -> Result<(Ctx, Result<Option<Document>, mongodb::error::Error>), BackendError> {
-        let FindAndModify {
-            filter,
-            update,
-            options,
-            ctx,
-            deadline,
-        } = cmd;
-        let coll = self.inner.coll.clone();
-        let reply = driver_call(deadline, &ctx, move || {
-            coll.find_one_and_update(filter, update)
-                .with_options(options)
-                .run()
-        })?;
-        Ok((ctx, reply))
-    }
-}
-
-/// Run the driver `call` on a blocking thread of shylock's runtime (see the
-/// [module docs](self)); wait for it until `deadline`.
-fn driver_call<T: Send + 'static>(
-    deadline: Instant,
-    ctx: &Ctx,
-    call: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, BackendError> {
-    shylock_core::bridge::run_blocking(Some(deadline), call).map_err(|e| {
-        if e.kind() == BackendErrorKind::Timeout {
-            commands::timeout_error(ctx)
-        } else {
-            BackendError::new(e.kind(), format!("{ctx}: {e}"))
-        }
-    })
 }
 
 impl SyncBackend for MongoBackend {
     fn try_acquire(&self, req: AcquireRequest<'_>) -> Result<AcquireOutcome, BackendError> {
-        // One atomic load once checked; a `buildInfo` before the first
-        // acquisition of a backend made with `new`.
-        if !matches!(self.inner.server_check.get(), Some(ServerCheck::Allowed)) {
-            self.check_server(req.deadline, self.inner.spec.request_timeout)?
-                .into_backend_result()?;
-        }
-        let cmd = commands::acquire(&self.inner.spec, &req)?;
-        let (ctx, reply) = self.find_and_modify(cmd)?;
-        commands::acquire_reply(&ctx, req.owner, reply)
+        self.sync_form.try_acquire(req)
     }
 
     fn renew(&self, req: RenewRequest<'_>) -> Result<RenewOutcome, BackendError> {
-        let cmd = commands::renew(&self.inner.spec, &req)?;
-        let (ctx, reply) = self.find_and_modify(cmd)?;
-        commands::renew_reply(&ctx, reply)
+        self.sync_form.renew(req)
     }
 
     fn release(&self, req: ReleaseRequest<'_>) -> Result<ReleaseOutcome, BackendError> {
-        let cmd = commands::release(&self.inner.spec, &req)?;
-        let (ctx, reply) = self.find_and_modify(cmd)?;
-        commands::release_reply(&ctx, reply)
+        self.sync_form.release(req)
     }
 
     fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError> {
-        let cmd = commands::inspect(&self.inner.spec, &req)?;
-        let coll = self.inner.coll.clone();
-        let (filter, options) = (cmd.filter, cmd.options);
-        let reply = driver_call(cmd.deadline, &cmd.ctx, move || {
-            coll.find_one(filter).with_options(options).run()
-        })?;
-        commands::inspect_reply(&cmd.ctx, req.now, reply)
+        self.sync_form.inspect(req)
     }
 
     fn server_time(&self, deadline: Option<Instant>) -> Result<Timestamp, BackendError> {
-        let hello = self.hello(deadline, self.inner.spec.request_timeout)?;
-        commands::server_time_reply(&self.inner.spec.context("server time", None), Ok(hello))
+        self.sync_form.server_time(deadline)
     }
 
     fn clock(&self) -> ClockSource {
-        ClockSource::Estimated
+        self.sync_form.clock()
     }
 
     fn describe(&self) -> String {
-        self.inner.spec.describe()
+        self.sync_form.describe()
     }
 }
 
@@ -370,6 +164,166 @@ impl From<MongoBackend> for shylock_core::Backend {
     /// A lock handle over the sync backend (for `shylock::configure` and
     /// [`Lock`](shylock_core::Lock)).
     fn from(backend: MongoBackend) -> Self {
-        shylock_core::Backend::from_sync(backend)
+        shylock_core::Backend::from_both(BothForms(backend))
+    }
+}
+
+/// Both forms of a sync backend, for its lock handle: locks of both forms
+/// use the core's async form on shylock's runtime; the blocking form
+/// serves callers of the raw primitives. (Not on [`MongoBackend`] itself,
+/// where its methods would be ambiguous beside [`SyncBackend`]'s.)
+struct BothForms(MongoBackend);
+
+impl SyncBackend for BothForms {
+    fn try_acquire(&self, req: AcquireRequest<'_>) -> Result<AcquireOutcome, BackendError> {
+        self.0.try_acquire(req)
+    }
+
+    fn renew(&self, req: RenewRequest<'_>) -> Result<RenewOutcome, BackendError> {
+        self.0.renew(req)
+    }
+
+    fn release(&self, req: ReleaseRequest<'_>) -> Result<ReleaseOutcome, BackendError> {
+        self.0.release(req)
+    }
+
+    fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError> {
+        self.0.inspect(req)
+    }
+
+    fn server_time(&self, deadline: Option<Instant>) -> Result<Timestamp, BackendError> {
+        self.0.server_time(deadline)
+    }
+
+    fn clock(&self) -> ClockSource {
+        self.0.clock()
+    }
+
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+}
+
+crate::core::async_backend_over_core!(BothForms, |both| &*both.0.core);
+
+/// The sync driver's handles: each call is made on a blocking thread (see
+/// [`blocking`]).
+struct SyncDriver {
+    db: Database,
+    coll: Collection<Document>,
+    /// `config.collections`, read by the sharding check.
+    config_collections: Collection<Document>,
+}
+
+/// A future of the blocking driver `call`: made through
+/// [`bridge::run_blocking`] on a blocking thread of the runtime that polls
+/// it (shylock's, for locks and for the blocking form), never on the
+/// caller's thread. Not started by `deadline` (or before the future is
+/// dropped), it is never started; once started it cannot be abandoned and
+/// its answer is dropped.
+fn blocking<T: Send + 'static>(
+    deadline: Instant,
+    call: impl FnOnce() -> Result<T, MongoError> + Send + 'static,
+) -> Reply<'static, T> {
+    let run = move || {
+        if Instant::now() >= deadline {
+            return Err(BackendError::new(BackendErrorKind::Timeout, "not started"));
+        }
+        bridge::run_blocking(Some(deadline), call)
+    };
+    Box::pin(async move {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return run();
+        };
+        let mut task = AbortOnDrop(runtime.spawn_blocking(run));
+        match (&mut task.0).await {
+            Ok(answer) => answer,
+            Err(e) => Err(BackendError::new(
+                BackendErrorKind::Other,
+                "a blocking driver call ended without an answer (it panicked)",
+            )
+            .with_source(e)),
+        }
+    })
+}
+
+/// A blocking task that is aborted when this is dropped (not started yet,
+/// it then never starts).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Driver for SyncDriver {
+    fn run_command(&self, cmd: Command) -> Reply<'_, Document> {
+        let db = self.db.clone();
+        let (command, options) = (cmd.command, cmd.options);
+        blocking(cmd.deadline, move || {
+            db.run_command(command).with_options(options).run()
+        })
+    }
+
+    fn find_and_modify(&self, cmd: FindAndModify) -> Reply<'_, Option<Document>> {
+        let coll = self.coll.clone();
+        let (filter, update, options) = (cmd.filter, cmd.update, cmd.options);
+        blocking(cmd.deadline, move || {
+            coll.find_one_and_update(filter, update)
+                .with_options(options)
+                .run()
+        })
+    }
+
+    fn find_one(&self, target: Target, cmd: FindOne) -> Reply<'_, Option<Document>> {
+        let coll = match target {
+            Target::Locks => self.coll.clone(),
+            Target::ConfigCollections => self.config_collections.clone(),
+        };
+        let (filter, options) = (cmd.filter, cmd.options);
+        blocking(cmd.deadline, move || {
+            coll.find_one(filter).with_options(options).run()
+        })
+    }
+
+    fn create_collection(
+        &self,
+        options: CreateCollectionOptions,
+        deadline: Instant,
+    ) -> Reply<'_, ()> {
+        let (db, name) = (self.db.clone(), self.coll.name().to_owned());
+        blocking(deadline, move || {
+            db.create_collection(name).with_options(options).run()
+        })
+    }
+
+    fn create_index(
+        &self,
+        model: IndexModel,
+        options: CreateIndexOptions,
+        deadline: Instant,
+    ) -> Reply<'_, ()> {
+        let coll = self.coll.clone();
+        blocking(deadline, move || {
+            coll.create_index(model)
+                .with_options(options)
+                .run()
+                .map(|_| ())
+        })
+    }
+
+    fn list_indexes(
+        &self,
+        options: ListIndexesOptions,
+        deadline: Instant,
+    ) -> Reply<'_, Vec<IndexModel>> {
+        let coll = self.coll.clone();
+        blocking(deadline, move || {
+            coll.list_indexes()
+                .with_options(options)
+                .run()
+                .and_then(|cursor| cursor.collect::<Result<Vec<_>, _>>())
+        })
     }
 }

@@ -1,0 +1,385 @@
+//! The five lock commands (acquire, renew, release, inspect; server time is
+//! in [`crate::setup`]) and how their replies and records are read, with
+//! fencing tokens. The commands are listed in the README (The commands).
+
+use std::time::Instant;
+
+use mongodb::bson::{Bson, Document, doc};
+use mongodb::error::Error as MongoError;
+use mongodb::options::{FindOneAndUpdateOptions, FindOneOptions, ReadConcern, ReturnDocument};
+use shylock_core::backend::{
+    AcquireOutcome, AcquireRequest, Grant, InspectRequest, LockRecord, RELEASERS_REMEMBERED,
+    ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
+};
+use shylock_core::{BackendError, BackendErrorKind, FencingToken, OwnerId, Timestamp};
+
+use crate::errors::{CODE_DUPLICATE_KEY, map_error, server_code};
+use crate::spec::{
+    Ctx, FindAndModify, FindOne, Spec, bound, date, max_time, primary, write_concern,
+};
+
+/// Field names of a lock record.
+pub(crate) const F_ID: &str = "_id";
+pub(crate) const F_OWNER: &str = "owner";
+pub(crate) const F_EPOCH: &str = "epoch";
+pub(crate) const F_SEQ: &str = "seq";
+pub(crate) const F_EXPIRES_AT: &str = "expiresAt";
+/// The owner ids of the record's last releases, oldest first (at most
+/// [`RELEASERS_REMEMBERED`]): never granted the record again, and a release
+/// sent again by one of them while the record is free finds its own release.
+pub(crate) const F_RELEASERS: &str = "releasers";
+/// The single last releaser that versions before `releasers` recorded;
+/// removed by the next release.
+pub(crate) const F_LEGACY_RELEASED_BY: &str = "releasedBy";
+
+/// Grants per millisecond of `epoch` that fit below the next epoch's tokens.
+const SEQ_PER_EPOCH_MS: u64 = 1000;
+
+/// Options of every `findAndModify`. No projection: FerretDB does not
+/// implement `fields` in `findAndModify` (238), and records are small.
+fn find_and_modify_options(
+    spec: &Spec,
+    deadline: Instant,
+    upsert: bool,
+) -> FindOneAndUpdateOptions {
+    let mut options = FindOneAndUpdateOptions::default();
+    options.upsert = Some(upsert);
+    options.return_document = Some(ReturnDocument::After);
+    options.write_concern = Some(write_concern(spec, deadline));
+    options.max_time = Some(max_time(deadline));
+    options
+}
+
+/// Acquire: one `findAndModify` with upsert (README: Acquire).
+pub(crate) fn acquire(
+    spec: &Spec,
+    req: &AcquireRequest<'_>,
+) -> Result<FindAndModify, BackendError> {
+    let ctx = spec.context("acquire (findAndModify)", Some(req.name.as_str()));
+    let deadline = bound(req.deadline, spec.request_timeout.min(req.lease), &ctx)?;
+    let now = date(req.now);
+    let expires = date(req.now.saturating_add(req.lease));
+    let owner = req.owner.as_str();
+    Ok(FindAndModify {
+        filter: doc! {
+            F_ID: req.name.as_str(),
+            F_RELEASERS: { "$ne": owner },
+            "$or": [
+                { F_OWNER: Bson::Null },
+                { F_EXPIRES_AT: { "$lte": now } },
+                { F_OWNER: owner },
+            ],
+        },
+        update: doc! {
+            // `$max`, not `$set`: README, Acquire.
+            "$set": { F_OWNER: owner },
+            "$max": { F_EXPIRES_AT: expires },
+            "$inc": { F_SEQ: 1_i64 },
+            "$setOnInsert": { F_EPOCH: req.now.as_millis() },
+        },
+        options: find_and_modify_options(spec, deadline, true),
+        ctx,
+        deadline,
+    })
+}
+
+/// Read the reply of [`acquire`].
+pub(crate) fn acquire_reply(
+    cmd_ctx: &Ctx,
+    owner: &OwnerId,
+    reply: Result<Option<Document>, MongoError>,
+) -> Result<AcquireOutcome, BackendError> {
+    match reply {
+        Ok(Some(record)) => {
+            let parsed = parse_record(&record, cmd_ctx)?;
+            if parsed.owner.as_deref() != Some(owner.as_str()) {
+                return Err(unexpected(
+                    cmd_ctx,
+                    format!(
+                        "the record after the update is not ours (owner {:?}, expected {:?})",
+                        parsed.owner,
+                        owner.as_str()
+                    ),
+                ));
+            }
+            Ok(AcquireOutcome::Acquired(Grant {
+                token: parsed.token,
+                expires_at: parsed.expires_at,
+            }))
+        }
+        Ok(None) => Err(unexpected(
+            cmd_ctx,
+            "the server returned no document for an upsert with returnDocument: after".into(),
+        )),
+        Err(e) if server_code(&e) == Some(CODE_DUPLICATE_KEY) => {
+            Ok(AcquireOutcome::Busy { expires_at: None })
+        }
+        Err(e) => Err(map_error(cmd_ctx, e)),
+    }
+}
+
+/// Renew: one `findAndModify` on `{_id, owner}` (README: Renew).
+pub(crate) fn renew(spec: &Spec, req: &RenewRequest<'_>) -> Result<FindAndModify, BackendError> {
+    let ctx = spec.context("renew (findAndModify)", Some(req.name.as_str()));
+    let deadline = bound(req.deadline, spec.request_timeout.min(req.lease), &ctx)?;
+    let expires = date(req.now.saturating_add(req.lease));
+    Ok(FindAndModify {
+        filter: doc! { F_ID: req.name.as_str(), F_OWNER: req.owner.as_str() },
+        update: doc! { "$max": { F_EXPIRES_AT: expires } },
+        options: find_and_modify_options(spec, deadline, false),
+        ctx,
+        deadline,
+    })
+}
+
+/// Read the reply of [`renew`].
+pub(crate) fn renew_reply(
+    cmd_ctx: &Ctx,
+    reply: Result<Option<Document>, MongoError>,
+) -> Result<RenewOutcome, BackendError> {
+    match reply {
+        Ok(Some(record)) => Ok(RenewOutcome::Renewed {
+            expires_at: get_date(&record, F_EXPIRES_AT, cmd_ctx)?,
+        }),
+        Ok(None) => Ok(RenewOutcome::Lost),
+        Err(e) => Err(map_error(cmd_ctx, e)),
+    }
+}
+
+/// Release: one `findAndModify` that frees the record if it is the
+/// requester's and appends the requester to its `releasers` (README:
+/// Release, Releasers).
+pub(crate) fn release(
+    spec: &Spec,
+    req: &ReleaseRequest<'_>,
+) -> Result<FindAndModify, BackendError> {
+    let ctx = spec.context("release (findAndModify)", Some(req.name.as_str()));
+    let deadline = bound(req.deadline, spec.request_timeout, &ctx)?;
+    let owner = req.owner.as_str();
+    Ok(FindAndModify {
+        filter: doc! {
+            F_ID: req.name.as_str(),
+            "$or": [
+                { F_OWNER: owner },
+                { F_OWNER: Bson::Null, F_RELEASERS: owner },
+            ],
+        },
+        update: doc! {
+            "$set": { F_OWNER: Bson::Null, F_EXPIRES_AT: date(req.now) },
+            "$push": { F_RELEASERS: { "$each": [owner], "$slice": -releasers_remembered() } },
+            "$unset": { F_LEGACY_RELEASED_BY: "" },
+        },
+        options: find_and_modify_options(spec, deadline, false),
+        ctx,
+        deadline,
+    })
+}
+
+/// `-$slice` of the `releasers` push: keep the last [`RELEASERS_REMEMBERED`].
+fn releasers_remembered() -> i64 {
+    i64::try_from(RELEASERS_REMEMBERED).unwrap_or(i64::MAX)
+}
+
+/// Read the reply of [`release`].
+pub(crate) fn release_reply(
+    cmd_ctx: &Ctx,
+    reply: Result<Option<Document>, MongoError>,
+) -> Result<ReleaseOutcome, BackendError> {
+    match reply {
+        Ok(Some(_)) => Ok(ReleaseOutcome::Released),
+        Ok(None) => Ok(ReleaseOutcome::NotOwner),
+        Err(e) => Err(map_error(cmd_ctx, e)),
+    }
+}
+
+/// Inspect: one `find` by `_id` on the primary, read concern `majority`
+/// (README: Inspect).
+pub(crate) fn inspect(spec: &Spec, req: &InspectRequest<'_>) -> Result<FindOne, BackendError> {
+    let ctx = spec.context("inspect (find)", Some(req.name.as_str()));
+    let deadline = bound(req.deadline, spec.request_timeout, &ctx)?;
+    let mut options = FindOneOptions::default();
+    options.max_time = Some(max_time(deadline));
+    options.selection_criteria = Some(primary());
+    options.read_concern = Some(ReadConcern::majority());
+    Ok(FindOne {
+        filter: doc! { F_ID: req.name.as_str() },
+        options,
+        ctx,
+        deadline,
+    })
+}
+
+/// Read the reply of [`inspect`]: `Some` only for a held, unexpired record.
+pub(crate) fn inspect_reply(
+    cmd_ctx: &Ctx,
+    now: Timestamp,
+    reply: Result<Option<Document>, MongoError>,
+) -> Result<Option<LockRecord>, BackendError> {
+    let record = match reply {
+        Ok(Some(record)) => record,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(map_error(cmd_ctx, e)),
+    };
+    let parsed = parse_record(&record, cmd_ctx)?;
+    match parsed.owner {
+        Some(owner) if parsed.expires_at > now => Ok(Some(LockRecord {
+            owner: OwnerId::from_string(owner),
+            token: parsed.token,
+            expires_at: parsed.expires_at,
+        })),
+        _ => Ok(None),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reading records
+// ---------------------------------------------------------------------------
+
+struct Parsed {
+    owner: Option<String>,
+    token: FencingToken,
+    expires_at: Timestamp,
+}
+
+fn parse_record(record: &Document, ctx: &Ctx) -> Result<Parsed, BackendError> {
+    let owner = match record.get(F_OWNER) {
+        None | Some(Bson::Null) => None,
+        Some(Bson::String(s)) => Some(s.clone()),
+        Some(other) => {
+            return Err(unexpected(
+                ctx,
+                format!("the record's `owner` is not a string or null: {other}"),
+            ));
+        }
+    };
+    let epoch = get_int(record, F_EPOCH, ctx)?;
+    let seq = get_int(record, F_SEQ, ctx)?;
+    let token = token(epoch, seq).ok_or_else(|| {
+        unexpected(
+            ctx,
+            format!("the record's epoch {epoch} and seq {seq} do not make a fencing token"),
+        )
+    })?;
+    Ok(Parsed {
+        owner,
+        token,
+        expires_at: get_date(record, F_EXPIRES_AT, ctx)?,
+    })
+}
+
+/// `epoch * 1000 + seq`, if both are in range.
+pub(crate) fn token(epoch: i64, seq: i64) -> Option<FencingToken> {
+    let epoch = u64::try_from(epoch).ok()?;
+    let seq = u64::try_from(seq).ok()?;
+    if seq == 0 {
+        return None;
+    }
+    epoch
+        .checked_mul(SEQ_PER_EPOCH_MS)?
+        .checked_add(seq)
+        .map(FencingToken)
+}
+
+fn bson_int(value: &Bson) -> Option<i64> {
+    match value {
+        Bson::Int64(v) => Some(*v),
+        Bson::Int32(v) => Some(i64::from(*v)),
+        // Some servers and tools store integers as doubles.
+        Bson::Double(v) if v.fract() == 0.0 && v.abs() < 9.0e15 => Some(*v as i64),
+        _ => None,
+    }
+}
+
+fn get_int(doc: &Document, key: &str, ctx: &Ctx) -> Result<i64, BackendError> {
+    doc.get(key)
+        .and_then(bson_int)
+        .ok_or_else(|| unexpected(ctx, format!("the record has no integer `{key}`: {doc}")))
+}
+
+fn get_date(doc: &Document, key: &str, ctx: &Ctx) -> Result<Timestamp, BackendError> {
+    match doc.get(key) {
+        Some(Bson::DateTime(d)) => Ok(Timestamp::from_millis(d.timestamp_millis())),
+        _ => Err(unexpected(
+            ctx,
+            format!("the reply has no date `{key}`: {doc}"),
+        )),
+    }
+}
+
+pub(crate) fn unexpected(ctx: &Ctx, what: String) -> BackendError {
+    BackendError::new(BackendErrorKind::Unexpected, format!("{ctx}: {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::test_support::{command_error, ctx};
+    use mongodb::bson::DateTime;
+
+    #[test]
+    fn acquire_replies() {
+        let me = OwnerId::from_string("aa");
+        let expires = DateTime::from_millis(5_000);
+        let ours =
+            doc! { "_id": "n", "owner": "aa", "epoch": 7_i64, "seq": 3_i64, "expiresAt": expires };
+        assert_eq!(
+            acquire_reply(&ctx(), &me, Ok(Some(ours))).expect("granted"),
+            AcquireOutcome::Acquired(Grant {
+                token: FencingToken(7003),
+                expires_at: Timestamp::from_millis(5_000)
+            })
+        );
+        // Int32 counters (written by other tools) are read too.
+        let small =
+            doc! { "_id": "n", "owner": "aa", "epoch": 7_i32, "seq": 3_i32, "expiresAt": expires };
+        assert!(matches!(
+            acquire_reply(&ctx(), &me, Ok(Some(small))),
+            Ok(AcquireOutcome::Acquired(_))
+        ));
+        let dup = command_error(11000, "DuplicateKey", "E11000 duplicate key error");
+        assert_eq!(
+            acquire_reply(&ctx(), &me, Err(dup)).expect("busy"),
+            AcquireOutcome::Busy { expires_at: None }
+        );
+        let theirs =
+            doc! { "_id": "n", "owner": "bb", "epoch": 7_i64, "seq": 3_i64, "expiresAt": expires };
+        let err = acquire_reply(&ctx(), &me, Ok(Some(theirs))).expect_err("not ours");
+        assert_eq!(err.kind(), BackendErrorKind::Unexpected);
+        let shapeless = doc! { "_id": "n", "owner": "aa" };
+        let err = acquire_reply(&ctx(), &me, Ok(Some(shapeless))).expect_err("no fields");
+        assert_eq!(err.kind(), BackendErrorKind::Unexpected);
+        let err = acquire_reply(&ctx(), &me, Ok(None)).expect_err("no document");
+        assert_eq!(err.kind(), BackendErrorKind::Unexpected);
+    }
+
+    #[test]
+    fn inspect_replies() {
+        let now = Timestamp::from_millis(1_000);
+        let rec = |owner: Bson, at: i64| doc! { "_id": "n", "owner": owner, "epoch": 1_i64, "seq": 1_i64, "expiresAt": DateTime::from_millis(at) };
+        let held = inspect_reply(&ctx(), now, Ok(Some(rec(Bson::String("aa".into()), 1_001))))
+            .expect("ok");
+        assert_eq!(held.map(|r| r.token), Some(FencingToken(1001)));
+        assert_eq!(
+            inspect_reply(&ctx(), now, Ok(Some(rec(Bson::String("aa".into()), 1_000))))
+                .expect("ok"),
+            None
+        );
+        assert_eq!(
+            inspect_reply(&ctx(), now, Ok(Some(rec(Bson::Null, 9_000)))).expect("ok"),
+            None
+        );
+        assert_eq!(inspect_reply(&ctx(), now, Ok(None)).expect("ok"), None);
+    }
+
+    #[test]
+    fn tokens() {
+        assert_eq!(
+            token(1_700_000_000_000, 1),
+            Some(FencingToken(1_700_000_000_000_001))
+        );
+        assert_eq!(token(5, 1234), Some(FencingToken(6234)));
+        assert_eq!(token(-1, 1), None);
+        assert_eq!(token(1, 0), None);
+        assert_eq!(token(i64::MAX, 1), None);
+    }
+}
