@@ -160,4 +160,4 @@ impl ArangoBackend {
     }
 }
 
-crate::core::async_backend_over_core!(ArangoBackend);
+shylock_core::forward_async_backend!(ArangoBackend, |backend| &*backend.core);

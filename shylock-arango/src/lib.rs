@@ -144,6 +144,6 @@ impl From<sync::ArangoBackend> for shylock_core::Backend {
     /// A handle for sync locks ([`shylock_core::Lock`]); the locks run on
     /// the backend's async form.
     fn from(backend: sync::ArangoBackend) -> Self {
-        shylock_core::Backend::from_both(backend)
+        shylock_core::Backend::from_forms(backend.core.clone(), std::sync::Arc::new(backend))
     }
 }

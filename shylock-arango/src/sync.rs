@@ -9,14 +9,10 @@
 //! `blocking` feature, so it builds together with the async form.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use shylock_core::backend::{
-    AcquireOutcome, AcquireRequest, AsyncBackend, ClockSource, InspectRequest, LockRecord,
-    ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
-};
+use shylock_core::backend::AsyncBackend;
 use shylock_core::bridge::{self, SyncOverAsync};
-use shylock_core::{BackendError, BackendErrorKind, Timestamp};
+use shylock_core::{BackendError, BackendErrorKind};
 
 use arangors::client::ClientExt;
 
@@ -41,7 +37,7 @@ use crate::core::Core;
 /// ```
 #[derive(Clone)]
 pub struct ArangoBackend {
-    core: Arc<Core>,
+    pub(crate) core: Arc<Core>,
     /// The core's sync form of `core`.
     sync_form: Arc<SyncOverAsync>,
 }
@@ -191,36 +187,4 @@ impl ArangoBackend {
     }
 }
 
-impl SyncBackend for ArangoBackend {
-    fn try_acquire(&self, req: AcquireRequest<'_>) -> Result<AcquireOutcome, BackendError> {
-        self.sync_form.try_acquire(req)
-    }
-
-    fn renew(&self, req: RenewRequest<'_>) -> Result<RenewOutcome, BackendError> {
-        self.sync_form.renew(req)
-    }
-
-    fn release(&self, req: ReleaseRequest<'_>) -> Result<ReleaseOutcome, BackendError> {
-        self.sync_form.release(req)
-    }
-
-    fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError> {
-        self.sync_form.inspect(req)
-    }
-
-    fn server_time(&self, deadline: Option<Instant>) -> Result<Timestamp, BackendError> {
-        self.sync_form.server_time(deadline)
-    }
-
-    fn clock(&self) -> ClockSource {
-        ClockSource::Server
-    }
-
-    fn describe(&self) -> String {
-        self.core.describe()
-    }
-}
-
-// The async form (what locks of both forms use: the requests run on
-// shylock's runtime, where this backend's connection was made).
-crate::core::async_backend_over_core!(ArangoBackend);
+shylock_core::forward_sync_backend!(ArangoBackend, |backend| &*backend.sync_form);

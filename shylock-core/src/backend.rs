@@ -284,3 +284,175 @@ pub trait SyncBackend: Send + Sync + 'static {
     /// A short description for logs, such as `mongodb projectdb.shylock`.
     fn describe(&self) -> String;
 }
+
+/// `impl AsyncBackend for $backend` by handing every call to the async
+/// backend that `|$this| $to` reaches from it: for a backend type that is
+/// a thin public face over an inner implementation (the MongoDB and
+/// ArangoDB backends are their crate's one async core).
+///
+/// ```
+/// use std::sync::Arc;
+/// use shylock_core::MemoryBackend;
+///
+/// /// A backend that is a memory backend under another name.
+/// struct Renamed {
+///     inner: Arc<MemoryBackend>,
+/// }
+/// shylock_core::forward_async_backend!(Renamed, |this| &*this.inner);
+///
+/// let handle = shylock_core::Backend::from_async(Renamed { inner: Arc::default() });
+/// assert_eq!(handle.describe(), "memory");
+/// ```
+#[macro_export]
+macro_rules! forward_async_backend {
+    ($backend:ty, |$this:ident| $to:expr) => {
+        impl $crate::backend::AsyncBackend for $backend {
+            fn try_acquire<'a>(
+                &'a self,
+                req: $crate::backend::AcquireRequest<'a>,
+            ) -> $crate::backend::BoxFuture<
+                'a,
+                ::std::result::Result<$crate::backend::AcquireOutcome, $crate::BackendError>,
+            > {
+                let $this = self;
+                $crate::backend::AsyncBackend::try_acquire($to, req)
+            }
+
+            fn renew<'a>(
+                &'a self,
+                req: $crate::backend::RenewRequest<'a>,
+            ) -> $crate::backend::BoxFuture<
+                'a,
+                ::std::result::Result<$crate::backend::RenewOutcome, $crate::BackendError>,
+            > {
+                let $this = self;
+                $crate::backend::AsyncBackend::renew($to, req)
+            }
+
+            fn release<'a>(
+                &'a self,
+                req: $crate::backend::ReleaseRequest<'a>,
+            ) -> $crate::backend::BoxFuture<
+                'a,
+                ::std::result::Result<$crate::backend::ReleaseOutcome, $crate::BackendError>,
+            > {
+                let $this = self;
+                $crate::backend::AsyncBackend::release($to, req)
+            }
+
+            fn inspect<'a>(
+                &'a self,
+                req: $crate::backend::InspectRequest<'a>,
+            ) -> $crate::backend::BoxFuture<
+                'a,
+                ::std::result::Result<
+                    ::std::option::Option<$crate::backend::LockRecord>,
+                    $crate::BackendError,
+                >,
+            > {
+                let $this = self;
+                $crate::backend::AsyncBackend::inspect($to, req)
+            }
+
+            fn server_time(
+                &self,
+                deadline: ::std::option::Option<::std::time::Instant>,
+            ) -> $crate::backend::BoxFuture<
+                '_,
+                ::std::result::Result<$crate::Timestamp, $crate::BackendError>,
+            > {
+                let $this = self;
+                $crate::backend::AsyncBackend::server_time($to, deadline)
+            }
+
+            fn clock(&self) -> $crate::backend::ClockSource {
+                let $this = self;
+                $crate::backend::AsyncBackend::clock($to)
+            }
+
+            fn describe(&self) -> ::std::string::String {
+                let $this = self;
+                $crate::backend::AsyncBackend::describe($to)
+            }
+        }
+    };
+}
+
+/// `impl SyncBackend for $backend` by handing every call to the sync
+/// backend that `|$this| $to` reaches from it, such as the
+/// [`SyncOverAsync`](crate::bridge::SyncOverAsync) form of its async core.
+///
+/// ```
+/// use std::sync::Arc;
+/// use shylock_core::bridge::SyncOverAsync;
+/// use shylock_core::MemoryBackend;
+///
+/// /// The blocking face of an async implementation.
+/// struct Blocking {
+///     sync_form: SyncOverAsync,
+/// }
+/// shylock_core::forward_sync_backend!(Blocking, |this| &this.sync_form);
+///
+/// let inner = Arc::new(MemoryBackend::new());
+/// let handle = shylock_core::Backend::from_sync(Blocking { sync_form: SyncOverAsync::new(inner) });
+/// assert_eq!(handle.describe(), "memory");
+/// ```
+#[macro_export]
+macro_rules! forward_sync_backend {
+    ($backend:ty, |$this:ident| $to:expr) => {
+        impl $crate::backend::SyncBackend for $backend {
+            fn try_acquire(
+                &self,
+                req: $crate::backend::AcquireRequest<'_>,
+            ) -> ::std::result::Result<$crate::backend::AcquireOutcome, $crate::BackendError> {
+                let $this = self;
+                $crate::backend::SyncBackend::try_acquire($to, req)
+            }
+
+            fn renew(
+                &self,
+                req: $crate::backend::RenewRequest<'_>,
+            ) -> ::std::result::Result<$crate::backend::RenewOutcome, $crate::BackendError> {
+                let $this = self;
+                $crate::backend::SyncBackend::renew($to, req)
+            }
+
+            fn release(
+                &self,
+                req: $crate::backend::ReleaseRequest<'_>,
+            ) -> ::std::result::Result<$crate::backend::ReleaseOutcome, $crate::BackendError> {
+                let $this = self;
+                $crate::backend::SyncBackend::release($to, req)
+            }
+
+            fn inspect(
+                &self,
+                req: $crate::backend::InspectRequest<'_>,
+            ) -> ::std::result::Result<
+                ::std::option::Option<$crate::backend::LockRecord>,
+                $crate::BackendError,
+            > {
+                let $this = self;
+                $crate::backend::SyncBackend::inspect($to, req)
+            }
+
+            fn server_time(
+                &self,
+                deadline: ::std::option::Option<::std::time::Instant>,
+            ) -> ::std::result::Result<$crate::Timestamp, $crate::BackendError> {
+                let $this = self;
+                $crate::backend::SyncBackend::server_time($to, deadline)
+            }
+
+            fn clock(&self) -> $crate::backend::ClockSource {
+                let $this = self;
+                $crate::backend::SyncBackend::clock($to)
+            }
+
+            fn describe(&self) -> ::std::string::String {
+                let $this = self;
+                $crate::backend::SyncBackend::describe($to)
+            }
+        }
+    };
+}

@@ -172,8 +172,18 @@ impl Backend {
     /// primitives (the conformance suite).
     pub fn from_both<B: AsyncBackend + SyncBackend>(backend: B) -> Self {
         let backend = Arc::new(backend);
-        let description = AsyncBackend::describe(&*backend);
-        Self::build(backend.clone(), backend, description, None)
+        Self::from_forms(backend.clone(), backend)
+    }
+
+    /// A handle for a backend given as its two forms, each implemented on
+    /// its own (such as a sync backend type over an async core: `async_form`
+    /// the core, `sync_form` the public sync type): locks of both forms use
+    /// `async_form` on shylock's runtime; `sync_form` serves callers of the
+    /// raw primitives (the conformance suite). Both must be the same
+    /// backend: the same records, by the same rules.
+    pub fn from_forms(async_form: Arc<dyn AsyncBackend>, sync_form: Arc<dyn SyncBackend>) -> Self {
+        let description = async_form.describe();
+        Self::build(async_form, sync_form, description, None)
     }
 
     /// Wait until the background work of this handle's locks has finished:

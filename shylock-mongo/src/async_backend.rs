@@ -136,7 +136,7 @@ impl MongoBackend {
     }
 }
 
-crate::core::async_backend_over_core!(MongoBackend, |backend| &*backend.core);
+shylock_core::forward_async_backend!(MongoBackend, |backend| &*backend.core);
 
 impl From<MongoBackend> for shylock_core::Backend {
     /// A lock handle over the async backend (for `shylock::configure` and

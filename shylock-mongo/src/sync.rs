@@ -16,12 +16,9 @@ use mongodb::bson::Document;
 use mongodb::error::Error as MongoError;
 use mongodb::options::{CreateCollectionOptions, CreateIndexOptions, ListIndexesOptions};
 use mongodb::sync::{Client, Collection, Database};
-use shylock_core::backend::{
-    AcquireOutcome, AcquireRequest, AsyncBackend, ClockSource, InspectRequest, LockRecord,
-    ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
-};
+use shylock_core::backend::AsyncBackend;
 use shylock_core::bridge::{self, SyncOverAsync};
-use shylock_core::{BackendError, BackendErrorKind, Error, Timestamp};
+use shylock_core::{BackendError, BackendErrorKind, Error};
 
 use crate::core::{Core, Driver, Reply, Target};
 use crate::options::MongoOptions;
@@ -130,81 +127,17 @@ impl MongoBackend {
     }
 }
 
-impl SyncBackend for MongoBackend {
-    fn try_acquire(&self, req: AcquireRequest<'_>) -> Result<AcquireOutcome, BackendError> {
-        self.sync_form.try_acquire(req)
-    }
-
-    fn renew(&self, req: RenewRequest<'_>) -> Result<RenewOutcome, BackendError> {
-        self.sync_form.renew(req)
-    }
-
-    fn release(&self, req: ReleaseRequest<'_>) -> Result<ReleaseOutcome, BackendError> {
-        self.sync_form.release(req)
-    }
-
-    fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError> {
-        self.sync_form.inspect(req)
-    }
-
-    fn server_time(&self, deadline: Option<Instant>) -> Result<Timestamp, BackendError> {
-        self.sync_form.server_time(deadline)
-    }
-
-    fn clock(&self) -> ClockSource {
-        self.sync_form.clock()
-    }
-
-    fn describe(&self) -> String {
-        self.sync_form.describe()
-    }
-}
+shylock_core::forward_sync_backend!(MongoBackend, |backend| &*backend.sync_form);
 
 impl From<MongoBackend> for shylock_core::Backend {
     /// A lock handle over the sync backend (for `shylock::configure` and
-    /// [`Lock`](shylock_core::Lock)).
+    /// [`Lock`](shylock_core::Lock)): locks of both forms use the core's
+    /// async form on shylock's runtime; the blocking form serves callers of
+    /// the raw primitives.
     fn from(backend: MongoBackend) -> Self {
-        shylock_core::Backend::from_both(BothForms(backend))
+        shylock_core::Backend::from_forms(backend.core.clone(), Arc::new(backend))
     }
 }
-
-/// Both forms of a sync backend, for its lock handle: locks of both forms
-/// use the core's async form on shylock's runtime; the blocking form
-/// serves callers of the raw primitives. (Not on [`MongoBackend`] itself,
-/// where its methods would be ambiguous beside [`SyncBackend`]'s.)
-struct BothForms(MongoBackend);
-
-impl SyncBackend for BothForms {
-    fn try_acquire(&self, req: AcquireRequest<'_>) -> Result<AcquireOutcome, BackendError> {
-        self.0.try_acquire(req)
-    }
-
-    fn renew(&self, req: RenewRequest<'_>) -> Result<RenewOutcome, BackendError> {
-        self.0.renew(req)
-    }
-
-    fn release(&self, req: ReleaseRequest<'_>) -> Result<ReleaseOutcome, BackendError> {
-        self.0.release(req)
-    }
-
-    fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError> {
-        self.0.inspect(req)
-    }
-
-    fn server_time(&self, deadline: Option<Instant>) -> Result<Timestamp, BackendError> {
-        self.0.server_time(deadline)
-    }
-
-    fn clock(&self) -> ClockSource {
-        self.0.clock()
-    }
-
-    fn describe(&self) -> String {
-        self.0.describe()
-    }
-}
-
-crate::core::async_backend_over_core!(BothForms, |both| &*both.0.core);
 
 /// The sync driver's handles: each call is made on a blocking thread (see
 /// [`blocking`]).
