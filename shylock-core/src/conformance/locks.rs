@@ -1,11 +1,14 @@
-//! The conformance suite: every backend is held to the same lock semantics
-//! by running these checks against it, in its async form
+//! The lock-level suite: every backend is held to the same lock semantics
+//! by running [`Lock`]s and [`AsyncLock`]s against it, in its async form
 //! ([`run_async`]) and its sync form ([`run_sync`]).
 //!
 //! The checks run contenders for real (tasks for the async form, threads for
 //! the sync form) and check invariants: no two live holders, fencing tokens
 //! only rising, loss known to the old holder before a new holder gets the
-//! lock. Each check is written once, generic over the form.
+//! lock. Each check is written once, generic over the form. All checks run
+//! in one call; a failed check panics with a message naming the check and
+//! the rule. (The primitive-level checks, one test each, are in
+//! [`primitives`](super::primitives).)
 //!
 //! ```
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -18,8 +21,6 @@
 //! assert!(report.checks > 50);
 //! # }
 //! ```
-//!
-//! A failed check panics with a message naming the check and the rule.
 
 use std::fmt::Display;
 use std::future::Future;
@@ -160,7 +161,7 @@ struct Ctx {
 impl Ctx {
     fn new(suite: &Suite, form: &'static str) -> Self {
         Ctx {
-            prefix: format!("{}-{form}-{:08x}", suite.prefix, rand::random::<u32>()),
+            prefix: super::unique_prefix(&suite.prefix, form),
             suite: suite.clone(),
             form,
             checks: AtomicUsize::new(0),
