@@ -2,6 +2,8 @@
 //! deliberately broken wrapper of the memory backend and must panic, while
 //! the same wrapper without its defect passes them all.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};

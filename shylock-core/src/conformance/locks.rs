@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::Primitives;
 use crate::backend::{
     AcquireOutcome, AcquireRequest, AsyncBackend, BoxFuture, ClockSource, InspectRequest,
     LockRecord, RELEASERS_REMEMBERED, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
@@ -228,13 +229,28 @@ trait Form: Clone + Send + Sync + 'static {
         &self,
         f: impl Future<Output = T> + Send + 'static,
     ) -> impl Future<Output = T> + Send + 'static;
+    /// The backend's primitives in this form.
+    fn primitives(&self) -> Primitives;
     /// Release a record directly through the backend primitive.
     fn raw_release(
         &self,
         name: &LockName,
         owner: &OwnerId,
         token: FencingToken,
-    ) -> impl Future<Output = Result<ReleaseOutcome, BackendError>> + Send;
+    ) -> impl Future<Output = Result<ReleaseOutcome, BackendError>> + Send {
+        let primitives = self.primitives();
+        async move {
+            let now = Timestamp::local_now();
+            let req = ReleaseRequest {
+                name,
+                owner,
+                token,
+                now,
+                deadline: None,
+            };
+            primitives.release(req).await
+        }
+    }
     /// Ask for a record directly through the backend primitive, with the
     /// `now` given (as a request sent at that time would carry).
     fn raw_acquire(
@@ -243,9 +259,24 @@ trait Form: Clone + Send + Sync + 'static {
         owner: &OwnerId,
         lease: Duration,
         now: Timestamp,
-    ) -> impl Future<Output = Result<AcquireOutcome, BackendError>> + Send;
+    ) -> impl Future<Output = Result<AcquireOutcome, BackendError>> + Send {
+        let primitives = self.primitives();
+        async move {
+            let req = AcquireRequest {
+                name,
+                owner,
+                lease,
+                now,
+                deadline: None,
+            };
+            primitives.try_acquire(req).await
+        }
+    }
     /// The backend's clock, through its primitive.
-    fn raw_now(&self) -> impl Future<Output = Result<Timestamp, BackendError>> + Send;
+    fn raw_now(&self) -> impl Future<Output = Result<Timestamp, BackendError>> + Send {
+        let primitives = self.primitives();
+        async move { primitives.server_time(None).await }
+    }
     /// The backend's primitives, to wrap.
     fn wrapped(&self, wrap: impl FnOnce(Primitives) -> Wrapper) -> Self;
 }
@@ -298,51 +329,12 @@ impl Form for AsyncForm {
         async move { task.await.expect("a contender task panicked") }
     }
 
-    async fn raw_release(
-        &self,
-        name: &LockName,
-        owner: &OwnerId,
-        token: FencingToken,
-    ) -> Result<ReleaseOutcome, BackendError> {
-        let backend = self.0.async_form();
-        backend
-            .release(ReleaseRequest {
-                name,
-                owner,
-                token,
-                now: Timestamp::local_now(),
-                deadline: None,
-            })
-            .await
-    }
-
-    async fn raw_acquire(
-        &self,
-        name: &LockName,
-        owner: &OwnerId,
-        lease: Duration,
-        now: Timestamp,
-    ) -> Result<AcquireOutcome, BackendError> {
-        let backend = self.0.async_form();
-        backend
-            .try_acquire(AcquireRequest {
-                name,
-                owner,
-                lease,
-                now,
-                deadline: None,
-            })
-            .await
-    }
-
-    async fn raw_now(&self) -> Result<Timestamp, BackendError> {
-        let backend = self.0.async_form();
-        backend.server_time(None).await
+    fn primitives(&self) -> Primitives {
+        Primitives::Async(self.0.async_form())
     }
 
     fn wrapped(&self, wrap: impl FnOnce(Primitives) -> Wrapper) -> Self {
-        let inner = Primitives::Async(self.0.async_form());
-        AsyncForm(Backend::from_async_arc(Arc::new(wrap(inner))))
+        AsyncForm(Backend::from_async_arc(Arc::new(wrap(self.primitives()))))
     }
 }
 
@@ -401,53 +393,13 @@ impl Form for SyncForm {
         async move { thread.join().expect("a contender thread panicked") }
     }
 
-    async fn raw_release(
-        &self,
-        name: &LockName,
-        owner: &OwnerId,
-        token: FencingToken,
-    ) -> Result<ReleaseOutcome, BackendError> {
-        let backend = self.0.sync_form();
-        backend.release(ReleaseRequest {
-            name,
-            owner,
-            token,
-            now: Timestamp::local_now(),
-            deadline: None,
-        })
-    }
-
-    async fn raw_acquire(
-        &self,
-        name: &LockName,
-        owner: &OwnerId,
-        lease: Duration,
-        now: Timestamp,
-    ) -> Result<AcquireOutcome, BackendError> {
-        let backend = self.0.sync_form();
-        backend.try_acquire(AcquireRequest {
-            name,
-            owner,
-            lease,
-            now,
-            deadline: None,
-        })
-    }
-
-    async fn raw_now(&self) -> Result<Timestamp, BackendError> {
-        self.0.sync_form().server_time(None)
+    fn primitives(&self) -> Primitives {
+        Primitives::Sync(self.0.sync_form())
     }
 
     fn wrapped(&self, wrap: impl FnOnce(Primitives) -> Wrapper) -> Self {
-        let inner = Primitives::Sync(self.0.sync_form());
-        SyncForm(Backend::from_sync_arc(Arc::new(wrap(inner))))
+        SyncForm(Backend::from_sync_arc(Arc::new(wrap(self.primitives()))))
     }
-}
-
-/// One form of a backend's primitives.
-enum Primitives {
-    Async(Arc<dyn AsyncBackend>),
-    Sync(Arc<dyn SyncBackend>),
 }
 
 /// A backend wrapper that plays the network between the core and the

@@ -49,6 +49,68 @@ pub mod primitives;
 
 pub use locks::{Report, Suite, run_async, run_sync};
 
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::backend::{
+    AcquireOutcome, AcquireRequest, AsyncBackend, ClockSource, InspectRequest, LockRecord,
+    ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
+};
+use crate::{BackendError, Timestamp};
+
+/// One form of a backend's primitives, called alike.
+#[derive(Clone)]
+enum Primitives {
+    Async(Arc<dyn AsyncBackend>),
+    Sync(Arc<dyn SyncBackend>),
+}
+
+/// Call a primitive of either form (the sync one blocks the caller).
+macro_rules! call {
+    ($primitives:expr, $method:ident($($arg:expr),*)) => {
+        match $primitives {
+            Primitives::Async(b) => b.$method($($arg),*).await,
+            Primitives::Sync(b) => b.$method($($arg),*),
+        }
+    };
+}
+
+impl Primitives {
+    async fn try_acquire(&self, req: AcquireRequest<'_>) -> Result<AcquireOutcome, BackendError> {
+        call!(self, try_acquire(req))
+    }
+
+    async fn renew(&self, req: RenewRequest<'_>) -> Result<RenewOutcome, BackendError> {
+        call!(self, renew(req))
+    }
+
+    async fn release(&self, req: ReleaseRequest<'_>) -> Result<ReleaseOutcome, BackendError> {
+        call!(self, release(req))
+    }
+
+    async fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError> {
+        call!(self, inspect(req))
+    }
+
+    async fn server_time(&self, deadline: Option<Instant>) -> Result<Timestamp, BackendError> {
+        call!(self, server_time(deadline))
+    }
+
+    fn clock(&self) -> ClockSource {
+        match self {
+            Primitives::Async(b) => b.clock(),
+            Primitives::Sync(b) => b.clock(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Primitives::Async(b) => b.describe(),
+            Primitives::Sync(b) => b.describe(),
+        }
+    }
+}
+
 /// A prefix for the lock names of one run: the caller's, the form and a
 /// random suffix, so that runs against a shared database never meet.
 fn unique_prefix(prefix: &str, form: &str) -> String {

@@ -63,6 +63,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::Primitives;
 use crate::backend::{
     AcquireOutcome, AcquireRequest, AsyncBackend, ClockSource, Grant, InspectRequest, LockRecord,
     ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
@@ -91,17 +92,11 @@ pub enum Form {
     Sync,
 }
 
-#[derive(Clone)]
-enum Prims {
-    Async(Arc<dyn AsyncBackend>),
-    Sync(Arc<dyn SyncBackend>),
-}
-
 /// The backend under test, in one form; see the [module docs](self).
 #[derive(Clone)]
 pub struct Target {
-    main: Prims,
-    contender: Option<Prims>,
+    main: Primitives,
+    contender: Option<Primitives>,
     fixture: Option<Arc<dyn Fixture>>,
     runtimes: Vec<Arc<tokio::runtime::Runtime>>,
     prefix: String,
@@ -120,11 +115,8 @@ impl fmt::Debug for Target {
 }
 
 impl Target {
-    fn new(main: Prims) -> Self {
-        let described = match &main {
-            Prims::Async(b) => b.describe(),
-            Prims::Sync(b) => b.describe(),
-        };
+    fn new(main: Primitives) -> Self {
+        let described = main.describe();
         Target {
             main,
             contender: None,
@@ -139,12 +131,12 @@ impl Target {
     /// with [`with_runtime`](Self::with_runtime) (where a backend whose
     /// client lives on a runtime was made), else on a runtime of their own.
     pub fn from_async(backend: Arc<dyn AsyncBackend>) -> Self {
-        Self::new(Prims::Async(backend))
+        Self::new(Primitives::Async(backend))
     }
 
     /// The sync form of a backend; its checks run on the calling thread.
     pub fn from_sync(backend: Arc<dyn SyncBackend>) -> Self {
-        Self::new(Prims::Sync(backend))
+        Self::new(Primitives::Sync(backend))
     }
 
     /// The async form of a handle's backend (for a handle made from a sync
@@ -200,8 +192,8 @@ impl Target {
     /// The form this target calls.
     pub fn form(&self) -> Form {
         match self.main {
-            Prims::Async(_) => Form::Async,
-            Prims::Sync(_) => Form::Sync,
+            Primitives::Async(_) => Form::Async,
+            Primitives::Sync(_) => Form::Sync,
         }
     }
 
@@ -512,10 +504,7 @@ impl<'a> Cx<'a> {
     }
 
     fn clock(&self) -> ClockSource {
-        match &self.target.main {
-            Prims::Async(b) => b.clock(),
-            Prims::Sync(b) => b.clock(),
-        }
+        self.target.main.clock()
     }
 
     #[track_caller]
@@ -580,15 +569,12 @@ fn deadline() -> Option<Instant> {
 /// One owner's way to the backend.
 struct Side<'a> {
     cx: &'a Cx<'a>,
-    prims: &'a Prims,
+    prims: &'a Primitives,
 }
 
 impl Side<'_> {
     async fn now(&self) -> Timestamp {
-        let got = match self.prims {
-            Prims::Async(b) => b.server_time(deadline()).await,
-            Prims::Sync(b) => b.server_time(deadline()),
-        };
+        let got = self.prims.server_time(deadline()).await;
         self.cx.ok(got, "server_time")
     }
 
@@ -599,17 +585,15 @@ impl Side<'_> {
         lease: Duration,
         now: Timestamp,
     ) -> Result<AcquireOutcome, BackendError> {
+        let deadline = deadline();
         let req = AcquireRequest {
             name,
             owner,
             lease,
             now,
-            deadline: deadline(),
+            deadline,
         };
-        match self.prims {
-            Prims::Async(b) => b.try_acquire(req).await,
-            Prims::Sync(b) => b.try_acquire(req),
-        }
+        self.prims.try_acquire(req).await
     }
 
     /// Acquire with `now` read from the backend just before.
@@ -631,18 +615,16 @@ impl Side<'_> {
         lease: Duration,
         now: Timestamp,
     ) -> Result<RenewOutcome, BackendError> {
+        let deadline = deadline();
         let req = RenewRequest {
             name,
             owner,
             token,
             lease,
             now,
-            deadline: deadline(),
+            deadline,
         };
-        match self.prims {
-            Prims::Async(b) => b.renew(req).await,
-            Prims::Sync(b) => b.renew(req),
-        }
+        self.prims.renew(req).await
     }
 
     async fn renew(
@@ -662,17 +644,16 @@ impl Side<'_> {
         owner: &OwnerId,
         token: FencingToken,
     ) -> Result<ReleaseOutcome, BackendError> {
+        let now = self.now().await;
+        let deadline = deadline();
         let req = ReleaseRequest {
             name,
             owner,
             token,
-            now: self.now().await,
-            deadline: deadline(),
+            now,
+            deadline,
         };
-        match self.prims {
-            Prims::Async(b) => b.release(req).await,
-            Prims::Sync(b) => b.release(req),
-        }
+        self.prims.release(req).await
     }
 
     async fn inspect_at(
@@ -680,15 +661,14 @@ impl Side<'_> {
         name: &LockName,
         now: Timestamp,
     ) -> Result<Option<LockRecord>, BackendError> {
-        let req = InspectRequest {
-            name,
-            now,
-            deadline: deadline(),
-        };
-        match self.prims {
-            Prims::Async(b) => b.inspect(req).await,
-            Prims::Sync(b) => b.inspect(req),
-        }
+        let deadline = deadline();
+        self.prims
+            .inspect(InspectRequest {
+                name,
+                now,
+                deadline,
+            })
+            .await
     }
 
     /// Inspect with `now` read from the backend just before; the check
