@@ -227,6 +227,35 @@ impl Unsupported {
 /// The methods block; the checks call them from a thread of their own, so
 /// a blocking client (a sync database driver) may be used here even for a
 /// target of the async form.
+///
+/// For a backend over an SQLite file, say (the check of malformed records
+/// then reports itself skipped, with the reason):
+///
+/// ```
+/// use std::sync::Arc;
+/// use shylock_core::conformance::primitives::{Fixture, Target, Unsupported};
+/// use shylock_core::{LockName, MemoryBackend};
+///
+/// struct SqliteFixture {
+///     path: std::path::PathBuf,
+/// }
+///
+/// impl Fixture for SqliteFixture {
+///     fn delete_record(&self, name: &LockName) -> Result<(), Unsupported> {
+///         // On a connection of its own to `self.path`:
+///         // DELETE FROM locks WHERE name = ?1
+///         let _ = (&self.path, name);
+///         Ok(())
+///     }
+///     // `write_malformed` left out: every column is typed, so the default
+///     // (Unsupported) says the check is skipped.
+/// }
+///
+/// let backend = MemoryBackend::new(); // stands for SqliteBackend::open(path)
+/// let target = Target::from_sync(Arc::new(backend))
+///     .with_fixture(SqliteFixture { path: "locks.db".into() });
+/// # drop(target);
+/// ```
 pub trait Fixture: Send + Sync + 'static {
     /// Delete the record of `name` as garbage collection would (the
     /// record was released before).
@@ -327,6 +356,8 @@ checks! {
 /// thread, such as a `#[test]`'s, not a runtime's): the sync form on this
 /// thread, the async form on the target's runtime (see
 /// [`Target::with_runtime`]) or on one of its own.
+/// (Inside an async test, await the check's function, or
+/// [`Check::run`], instead: for a target of the async form.)
 ///
 /// # Panics
 /// If the backend breaks the rule the check is about.
