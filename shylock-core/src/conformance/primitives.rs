@@ -300,8 +300,9 @@ pub enum Outcome {
 
 macro_rules! checks {
     ($($variant:ident => $function:ident,)*) => {
-        /// The checks, one per clause of the contract.
+        /// The checks, one per clause of the contract (more may come).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
         pub enum Check {
             $(
                 #[doc = concat!("[`", stringify!($function), "`]")]
