@@ -1,19 +1,33 @@
-//! The core's conformance suite against the MongoDB backend, async and sync.
+//! The core's conformance suites against the MongoDB backend, async and sync.
 //!
 //! Server: DocumentDB started by the test support (atomic across
-//! connections), or the real MongoDB at `SHYLOCK_MONGODB_URI`. The
-//! contenders of a run share one pooled client, so overlapping commands run
-//! on connections of their own and meet on the server: exclusion, rising
-//! tokens, expiry, takeover, renewal, loss reporting, cancellation, odd
-//! names and timeouts are shown with the server's own atomicity. (With
-//! `SHYLOCK_TEST_SERVER=ferretdb` they share ONE connection instead, and show
-//! only the semantics of commands that do not overlap.)
+//! connections), or the real MongoDB at `SHYLOCK_MONGODB_URI`. (With
+//! `SHYLOCK_TEST_SERVER=ferretdb` every backend funnels its commands through
+//! ONE connection instead, and the tests show only the semantics of
+//! commands that do not overlap.)
+//!
+//! * The primitive-level checks (`primitives_async::*`,
+//!   `primitives_sync::*`, one test per clause of the backend contract):
+//!   the first owner's requests on one client, other owners' on a client of
+//!   their own, and a fixture writing raw documents (support/targets.rs).
+//! * The lock-level suite: the contenders of a run share one pooled client,
+//!   so overlapping commands run on connections of their own and meet on
+//!   the server: exclusion, rising tokens, expiry, takeover, renewal, loss
+//!   reporting, cancellation, odd names and timeouts are shown with the
+//!   server's own atomicity.
 
 mod support;
 
 use shylock_core::Backend;
 use shylock_core::conformance::{Suite, run_async, run_sync};
 use shylock_mongo::MongoBackend;
+
+shylock_core::primitive_conformance_tests!(primitives_async, || {
+    support::targets::async_target("prim_async")
+});
+shylock_core::primitive_conformance_tests!(primitives_sync, || {
+    support::targets::sync_target("prim_sync")
+});
 
 fn suite(backend: Backend, prefix: &str) -> Suite {
     let mut suite = Suite::new(backend, prefix);

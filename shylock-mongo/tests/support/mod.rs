@@ -24,6 +24,10 @@ pub use shylock_testkit::documentdb::{DocumentDb, via};
 #[allow(unused_imports)]
 pub use shylock_testkit::ferretdb::{FerretDb, URI_ENV, dead_uri};
 
+/// The primitive conformance targets (both forms, so both features).
+#[cfg(all(feature = "async", feature = "sync"))]
+pub mod targets;
+
 /// The environment variable that picks FerretDB (`ferretdb`) over DocumentDB.
 pub const SERVER_ENV: &str = "SHYLOCK_TEST_SERVER";
 

@@ -1,11 +1,14 @@
-//! The conformance suite: every backend is held to the same lock semantics
-//! by running these checks against it, in its async form
+//! The lock-level suite: every backend is held to the same lock semantics
+//! by running [`Lock`]s and [`AsyncLock`]s against it, in its async form
 //! ([`run_async`]) and its sync form ([`run_sync`]).
 //!
 //! The checks run contenders for real (tasks for the async form, threads for
 //! the sync form) and check invariants: no two live holders, fencing tokens
 //! only rising, loss known to the old holder before a new holder gets the
-//! lock. Each check is written once, generic over the form.
+//! lock. Each check is written once, generic over the form. All checks run
+//! in one call; a failed check panics with a message naming the check and
+//! the rule. (The primitive-level checks, one test each, are in
+//! [`primitives`](super::primitives).)
 //!
 //! ```
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -18,8 +21,8 @@
 //! assert!(report.checks > 50);
 //! # }
 //! ```
-//!
-//! A failed check panics with a message naming the check and the rule.
+
+mod network;
 
 use std::fmt::Display;
 use std::future::Future;
@@ -28,16 +31,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::Primitives;
 use crate::backend::{
-    AcquireOutcome, AcquireRequest, AsyncBackend, BoxFuture, ClockSource, InspectRequest,
-    LockRecord, RELEASERS_REMEMBERED, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
-    SyncBackend,
+    AcquireOutcome, AcquireRequest, LockRecord, RELEASERS_REMEMBERED, ReleaseOutcome,
+    ReleaseRequest,
 };
 use crate::exec::block_on;
 use crate::{
     AsyncLock, AsyncLockGuard, Backend, BackendError, Backoff, Error, FencingToken, Holding, Lock,
     LockGuard, LockName, LockOptions, LossReason, MAX_NAME_BYTES, OwnerId, Renewal, Timestamp,
 };
+use network::Wrapper;
 
 /// What the suite runs against, and how hard.
 #[derive(Debug, Clone)]
@@ -160,7 +164,7 @@ struct Ctx {
 impl Ctx {
     fn new(suite: &Suite, form: &'static str) -> Self {
         Ctx {
-            prefix: format!("{}-{form}-{:08x}", suite.prefix, rand::random::<u32>()),
+            prefix: super::unique_prefix(&suite.prefix, form),
             suite: suite.clone(),
             form,
             checks: AtomicUsize::new(0),
@@ -227,13 +231,28 @@ trait Form: Clone + Send + Sync + 'static {
         &self,
         f: impl Future<Output = T> + Send + 'static,
     ) -> impl Future<Output = T> + Send + 'static;
+    /// The backend's primitives in this form.
+    fn primitives(&self) -> Primitives;
     /// Release a record directly through the backend primitive.
     fn raw_release(
         &self,
         name: &LockName,
         owner: &OwnerId,
         token: FencingToken,
-    ) -> impl Future<Output = Result<ReleaseOutcome, BackendError>> + Send;
+    ) -> impl Future<Output = Result<ReleaseOutcome, BackendError>> + Send {
+        let primitives = self.primitives();
+        async move {
+            let now = Timestamp::local_now();
+            let req = ReleaseRequest {
+                name,
+                owner,
+                token,
+                now,
+                deadline: None,
+            };
+            primitives.release(req).await
+        }
+    }
     /// Ask for a record directly through the backend primitive, with the
     /// `now` given (as a request sent at that time would carry).
     fn raw_acquire(
@@ -242,9 +261,24 @@ trait Form: Clone + Send + Sync + 'static {
         owner: &OwnerId,
         lease: Duration,
         now: Timestamp,
-    ) -> impl Future<Output = Result<AcquireOutcome, BackendError>> + Send;
+    ) -> impl Future<Output = Result<AcquireOutcome, BackendError>> + Send {
+        let primitives = self.primitives();
+        async move {
+            let req = AcquireRequest {
+                name,
+                owner,
+                lease,
+                now,
+                deadline: None,
+            };
+            primitives.try_acquire(req).await
+        }
+    }
     /// The backend's clock, through its primitive.
-    fn raw_now(&self) -> impl Future<Output = Result<Timestamp, BackendError>> + Send;
+    fn raw_now(&self) -> impl Future<Output = Result<Timestamp, BackendError>> + Send {
+        let primitives = self.primitives();
+        async move { primitives.server_time(None).await }
+    }
     /// The backend's primitives, to wrap.
     fn wrapped(&self, wrap: impl FnOnce(Primitives) -> Wrapper) -> Self;
 }
@@ -297,51 +331,12 @@ impl Form for AsyncForm {
         async move { task.await.expect("a contender task panicked") }
     }
 
-    async fn raw_release(
-        &self,
-        name: &LockName,
-        owner: &OwnerId,
-        token: FencingToken,
-    ) -> Result<ReleaseOutcome, BackendError> {
-        let backend = self.0.async_form();
-        backend
-            .release(ReleaseRequest {
-                name,
-                owner,
-                token,
-                now: Timestamp::local_now(),
-                deadline: None,
-            })
-            .await
-    }
-
-    async fn raw_acquire(
-        &self,
-        name: &LockName,
-        owner: &OwnerId,
-        lease: Duration,
-        now: Timestamp,
-    ) -> Result<AcquireOutcome, BackendError> {
-        let backend = self.0.async_form();
-        backend
-            .try_acquire(AcquireRequest {
-                name,
-                owner,
-                lease,
-                now,
-                deadline: None,
-            })
-            .await
-    }
-
-    async fn raw_now(&self) -> Result<Timestamp, BackendError> {
-        let backend = self.0.async_form();
-        backend.server_time(None).await
+    fn primitives(&self) -> Primitives {
+        Primitives::Async(self.0.async_form())
     }
 
     fn wrapped(&self, wrap: impl FnOnce(Primitives) -> Wrapper) -> Self {
-        let inner = Primitives::Async(self.0.async_form());
-        AsyncForm(Backend::from_async_arc(Arc::new(wrap(inner))))
+        AsyncForm(Backend::from_async_arc(Arc::new(wrap(self.primitives()))))
     }
 }
 
@@ -400,329 +395,12 @@ impl Form for SyncForm {
         async move { thread.join().expect("a contender thread panicked") }
     }
 
-    async fn raw_release(
-        &self,
-        name: &LockName,
-        owner: &OwnerId,
-        token: FencingToken,
-    ) -> Result<ReleaseOutcome, BackendError> {
-        let backend = self.0.sync_form();
-        backend.release(ReleaseRequest {
-            name,
-            owner,
-            token,
-            now: Timestamp::local_now(),
-            deadline: None,
-        })
-    }
-
-    async fn raw_acquire(
-        &self,
-        name: &LockName,
-        owner: &OwnerId,
-        lease: Duration,
-        now: Timestamp,
-    ) -> Result<AcquireOutcome, BackendError> {
-        let backend = self.0.sync_form();
-        backend.try_acquire(AcquireRequest {
-            name,
-            owner,
-            lease,
-            now,
-            deadline: None,
-        })
-    }
-
-    async fn raw_now(&self) -> Result<Timestamp, BackendError> {
-        self.0.sync_form().server_time(None)
+    fn primitives(&self) -> Primitives {
+        Primitives::Sync(self.0.sync_form())
     }
 
     fn wrapped(&self, wrap: impl FnOnce(Primitives) -> Wrapper) -> Self {
-        let inner = Primitives::Sync(self.0.sync_form());
-        SyncForm(Backend::from_sync_arc(Arc::new(wrap(inner))))
-    }
-}
-
-/// One form of a backend's primitives.
-enum Primitives {
-    Async(Arc<dyn AsyncBackend>),
-    Sync(Arc<dyn SyncBackend>),
-}
-
-/// A backend wrapper that plays the network between the core and the
-/// backend: it counts acquisition attempts, can delay acquisitions on their
-/// way (they still arrive if their caller gives up) and their answers
-/// (after the backend has acted on them), lose answers, rate-limit, and
-/// fail renewals.
-struct Wrapper {
-    inner: Primitives,
-    acquires: Arc<AtomicU64>,
-    /// Before an acquisition reaches the backend.
-    request_delay: Duration,
-    /// After the backend acted on an acquisition, before its answer.
-    answer_delay: Duration,
-    /// The first acquisition is applied and its answer lost (a time-out);
-    /// the later ones are refused as rate limited.
-    lose_first_answer_then_rate_limit: bool,
-    /// Before a release reaches the backend.
-    release_delay: Duration,
-    /// The first release is applied and its answer lost.
-    lose_first_release_answer: bool,
-    releases: AtomicU64,
-    /// The first acquisition is applied and its answer lost (a connection
-    /// reset: a transient error); the later ones fail the same way without
-    /// reaching the backend.
-    lose_first_acquire_answer: bool,
-    /// The first release fails with a transient error without reaching the
-    /// backend; the later ones pass.
-    fail_first_release: bool,
-    failed_releases: AtomicU64,
-    fail_renewals: Arc<AtomicBool>,
-}
-
-impl Wrapper {
-    fn new(inner: Primitives) -> Self {
-        Wrapper {
-            inner,
-            acquires: Arc::default(),
-            request_delay: Duration::ZERO,
-            answer_delay: Duration::ZERO,
-            lose_first_answer_then_rate_limit: false,
-            release_delay: Duration::ZERO,
-            lose_first_release_answer: false,
-            releases: AtomicU64::new(0),
-            lose_first_acquire_answer: false,
-            fail_first_release: false,
-            failed_releases: AtomicU64::new(0),
-            fail_renewals: Arc::default(),
-        }
-    }
-
-    fn connection_reset() -> BackendError {
-        BackendError::new(
-            crate::BackendErrorKind::Unavailable,
-            "conformance: connection reset",
-        )
-    }
-
-    /// Before the n-th acquisition reaches the backend: refuse it (rate
-    /// limited, or as a connection reset) if the wrapper says so.
-    fn refuse_acquire(&self, n: u64) -> Option<BackendError> {
-        if self.lose_first_acquire_answer && n > 0 {
-            return Some(Self::connection_reset());
-        }
-        (self.lose_first_answer_then_rate_limit && n > 0).then(|| {
-            BackendError::new(
-                crate::BackendErrorKind::RateLimited,
-                "conformance: slow down",
-            )
-            .with_retry_after(Duration::from_millis(20))
-        })
-    }
-
-    /// Before a release reaches the backend: fail it (transient) if the
-    /// wrapper says so.
-    fn refuse_release(&self) -> Option<BackendError> {
-        (self.fail_first_release && self.failed_releases.fetch_add(1, Ordering::SeqCst) == 0)
-            .then(Self::connection_reset)
-    }
-
-    /// After the n-th acquisition was applied: lose its answer if the
-    /// wrapper says so.
-    fn lose_acquire_answer<T>(
-        &self,
-        n: u64,
-        outcome: Result<T, BackendError>,
-    ) -> Result<T, BackendError> {
-        if self.lose_first_answer_then_rate_limit && n == 0 {
-            return Err(BackendError::new(
-                crate::BackendErrorKind::Timeout,
-                "conformance: the answer was lost",
-            ));
-        }
-        if self.lose_first_acquire_answer && n == 0 {
-            return Err(Self::connection_reset());
-        }
-        outcome
-    }
-
-    /// After a release was applied: lose its answer if the wrapper says so.
-    fn lose_release_answer(
-        &self,
-        outcome: Result<ReleaseOutcome, BackendError>,
-    ) -> Result<ReleaseOutcome, BackendError> {
-        if self.lose_first_release_answer && self.releases.fetch_add(1, Ordering::SeqCst) == 0 {
-            return Err(BackendError::new(
-                crate::BackendErrorKind::Unavailable,
-                "conformance: the answer was lost",
-            ));
-        }
-        outcome
-    }
-
-    fn renew_failure(&self) -> Option<BackendError> {
-        self.fail_renewals.load(Ordering::SeqCst).then(|| {
-            BackendError::new(
-                crate::BackendErrorKind::Unavailable,
-                "conformance: renewals switched off by the test",
-            )
-        })
-    }
-
-    fn sync_inner(&self) -> &dyn SyncBackend {
-        match &self.inner {
-            Primitives::Sync(b) => b.as_ref(),
-            Primitives::Async(_) => unreachable!("a sync wrapper wraps a sync backend"),
-        }
-    }
-
-    fn async_inner(&self) -> &dyn AsyncBackend {
-        match &self.inner {
-            Primitives::Async(b) => b.as_ref(),
-            Primitives::Sync(_) => unreachable!("an async wrapper wraps an async backend"),
-        }
-    }
-
-    fn clock_of(&self) -> ClockSource {
-        match &self.inner {
-            Primitives::Async(b) => b.clock(),
-            Primitives::Sync(b) => b.clock(),
-        }
-    }
-}
-
-impl AsyncBackend for Wrapper {
-    fn try_acquire<'a>(
-        &'a self,
-        req: AcquireRequest<'a>,
-    ) -> BoxFuture<'a, Result<AcquireOutcome, BackendError>> {
-        let n = self.acquires.fetch_add(1, Ordering::SeqCst);
-        if let Some(refused) = self.refuse_acquire(n) {
-            return Box::pin(std::future::ready(Err(refused)));
-        }
-        // The request travels as a task of its own: like a request on the
-        // network, it reaches the backend even if its caller gives up.
-        let inner = match &self.inner {
-            Primitives::Async(b) => Arc::clone(b),
-            Primitives::Sync(_) => unreachable!("an async wrapper wraps an async backend"),
-        };
-        let (name, owner) = (req.name.clone(), req.owner.clone());
-        let (lease, now, deadline) = (req.lease, req.now, req.deadline);
-        let (request_delay, answer_delay) = (self.request_delay, self.answer_delay);
-        let request = tokio::spawn(async move {
-            tokio::time::sleep(request_delay).await;
-            let req = AcquireRequest {
-                name: &name,
-                owner: &owner,
-                lease,
-                now,
-                deadline,
-            };
-            let outcome = inner.try_acquire(req).await;
-            tokio::time::sleep(answer_delay).await;
-            outcome
-        });
-        Box::pin(async move {
-            let outcome = request.await.unwrap_or_else(|e| {
-                Err(BackendError::new(
-                    crate::BackendErrorKind::Other,
-                    "conformance: request task failed",
-                )
-                .with_source(e))
-            });
-            self.lose_acquire_answer(n, outcome)
-        })
-    }
-
-    fn renew<'a>(
-        &'a self,
-        req: RenewRequest<'a>,
-    ) -> BoxFuture<'a, Result<RenewOutcome, BackendError>> {
-        match self.renew_failure() {
-            Some(error) => Box::pin(std::future::ready(Err(error))),
-            None => self.async_inner().renew(req),
-        }
-    }
-
-    fn release<'a>(
-        &'a self,
-        req: ReleaseRequest<'a>,
-    ) -> BoxFuture<'a, Result<ReleaseOutcome, BackendError>> {
-        Box::pin(async move {
-            tokio::time::sleep(self.release_delay).await;
-            if let Some(error) = self.refuse_release() {
-                return Err(error);
-            }
-            let outcome = self.async_inner().release(req).await;
-            self.lose_release_answer(outcome)
-        })
-    }
-
-    fn inspect<'a>(
-        &'a self,
-        req: InspectRequest<'a>,
-    ) -> BoxFuture<'a, Result<Option<LockRecord>, BackendError>> {
-        self.async_inner().inspect(req)
-    }
-
-    fn server_time(
-        &self,
-        deadline: Option<Instant>,
-    ) -> BoxFuture<'_, Result<Timestamp, BackendError>> {
-        self.async_inner().server_time(deadline)
-    }
-
-    fn clock(&self) -> ClockSource {
-        self.clock_of()
-    }
-
-    fn describe(&self) -> String {
-        format!("wrapped {}", self.async_inner().describe())
-    }
-}
-
-impl SyncBackend for Wrapper {
-    fn try_acquire(&self, req: AcquireRequest<'_>) -> Result<AcquireOutcome, BackendError> {
-        let n = self.acquires.fetch_add(1, Ordering::SeqCst);
-        if let Some(refused) = self.refuse_acquire(n) {
-            return Err(refused);
-        }
-        std::thread::sleep(self.request_delay);
-        let outcome = self.sync_inner().try_acquire(req);
-        std::thread::sleep(self.answer_delay);
-        self.lose_acquire_answer(n, outcome)
-    }
-
-    fn renew(&self, req: RenewRequest<'_>) -> Result<RenewOutcome, BackendError> {
-        match self.renew_failure() {
-            Some(error) => Err(error),
-            None => self.sync_inner().renew(req),
-        }
-    }
-
-    fn release(&self, req: ReleaseRequest<'_>) -> Result<ReleaseOutcome, BackendError> {
-        std::thread::sleep(self.release_delay);
-        if let Some(error) = self.refuse_release() {
-            return Err(error);
-        }
-        let outcome = self.sync_inner().release(req);
-        self.lose_release_answer(outcome)
-    }
-
-    fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError> {
-        self.sync_inner().inspect(req)
-    }
-
-    fn server_time(&self, deadline: Option<Instant>) -> Result<Timestamp, BackendError> {
-        self.sync_inner().server_time(deadline)
-    }
-
-    fn clock(&self) -> ClockSource {
-        self.clock_of()
-    }
-
-    fn describe(&self) -> String {
-        format!("wrapped {}", self.sync_inner().describe())
+        SyncForm(Backend::from_sync_arc(Arc::new(wrap(self.primitives()))))
     }
 }
 
