@@ -33,7 +33,7 @@ LET releasers = IS_ARRAY(lockDoc.releasers) ? lockDoc.releasers : []
 LET isFree = !isBad && !(@owner IN releasers) && (lockDoc == null || lockDoc.owner == null || lockDoc.owner == @owner || lockDoc.expiresAt * 1000 <= nowMs)
 LET newEpoch = lockDoc == null ? nowMs : lockDoc.epoch
 LET newSeq = lockDoc == null ? 1 : lockDoc.seq + 1
-LET newExpiry = nowMs + @leaseMs
+LET newExpiry = lockDoc != null && lockDoc.owner == @owner ? MAX([nowMs + @leaseMs, ROUND(lockDoc.expiresAt * 1000)]) : nowMs + @leaseMs
 LET written = (
   FOR x IN (isFree ? [1] : [])
     INSERT { _key: @key, name: @name, owner: @owner, epoch: newEpoch, seq: newSeq, expiresAt: newExpiry / 1000, releasers: releasers }
@@ -53,7 +53,7 @@ macro_rules! renew {
             r#"LET nowMs = DATE_NOW()
 LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
 LET isMine = lockDoc != null && lockDoc.name == @name && lockDoc.owner == @owner
-LET newExpiry = nowMs + @leaseMs
+LET newExpiry = isMine && IS_NUMBER(lockDoc.expiresAt) ? MAX([nowMs + @leaseMs, ROUND(lockDoc.expiresAt * 1000)]) : nowMs + @leaseMs
 LET written = (
   FOR x IN (isMine ? [1] : [])
     UPDATE @key WITH { expiresAt: newExpiry / 1000 } IN @@collection OPTIONS { exclusive: true"#,

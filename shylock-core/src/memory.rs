@@ -165,7 +165,8 @@ impl MemoryBackend {
         let now = self.now();
         match self.state().records.get_mut(req.name) {
             Some(rec) if rec.owner.as_ref() == Some(req.owner) => {
-                rec.expires_at = now.saturating_add(req.lease);
+                // A renewal never shortens the lease (a late or shorter one).
+                rec.expires_at = rec.expires_at.max(now.saturating_add(req.lease));
                 RenewOutcome::Renewed {
                     expires_at: rec.expires_at,
                 }

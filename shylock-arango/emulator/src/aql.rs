@@ -49,7 +49,7 @@ LET releasers = IS_ARRAY(lockDoc.releasers) ? lockDoc.releasers : []
 LET isFree = !isBad && !(@owner IN releasers) && (lockDoc == null || lockDoc.owner == null || lockDoc.owner == @owner || lockDoc.expiresAt * 1000 <= nowMs)
 LET newEpoch = lockDoc == null ? nowMs : lockDoc.epoch
 LET newSeq = lockDoc == null ? 1 : lockDoc.seq + 1
-LET newExpiry = nowMs + @leaseMs
+LET newExpiry = lockDoc != null && lockDoc.owner == @owner ? MAX([nowMs + @leaseMs, ROUND(lockDoc.expiresAt * 1000)]) : nowMs + @leaseMs
 LET written = (
   FOR x IN (isFree ? [1] : [])
     INSERT { _key: @key, name: @name, owner: @owner, epoch: newEpoch, seq: newSeq, expiresAt: newExpiry / 1000, releasers: releasers }
@@ -69,7 +69,7 @@ macro_rules! renew {
             r#"LET nowMs = DATE_NOW()
 LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
 LET isMine = lockDoc != null && lockDoc.name == @name && lockDoc.owner == @owner
-LET newExpiry = nowMs + @leaseMs
+LET newExpiry = isMine && IS_NUMBER(lockDoc.expiresAt) ? MAX([nowMs + @leaseMs, ROUND(lockDoc.expiresAt * 1000)]) : nowMs + @leaseMs
 LET written = (
   FOR x IN (isMine ? [1] : [])
     UPDATE @key WITH { expiresAt: newExpiry / 1000 } IN @@collection OPTIONS { exclusive: true"#,
@@ -219,7 +219,12 @@ pub fn execute(
                 None => num(1.0),
                 Some(_) => num(to_number(attr(doc, "seq")) + 1.0),
             };
-            let new_expiry = now + lease_ms;
+            // The owner's own record keeps the later expiry.
+            let new_expiry = if doc.is_some() && attr(doc, "owner") == Some(&owner) {
+                (now + lease_ms).max((to_number(attr(doc, "expiresAt")) * 1000.0).round())
+            } else {
+                now + lease_ms
+            };
             let write = free.then(|| {
                 let mut m = Map::new();
                 m.insert("_key".into(), key.clone());
@@ -252,7 +257,11 @@ pub fn execute(
             let mine = doc.is_some()
                 && attr(doc, "name") == Some(&name)
                 && attr(doc, "owner") == Some(&owner);
-            let new_expiry = now + lease_ms;
+            let new_expiry = if mine && matches!(attr(doc, "expiresAt"), Some(Value::Number(_))) {
+                (now + lease_ms).max((to_number(attr(doc, "expiresAt")) * 1000.0).round())
+            } else {
+                now + lease_ms
+            };
             let write = match (mine, doc) {
                 (true, Some(d)) => {
                     let mut m = d.clone();

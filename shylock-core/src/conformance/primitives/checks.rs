@@ -412,7 +412,8 @@ pub async fn release_is_idempotent(target: &Target) -> Outcome {
 }
 
 /// A late duplicate (the same request with an older `now`) of an
-/// acquisition or of a renewal never moves the owner's expiry earlier:
+/// acquisition or of a renewal, or one asking for a shorter lease, never
+/// moves the owner's expiry earlier:
 /// another owner stays Busy until the later expiry.
 pub async fn late_duplicates_never_shorten_a_lease(target: &Target) -> Outcome {
     let cx = Cx::new(target, Check::LateDuplicatesNeverShorten);
@@ -465,6 +466,35 @@ pub async fn late_duplicates_never_shorten_a_lease(target: &Target) -> Outcome {
         dup.expires_at >= top,
         format!(
             "a late duplicate acquisition never undoes a renewal: {} < {top}",
+            dup.expires_at
+        ),
+    );
+    // A renewal or a duplicate acquisition asking for a shorter lease
+    // (now + 1 s, well before the current expiry) keeps the later expiry:
+    // the contract's max, not a plain overwrite.
+    let short = Duration::from_secs(1);
+    let renewed = cx.ok(
+        main.renew_at(&n, &a, dup.token, short, main.now().await)
+            .await,
+        "a renewal with a shorter lease",
+    );
+    let RenewOutcome::Renewed { expires_at: kept } = renewed else {
+        cx.fail(format!(
+            "the owner's renewal with a shorter lease: {renewed:?}"
+        ));
+    };
+    cx.ensure(
+        kept >= top,
+        format!("a renewal with a shorter lease never shortens the lease: {kept} < {top}"),
+    );
+    let dup = cx.granted(
+        main.acquire_at(&n, &a, short, main.now().await).await,
+        "a duplicate acquisition with a shorter lease",
+    );
+    cx.ensure(
+        dup.expires_at >= top,
+        format!(
+            "a duplicate acquisition with a shorter lease never shortens the lease: {} < {top}",
             dup.expires_at
         ),
     );
