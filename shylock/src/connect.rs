@@ -263,12 +263,7 @@ impl ConnectOptions {
 /// The settings of one connect: the options over the URL's parameters.
 #[derive(Clone)]
 #[cfg_attr(
-    not(any(
-        feature = "mongo-async",
-        feature = "mongo-sync",
-        feature = "arango-async",
-        feature = "arango-sync"
-    )),
+    not(any(feature = "mongo-async", feature = "mongo-sync")),
     allow(dead_code)
 )]
 struct Settings {

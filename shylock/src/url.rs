@@ -323,6 +323,15 @@ impl BackendUrl {
 
     /// The URL handed to the driver: shylock's parameters taken out (and,
     /// for ArangoDB, the credentials); may hold the password, so not public.
+    #[cfg_attr(
+        not(any(
+            feature = "mongo-async",
+            feature = "mongo-sync",
+            feature = "arango-async",
+            feature = "arango-sync"
+        )),
+        allow(dead_code)
+    )]
     pub(crate) fn driver_url(&self) -> &str {
         &self.driver
     }
