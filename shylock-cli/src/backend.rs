@@ -60,7 +60,7 @@ fn choose(args: &BackendArgs) -> Result<Choice, Failure> {
             "no backend: give --mongodb <URI>, --arango <URL> or --backend <URL>, or set SHYLOCK_MONGODB_URI, SHYLOCK_ARANGO_URL or SHYLOCK_BACKEND_URL",
         )),
         several => Err(Failure::usage(format!(
-            "{} are all set: choose one with --mongodb, --arango or --backend",
+            "{} are set: choose one with --mongodb, --arango or --backend",
             several
                 .iter()
                 .map(|(name, ..)| *name)
