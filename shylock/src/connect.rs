@@ -92,6 +92,11 @@ pub enum Driver {
 #[cfg(any(feature = "mongo-async", feature = "mongo-sync"))]
 type MongoHook = Arc<dyn Fn(&mut shylock_mongo::mongodb::options::ClientOptions) + Send + Sync>;
 
+/// A hook that adjusts the ArangoDB backend's options.
+#[cfg(any(feature = "arango-async", feature = "arango-sync"))]
+type ArangoHook =
+    Arc<dyn Fn(shylock_arango::ArangoOptions) -> shylock_arango::ArangoOptions + Send + Sync>;
+
 /// Settings for [`connect_with`] beyond the URL. Each one set here wins over
 /// the URL's `shylock.` parameter of the same name (see [`BackendUrl`]);
 /// settings a backend has no use for are ignored by it.
@@ -121,9 +126,11 @@ pub struct ConnectOptions {
     driver: Driver,
     #[cfg(any(feature = "mongo-async", feature = "mongo-sync"))]
     mongo_client: Option<MongoHook>,
+    #[cfg(any(feature = "arango-async", feature = "arango-sync"))]
+    arango: Option<ArangoHook>,
 }
 
-/// Never the password, nor the hook.
+/// Never the password, nor the hooks.
 impl fmt::Debug for ConnectOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("ConnectOptions");
@@ -142,6 +149,8 @@ impl fmt::Debug for ConnectOptions {
             "mongo_client_options",
             &self.mongo_client.as_ref().map(|_| "<given>"),
         );
+        #[cfg(any(feature = "arango-async", feature = "arango-sync"))]
+        d.field("arango_options", &self.arango.as_ref().map(|_| "<given>"));
         d.finish()
     }
 }
@@ -258,6 +267,32 @@ impl ConnectOptions {
         self.mongo_client = Some(Arc::new(hook));
         self
     }
+
+    /// ArangoDB: adjust the backend's options after they were set from
+    /// these options: for example `wait_for_sync`, or an `http_client` that
+    /// trusts your own certificate authority (`reqwest::Client::builder()
+    /// .add_root_certificate(…)`). Ignored by the other backends.
+    ///
+    /// ```
+    /// use shylock::ConnectOptions;
+    /// let options = ConnectOptions::new().arango_options(|o| o.wait_for_sync(true));
+    /// ```
+    #[cfg(any(feature = "arango-async", feature = "arango-sync"))]
+    #[cfg_attr(
+        docsrs,
+        doc(cfg(any(feature = "arango-async", feature = "arango-sync")))
+    )]
+    #[must_use]
+    pub fn arango_options(
+        mut self,
+        hook: impl Fn(shylock_arango::ArangoOptions) -> shylock_arango::ArangoOptions
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.arango = Some(Arc::new(hook));
+        self
+    }
 }
 
 /// The settings of one connect: the options over the URL's parameters.
@@ -279,6 +314,8 @@ struct Settings {
     prepare: bool,
     #[cfg(any(feature = "mongo-async", feature = "mongo-sync"))]
     mongo_client: Option<MongoHook>,
+    #[cfg(any(feature = "arango-async", feature = "arango-sync"))]
+    arango: Option<ArangoHook>,
 }
 
 impl Settings {
@@ -311,6 +348,8 @@ impl Settings {
             prepare: o.prepare.or(url.bool_param("prepare")?).unwrap_or(true),
             #[cfg(any(feature = "mongo-async", feature = "mongo-sync"))]
             mongo_client: o.mongo_client.clone(),
+            #[cfg(any(feature = "arango-async", feature = "arango-sync"))]
+            arango: o.arango.clone(),
         })
     }
 }
@@ -799,6 +838,9 @@ mod arango {
         }
         if let Some(t) = s.request_timeout.or(s.connect_timeout) {
             o = o.request_timeout(t);
+        }
+        if let Some(hook) = &s.arango {
+            o = hook(o);
         }
         (
             s.url.driver_url().to_owned(),
