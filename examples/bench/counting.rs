@@ -185,19 +185,20 @@ impl Add for Snap {
     }
 }
 
-/// Forwards every primitive to `inner`, counting the calls.
-pub struct Counting<B> {
-    pub inner: B,
+/// Forwards every primitive to `inner` (any backend, or a trait object as
+/// a connect's [`RawBackend`](shylock::RawBackend) gives), counting the calls.
+pub struct Counting<B: ?Sized> {
+    pub inner: Arc<B>,
     pub counts: Arc<Counts>,
 }
 
-impl<B: AsyncBackend> AsyncBackend for Counting<B> {
+impl<B: AsyncBackend + ?Sized> AsyncBackend for Counting<B> {
     fn try_acquire<'a>(
         &'a self,
         req: AcquireRequest<'a>,
     ) -> BoxFuture<'a, Result<AcquireOutcome, BackendError>> {
         self.counts.acquire.fetch_add(1, Relaxed);
-        tracked(&self.counts, AsyncBackend::try_acquire(&self.inner, req))
+        tracked(&self.counts, AsyncBackend::try_acquire(&*self.inner, req))
     }
 
     fn renew<'a>(
@@ -205,7 +206,7 @@ impl<B: AsyncBackend> AsyncBackend for Counting<B> {
         req: RenewRequest<'a>,
     ) -> BoxFuture<'a, Result<RenewOutcome, BackendError>> {
         self.counts.renew.fetch_add(1, Relaxed);
-        tracked(&self.counts, AsyncBackend::renew(&self.inner, req))
+        tracked(&self.counts, AsyncBackend::renew(&*self.inner, req))
     }
 
     fn release<'a>(
@@ -213,7 +214,7 @@ impl<B: AsyncBackend> AsyncBackend for Counting<B> {
         req: ReleaseRequest<'a>,
     ) -> BoxFuture<'a, Result<ReleaseOutcome, BackendError>> {
         self.counts.release.fetch_add(1, Relaxed);
-        tracked(&self.counts, AsyncBackend::release(&self.inner, req))
+        tracked(&self.counts, AsyncBackend::release(&*self.inner, req))
     }
 
     fn inspect<'a>(
@@ -221,7 +222,7 @@ impl<B: AsyncBackend> AsyncBackend for Counting<B> {
         req: InspectRequest<'a>,
     ) -> BoxFuture<'a, Result<Option<LockRecord>, BackendError>> {
         self.counts.inspect.fetch_add(1, Relaxed);
-        tracked(&self.counts, AsyncBackend::inspect(&self.inner, req))
+        tracked(&self.counts, AsyncBackend::inspect(&*self.inner, req))
     }
 
     fn server_time(
@@ -231,55 +232,55 @@ impl<B: AsyncBackend> AsyncBackend for Counting<B> {
         self.counts.server_time.fetch_add(1, Relaxed);
         tracked(
             &self.counts,
-            AsyncBackend::server_time(&self.inner, deadline),
+            AsyncBackend::server_time(&*self.inner, deadline),
         )
     }
 
     fn clock(&self) -> ClockSource {
-        AsyncBackend::clock(&self.inner)
+        AsyncBackend::clock(&*self.inner)
     }
 
     fn describe(&self) -> String {
-        AsyncBackend::describe(&self.inner)
+        AsyncBackend::describe(&*self.inner)
     }
 }
 
-impl<B: SyncBackend> SyncBackend for Counting<B> {
+impl<B: SyncBackend + ?Sized> SyncBackend for Counting<B> {
     fn try_acquire(&self, req: AcquireRequest<'_>) -> Result<AcquireOutcome, BackendError> {
         self.counts.acquire.fetch_add(1, Relaxed);
         let _in_flight = InFlight::new(&self.counts);
-        SyncBackend::try_acquire(&self.inner, req)
+        SyncBackend::try_acquire(&*self.inner, req)
     }
 
     fn renew(&self, req: RenewRequest<'_>) -> Result<RenewOutcome, BackendError> {
         self.counts.renew.fetch_add(1, Relaxed);
         let _in_flight = InFlight::new(&self.counts);
-        SyncBackend::renew(&self.inner, req)
+        SyncBackend::renew(&*self.inner, req)
     }
 
     fn release(&self, req: ReleaseRequest<'_>) -> Result<ReleaseOutcome, BackendError> {
         self.counts.release.fetch_add(1, Relaxed);
         let _in_flight = InFlight::new(&self.counts);
-        SyncBackend::release(&self.inner, req)
+        SyncBackend::release(&*self.inner, req)
     }
 
     fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError> {
         self.counts.inspect.fetch_add(1, Relaxed);
         let _in_flight = InFlight::new(&self.counts);
-        SyncBackend::inspect(&self.inner, req)
+        SyncBackend::inspect(&*self.inner, req)
     }
 
     fn server_time(&self, deadline: Option<Instant>) -> Result<Timestamp, BackendError> {
         self.counts.server_time.fetch_add(1, Relaxed);
         let _in_flight = InFlight::new(&self.counts);
-        SyncBackend::server_time(&self.inner, deadline)
+        SyncBackend::server_time(&*self.inner, deadline)
     }
 
     fn clock(&self) -> ClockSource {
-        SyncBackend::clock(&self.inner)
+        SyncBackend::clock(&*self.inner)
     }
 
     fn describe(&self) -> String {
-        SyncBackend::describe(&self.inner)
+        SyncBackend::describe(&*self.inner)
     }
 }

@@ -8,14 +8,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shylock::{Backend, MemoryBackend};
+use shylock::{Backend, BackendUrl, ConnectOptions, Driver, MemoryBackend, RawBackend};
 
 use crate::counting::{Counting, Counts};
 use crate::slow::{SLOW_DELAY, Slow};
 use crate::util::{R, err, wall_ns};
 
 /// The MongoDB database of our locks.
-#[cfg(feature = "mongo")]
 pub const DB: &str = "shylock_bench";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -367,13 +366,11 @@ impl Target {
         counts: &Arc<Counts>,
         collection: Option<&str>,
     ) -> R<Backend> {
-        match self.kind {
-            Kind::Memory | Kind::MemorySlow => self.memory_handle(counts),
-            Kind::DocumentDb | Kind::Mongo => mongo_async_handle(self, counts, collection).await,
-            Kind::Arango | Kind::ArangoEmulator => {
-                arango_async_handle(self, counts, collection).await
-            }
+        if self.kind.is_memory() {
+            return self.memory_handle(counts);
         }
+        let (url, options) = self.connect_options(counts, collection, Driver::Async)?;
+        counted(url.connect(&options).await?.raw(), counts)
     }
 
     /// A new handle on the in-memory backend (both forms), counting into
@@ -387,14 +384,17 @@ impl Target {
         let counts = Arc::clone(counts);
         Ok(if self.kind == Kind::MemorySlow {
             Backend::from_both(Counting {
-                inner: Slow {
+                inner: Arc::new(Slow {
                     inner,
                     delay: SLOW_DELAY,
-                },
+                }),
                 counts,
             })
         } else {
-            Backend::from_both(Counting { inner, counts })
+            Backend::from_both(Counting {
+                inner: Arc::new(inner),
+                counts,
+            })
         })
     }
 
@@ -406,11 +406,51 @@ impl Target {
     /// [`sync_handle`](Self::sync_handle) on another collection than the
     /// default `shylock` (MongoDB, ArangoDB).
     pub fn sync_handle_in(&self, counts: &Arc<Counts>, collection: Option<&str>) -> R<Backend> {
-        match self.kind {
-            Kind::Memory | Kind::MemorySlow => self.memory_handle(counts),
-            Kind::DocumentDb | Kind::Mongo => mongo_sync_handle(self, counts, collection),
-            Kind::Arango | Kind::ArangoEmulator => arango_sync_handle(self, counts, collection),
+        if self.kind.is_memory() {
+            return self.memory_handle(counts);
         }
+        let (url, options) = self.connect_options(counts, collection, Driver::Sync)?;
+        counted(url.connect_blocking(&options)?.raw(), counts)
+    }
+
+    /// The server's backend URL, and the options of a new handle on it
+    /// (MongoDB: database [`DB`], the FerretDB opt-in, command monitoring;
+    /// ArangoDB: credentials and database), on `collection` if given (else
+    /// the default `shylock`).
+    #[cfg_attr(not(feature = "mongo"), allow(unused_variables))]
+    fn connect_options(
+        &self,
+        counts: &Arc<Counts>,
+        collection: Option<&str>,
+        driver: Driver,
+    ) -> R<(BackendUrl, ConnectOptions)> {
+        let mut options = ConnectOptions::new().driver(driver);
+        let url = if let Some(uri) = &self.mongo_uri {
+            // On the FerretDB v1 that the benchmark starts, the opt-in to a
+            // server without atomic conditional updates (the backend refuses
+            // it otherwise; the benchmark measures speed and load there,
+            // and counts the double grants FerretDB causes in C).
+            options = options
+                .database(DB)
+                .allow_non_atomic_server(self.is_ferretdb);
+            #[cfg(feature = "mongo")]
+            {
+                options = options.mongo_client_options(monitored(counts));
+            }
+            uri
+        } else if let Some(a) = &self.arango {
+            options = options
+                .user(a.user.clone())
+                .password(a.password.clone())
+                .database(a.db.clone());
+            &a.url
+        } else {
+            return Err(err("no server"));
+        };
+        if let Some(c) = collection {
+            options = options.collection(c);
+        }
+        Ok((BackendUrl::parse(url)?, options))
     }
 }
 
@@ -438,136 +478,40 @@ fn redact(uri: &str) -> String {
     }
 }
 
-#[cfg(feature = "mongo")]
-use shylock::mongo::mongodb;
+/// A handle on `raw` that counts its calls into `counts`.
+fn counted(raw: &RawBackend, counts: &Arc<Counts>) -> R<Backend> {
+    let counts = Arc::clone(counts);
+    Ok(match raw {
+        RawBackend::Async(inner) => Backend::from_async_arc(Arc::new(Counting {
+            inner: Arc::clone(inner),
+            counts,
+        })),
+        RawBackend::Sync(inner) => Backend::from_sync_arc(Arc::new(Counting {
+            inner: Arc::clone(inner),
+            counts,
+        })),
+        other => return Err(err(format!("cannot count the calls of {other:?}"))),
+    })
+}
 
+/// The MongoDB driver's command monitoring, counting into `counts.wire`.
 #[cfg(feature = "mongo")]
 fn monitored(
-    mut options: mongodb::options::ClientOptions,
     counts: &Arc<Counts>,
-) -> mongodb::options::ClientOptions {
-    use mongodb::event::{EventHandler, command::CommandEvent};
+) -> impl Fn(&mut shylock::mongo::mongodb::options::ClientOptions) + Send + Sync + 'static {
+    use shylock::mongo::mongodb::event::{EventHandler, command::CommandEvent};
     let counts = Arc::clone(counts);
-    options.command_event_handler = Some(EventHandler::callback(move |event: CommandEvent| {
-        if let CommandEvent::Started(_) = event {
-            counts
-                .wire
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    }));
-    options.app_name = Some("shylock-bench".into());
-    options
-}
-
-/// The backend's options: on the FerretDB v1 that the benchmark starts, the
-/// opt-in to a server without atomic conditional updates (the backend refuses
-/// it otherwise; the benchmark measures speed and load there, and counts the
-/// double grants FerretDB causes in C).
-#[cfg(feature = "mongo")]
-fn bench_mongo_options(t: &Target) -> shylock::mongo::MongoOptions {
-    shylock::mongo::MongoOptions::new().allow_non_atomic_server(t.is_ferretdb)
-}
-
-#[cfg(feature = "mongo")]
-async fn mongo_async_handle(
-    t: &Target,
-    counts: &Arc<Counts>,
-    collection: Option<&str>,
-) -> R<Backend> {
-    let uri = t
-        .mongo_uri
-        .as_deref()
-        .ok_or_else(|| err("no MongoDB URI"))?;
-    let options = mongodb::options::ClientOptions::parse(uri).await?;
-    let client = mongodb::Client::with_options(monitored(options, counts))?;
-    let mut options = bench_mongo_options(t);
-    if let Some(c) = collection {
-        options = options.collection(c);
+    move |options| {
+        let counts = Arc::clone(&counts);
+        options.command_event_handler = Some(EventHandler::callback(move |event: CommandEvent| {
+            if let CommandEvent::Started(_) = event {
+                counts
+                    .wire
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }));
+        options.app_name = Some("shylock-bench".into());
     }
-    let backend = shylock::mongo::MongoBackend::create_with(&client, DB, options).await?;
-    Ok(Backend::from_async_arc(Arc::new(Counting {
-        inner: backend,
-        counts: Arc::clone(counts),
-    })))
-}
-
-#[cfg(feature = "mongo")]
-fn mongo_sync_handle(t: &Target, counts: &Arc<Counts>, collection: Option<&str>) -> R<Backend> {
-    let uri = t
-        .mongo_uri
-        .as_deref()
-        .ok_or_else(|| err("no MongoDB URI"))?;
-    let options = mongodb::options::ClientOptions::parse(uri).run()?;
-    let client = mongodb::sync::Client::with_options(monitored(options, counts))?;
-    let mut options = bench_mongo_options(t);
-    if let Some(c) = collection {
-        options = options.collection(c);
-    }
-    let backend = shylock::mongo::sync::MongoBackend::create_with(&client, DB, options)?;
-    Ok(Backend::from_sync_arc(Arc::new(Counting {
-        inner: backend,
-        counts: Arc::clone(counts),
-    })))
-}
-
-#[cfg(not(feature = "mongo"))]
-async fn mongo_async_handle(_: &Target, _: &Arc<Counts>, _: Option<&str>) -> R<Backend> {
-    Err(err("built without the `mongo` feature"))
-}
-
-#[cfg(not(feature = "mongo"))]
-fn mongo_sync_handle(_: &Target, _: &Arc<Counts>, _: Option<&str>) -> R<Backend> {
-    Err(err("built without the `mongo` feature"))
-}
-
-#[cfg(feature = "arango")]
-async fn arango_async_handle(
-    t: &Target,
-    counts: &Arc<Counts>,
-    collection: Option<&str>,
-) -> R<Backend> {
-    let a = t.arango.as_ref().ok_or_else(|| err("no ArangoDB URL"))?;
-    let options = match collection {
-        Some(c) => shylock::arango::ArangoOptions::new().collection(c),
-        None => shylock::arango::ArangoOptions::new(),
-    };
-    let backend =
-        shylock::arango::ArangoBackend::connect_with(&a.url, &a.user, &a.password, &a.db, options)
-            .await?;
-    Ok(Backend::from_async_arc(Arc::new(Counting {
-        inner: backend,
-        counts: Arc::clone(counts),
-    })))
-}
-
-#[cfg(feature = "arango")]
-fn arango_sync_handle(t: &Target, counts: &Arc<Counts>, collection: Option<&str>) -> R<Backend> {
-    let a = t.arango.as_ref().ok_or_else(|| err("no ArangoDB URL"))?;
-    let options = match collection {
-        Some(c) => shylock::arango::ArangoOptions::new().collection(c),
-        None => shylock::arango::ArangoOptions::new(),
-    };
-    let backend = shylock::arango::sync::ArangoBackend::connect_with(
-        &a.url,
-        &a.user,
-        &a.password,
-        &a.db,
-        options,
-    )?;
-    Ok(Backend::from_sync_arc(Arc::new(Counting {
-        inner: backend,
-        counts: Arc::clone(counts),
-    })))
-}
-
-#[cfg(not(feature = "arango"))]
-async fn arango_async_handle(_: &Target, _: &Arc<Counts>, _: Option<&str>) -> R<Backend> {
-    Err(err("built without the `arango` feature"))
-}
-
-#[cfg(not(feature = "arango"))]
-fn arango_sync_handle(_: &Target, _: &Arc<Counts>, _: Option<&str>) -> R<Backend> {
-    Err(err("built without the `arango` feature"))
 }
 
 /// The repository root (the examples crate's parent).

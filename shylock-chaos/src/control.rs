@@ -20,7 +20,7 @@ use shylock_testkit::proxy::{Mode, Proxy};
 
 use crate::check::{self, Fault, FaultKind, Report};
 use crate::events::{Event, mono_ns, parse_log};
-use crate::worker::{Form, Server, WorkerConfig};
+use crate::worker::{Form, WorkerConfig};
 
 /// What the workers lock against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -328,22 +328,25 @@ impl Backend {
         }
     }
 
-    fn server(&self) -> Server {
+    /// The workers' backend URL (see [`shylock::BackendUrl`]).
+    fn url(&self) -> String {
         match self {
-            Backend::Mongo { proxy, .. } => Server::Mongo { uri: proxy.uri() },
-            Backend::DocumentDb { server, proxy } => Server::Mongo {
-                uri: server.uri_via(proxy.addr()),
-            },
+            Backend::Mongo { proxy, .. } => proxy.uri(),
+            Backend::DocumentDb { server, proxy } => server.uri_via(proxy.addr()),
             Backend::Emulator {
                 url,
                 user,
                 password,
                 ..
-            } => Server::Arango {
-                url: url.clone(),
-                user: user.clone(),
-                password: password.clone(),
-            },
+            } => {
+                let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+                format!(
+                    "{scheme}://{}:{}@{rest}{}shylock.collection=shylock_chaos",
+                    encode(user),
+                    encode(password),
+                    if rest.contains('?') { '&' } else { '?' }
+                )
+            }
         }
     }
 
@@ -367,6 +370,19 @@ impl Backend {
             Backend::Emulator { proc, .. } => proc.stop(Duration::from_secs(3)),
         }
     }
+}
+
+/// `s` percent-encoded for the user-information part of a URL.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// The worker processes, by slot.
@@ -458,7 +474,7 @@ pub fn run(config: &RunConfig) -> Result<Outcome, String> {
     std::fs::create_dir_all(&config.dir).map_err(|e| e.to_string())?;
     let mut backend = Backend::start(config)?;
     let base = WorkerConfig {
-        server: backend.server(),
+        backend: backend.url(),
         database: backend.database().into(),
         lock: "chaos".into(),
         form: Form::Sync,

@@ -31,30 +31,12 @@ impl Form {
     }
 }
 
-/// Where the lock lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Server {
-    /// A MongoDB-protocol server (DocumentDB or FerretDB behind the proxy).
-    Mongo {
-        /// Connection string.
-        uri: String,
-    },
-    /// ArangoDB's HTTP API (the emulator).
-    Arango {
-        /// Base URL.
-        url: String,
-        /// User.
-        user: String,
-        /// Password.
-        password: String,
-    },
-}
-
 /// A worker's settings.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// The server.
-    pub server: Server,
+    /// The backend, by URL (see [`shylock::BackendUrl`]): the MongoDB
+    /// connection string, or the ArangoDB URL with its credentials.
+    pub backend: String,
     /// The database.
     pub database: String,
     /// The lock name.
@@ -94,22 +76,13 @@ impl WorkerConfig {
                 .parse()
                 .map_err(|_| format!("{key} needs a number"))
         };
-        let server = match get("--backend")?.as_str() {
-            "mongo" => Server::Mongo { uri: get("--uri")? },
-            "arango" => Server::Arango {
-                url: get("--url")?,
-                user: get("--user")?,
-                password: get("--password")?,
-            },
-            other => return Err(format!("unknown backend {other:?}")),
-        };
         let form = match get("--form")?.as_str() {
             "sync" => Form::Sync,
             "async" => Form::Async,
             other => return Err(format!("unknown form {other:?}")),
         };
         Ok(WorkerConfig {
-            server,
+            backend: get("--backend")?,
             database: get("--database")?,
             lock: get("--lock")?,
             form,
@@ -125,31 +98,7 @@ impl WorkerConfig {
 
     /// The arguments that [`from_args`](Self::from_args) reads back.
     pub fn to_args(&self) -> Vec<String> {
-        let mut a: Vec<String> = Vec::new();
-        match &self.server {
-            Server::Mongo { uri } => {
-                a.extend([
-                    "--backend".into(),
-                    "mongo".into(),
-                    "--uri".into(),
-                    uri.clone(),
-                ]);
-            }
-            Server::Arango {
-                url,
-                user,
-                password,
-            } => a.extend([
-                "--backend".into(),
-                "arango".into(),
-                "--url".into(),
-                url.clone(),
-                "--user".into(),
-                user.clone(),
-                "--password".into(),
-                password.clone(),
-            ]),
-        }
+        let mut a: Vec<String> = vec!["--backend".into(), self.backend.clone()];
         a.extend([
             "--database".into(),
             self.database.clone(),
@@ -259,90 +208,31 @@ pub fn run(config: &WorkerConfig) -> Result<(), String> {
 }
 
 async fn connect(config: &WorkerConfig) -> Result<shylock::Backend, String> {
-    use shylock::arango::ArangoOptions;
-    use shylock::mongo::{MongoOptions, mongodb};
-    let err = |e: &dyn std::fmt::Display| e.to_string();
+    use shylock::{BackendUrl, ConnectOptions, Driver};
+    let url = BackendUrl::parse(&config.backend).map_err(|e| e.to_string())?;
+    let app_name = format!("shylock-chaos-{}", config.id);
+    let options = ConnectOptions::new()
+        .database(config.database.clone())
+        .driver(match config.form {
+            Form::Async => Driver::Async,
+            Form::Sync => Driver::Sync,
+        })
+        // FerretDB v1 behind the serializing proxy is linearizable; the
+        // backend refuses FerretDB without this opt-in (which changes
+        // nothing on DocumentDB, which is not FerretDB).
+        .allow_non_atomic_server(true)
+        .mongo_client_options(move |options| {
+            options.app_name = Some(app_name.clone());
+            options.server_selection_timeout = Some(Duration::from_secs(2));
+            options.connect_timeout = Some(Duration::from_secs(2));
+            options.heartbeat_freq = Some(Duration::from_millis(500));
+        });
     // Retries: the server may be down (killed, paused) while we start.
     let started = Instant::now();
     loop {
-        let attempt: Result<shylock::Backend, String> = match (&config.server, config.form) {
-            (Server::Mongo { uri }, form) => {
-                let mut options = mongodb::options::ClientOptions::parse(uri)
-                    .await
-                    .map_err(|e| err(&e))?;
-                options.app_name = Some(format!("shylock-chaos-{}", config.id));
-                options.server_selection_timeout = Some(Duration::from_secs(2));
-                options.connect_timeout = Some(Duration::from_secs(2));
-                options.heartbeat_freq = Some(Duration::from_millis(500));
-                // FerretDB v1 behind the serializing proxy is linearizable;
-                // the backend refuses FerretDB without this opt-in (which
-                // changes nothing on DocumentDB, which is not FerretDB).
-                let opts = MongoOptions::new().allow_non_atomic_server(true);
-                match form {
-                    Form::Async => {
-                        let client = mongodb::Client::with_options(options).map_err(|e| err(&e))?;
-                        shylock::mongo::MongoBackend::create_with(&client, &config.database, opts)
-                            .await
-                            .map(Into::into)
-                            .map_err(|e| err(&e))
-                    }
-                    Form::Sync => {
-                        let (db, options) = (config.database.clone(), options);
-                        tokio::task::spawn_blocking(move || {
-                            let client = mongodb::sync::Client::with_options(options)
-                                .map_err(|e| err(&e))?;
-                            shylock::mongo::sync::MongoBackend::create_with(&client, &db, opts)
-                                .map(Into::into)
-                                .map_err(|e| err(&e))
-                        })
-                        .await
-                        .map_err(|e| err(&e))?
-                    }
-                }
-            }
-            (
-                Server::Arango {
-                    url,
-                    user,
-                    password,
-                },
-                form,
-            ) => {
-                let opts = ArangoOptions::new().collection("shylock_chaos");
-                match form {
-                    Form::Async => shylock::arango::ArangoBackend::connect_with(
-                        url,
-                        user,
-                        password,
-                        &config.database,
-                        opts,
-                    )
-                    .await
-                    .map(Into::into)
-                    .map_err(|e| err(&e)),
-                    Form::Sync => {
-                        let (url, user, password, db) = (
-                            url.clone(),
-                            user.clone(),
-                            password.clone(),
-                            config.database.clone(),
-                        );
-                        tokio::task::spawn_blocking(move || {
-                            shylock::arango::sync::ArangoBackend::connect_with(
-                                &url, &user, &password, &db, opts,
-                            )
-                            .map(Into::into)
-                            .map_err(|e| err(&e))
-                        })
-                        .await
-                        .map_err(|e| err(&e))?
-                    }
-                }
-            }
-        };
-        match attempt {
-            Ok(b) => return Ok(b),
-            Err(e) if started.elapsed() > Duration::from_secs(30) => return Err(e),
+        match url.connect(&options).await {
+            Ok(connection) => return Ok(connection.into_backend()),
+            Err(e) if started.elapsed() > Duration::from_secs(30) => return Err(e.to_string()),
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }

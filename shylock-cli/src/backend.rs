@@ -1,22 +1,14 @@
 //! Connecting to the backend named on the command line or in the
-//! environment.
+//! environment: the flags and variables make a URL and options for
+//! [`shylock::BackendUrl::connect`].
 
 use std::future::Future;
 use std::time::Duration;
 
-use shylock::Backend;
-use shylock::arango::{ArangoBackend, ArangoOptions};
-use shylock::mongo::mongodb::{self, bson::doc};
-use shylock::mongo::{MongoBackend, MongoOptions};
+use shylock::{Backend, BackendKind, BackendUrl, ConnectError, ConnectOptions};
 
 use crate::cli::BackendArgs;
 use crate::exit::{Failure, one_line};
-
-/// The backend chosen, with what is needed to connect.
-enum Choice {
-    Mongo(String),
-    Arango(String),
-}
 
 /// A connected backend.
 pub struct Connected {
@@ -27,26 +19,54 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
+/// Where the URL came from: the backend its flag or variable names (none
+/// for `--backend` and `SHYLOCK_BACKEND_URL`, which take any backend URL).
+struct Choice {
+    url: String,
+    expected: Option<BackendKind>,
+}
+
 fn choose(args: &BackendArgs) -> Result<Choice, Failure> {
-    match (&args.mongodb, &args.arango) {
-        (Some(uri), None) => return Ok(Choice::Mongo(uri.clone())),
-        (None, Some(url)) => return Ok(Choice::Arango(url.clone())),
+    let given = [
+        (args.mongodb.as_ref(), Some(BackendKind::Mongo)),
+        (args.arango.as_ref(), Some(BackendKind::Arango)),
+        (args.backend.as_ref(), None),
+    ];
+    let mut flags = given.into_iter().filter_map(|(u, k)| Some((u?.clone(), k)));
+    match (flags.next(), flags.next()) {
+        (Some((url, expected)), None) => return Ok(Choice { url, expected }),
         (Some(_), Some(_)) => {
             return Err(Failure::usage(
-                "give either --mongodb or --arango, not both",
+                "give one of --mongodb, --arango and --backend, not several",
             ));
         }
-        (None, None) => {}
+        (None, _) => {}
     }
-    match (env("SHYLOCK_MONGODB_URI"), env("SHYLOCK_ARANGO_URL")) {
-        (Some(uri), None) => Ok(Choice::Mongo(uri)),
-        (None, Some(url)) => Ok(Choice::Arango(url)),
-        (Some(_), Some(_)) => Err(Failure::usage(
-            "both SHYLOCK_MONGODB_URI and SHYLOCK_ARANGO_URL are set: choose one with --mongodb or --arango",
+    let variables = [
+        ("SHYLOCK_MONGODB_URI", Some(BackendKind::Mongo)),
+        ("SHYLOCK_ARANGO_URL", Some(BackendKind::Arango)),
+        ("SHYLOCK_BACKEND_URL", None),
+    ];
+    let set: Vec<_> = variables
+        .into_iter()
+        .filter_map(|(name, expected)| Some((name, env(name)?, expected)))
+        .collect();
+    match &set[..] {
+        [(_, url, expected)] => Ok(Choice {
+            url: url.clone(),
+            expected: *expected,
+        }),
+        [] => Err(Failure::usage(
+            "no backend: give --mongodb <URI>, --arango <URL> or --backend <URL>, or set SHYLOCK_MONGODB_URI, SHYLOCK_ARANGO_URL or SHYLOCK_BACKEND_URL",
         )),
-        (None, None) => Err(Failure::usage(
-            "no backend: give --mongodb <URI> or --arango <URL>, or set SHYLOCK_MONGODB_URI or SHYLOCK_ARANGO_URL",
-        )),
+        several => Err(Failure::usage(format!(
+            "{} are set: choose one with --mongodb, --arango or --backend",
+            several
+                .iter()
+                .map(|(name, ..)| *name)
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ))),
     }
 }
 
@@ -78,140 +98,114 @@ pub async fn bounded<T>(
     }
 }
 
+/// The exit code and message for a failed connect.
+fn connect_failure(e: &ConnectError) -> Failure {
+    match e {
+        ConnectError::Backend(e) => Failure::from_lock_error(e),
+        other => Failure::config(one_line(&other.to_string())),
+    }
+}
+
+/// The URL, checked against the flag or variable that gave it.
+fn parse(choice: &Choice) -> Result<BackendUrl, Failure> {
+    let what = match choice.expected {
+        Some(BackendKind::Mongo) => "bad MongoDB connection string",
+        Some(BackendKind::Arango) => "bad ArangoDB URL",
+        _ => "bad backend URL",
+    };
+    let url = BackendUrl::parse(&choice.url).map_err(|e| match e {
+        ConnectError::BadUrl { url, reason } => {
+            Failure::config(one_line(&format!("{what} `{url}`: {reason}")))
+        }
+        other => connect_failure(&other),
+    })?;
+    match choice.expected {
+        Some(expected) if expected != url.kind() => Err(Failure::config(format!(
+            "{what} `{url}`: it names {}",
+            url.kind()
+        ))),
+        _ => Ok(url),
+    }
+}
+
+/// The options the flags and variables give for `url`.
+fn options(
+    args: &BackendArgs,
+    url: &BackendUrl,
+    bound: Duration,
+    prepare: bool,
+) -> Result<ConnectOptions, Failure> {
+    let password = read_password_file(args)?;
+    let mut options = ConnectOptions::new()
+        .collection(args.collection.clone())
+        .connect_timeout(bound)
+        .prepare(prepare);
+    if args.allow_non_atomic_server {
+        options = options.allow_non_atomic_server(true);
+    }
+    match url.kind() {
+        BackendKind::Mongo => {
+            if password.is_some() && url.user().is_none() {
+                return Err(Failure::config(
+                    "--password-file with MongoDB needs a user name in the connection string (mongodb://USER@host/)",
+                ));
+            }
+            if args.user.is_some() {
+                return Err(Failure::usage(
+                    "--user is for ArangoDB; with MongoDB put the user name in the connection string",
+                ));
+            }
+            let allow_non_atomic = args.allow_non_atomic_server;
+            options = options.mongo_client_options(move |o| {
+                o.app_name = Some("shylock-cli".into());
+                if allow_non_atomic {
+                    // The only safe use of such a server: one connection per process.
+                    o.max_pool_size = Some(1);
+                }
+            });
+            if let Some(password) = password {
+                options = options.password(password);
+            }
+            if let Some(db) = &args.database {
+                options = options.database(db.clone());
+            }
+        }
+        _ => {
+            let user = args.user.clone().or_else(|| env("SHYLOCK_ARANGO_USER"));
+            if let Some(user) = user {
+                options = options.user(user);
+            }
+            let password = password.or_else(|| std::env::var("SHYLOCK_ARANGO_PASSWORD").ok());
+            if let Some(password) = password {
+                options = options.password(password);
+            }
+            let db = args.database.clone().or_else(|| env("SHYLOCK_ARANGO_DB"));
+            if let Some(db) = db {
+                options = options.database(db);
+            }
+        }
+    }
+    Ok(options)
+}
+
 /// Connect to the backend and check that the server answers, all within
-/// `bound`. With `prepare`, also create the collection and its indexes.
+/// `bound`. With `prepare`, also create the collection and its indexes
+/// (MongoDB; the ArangoDB backend always prepares).
 pub async fn connect(
     args: &BackendArgs,
     bound: Duration,
     prepare: bool,
 ) -> Result<Connected, Failure> {
-    let choice = choose(args)?;
-    let password = read_password_file(args)?;
-    match choice {
-        Choice::Mongo(uri) => {
-            bounded(
-                bound,
-                "connecting to MongoDB",
-                connect_mongo(args, &uri, password, bound, prepare),
-            )
+    let url = parse(&choose(args)?)?;
+    let options = options(args, &url, bound, prepare)?;
+    bounded(bound, &format!("connecting to {}", url.kind()), async {
+        let connection = url
+            .connect(&options)
             .await
-        }
-        Choice::Arango(url) => {
-            bounded(
-                bound,
-                "connecting to ArangoDB",
-                connect_arango(args, &url, password, bound),
-            )
-            .await
-        }
-    }
-}
-
-fn mongo_failure(what: &str, e: &mongodb::error::Error) -> Failure {
-    use mongodb::error::ErrorKind;
-    let message = format!("{what}: {}", one_line(&e.kind.to_string()));
-    match &*e.kind {
-        ErrorKind::Authentication { .. } => Failure::new(crate::exit::NOPERM, message),
-        ErrorKind::InvalidArgument { .. } => Failure::config(message),
-        ErrorKind::Command(c) if c.code == 13 || c.code == 18 => {
-            Failure::new(crate::exit::NOPERM, message)
-        }
-        _ => Failure::unavailable(message),
-    }
-}
-
-async fn connect_mongo(
-    args: &BackendArgs,
-    uri: &str,
-    password: Option<String>,
-    bound: Duration,
-    prepare: bool,
-) -> Result<Connected, Failure> {
-    let mut options = mongodb::options::ClientOptions::parse(uri)
-        .await
-        .map_err(|e| mongo_failure("bad MongoDB connection string", &e))?;
-    options.app_name = Some("shylock-cli".into());
-    options.server_selection_timeout = Some(bound);
-    options.connect_timeout = Some(bound);
-    if args.allow_non_atomic_server {
-        // The only safe use of such a server: one connection per process.
-        options.max_pool_size = Some(1);
-    }
-    if let Some(password) = password {
-        match options.credential.as_mut() {
-            Some(credential) if credential.username.is_some() => {
-                credential.password = Some(password);
-            }
-            _ => {
-                return Err(Failure::config(
-                    "--password-file with MongoDB needs a user name in the connection string (mongodb://USER@host/)",
-                ));
-            }
-        }
-    }
-    if args.user.is_some() {
-        return Err(Failure::usage(
-            "--user is for ArangoDB; with MongoDB put the user name in the connection string",
-        ));
-    }
-    let db = args
-        .database
-        .clone()
-        .or_else(|| options.default_database.clone())
-        .unwrap_or_else(|| "shylock".to_owned());
-    let client = mongodb::Client::with_options(options)
-        .map_err(|e| mongo_failure("bad MongoDB client settings", &e))?;
-    // `--connect-timeout` is also the set-up deadline (the backend's own
-    // default, 10 s, would cut a longer one short).
-    let mongo_options = MongoOptions::new()
-        .collection(args.collection.clone())
-        .allow_non_atomic_server(args.allow_non_atomic_server)
-        .setup_timeout(bound.max(Duration::from_millis(1)));
-    let backend = if prepare {
-        MongoBackend::create_with(&client, &db, mongo_options)
-            .await
-            .map_err(|e| Failure::from_lock_error(&e))?
-    } else {
-        let backend = MongoBackend::new(&client, &db, mongo_options)
-            .map_err(|e| Failure::from_lock_error(&e))?;
-        client
-            .database(&db)
-            .run_command(doc! { "ping": 1 })
-            .await
-            .map_err(|e| mongo_failure("cannot reach MongoDB", &e))?;
-        backend
-    };
-    Ok(Connected {
-        handle: Backend::from(backend),
+            .map_err(|e| connect_failure(&e))?;
+        Ok(Connected {
+            handle: connection.into_backend(),
+        })
     })
-}
-
-async fn connect_arango(
-    args: &BackendArgs,
-    url: &str,
-    password: Option<String>,
-    bound: Duration,
-) -> Result<Connected, Failure> {
-    let user = args
-        .user
-        .clone()
-        .or_else(|| env("SHYLOCK_ARANGO_USER"))
-        .unwrap_or_else(|| "root".to_owned());
-    let password = password
-        .or_else(|| std::env::var("SHYLOCK_ARANGO_PASSWORD").ok())
-        .unwrap_or_default();
-    let db = args
-        .database
-        .clone()
-        .or_else(|| env("SHYLOCK_ARANGO_DB"))
-        .unwrap_or_else(|| "_system".to_owned());
-    let options = ArangoOptions::new()
-        .collection(args.collection.clone())
-        .request_timeout(bound);
-    let backend = ArangoBackend::connect_with(url, &user, &password, &db, options)
-        .await
-        .map_err(|e| Failure::from_lock_error(&e))?;
-    Ok(Connected {
-        handle: Backend::from(backend),
-    })
+    .await
 }

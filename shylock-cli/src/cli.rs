@@ -34,8 +34,9 @@ stopped by SIGTTIN).";
 
 const ENVIRONMENT: &str = "\
 Environment:
-  SHYLOCK_MONGODB_URI      MongoDB connection string, if neither --mongodb nor --arango is given
-  SHYLOCK_ARANGO_URL       ArangoDB URL, if neither --mongodb nor --arango is given
+  SHYLOCK_MONGODB_URI      MongoDB connection string, if none of --mongodb, --arango, --backend is given
+  SHYLOCK_ARANGO_URL       ArangoDB URL, if none of --mongodb, --arango, --backend is given
+  SHYLOCK_BACKEND_URL      any backend URL (mongodb://, http(s)://, memory://NAME), likewise
   SHYLOCK_ARANGO_USER      ArangoDB user (default root)
   SHYLOCK_ARANGO_PASSWORD  ArangoDB password (or --password-file; never on the command line)
   SHYLOCK_ARANGO_DB        ArangoDB database (default _system)";
@@ -75,12 +76,19 @@ pub struct BackendArgs {
     /// MongoDB connection string, e.g. mongodb://host:27017/ (or
     /// SHYLOCK_MONGODB_URI). Put credentials in the environment variable or
     /// use --password-file, not the command line.
-    #[arg(long, value_name = "URI", conflicts_with = "arango")]
+    #[arg(long, value_name = "URI", conflicts_with_all = ["arango", "backend"])]
     pub mongodb: Option<String>,
 
     /// ArangoDB URL, e.g. http://host:8529 (or SHYLOCK_ARANGO_URL).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "backend")]
     pub arango: Option<String>,
+
+    /// Any backend by URL (or SHYLOCK_BACKEND_URL): mongodb:// or
+    /// mongodb+srv:// for MongoDB, http:// or https:// for ArangoDB,
+    /// memory://NAME for locks within this process only; shylock's own URL
+    /// parameters start with `shylock.` (e.g. ?shylock.collection=locks).
+    #[arg(long, value_name = "URL")]
+    pub backend: Option<String>,
 
     /// ArangoDB user [env: SHYLOCK_ARANGO_USER] [default: root]. For
     /// MongoDB, the user name goes into the connection string.

@@ -553,6 +553,103 @@ fn bad_input_and_unreachable_servers_fail_with_one_line_and_their_codes() {
     );
 }
 
+/// `--backend URL` and `SHYLOCK_BACKEND_URL` take any backend URL (here
+/// `memory://`, locks of this process only); `--mongodb` and `--arango` keep
+/// to their own backend; passwords never show.
+#[test]
+fn a_backend_url_names_any_backend() {
+    let run = |args: &[&str], env: Option<(&str, &str)>| {
+        let mut cmd = shylock();
+        cmd.args(args);
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        let out = run_within(&mut cmd, LIMIT);
+        let stderr = text(&out.stderr);
+        assert!(!stderr.contains("hunter2"), "{args:?}: {stderr}");
+        (out.status.code(), text(&out.stdout), stderr)
+    };
+    let (code, stdout, _) = run(&["inspect", "--backend", "memory://cli", "x"], None);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("free"), "{stdout}");
+    let (code, stdout, _) = run(&["setup"], Some(("SHYLOCK_BACKEND_URL", "memory://cli")));
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("ready"), "{stdout}");
+    let (code, stdout, _) = run(
+        &[
+            "run",
+            "--backend",
+            "memory://cli",
+            "-n",
+            "x",
+            "--",
+            "echo",
+            "ran",
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout.trim(), "ran");
+    for (args, env, code, needle) in [
+        (
+            &["inspect", "--mongodb", "http://u:hunter2@127.0.0.1:1", "x"][..],
+            None,
+            78,
+            "names ArangoDB",
+        ),
+        (
+            &["inspect", "--arango", "memory://x", "x"][..],
+            None,
+            78,
+            "bad ArangoDB URL",
+        ),
+        (
+            &["inspect", "--backend", "ftp://u:hunter2@h/", "x"][..],
+            None,
+            78,
+            "unknown scheme `ftp`",
+        ),
+        (
+            &["inspect", "--backend", "memory://x?shylock.nope=1", "x"][..],
+            None,
+            78,
+            "shylock.nope",
+        ),
+        (
+            &[
+                "inspect",
+                "--mongodb",
+                "mongodb://127.0.0.1:1/",
+                "--backend",
+                "memory://x",
+                "x",
+            ][..],
+            None,
+            64,
+            "--backend",
+        ),
+        (
+            // The flag wins over the variable: MongoDB, not memory.
+            &[
+                "inspect",
+                "--connect-timeout",
+                "1s",
+                "--mongodb",
+                "mongodb://127.0.0.1:1/",
+                "x",
+            ][..],
+            Some(("SHYLOCK_BACKEND_URL", "memory://x")),
+            69,
+            "MongoDB",
+        ),
+    ] {
+        let (got, _, stderr) = run(args, env);
+        assert_eq!(got, Some(code), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: one line: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn run_help_documents_every_option() {
     let mut cmd = shylock();
@@ -563,6 +660,8 @@ fn run_help_documents_every_option() {
     for option in [
         "--mongodb",
         "--arango",
+        "--backend",
+        "SHYLOCK_BACKEND_URL",
         "--user",
         "--password-file",
         "--database",

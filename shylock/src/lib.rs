@@ -41,12 +41,38 @@
 //! # }
 //! ```
 //!
+//! Or name the backend by URL, as a command line or a configuration file
+//! would, with [`connect`] (async) or [`connect_blocking`]: `mongodb://…`
+//! and `mongodb+srv://…` pick MongoDB, `http://…` and `https://…`
+//! ArangoDB, `memory://NAME` the in-process backend (see [`BackendUrl`] for
+//! the forms and shylock's `shylock.` parameters, [`ConnectOptions`] for the
+//! settings beyond the URL). A scheme whose feature is off is a
+//! [`ConnectError::FeatureDisabled`] naming the feature.
+//!
+//! ```
+//! # fn main() -> Result<(), shylock::Error> {
+//! let backend = shylock::connect_blocking("memory://app")?;
+//! let guard = shylock::Lock::with_backend("nightly-report", &backend).acquire()?;
+//! # drop(guard);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Everything in [`shylock_core`] is re-exported here; see its docs for the
 //! lock semantics and the backend traits.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use shylock_core::*;
+
+mod connect;
+mod url;
+
+pub use connect::{
+    ConnectError, ConnectOptions, Connection, Driver, RawBackend, connect, connect_blocking,
+    connect_blocking_with, connect_with,
+};
+pub use url::{BackendKind, BackendUrl, PARAM_PREFIX};
 
 /// The MongoDB backend (features `mongo-async`, `mongo-sync`); the
 /// `mongodb` driver is re-exported as `mongo::mongodb`.

@@ -1,7 +1,7 @@
 //! A chaos worker: contends for one lock in a loop and logs its events.
 //!
 //! ```text
-//! shylock-chaos-worker --backend mongo --uri URI | --backend arango --url URL --user U --password P
+//! shylock-chaos-worker --backend URL (mongodb://… or http://USER:PASSWORD@…, see shylock::BackendUrl)
 //!     --database DB --lock NAME --form sync|async --lease-ms N --hold-max-ms N --poll-max-ms N
 //!     --contenders N --log FILE --id ID --duration-s N
 //! ```
