@@ -317,10 +317,11 @@ impl<M: Mode> Acquisition<'_, M> {
     }
 }
 
-/// Acquire `name`: one attempt ([`Try`]: `Err(())` when held), or wait
-/// with backoff until held or `deadline` ([`Wait`]: never `Err`). The
-/// acquisition runs in a new `lock` span (the lock's name, and its token
-/// once granted), which the holding keeps.
+/// Acquire `name`: one attempt ([`Try`](super::Try): `Err(())` when
+/// held), or wait with backoff until held or `deadline`
+/// ([`Wait`](super::Wait): never `Err`). The acquisition runs in a new
+/// `lock` span (the lock's name, and its token once granted), which the
+/// holding keeps.
 pub(crate) async fn acquire<M: Mode>(
     x: &Exec,
     shared: &Arc<Shared>,

@@ -1,15 +1,13 @@
 //! The lock algorithm, written once for both forms (see [`crate::exec`]).
 //!
-//! * [`acquire()`] runs an [`Acquisition`](acquire::Acquisition), whose
-//!   policies each have one home:
-//!   [`Acquisition::wait_for_turn`](acquire::Acquisition::wait_for_turn)
-//!   (who asks the backend when: local holders, the shared polling turn,
-//!   the caller's deadline),
-//!   [`Acquisition::ask`](acquire::Acquisition::ask) (one request, and what
-//!   is on its way), and [`Acquisition::judge`](acquire::Acquisition::judge)
-//!   (what an answer or an error means: granted, granted too late, busy,
-//!   retry, fail). [`Pending`](acquire::Pending) cleans up after requests
-//!   whose outcome is unknown when the acquisition ends without the lock.
+//! * [`acquire()`] runs an `Acquisition`, whose policies each have one
+//!   home: `Acquisition::wait_for_turn` (who asks the backend when: local
+//!   holders, the shared polling turn, the caller's deadline),
+//!   `Acquisition::ask` (one request, and what is on its way), and
+//!   `Acquisition::judge` (what an answer or an error means: granted,
+//!   granted too late, busy, retry, fail). `Pending` cleans up after
+//!   requests whose outcome is unknown when the acquisition ends without the
+//!   lock. (All in [`mod@acquire`], private to it.)
 //! * [`Renewer`] is one renewal at a time; [`renew_loop`] runs it, in a
 //!   task of its own on shylock's runtime for every guard of either form
 //!   ([`Exec::start_renewal`]).
