@@ -8,5 +8,6 @@
 
 pub mod aql;
 pub mod emulator;
+mod http;
 
 pub use emulator::Emulator;

@@ -1,0 +1,418 @@
+//! Acquiring a lock: [`acquire()`] runs an [`Acquisition`], whose
+//! policies each have one home ([`Acquisition::wait_for_turn`],
+//! [`Acquisition::ask`], [`Acquisition::judge`]); [`Pending`] cleans up
+//! after requests whose outcome is unknown when the acquisition ends
+//! without the lock.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use super::{
+    GuardState, MAX_CLAIM_WHILE_ASKING, Mode, after, earliest, now_without_round_trip, passed,
+    server_now_for_acquire, valid_from,
+};
+use crate::backend::{AcquireOutcome, Grant};
+use crate::clock::Estimate;
+use crate::coord::{Next, Waiter, takeover_grace};
+use crate::exec::{Exec, InFlight, OwnedAcquire, OwnedRelease};
+use crate::handle::Shared;
+use crate::lease::{Holding, LeaseState};
+use crate::options::BackoffState;
+use crate::tick::Tick;
+use crate::{
+    BackendError, BackendErrorKind, Error, FencingToken, LockName, LockOptions, OwnerId, Timestamp,
+};
+
+/// The requests of one acquisition whose outcome is not settled. If the
+/// acquisition ends without the lock (error, time-out, or the future
+/// dropped), whatever may have been granted is released in the background,
+/// after the request on its way (if any) has finished.
+struct Pending<'a> {
+    x: &'a Exec,
+    shared: &'a Shared,
+    name: &'a LockName,
+    owner: &'a OwnerId,
+    opts: &'a LockOptions,
+    /// The request on its way, if one was sent and not answered.
+    in_flight: Option<InFlight>,
+    /// Whether a request was answered with an error after which it may
+    /// still have been granted (or was granted too late to use).
+    unknown: bool,
+    /// The acquisition got the lock: nothing to clean up.
+    settled: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if self.settled || !(self.unknown || self.in_flight.is_some()) {
+            return;
+        }
+        tracing::debug!(lock = %self.name, "acquisition given up with an unknown outcome; releasing in the background");
+        self.x.clean_up(
+            self.in_flight.take(),
+            self.opts.lease.saturating_add(self.opts.release_timeout),
+            OwnedRelease {
+                name: self.name.clone(),
+                owner: self.owner.clone(),
+                token: FencingToken(0),
+                now: now_without_round_trip(self.shared),
+                deadline: None,
+            },
+            self.unknown,
+            (self.opts.backoff, self.opts.release_timeout),
+        );
+    }
+}
+
+/// What to do after an answer.
+enum Step<B> {
+    /// The lock is ours, valid until then.
+    Granted(Grant, Tick),
+    /// A try found the lock held.
+    Busy(B),
+    /// The acquisition ends with this error.
+    Failed(Error),
+    /// Ask again after this delay (or a wake-up).
+    RetryAfter(Duration),
+}
+
+/// One acquisition: an owner id and everything it has asked so far.
+struct Acquisition<'a, M: Mode> {
+    x: &'a Exec,
+    shared: &'a Shared,
+    name: &'a LockName,
+    opts: &'a LockOptions,
+    mode: std::marker::PhantomData<M>,
+    deadline: Option<Instant>,
+    waiter: Waiter,
+    pending: Pending<'a>,
+    backoff: BackoffState,
+    started: Instant,
+    attempts: u32,
+    /// The error of the last request, while the backend keeps failing
+    /// (cleared by any answer): the cause of a time-out, if it comes.
+    failure: Option<BackendError>,
+    /// The clock estimate the last request was sent with, and when.
+    last_sent: Option<(Estimate, Tick)>,
+    /// Whether it has waited for a local holder or for the turn.
+    waited_for_turn: bool,
+    /// How many answers (granted or busy) the backend gave it.
+    answers: u32,
+}
+
+impl<M: Mode> Acquisition<'_, M> {
+    fn timed_out(&mut self) -> Error {
+        let source = self.failure.take();
+        let waited = self.started.elapsed();
+        tracing::debug!(lock = %self.name, attempts = self.attempts, waited_ms = waited.as_millis() as u64, failing = source.is_some(), "acquire timed out");
+        Error::Timeout {
+            name: self.name.to_string(),
+            waited,
+            source,
+        }
+    }
+
+    /// Whether `error` is a request cut off by the caller's deadline while
+    /// the backend was answering (it answered this acquisition before, and
+    /// no failure came since).
+    fn cut_by_the_callers_limit(&self, error: &BackendError) -> bool {
+        error.kind() == BackendErrorKind::Timeout
+            && passed(self.deadline)
+            && self.answers > 0
+            && self.failure.is_none()
+    }
+
+    /// Nothing asked and nothing waited for yet.
+    fn first_look(&self) -> bool {
+        self.attempts == 0 && !self.waited_for_turn
+    }
+
+    /// The backend answered (granted or busy): it is not failing.
+    fn answered(&mut self) {
+        self.answers += 1;
+        if self.failure.take().is_some() {
+            tracing::info!(lock = %self.name, attempts = self.attempts, "the backend answers again");
+        }
+    }
+
+    /// A request failed with a transient error: still waiting for the lock,
+    /// but an outage must not look like contention. Warn (at most once per
+    /// [`Complaints::EVERY`](crate::handle::Complaints::EVERY) per handle),
+    /// and keep the error as the cause of a time-out.
+    fn failed(&mut self, error: BackendError, delay: Duration) {
+        match self.shared.complaints.allow() {
+            Some(held_back) => tracing::warn!(
+                lock = %self.name,
+                %error,
+                attempts = self.attempts,
+                waited_ms = self.started.elapsed().as_millis() as u64,
+                similar_warnings_held_back = held_back,
+                "acquire attempt failed; still waiting for the lock while the backend fails"
+            ),
+            None => {
+                tracing::debug!(lock = %self.name, %error, ?delay, "acquire attempt failed; retrying")
+            }
+        }
+        self.failure = Some(error);
+    }
+
+    /// The waiting policy: wait while a holder in this process has the lock
+    /// (its release wakes us), and while another waiter has the polling
+    /// turn (taking it over if that waiter stops asking). `Ok(None)`: ask
+    /// now; `Ok(Some(busy))`: a try finds the lock held here.
+    async fn wait_for_turn(&mut self) -> Result<Option<M::Busy>, Error> {
+        let grace = takeover_grace(self.opts.backoff.max);
+        loop {
+            let slot = self.waiter.slot.get();
+            let seen = slot.signal.generation();
+            let until = match (slot.local_hold_until(), M::busy()) {
+                (Some(_), Some(busy)) => return Ok(Some(busy)),
+                (Some(held_until), None) => held_until.to_instant(),
+                (None, Some(_)) => return Ok(None),
+                (None, None) => match self.waiter.take_turn(grace) {
+                    // An acquisition that has not waited yet gets its one
+                    // attempt, even with a zero timeout; one that waited
+                    // out its time for the turn does not send a request it
+                    // could not wait for.
+                    Next::Ask if !passed(self.deadline) || self.first_look() => return Ok(None),
+                    Next::Ask => return Err(self.timed_out()),
+                    Next::WaitUntil(until) => until,
+                },
+            };
+            if passed(self.deadline) {
+                return Err(self.timed_out());
+            }
+            self.waited_for_turn = true;
+            self.x
+                .wait(&slot.signal, seen, Some(earliest(until, self.deadline)))
+                .await;
+        }
+    }
+
+    /// One request. Returns the answer, the clock estimate it was sent
+    /// with and when it was sent.
+    async fn ask(&mut self) -> (Result<AcquireOutcome, BackendError>, Estimate, Tick) {
+        self.attempts += 1;
+        let none = Estimate {
+            now: Timestamp::EPOCH,
+            uncertainty: Duration::ZERO,
+        };
+        // No request is waited for longer than the lease it asks for (an
+        // answer after that grants nothing usable) at a time, even without
+        // a caller's limit.
+        let deadline = Some(earliest(after(self.opts.lease), self.deadline));
+        // While the request is on its way, the turn stays this waiter's
+        // (up to that wait, at most `MAX_CLAIM_WHILE_ASKING`): during a
+        // backend stall the other waiters do not send one request each.
+        self.waiter
+            .keep_turn_until(earliest(after(MAX_CLAIM_WHILE_ASKING), deadline));
+        if self.pending.in_flight.is_some() {
+            // The last request outlived that wait and is still on its way:
+            // wait for it again rather than let two requests of one owner
+            // cross (its answer is judged by when it was sent).
+            let (estimate, sent) = self.last_sent.unwrap_or((none, Tick::now()));
+            let outcome = self
+                .x
+                .finish_acquire(&mut self.pending.in_flight, deadline)
+                .await;
+            return (outcome, estimate, sent);
+        }
+        let estimate = match server_now_for_acquire(self.x, self.shared, deadline).await {
+            Ok(estimate) => estimate,
+            Err(error) => return (Err(error), none, Tick::now()),
+        };
+        let sent = Tick::now();
+        self.last_sent = Some((estimate, sent));
+        self.pending.in_flight = Some(self.x.start_acquire(OwnedAcquire {
+            name: self.name.clone(),
+            owner: self.pending.owner.clone(),
+            lease: self.opts.lease,
+            now: estimate.now,
+            deadline,
+        }));
+        let outcome = self
+            .x
+            .finish_acquire(&mut self.pending.in_flight, deadline)
+            .await;
+        if matches!(&outcome, Err(e) if e.kind() != BackendErrorKind::RateLimited) {
+            // The request may have been applied: clean up if we give up.
+            // (A rate-limited request was refused; it proves nothing about
+            // earlier ones, so it does not settle them either.)
+            self.pending.unknown = true;
+        }
+        (outcome, estimate, sent)
+    }
+
+    /// The error policy: what an answer means.
+    fn judge(
+        &mut self,
+        outcome: Result<AcquireOutcome, BackendError>,
+        estimate: &Estimate,
+        sent: Tick,
+    ) -> Step<M::Busy> {
+        match outcome {
+            Ok(AcquireOutcome::Acquired(grant)) => {
+                self.answered();
+                let until = valid_from(sent, self.opts, estimate);
+                if until.passed() {
+                    // The answer came after the lease it granted had ended on
+                    // our clock (a stall, or a clock estimate too uncertain):
+                    // the record is ours but useless. Ask again, as the same
+                    // owner (which the backend grants anew), with a fresh
+                    // clock sample; if we give up instead, it is released.
+                    self.pending.unknown = true;
+                    self.shared.clock.invalidate();
+                    tracing::debug!(lock = %self.name, attempts = self.attempts, "a grant arrived after its lease; asking again");
+                    return Step::RetryAfter(self.backoff.next_delay());
+                }
+                Step::Granted(grant, until)
+            }
+            Ok(AcquireOutcome::Busy { expires_at }) => {
+                if let Some(busy) = M::busy() {
+                    return Step::Busy(busy);
+                }
+                self.answered();
+                let delay = self.backoff.next_delay();
+                Step::RetryAfter(match expires_at {
+                    Some(end) if end > estimate.now => {
+                        delay.min(end.since(estimate.now) + Duration::from_millis(1))
+                    }
+                    _ => delay,
+                })
+            }
+            Err(error) if self.cut_by_the_callers_limit(&error) => {
+                // The backend answered before, and only the caller's own
+                // limit cut this request off: contention, not a failure.
+                Step::Failed(self.timed_out())
+            }
+            Err(error) if error.is_transient() && M::busy().is_none() => {
+                let delay = error
+                    .retry_after()
+                    .unwrap_or_else(|| self.backoff.next_delay());
+                self.failed(error, delay);
+                Step::RetryAfter(delay)
+            }
+            Err(error) if error.kind() == BackendErrorKind::Timeout && passed(self.deadline) => {
+                self.failure = Some(error);
+                Step::Failed(self.timed_out())
+            }
+            Err(error) => Step::Failed(Error::backend(self.name.as_str(), error)),
+        }
+    }
+
+    /// Wait `delay` before asking again (woken early by a local release),
+    /// telling the other waiters when this one asks next.
+    async fn pause(&mut self, delay: Duration, seen: u64) -> Result<(), Error> {
+        if passed(self.deadline) {
+            return Err(self.timed_out());
+        }
+        let until = earliest(after(delay), self.deadline);
+        self.waiter.keep_turn_until(until);
+        tracing::trace!(lock = %self.name, attempts = self.attempts, ?delay, "waiting for lock");
+        self.x
+            .wait(&self.waiter.slot.get().signal, seen, Some(until))
+            .await;
+        Ok(())
+    }
+}
+
+/// Acquire `name`: one attempt ([`Try`](super::Try): `Err(())` when
+/// held), or wait with backoff until held or `deadline`
+/// ([`Wait`](super::Wait): never `Err`). The acquisition runs in a new
+/// `lock` span (the lock's name, and its token once granted), which the
+/// holding keeps.
+pub(crate) async fn acquire<M: Mode>(
+    x: &Exec,
+    shared: &Arc<Shared>,
+    name: &LockName,
+    opts: &LockOptions,
+    deadline: Option<Instant>,
+) -> Result<Result<GuardState, M::Busy>, Error> {
+    use tracing::Instrument;
+    let span = tracing::info_span!("lock", lock = %name, token = tracing::field::Empty);
+    acquire_in_span::<M>(x, shared, name, opts, deadline, &span)
+        .instrument(span.clone())
+        .await
+}
+
+async fn acquire_in_span<M: Mode>(
+    x: &Exec,
+    shared: &Arc<Shared>,
+    name: &LockName,
+    opts: &LockOptions,
+    deadline: Option<Instant>,
+    span: &tracing::Span,
+) -> Result<Result<GuardState, M::Busy>, Error> {
+    let owner = OwnerId::random();
+    let mut acq = Acquisition {
+        x,
+        shared,
+        name,
+        opts,
+        mode: std::marker::PhantomData::<M>,
+        deadline,
+        waiter: Waiter::new(shared.coord.slot(name)),
+        pending: Pending {
+            x,
+            shared,
+            name,
+            owner: &owner,
+            opts,
+            in_flight: None,
+            unknown: false,
+            settled: false,
+        },
+        backoff: BackoffState::new(opts.backoff),
+        started: Instant::now(),
+        attempts: 0,
+        failure: None,
+        last_sent: None,
+        waited_for_turn: false,
+        answers: 0,
+    };
+    let (grant, until) = loop {
+        if let Some(busy) = acq.wait_for_turn().await? {
+            return Ok(Err(busy));
+        }
+        let seen = acq.waiter.slot.get().signal.generation();
+        let (outcome, estimate, sent) = acq.ask().await;
+        match acq.judge(outcome, &estimate, sent) {
+            Step::Granted(grant, until) => break (grant, until),
+            Step::Busy(busy) => return Ok(Err(busy)),
+            Step::Failed(error) => return Err(error),
+            Step::RetryAfter(delay) => acq.pause(delay, seen).await?,
+        }
+    };
+    acq.pending.settled = true;
+    span.record("token", grant.token.get());
+    let holding = Holding {
+        name: name.clone(),
+        owner: owner.clone(),
+        token: grant.token,
+        lease: Arc::new(LeaseState::new(until, grant.expires_at)),
+        attempts: acq.attempts,
+        waited: acq.started.elapsed(),
+        span: span.clone(),
+    };
+    acq.waiter.slot.set_local_holder(&holding.lease);
+    tracing::info!(
+        lock = %name,
+        token = grant.token.get(),
+        attempts = acq.attempts,
+        waited_ms = holding.waited.as_millis() as u64,
+        backend = %shared.description,
+        "lock acquired"
+    );
+    let Acquisition {
+        waiter, pending, ..
+    } = acq;
+    drop(pending);
+    Ok(Ok(GuardState {
+        holding,
+        slot: waiter.into_slot(),
+        opts: opts.clone(),
+        shared: Arc::clone(shared),
+        release_sent: AtomicBool::new(false),
+    }))
+}
