@@ -125,15 +125,7 @@ impl MongoBackend {
         self.core.prepare().await
     }
 
-    /// The database's name.
-    pub fn database(&self) -> &str {
-        &self.core.spec().db
-    }
-
-    /// The collection's name.
-    pub fn collection(&self) -> &str {
-        &self.core.spec().collection
-    }
+    crate::core::names_of_the_collection!();
 }
 
 shylock_core::forward_async_backend!(MongoBackend, |backend| &*backend.core);

@@ -310,3 +310,20 @@ impl<D: Driver> AsyncBackend for Core<D> {
         self.spec.describe()
     }
 }
+
+/// The accessors both forms' backend types have (`self.core` is their
+/// [`Core`]): the names of the database and the collection.
+macro_rules! names_of_the_collection {
+    () => {
+        /// The database's name.
+        pub fn database(&self) -> &str {
+            &self.core.spec().db
+        }
+
+        /// The collection's name.
+        pub fn collection(&self) -> &str {
+            &self.core.spec().collection
+        }
+    };
+}
+pub(crate) use names_of_the_collection;

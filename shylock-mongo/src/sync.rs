@@ -116,15 +116,7 @@ impl MongoBackend {
         bridge::block_on(None, async move { Ok(core.prepare().await) })?
     }
 
-    /// The database's name.
-    pub fn database(&self) -> &str {
-        &self.core.spec().db
-    }
-
-    /// The collection's name.
-    pub fn collection(&self) -> &str {
-        &self.core.spec().collection
-    }
+    crate::core::names_of_the_collection!();
 }
 
 shylock_core::forward_sync_backend!(MongoBackend, |backend| &*backend.sync_form);
