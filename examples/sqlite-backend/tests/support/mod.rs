@@ -4,12 +4,9 @@
 //! record that is not shaped as the backend writes them). Each test file
 //! uses part of it.
 //!
-//! The primitive-level conformance checks that `shylock_core::conformance`
-//! is to gain plug in here: a file `tests/primitive_conformance.rs` with
-//! `mod support;` and the suite's wiring, handing it a fresh backend
-//! ([`TempDb::backend`], or a handle: [`TempDb::handle`]) and, where the
-//! suite asks for them, the fixtures [`delete_record`] and
-//! [`write_record`].
+//! The fixtures also serve the primitive-level conformance checks
+//! (`tests/primitive_conformance.rs`: deleting a record, writing a
+//! malformed one).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
