@@ -185,23 +185,74 @@ impl Core {
         self.prepare_ttl_index().await
     }
 
-    async fn prepare_collection(&self) -> Result<(), BackendError> {
+    /// The collection's properties (`GET /_api/collection/{name}/properties`),
+    /// or `None` if it does not exist.
+    async fn read_collection(&self) -> Result<Option<Value>, BackendError> {
         let name = self.collection();
         let what = format!("looking up collection `{name}`");
         let reply = self
             .http
             .send(
                 Method::GET,
-                &format!("_api/collection/{name}"),
+                &format!("_api/collection/{name}/properties"),
                 None,
                 self.prepare_deadline(),
                 &what,
             )
             .await?;
         match (reply.status.as_u16(), reply.error_num()) {
-            (200, _) => return Ok(()),
-            (404, Some(errnum::DATA_SOURCE_NOT_FOUND)) => {}
-            _ => return Err(reply.to_error(&what)),
+            (200, _) => Ok(Some(reply.body)),
+            (404, Some(errnum::DATA_SOURCE_NOT_FOUND)) => Ok(None),
+            _ => Err(reply.to_error(&what)),
+        }
+    }
+
+    /// Refuse an existing collection that cannot hold the lock records:
+    /// every acquire would fail on it. The records are documents whose
+    /// `_key` the backend chooses, so it must be a document collection
+    /// (type 2; an edge collection needs `_from` and `_to`, 1233) that
+    /// allows user keys (1222 otherwise) and, in a cluster, is sharded on
+    /// `_key` alone (1466 otherwise).
+    fn check_collection(&self, props: &Value) -> Result<(), BackendError> {
+        let name = self.collection();
+        let refuse = |why: String| {
+            Err(invalid(format!(
+                "collection `{name}` cannot hold shylock's lock records: {why}; use another \
+                 collection name and let shylock create it (a document collection with default \
+                 options)"
+            )))
+        };
+        match props.get("type").and_then(Value::as_u64) {
+            Some(2) => {}
+            Some(3) => return refuse("it is an edge collection (type 3)".into()),
+            other => {
+                return refuse(format!(
+                    "it is not a document collection (type {})",
+                    other.map_or_else(|| "missing".to_owned(), |t| t.to_string())
+                ));
+            }
+        }
+        if props["keyOptions"]
+            .get("allowUserKeys")
+            .and_then(Value::as_bool)
+            == Some(false)
+        {
+            return refuse("its keyOptions say allowUserKeys: false".into());
+        }
+        match props.get("shardKeys") {
+            None | Some(Value::Null) => {}
+            Some(keys) if *keys == json!(["_key"]) => {}
+            Some(keys) => {
+                return refuse(format!("it is sharded on shardKeys {keys}, not [\"_key\"]"));
+            }
+        }
+        Ok(())
+    }
+
+    async fn prepare_collection(&self) -> Result<(), BackendError> {
+        let name = self.collection();
+        if let Some(props) = self.read_collection().await? {
+            return self.check_collection(&props);
         }
         let what = format!("creating collection `{name}`");
         let reply = self
@@ -218,7 +269,10 @@ impl Core {
             (200 | 201, _) => Ok(()),
             (409, Some(errnum::DUPLICATE_NAME)) => {
                 tracing::debug!(collection = %name, "collection created meanwhile by another process");
-                Ok(())
+                match self.read_collection().await? {
+                    Some(props) => self.check_collection(&props),
+                    None => Ok(()),
+                }
             }
             (403, Some(errnum::FORBIDDEN)) => Err(BackendError::new(
                 BackendErrorKind::Unauthorized,
@@ -233,9 +287,9 @@ impl Core {
         }
     }
 
-    async fn prepare_ttl_index(&self) -> Result<(), BackendError> {
+    /// The collection's TTL index, if it has one (`GET /_api/index`).
+    async fn read_ttl_index(&self) -> Result<Option<Value>, BackendError> {
         let name = self.collection();
-        let grace = self.options.get_ttl_grace();
         let what = format!("reading the indexes of collection `{name}`");
         let reply = self
             .http
@@ -250,20 +304,27 @@ impl Core {
         if reply.status != StatusCode::OK {
             return Err(reply.to_error(&what));
         }
-        let indexes = reply
+        Ok(reply
             .body
             .get("indexes")
             .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        if let Some(ttl) = indexes.iter().find(|i| i["type"] == "ttl") {
-            return self.adopt_ttl_index(ttl);
+            .and_then(|indexes| indexes.iter().find(|i| i["type"] == "ttl").cloned()))
+    }
+
+    async fn prepare_ttl_index(&self) -> Result<(), BackendError> {
+        let name = self.collection();
+        let grace = self.options.get_ttl_grace();
+        if let Some(ttl) = self.read_ttl_index().await? {
+            return self.adopt_ttl_index(&ttl);
         }
         let what = format!("creating the TTL index of collection `{name}`");
+        // In the background: a foreground build holds the collection's
+        // exclusive lock, stopping every lock operation meanwhile.
         let body = json!({
             "type": "ttl",
             "fields": [TTL_FIELD],
             "expireAfter": grace.as_secs(),
+            "inBackground": true,
         });
         let path = format!("_api/index?collection={name}");
         let mut attempts = 0;
@@ -283,6 +344,22 @@ impl Core {
                 (200 | 201, _) => return Ok(()),
                 // Two processes creating the same index at once.
                 (409, _) if attempts < 3 => continue,
+                // Another process created its TTL index between our look
+                // and our request, with another `expireAfter` (ArangoDB
+                // allows one TTL index per collection): adopt or refuse
+                // that one, as if it had been there at once.
+                (400, Some(errnum::BAD_PARAMETER)) | (409, _) => {
+                    match self.read_ttl_index().await? {
+                        Some(ttl) => {
+                            tracing::debug!(
+                                collection = %name,
+                                "another process created the TTL index first"
+                            );
+                            return self.adopt_ttl_index(&ttl);
+                        }
+                        None => return Err(reply.to_error(&what)),
+                    }
+                }
                 (403, Some(errnum::FORBIDDEN)) => {
                     // Expiry never depends on the TTL index (the queries judge
                     // it), and records that are never deleted keep their

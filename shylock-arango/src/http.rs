@@ -16,13 +16,23 @@ use crate::options::Credentials;
 /// ArangoDB error numbers the backend reacts to (see the error-code page:
 /// <https://docs.arango.ai/arangodb/stable/develop/error-codes-and-meanings/>).
 pub(crate) mod errnum {
+    /// `ERROR_BAD_PARAMETER` (HTTP 400; among others, a second TTL index).
+    pub const BAD_PARAMETER: i64 = 10;
     /// `ERROR_FORBIDDEN` (also sent with HTTP 401).
     pub const FORBIDDEN: i64 = 11;
     /// `ERROR_LOCK_TIMEOUT` (the exclusive lock was not had in time; HTTP 500).
     pub const LOCK_TIMEOUT: i64 = 18;
+    /// `ERROR_LOCKED` (a resource is locked by another operation; HTTP 500).
+    pub const LOCKED: i64 = 28;
+    /// `ERROR_DEADLOCK` (the transaction was aborted to break a deadlock;
+    /// HTTP 500).
+    pub const DEADLOCK: i64 = 29;
     /// `ERROR_SHUTTING_DOWN`.
     pub const SHUTTING_DOWN: i64 = 30;
-    /// `ERROR_ARANGO_READ_ONLY` (the server is in read-only mode; HTTP 403).
+    /// `ERROR_ARANGO_READ_ONLY` (HTTP 403): the server is in read-only mode,
+    /// a cluster's write concern is not met, or (with a message ending in
+    /// the access wanted, such as `[exclusive]`) the user has only Read Only
+    /// access to a collection the request writes.
     pub const READ_ONLY: i64 = 1004;
     /// `ERROR_ARANGO_CONFLICT` (write-write conflict).
     pub const CONFLICT: i64 = 1200;
@@ -84,6 +94,20 @@ impl Reply {
             .unwrap_or("")
     }
 
+    /// Whether this is the 1004 of a user with Read Only access to a
+    /// collection it writes: `TransactionState::checkCollectionPermission`
+    /// answers `read only: <collection> [<access>]` (`[exclusive]` for the
+    /// backend's queries, `[write]` otherwise), which AQL wraps as
+    /// `AQL: … (while parsing)`. Read-only mode and an unmet write concern
+    /// name no access type.
+    pub fn is_read_only_permission(&self) -> bool {
+        let message = self.error_message();
+        self.error_num() == Some(errnum::READ_ONLY)
+            && ["[exclusive]", "[write]"]
+                .iter()
+                .any(|access| message.contains(access))
+    }
+
     /// Whether this is an ArangoDB write-write conflict (1200) or unique
     /// constraint violation (1210).
     pub fn is_conflict(&self) -> bool {
@@ -97,10 +121,25 @@ impl Reply {
     pub fn to_error(&self, what: &str) -> BackendError {
         let num = self.error_num();
         let code = self.status.as_u16();
+        let read_only_user = self.is_read_only_permission();
         let kind = match (code, num) {
-            // Read-only mode, a lock timeout, a killed query: nothing is
-            // wrong with the request, the server cannot take it now.
-            (_, Some(errnum::READ_ONLY | errnum::LOCK_TIMEOUT | errnum::QUERY_KILLED))
+            // A Read Only user: permanent until an administrator grants more.
+            _ if read_only_user => BackendErrorKind::Unauthorized,
+            // Read-only mode or an unmet write concern, a lock timeout, a
+            // resource locked by another operation, a deadlock broken by
+            // aborting this transaction, a killed query: nothing is wrong
+            // with the request, the server cannot take it now (nothing was
+            // written: the transaction was aborted).
+            (
+                _,
+                Some(
+                    errnum::READ_ONLY
+                    | errnum::LOCK_TIMEOUT
+                    | errnum::LOCKED
+                    | errnum::DEADLOCK
+                    | errnum::QUERY_KILLED,
+                ),
+            )
             | (410, _) => BackendErrorKind::Unavailable,
             (401, _) => BackendErrorKind::Unauthorized,
             (403, _) | (_, Some(errnum::FORBIDDEN)) => BackendErrorKind::Unauthorized,
@@ -126,7 +165,18 @@ impl Reply {
             None => format!("HTTP {code}: {}", truncate(&self.body.to_string(), 300)),
         };
         let hint = match (kind, num) {
-            (_, Some(errnum::READ_ONLY)) => " (the server is in read-only mode; try again later)",
+            _ if read_only_user => {
+                " (the user has Read Only access to the collection; locks need Read/Write: \
+                 grant it, for example with `PUT /_api/user/{user}/database/{db}/{collection}` \
+                 `{\"grant\": \"rw\"}`)"
+            }
+            (_, Some(errnum::READ_ONLY)) => {
+                " (the server is in read-only mode, or a cluster's write concern is not met; \
+                 try again later)"
+            }
+            (_, Some(errnum::LOCKED | errnum::DEADLOCK)) => {
+                " (the transaction met another one's locks and was aborted; try again)"
+            }
             (_, Some(errnum::LOCK_TIMEOUT)) => {
                 " (the collection's exclusive lock was busy for too long; try again later)"
             }

@@ -137,6 +137,17 @@ pub fn wait_for_sync(text: &str) -> bool {
     text.contains("waitForSync: true")
 }
 
+/// How a writing query uses its collection, as `AccessMode::typeString`
+/// names it: `exclusive` when its writes carry `exclusive: true`, else
+/// `write`.
+pub fn access_type(text: &str) -> &'static str {
+    if text.contains("exclusive: true") {
+        "exclusive"
+    } else {
+        "write"
+    }
+}
+
 /// AQL's conversion of a value to a number (null → 0, bool → 0/1, numeric
 /// strings parsed, anything else 0).
 pub fn to_number(v: Option<&Value>) -> f64 {

@@ -66,6 +66,8 @@ pub struct Logged {
     /// For `POST /_api/cursor` with a known query: `acquire`, `renew`,
     /// `release` or `inspect`.
     pub query: Option<&'static str>,
+    /// The request's body, when it was JSON.
+    pub body: Option<Value>,
 }
 
 #[derive(Debug, Default)]
@@ -74,6 +76,11 @@ pub(crate) struct Collection {
     pub(crate) kind: u64,
     pub(crate) docs: BTreeMap<String, Map<String, Value>>,
     pub(crate) indexes: Vec<Value>,
+    /// `keyOptions.allowUserKeys: false` (the default allows them).
+    pub(crate) user_keys_refused: bool,
+    /// `shardKeys`, when given at creation (a cluster's; a single server
+    /// answers none).
+    pub(crate) shard_keys: Option<Value>,
 }
 
 #[derive(Debug, Default)]
@@ -119,6 +126,9 @@ pub(crate) struct Faults {
     /// while the query holds its lock (a model of the fsync).
     pub(crate) sync_latency: Duration,
     pub(crate) cursor_errors: VecDeque<(u16, i64, String)>,
+    /// Before the next `POST /_api/index`, another process's TTL index with
+    /// this `expireAfter` (on the requested fields) is created first.
+    pub(crate) index_race: Option<Value>,
 }
 
 pub(crate) struct State {
@@ -289,6 +299,15 @@ impl Emulator {
             f.cursor_errors
                 .push_back((status, error_num, message.to_owned()));
         }
+    }
+
+    /// Make the next `POST /_api/index` lose a race: just before it runs,
+    /// another process creates a TTL index on the same fields with
+    /// `expire_after` (when the collection has no TTL index yet). The
+    /// request then meets that index as the server would: the same
+    /// definition is answered 200 (existing), another one 400 / 10.
+    pub fn race_next_index(&self, expire_after: Value) {
+        lock(&self.state.faults).index_race = Some(expire_after);
     }
 
     /// Create a database.

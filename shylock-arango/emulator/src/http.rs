@@ -183,6 +183,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Resp {
         method: method.to_string(),
         path: path_and_query,
         query: known,
+        body: serde_json::from_slice(&body).ok(),
     });
     let (delay, hang, commit_then_hang) = {
         let f = lock(&state.faults);
@@ -358,6 +359,17 @@ fn route(
             }
             create_collection(state, &db, body)
         }
+        (&Method::GET, p) if p.starts_with("/_api/collection/") && p.ends_with("/properties") => {
+            let name = percent_decode(&p["/_api/collection/".len()..p.len() - "/properties".len()]);
+            if caller.collection(&db_name, &name) == Level::None {
+                return forbidden();
+            }
+            let db = lock(&db);
+            match db.collections.get(&name) {
+                Some(c) => properties_answer(&name, c),
+                None => error(404, 1203, "collection or view not found"),
+            }
+        }
         (&Method::GET, p) if p.starts_with("/_api/collection/") => {
             let name = percent_decode(&p["/_api/collection/".len()..]);
             if caller.collection(&db_name, &name) == Level::None {
@@ -462,44 +474,61 @@ fn create_collection(state: &State, db: &Mutex<Database>, body: &[u8]) -> Resp {
         return error(400, 1208, "illegal name");
     }
     let kind = spec.get("type").and_then(Value::as_u64).unwrap_or(2);
+    let user_keys_refused = spec["keyOptions"]
+        .get("allowUserKeys")
+        .and_then(Value::as_bool)
+        == Some(false);
+    let shard_keys = spec.get("shardKeys").filter(|v| v.is_array()).cloned();
     let mut db = lock(db);
     if db.collections.contains_key(name) {
         return error(409, 1207, "duplicate name");
     }
     let id = state.next_id();
-    db.collections.insert(
-        name.to_owned(),
-        Collection {
-            id,
-            kind,
-            ..Collection::default()
-        },
-    );
-    json_response(
-        200,
-        json!({
-            "error": false,
-            "code": 200,
-            "writeConcern": 1,
-            "waitForSync": false,
-            "usesRevisionsAsDocumentIds": true,
-            "syncByRevision": true,
-            "statusString": "loaded",
-            "id": id.to_string(),
-            "isSmartChild": false,
-            "schema": null,
-            "name": name,
-            "type": kind,
-            "status": 3,
-            "cacheEnabled": false,
-            "isSystem": false,
-            "internalValidatorType": 0,
-            "globallyUniqueId": format!("hEMU/{id}"),
-            "keyOptions": { "allowUserKeys": true, "type": "traditional", "lastValue": 0 },
-            "computedValues": null,
-            "objectId": (id + 1).to_string(),
-        }),
-    )
+    let coll = Collection {
+        id,
+        kind,
+        user_keys_refused,
+        shard_keys,
+        ..Collection::default()
+    };
+    let answer = properties_answer(name, &coll);
+    db.collections.insert(name.to_owned(), coll);
+    answer
+}
+
+/// The collection's properties, as `POST /_api/collection` and
+/// `GET /_api/collection/{name}/properties` answer them
+/// (docs.arango.ai/arangodb/3.12/develop/http-api/collections/#get-the-properties-of-a-collection);
+/// `shardKeys` only when given at creation, as a cluster answers them.
+fn properties_answer(name: &str, c: &Collection) -> Resp {
+    let id = c.id;
+    let mut answer = json!({
+        "error": false,
+        "code": 200,
+        "writeConcern": 1,
+        "waitForSync": false,
+        "usesRevisionsAsDocumentIds": true,
+        "syncByRevision": true,
+        "statusString": "loaded",
+        "id": id.to_string(),
+        "isSmartChild": false,
+        "schema": null,
+        "name": name,
+        "type": c.kind,
+        "status": 3,
+        "cacheEnabled": false,
+        "isSystem": false,
+        "internalValidatorType": 0,
+        "globallyUniqueId": format!("hEMU/{id}"),
+        "keyOptions": { "allowUserKeys": !c.user_keys_refused, "type": "traditional", "lastValue": 0 },
+        "computedValues": null,
+        "objectId": (id + 1).to_string(),
+    });
+    if let Some(keys) = &c.shard_keys {
+        answer["shardKeys"] = keys.clone();
+        answer["numberOfShards"] = json!(1);
+    }
+    json_response(200, answer)
 }
 
 fn create_index(state: &State, db: &Mutex<Database>, query: Option<&str>, body: &[u8]) -> Resp {
@@ -531,6 +560,22 @@ fn create_index(state: &State, db: &Mutex<Database>, query: Option<&str>, body: 
     // number >= 0".
     if expire_after.as_f64().is_some_and(|v| v < 0.0) {
         return error(400, 10, "expireAfter attribute must be a number >= 0");
+    }
+    let race = lock(&state.faults).index_race.take();
+    if let Some(theirs) = race
+        && !coll.indexes.iter().any(|i| i["type"] == "ttl")
+    {
+        let id = state.next_id();
+        coll.indexes.push(json!({
+            "estimates": false,
+            "expireAfter": theirs,
+            "fields": fields.clone(),
+            "id": format!("{collection}/{id}"),
+            "name": format!("idx_{id}"),
+            "sparse": true,
+            "type": "ttl",
+            "unique": false,
+        }));
     }
     if let Some(existing) = coll.indexes.iter().find(|i| i["type"] == "ttl") {
         if existing["fields"] == Value::Array(fields.clone())
@@ -638,13 +683,28 @@ fn cursor(
     } else {
         Level::Ro
     };
-    if caller.collection(db_name, collection) < needed {
+    // TransactionState::checkCollectionPermission, while the query's
+    // transaction is made (still "parsing"): no access at all is 403 / 11
+    // `forbidden`; read-only access to a collection the query writes is
+    // 403 / 1004 `read only`, the message naming the access wanted
+    // (`[exclusive]` for the backend's writes, which take the collection
+    // exclusively). Query::execute adds the `AQL: ` and `(while …)` parts.
+    let level = caller.collection(db_name, collection);
+    if level < needed {
+        let access = if writes_collection {
+            aql::access_type(text)
+        } else {
+            "read"
+        };
+        let (num, what) = if level == Level::None {
+            (11, "forbidden")
+        } else {
+            (1004, "read only")
+        };
         return error(
             403,
-            11,
-            format!(
-                "AQL: forbidden: no {needed:?} access to collection '{collection}' (while parsing)"
-            ),
+            num,
+            format!("AQL: {what}: {collection} [{access}] (while parsing)"),
         );
     }
     if writes_collection && let Some(r) = read_only(state) {
@@ -675,6 +735,22 @@ fn cursor(
                 400,
                 1233,
                 "AQL: edge attribute missing or invalid (while executing)",
+            );
+        }
+        // Only the INSERT gives a `_key`; UPDATE finds the document by it.
+        if known == Known::Acquire && coll.user_keys_refused {
+            return error(400, 1222, "AQL: unexpected document key (while executing)");
+        }
+        if known == Known::Acquire
+            && coll
+                .shard_keys
+                .as_ref()
+                .is_some_and(|k| *k != json!(["_key"]))
+        {
+            return error(
+                400,
+                1466,
+                "AQL: must not specify _key for this collection (while executing)",
             );
         }
         doc.insert("_key".into(), json!(key));

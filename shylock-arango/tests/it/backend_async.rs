@@ -267,7 +267,7 @@ async fn create_is_idempotent_under_concurrent_starts() {
         assert_eq!(
             requests(),
             vec![
-                format!("GET {c}/{coll}"),
+                format!("GET {c}/{coll}/properties"),
                 format!("POST {c}"),
                 format!("GET {i}"),
                 format!("POST {i}"),
@@ -277,7 +277,7 @@ async fn create_is_idempotent_under_concurrent_starts() {
         ArangoBackend::create(&db, &coll).await.unwrap();
         assert_eq!(
             requests(),
-            vec![format!("GET {c}/{coll}"), format!("GET {i}")]
+            vec![format!("GET {c}/{coll}/properties"), format!("GET {i}")]
         );
     }
     let mut tasks = Vec::new();

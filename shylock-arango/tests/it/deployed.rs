@@ -224,10 +224,18 @@ async fn least_privilege_user_uses_an_existing_collection() {
         Some(BackendErrorKind::Unauthorized),
         "{err}"
     );
-    // A read-only user cannot take locks: Unauthorized.
+    // A read-only user cannot take locks: the server answers 403 / 1004
+    // `read only: <collection> [exclusive]` (not 11), a permanent
+    // permission error: Unauthorized, not the transient read-only mode
+    // (issue 24, item 2; see issue24::read_only_user_is_unauthorized_not_unavailable).
     emu.grant_collection("app", EMU_DB, &coll, Level::Ro);
     let err = attempt(&b, &name, &owner, LONG).await.unwrap_err();
     assert_eq!(err.kind(), BackendErrorKind::Unauthorized, "{err}");
+    assert!(!err.is_transient(), "{err}");
+    assert!(
+        err.message().contains("errorNum 1004") && err.message().contains("[exclusive]"),
+        "{err}"
+    );
 }
 
 /// Item 3: after a server crash, a grant the client already has is not

@@ -14,3 +14,4 @@ mod errors;
 mod exclusive_cost;
 #[cfg(feature = "sync")]
 mod in_runtime;
+mod issue24;
