@@ -47,7 +47,9 @@ impl ArangoBackend {
     ///   collection name breaks ArangoDB's naming rules or the TTL grace is
     ///   below [`MIN_TTL_GRACE`](crate::MIN_TTL_GRACE) (both refused before
     ///   any request), the database does not exist (errorNum 1228), or the
-    ///   collection has a TTL index whose `expireAfter` is below the minimum;
+    ///   collection has a TTL index whose `expireAfter` is below the minimum,
+    ///   or cannot hold the lock records (an edge collection, one refusing
+    ///   user keys, or one sharded on other keys than `_key`);
     /// * [`Unauthorized`](shylock_core::BackendErrorKind::Unauthorized): HTTP
     ///   401, or 403 when the collection is missing and the user may not
     ///   create it;

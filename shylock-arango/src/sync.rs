@@ -72,7 +72,10 @@ impl ArangoBackend {
     ///   database (for a user who may see every database), a collection name
     ///   that breaks ArangoDB's rules or a TTL grace below the minimum
     ///   (refused before any request), or an existing TTL index whose
-    ///   `expireAfter` is below [`MIN_TTL_GRACE`](crate::MIN_TTL_GRACE);
+    ///   `expireAfter` is below [`MIN_TTL_GRACE`](crate::MIN_TTL_GRACE), or
+    ///   an existing collection that cannot hold the lock records (an edge
+    ///   collection, one refusing user keys, or one sharded on other keys
+    ///   than `_key`);
     /// * [`Unauthorized`](BackendErrorKind::Unauthorized): wrong credentials,
     ///   or a missing database for a user who may not see every database
     ///   (ArangoDB answers both with 401), or a missing collection the user

@@ -31,7 +31,12 @@
 //!   users with per-database and per-collection access levels ([`Level`]),
 //!   403 / 11 beyond them, 401 / 11 for a database a non-root user cannot
 //!   see (whether or not it exists);
-//! * `GET /_api/collection/{name}`, `GET /_api/index?collection=`;
+//! * `GET /_api/collection/{name}`, `GET /_api/collection/{name}/properties`
+//!   (`type`, `keyOptions`; `shardKeys` when given at creation, as a
+//!   cluster answers), `GET /_api/index?collection=`;
+//! * a query writing a collection the user may only read: 403 / 1004
+//!   `AQL: read only: <collection> [exclusive] (while parsing)`, as
+//!   `TransactionState::checkCollectionPermission` answers;
 //! * a TTL collector every 30 s that selects `0 <= value <= now - expireAfter`
 //!   and removes by `_key` and `_rev`;
 //! * durability: writes without `waitForSync` are lost by [`Emulator::crash`]
@@ -40,8 +45,9 @@
 //! The table in `shylock-arango/README.md` cites the page each behaviour
 //! follows. Test controls: a request log, a clock offset, running the TTL
 //! collector in one or two steps, injected delays, hangs (no answer at all),
-//! commit-then-hang, read-only mode, a modelled fsync latency, crashes and
-//! injected cursor errors.
+//! commit-then-hang, read-only mode, a modelled fsync latency, crashes,
+//! injected cursor errors and a TTL index created by another process just
+//! before the next index creation ([`Emulator::race_next_index`]).
 //!
 //! This module holds the emulator's state and those controls; the HTTP
 //! server (routing, authentication, the handlers and their answers) is in
