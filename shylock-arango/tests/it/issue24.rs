@@ -82,6 +82,7 @@ async fn read_only_user_is_unauthorized_not_unavailable() {
     assert_eq!(err.kind(), BackendErrorKind::Unauthorized, "{err}");
     assert!(!err.is_transient(), "{err}");
     assert!(err.message().contains("Read Only"), "{err}");
+    assert!(!err.message().contains("read-only mode"), "{err}");
     let backend = Backend::from(b);
     let started = Instant::now();
     let err = AsyncLock::with_backend("ro24", &backend)
@@ -95,11 +96,24 @@ async fn read_only_user_is_unauthorized_not_unavailable() {
         started.elapsed()
     );
 
-    // 1004 without the permission suffix (read-only mode, a cluster's
-    // unmet write concern) stays transient.
+    // The same permission error for a query without `exclusive: true`
+    // names `[write]`.
     let admin = connect(&t, ArangoOptions::new().collection(&coll))
         .await
         .unwrap();
+    emu.inject_cursor_error(
+        403,
+        1004,
+        &format!("AQL: read only: {coll} [write] (while parsing)"),
+        1,
+    );
+    let err = attempt(&admin, &name, &OwnerId::random(), LONG)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), BackendErrorKind::Unauthorized, "{err}");
+
+    // 1004 without the permission suffix (read-only mode, a cluster's
+    // unmet write concern) stays transient.
     emu.inject_cursor_error(
         403,
         1004,
@@ -110,6 +124,17 @@ async fn read_only_user_is_unauthorized_not_unavailable() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), BackendErrorKind::Unavailable, "{err}");
+    emu.inject_cursor_error(
+        403,
+        1004,
+        "AQL: server is in read-only mode (while executing)",
+        1,
+    );
+    let err = attempt(&admin, &name, &OwnerId::random(), LONG)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), BackendErrorKind::Unavailable, "{err}");
+    assert!(err.message().contains("try again later"), "{err}");
 }
 
 /// Item 5: 500 / 28 (locked) and 500 / 29 (deadlock) are transient.
