@@ -137,7 +137,8 @@ fn a_broken_stderr_changes_no_exit_code_and_orphans_no_command() {
 
 /// Issue 22 item 4: SIGQUIT, SIGUSR1, SIGUSR2 and SIGALRM sent to `shylock`
 /// reach the command's group (as SIGTERM does); `shylock` waits for the
-/// command, exits with its code and releases the lock.
+/// command, exits with its code and releases the lock. Sent to a `shylock`
+/// still waiting for the lock, they interrupt it (128 + N), as SIGINT does.
 #[test]
 fn quit_usr1_usr2_and_alrm_reach_the_command_and_the_lock_is_released() {
     let server = server();
@@ -164,6 +165,27 @@ fn quit_usr1_usr2_and_alrm_reach_the_command_and_the_lock_is_released() {
             .expect("start shylock");
         let command = ready_pid(&log);
         let _cleanup = KillGroup(Some(command));
+
+        // A waiter for the same lock: the signal interrupts it, 128 + N,
+        // and its command never runs.
+        let waiter_err = dir.path().join("waiter-stderr");
+        let mut waiter = run_cmd(&server.uri(), &db, &[], &name, "echo waiter-ran >&2")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&waiter_err).expect("waiter's stderr"))
+            .spawn()
+            .expect("start the waiter");
+        wait_for_text(&waiter_err, "waiting", LIMIT);
+        kill_process(pid_of(&waiter), signal).expect("the signal");
+        let status = wait_for_exit(&mut waiter, LIMIT);
+        let said = std::fs::read_to_string(&waiter_err).expect("waiter's stderr");
+        assert_eq!(
+            status.code(),
+            Some(128 + signal.as_raw()),
+            "SIG{trap} to a waiter: {status}, {said:?}"
+        );
+        assert!(said.contains("interrupted"), "{said:?}");
+        assert!(!said.contains("waiter-ran"), "{said:?}");
+
         kill_process(pid_of(&child), signal).expect("the signal");
         let status = wait_for_exit(&mut child, LIMIT);
         let log_text = std::fs::read_to_string(&log).expect("log");
