@@ -88,7 +88,8 @@ fn ready_pid(log: &Path) -> Pid {
 
 /// Issue 22 item 1: with stderr a pipe nobody reads, `shylock` still stops
 /// the command on lease loss and exits 76; a `-n` run and a waiter still
-/// exit 75 (not 101, a panic on EPIPE).
+/// exit 75, and `inspect` with a closed stdout 0 (not 101, a panic on
+/// EPIPE).
 #[test]
 fn a_broken_stderr_changes_no_exit_code_and_orphans_no_command() {
     let server = server();
@@ -123,6 +124,18 @@ fn a_broken_stderr_changes_no_exit_code_and_orphans_no_command() {
         let status = wait_for_exit(&mut waiter, LIMIT);
         assert_eq!(status.code(), Some(75), "{extra:?}: {status}");
     }
+
+    // `inspect` with a closed stdout: still 0 (held).
+    let mut inspect = shylock()
+        .arg("inspect")
+        .args(mongo_args(&server.uri(), &db))
+        .arg(&name)
+        .stdout(broken_pipe())
+        .stderr(broken_pipe())
+        .spawn()
+        .expect("start inspect");
+    let status = wait_for_exit(&mut inspect, LIMIT);
+    assert_eq!(status.code(), Some(0), "inspect: {status}");
 
     // The holder is cut off from the server: its lease runs out.
     proxy.blackhole(Duration::from_secs(25));
