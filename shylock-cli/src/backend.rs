@@ -15,6 +15,15 @@ pub struct Connected {
     pub handle: Backend,
 }
 
+/// The variables that can carry the lock store's credentials: `shylock
+/// run` removes them from the command's environment.
+pub const SECRET_VARIABLES: &[&str] = &[
+    "SHYLOCK_MONGODB_URI",
+    "SHYLOCK_ARANGO_URL",
+    "SHYLOCK_BACKEND_URL",
+    "SHYLOCK_ARANGO_PASSWORD",
+];
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }

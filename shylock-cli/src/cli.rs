@@ -11,8 +11,8 @@ Exit status:
   0-255  run: the command's own exit status (128 + N if it was killed by signal N)
   75     the lock could not be had: held with --no-wait, or --timeout passed while it was held
          (--conflict-exit-code)
-  76     run: the lease was lost while the command ran; the command was stopped
-         (--lost-exit-code)
+  76     run: the lease was lost while the command ran (not valid any more when it
+         was seen to exit); the command was stopped (--lost-exit-code)
   64     bad command line: unknown option, bad duration, bad lock name, no backend
   69     the server could not be reached or failed (also when --timeout passed while it failed)
   70     internal error
@@ -25,12 +25,17 @@ Exit status:
   inspect: 0 when the lock is held, 1 when it is free";
 
 const RUN_NOTES: &str = "\
-The command runs in its own process group, with stdin, stdout and stderr inherited.
-SIGINT, SIGTERM and SIGHUP sent to shylock are passed on to that group; the lock is
-released once the command has exited, never before. If the lease is lost, the group
-gets SIGTERM, then SIGKILL after --kill-after, and shylock exits with 76. A command
-that reads from the terminal needs --foreground (in its own group it would be
-stopped by SIGTTIN).";
+The command runs in its own process group, with stdin, stdout and stderr inherited,
+without SHYLOCK_MONGODB_URI, SHYLOCK_ARANGO_URL, SHYLOCK_BACKEND_URL and
+SHYLOCK_ARANGO_PASSWORD in its environment. SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+SIGUSR1, SIGUSR2, SIGALRM (and the other signals that would end shylock and can be
+caught) sent to shylock are passed on to that group; a signal ignored when shylock
+started (nohup) stays ignored. The lock is released once the command has exited,
+never before. If the lease is lost, the group gets SIGTERM, then SIGKILL after
+--kill-after, and shylock exits with 76; a command that exited while the lease was
+valid keeps its exit status, whatever the release answers. A command that reads
+from the terminal needs --foreground (in its own group it would be stopped by
+SIGTTIN).";
 
 const ENVIRONMENT: &str = "\
 Environment:

@@ -1,6 +1,34 @@
-//! Exit codes and the one-line failures that lead to them.
+//! Exit codes and the one-line failures that lead to them, and the writes
+//! of shylock's own lines to stderr and stdout.
+
+use std::io::Write;
 
 use shylock::{BackendErrorKind, Error};
+
+/// `eprintln!` that never panics: a write error (EPIPE when nobody reads
+/// stderr any more) is ignored, so that a message can never keep shylock
+/// from stopping its command or from exiting with its documented code.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::exit::write_line(&mut std::io::stderr(), &format!($($arg)*))
+    };
+}
+
+/// `println!` that never panics (see [`say!`]).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::exit::write_line(&mut std::io::stdout(), &format!($($arg)*))
+    };
+}
+
+/// Write `line` and a newline in one write, ignoring errors.
+pub fn write_line(to: &mut impl Write, line: &str) {
+    let mut text = String::with_capacity(line.len() + 1);
+    text.push_str(line);
+    text.push('\n');
+    let _ = to.write_all(text.as_bytes());
+    let _ = to.flush();
+}
 
 /// Bad command line: unknown option, bad duration, bad lock name, no backend.
 pub const USAGE: i32 = 64;
@@ -72,7 +100,7 @@ impl Failure {
 /// Print a failure (if it has a message) and return its code.
 pub fn report(failure: &Failure) -> i32 {
     if !failure.message.is_empty() {
-        eprintln!("shylock: {}", failure.message);
+        say!("shylock: {}", failure.message);
     }
     failure.code
 }

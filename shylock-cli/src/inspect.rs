@@ -55,19 +55,19 @@ async fn inspect_inner(args: &InspectArgs) -> Result<i32, Failure> {
             }),
             None => serde_json::json!({ "name": name.as_str(), "held": false }),
         };
-        println!("{value}");
+        out!("{value}");
     } else {
         match &record {
             Some(record) => {
-                println!("lock:          {name}");
-                println!("state:         held");
-                println!("owner:         {}", record.owner);
-                println!("fencing token: {}", record.token);
-                println!("expires at:    {}", expiry(record));
+                out!("lock:          {name}");
+                out!("state:         held");
+                out!("owner:         {}", record.owner);
+                out!("fencing token: {}", record.token);
+                out!("expires at:    {}", expiry(record));
             }
             None => {
-                println!("lock:          {name}");
-                println!("state:         free");
+                out!("lock:          {name}");
+                out!("state:         free");
             }
         }
     }
@@ -78,7 +78,7 @@ pub async fn setup(args: SetupArgs) -> i32 {
     let bound = args.backend.connect_timeout;
     match backend::connect(&args.backend, bound, true).await {
         Ok(Connected { handle }) => {
-            println!("ready: {}", handle.describe());
+            out!("ready: {}", handle.describe());
             0
         }
         Err(f) => exit::report(&f),

@@ -9,9 +9,14 @@
 //!
 //! See `shylock --help` and the README's "Command line" section.
 
+// Every line of shylock's own goes through `say!` and `out!`, which
+// ignore write errors: `eprintln!` and `println!` panic on EPIPE.
+#![deny(clippy::print_stderr, clippy::print_stdout)]
+
+#[macro_use]
+mod exit;
 mod backend;
 mod cli;
-mod exit;
 mod inspect;
 mod run;
 
@@ -38,7 +43,7 @@ fn main() {
                 .collect();
             let text = exit::one_line(&text.join(" "));
             let text = text.strip_prefix("error: ").unwrap_or(&text);
-            eprintln!("shylock: {text} (see shylock --help)");
+            say!("shylock: {text} (see shylock --help)");
             std::process::exit(exit::USAGE);
         }
     };
@@ -48,7 +53,7 @@ fn main() {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("shylock: cannot start the async runtime: {e}");
+            say!("shylock: cannot start the async runtime: {e}");
             std::process::exit(exit::SOFTWARE);
         }
     };

@@ -2,6 +2,7 @@
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::ExitStatus;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process, kill_process_group};
@@ -13,39 +14,92 @@ use crate::cli::RunArgs;
 use crate::exit::{self, Failure, one_line};
 use crate::inspect::describe_holder;
 
-/// SIGINT, SIGTERM and SIGHUP, received as events.
+/// The signals shylock catches: every catchable signal whose default
+/// action would end it, but for those that report a fault of its own
+/// (SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGSEGV, SIGSYS) and SIGPIPE
+/// (which Rust programs ignore: a closed pipe is a write error). While the
+/// command runs they are passed on to it; before, they interrupt shylock
+/// (exit 128 + N).
+const CAUGHT: &[Signal] = &[
+    Signal::HUP,
+    Signal::INT,
+    Signal::QUIT,
+    Signal::TERM,
+    Signal::USR1,
+    Signal::USR2,
+    Signal::ALARM,
+    Signal::VTALARM,
+    Signal::PROF,
+    Signal::XCPU,
+    Signal::XFSZ,
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    Signal::IO,
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    Signal::POWER,
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    Signal::STKFLT,
+];
+
+/// The signals ignored (SIG_IGN) when shylock started, as a mask (bit N-1
+/// for signal N), from `/proc/self/status`; none where that cannot be read.
+fn ignored_at_start() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("SigIgn:"))
+                .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The caught signals (see [`CAUGHT`]), received as events. A signal that
+/// was ignored when shylock started (SIGHUP under `nohup`) is not caught:
+/// it stays ignored, for shylock and for the command, which inherits it
+/// ignored.
 pub struct Signals {
-    int: tokio::signal::unix::Signal,
-    term: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
+    streams: Vec<(Signal, tokio::signal::unix::Signal)>,
 }
 
 impl Signals {
     pub fn new() -> Result<Self, Failure> {
-        let make = |kind| {
-            signal(kind)
-                .map_err(|e| Failure::new(exit::SOFTWARE, format!("cannot handle signals: {e}")))
-        };
-        Ok(Signals {
-            int: make(SignalKind::interrupt())?,
-            term: make(SignalKind::terminate())?,
-            hup: make(SignalKind::hangup())?,
-        })
+        let ignored = ignored_at_start();
+        let mut streams = Vec::new();
+        for &sig in CAUGHT {
+            let bit = u32::try_from(sig.as_raw() - 1)
+                .ok()
+                .and_then(|n| 1u64.checked_shl(n))
+                .unwrap_or(0);
+            if ignored & bit != 0 {
+                continue;
+            }
+            let stream = signal(SignalKind::from_raw(sig.as_raw()))
+                .map_err(|e| Failure::new(exit::SOFTWARE, format!("cannot handle signals: {e}")))?;
+            streams.push((sig, stream));
+        }
+        Ok(Signals { streams })
     }
 
     /// The next signal: its rustix form and its number.
     pub async fn recv(&mut self) -> (Signal, i32) {
-        tokio::select! {
-            _ = self.int.recv() => (Signal::INT, Signal::INT.as_raw()),
-            _ = self.term.recv() => (Signal::TERM, Signal::TERM.as_raw()),
-            _ = self.hup.recv() => (Signal::HUP, Signal::HUP.as_raw()),
-        }
+        std::future::poll_fn(|cx| {
+            for (sig, stream) in &mut self.streams {
+                if let Poll::Ready(Some(())) = stream.poll_recv(cx) {
+                    return Poll::Ready((*sig, sig.as_raw()));
+                }
+            }
+            Poll::Pending
+        })
+        .await
     }
 }
 
 /// What ended the wait for the child.
 enum End {
-    Exited(ExitStatus),
+    /// The command exited; the loss, if the lease was not valid any more
+    /// when that was seen.
+    Exited(ExitStatus, Option<LossReason>),
     Lost(LossReason),
 }
 
@@ -116,19 +170,33 @@ async fn run_inner(args: &RunArgs, signals: &mut Signals) -> Result<i32, Failure
             handle.settle(Duration::from_secs(1)).await;
             return Ok(lost_code);
         }
-        End::Exited(status) => {
+        End::Exited(_, Some(reason)) => {
+            // The command's end was seen only after the lease's: it may
+            // have run without the lock.
+            say!(
+                "shylock: the lease on lock `{name}` (fencing token {}) was lost before \
+                 the command ended ({reason}); exiting with {lost_code}",
+                guard.token()
+            );
+            let _ = tokio::time::timeout(Duration::from_secs(2), guard.release()).await;
+            handle.settle(Duration::from_secs(1)).await;
+            return Ok(lost_code);
+        }
+        End::Exited(status, None) => {
+            // The command ended while the lease was valid: it ran under the
+            // lock, whatever the release answers.
             let code = exit_code(status);
             match guard.release().await {
                 Ok(()) => code,
                 Err(Error::LeaseLost { reason, token, .. }) => {
-                    eprintln!(
-                        "shylock: the lease on lock `{name}` (fencing token {token}) was lost before \
-                         the command ended ({reason}); exiting with {lost_code}"
+                    say!(
+                        "shylock: the command ended while the lease on lock `{name}` (fencing \
+                         token {token}) was valid, but the release found it lost ({reason})"
                     );
-                    lost_code
+                    code
                 }
                 Err(e) => {
-                    eprintln!(
+                    say!(
                         "shylock: could not release lock `{name}` ({}); it is free once its lease ends",
                         one_line(&e.to_string())
                     );
@@ -179,7 +247,7 @@ async fn acquire(
                 && e.backend_error().is_some_and(|b| b.is_transient()) =>
         {
             if !args.quiet {
-                eprintln!(
+                say!(
                     "shylock: {}; waiting for the server",
                     one_line(&e.to_string())
                 );
@@ -212,7 +280,7 @@ async fn acquire(
             Some(t) => format!(" (at most {})", humantime::format_duration(t)),
             None => String::new(),
         };
-        eprintln!(
+        say!(
             "shylock: lock `{}` is held{holder}; waiting{until}",
             args.name
         );
@@ -271,6 +339,11 @@ async fn supervise(
         .args(rest)
         .env("SHYLOCK_LOCK_NAME", guard.name().as_str())
         .env("SHYLOCK_FENCING_TOKEN", guard.token().to_string());
+    // The lock store's URLs (with their credentials) and password are not
+    // the command's.
+    for variable in backend::SECRET_VARIABLES {
+        command.env_remove(variable);
+    }
     if !args.foreground {
         command.process_group(0);
     }
@@ -298,17 +371,20 @@ async fn supervise(
 
     let end = loop {
         tokio::select! {
+            // The command's end first: judged by the lease's validity then.
+            biased;
             status = child.wait() => {
-                break End::Exited(status.map_err(|e| {
+                let status = status.map_err(|e| {
                     Failure::new(exit::SOFTWARE, format!("cannot wait for the command: {e}"))
-                })?);
+                })?;
+                break End::Exited(status, guard.lost_reason());
             }
             (sig, _) = signals.recv() => send(target, sig),
             reason = guard.lost() => break End::Lost(reason),
         }
     };
     if let End::Lost(reason) = &end {
-        eprintln!(
+        say!(
             "shylock: lost the lease on lock `{}` (fencing token {}): {reason}; stopping the command \
              (SIGTERM, SIGKILL after {}) and exiting with {lost_code}",
             guard.name(),

@@ -1,0 +1,380 @@
+//! `shylock run` as a supervisor (issue 22, and issue 23 item 1): a broken
+//! stderr, the signals it forwards, the exit code after a late release
+//! answer, signals ignored at start (nohup), and the environment the
+//! command gets.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rustix::process::{Pid, Signal, kill_process, kill_process_group, test_kill_process};
+use shylock::mongo::mongodb::bson::{Bson, doc};
+use shylock_testkit::proxy::{Mode, Proxy};
+use support::*;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `shylock run <backend> <extra> <name> -- sh -c <script>`.
+fn run_cmd(uri: &str, db: &str, extra: &[&str], name: &str, script: &str) -> Command {
+    let mut cmd = shylock();
+    cmd.arg("run")
+        .args(mongo_args(uri, db))
+        .args(extra)
+        .arg(name)
+        .args(["--", "sh", "-c", script]);
+    cmd
+}
+
+fn inspect_code(uri: &str, db: &str, name: &str) -> Option<i32> {
+    let mut cmd = shylock();
+    cmd.arg("inspect").args(mongo_args(uri, db)).arg(name);
+    run_within(&mut cmd, LIMIT).status.code()
+}
+
+/// A pipe whose reading end is already closed: every write to it fails
+/// with EPIPE.
+fn broken_pipe() -> Stdio {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    Stdio::from(writer)
+}
+
+fn pid_of(child: &Child) -> Pid {
+    Pid::from_raw(i32::try_from(child.id()).expect("a pid")).expect("a pid")
+}
+
+/// Kills a process group when dropped: a command that a failing test left
+/// behind does not outlive it.
+struct KillGroup(Option<Pid>);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            let _ = kill_process_group(pgid, Signal::KILL);
+        }
+    }
+}
+
+/// A script that writes `ready <its pid>` to `log`, then runs until
+/// `release` exists (at most 30 s), then writes `end`.
+fn waiting_script(log: &Path, release: &Path) -> String {
+    format!(
+        "echo \"ready $$\" >> {log}; \
+         i=0; while [ ! -e {release} ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; \
+         echo end >> {log}",
+        log = log.display(),
+        release = release.display()
+    )
+}
+
+/// The pid in the `ready <pid>` line of `log`, once it is there.
+fn ready_pid(log: &Path) -> Pid {
+    let text = wait_for_text(log, "ready", LIMIT);
+    let pid: i32 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ready "))
+        .expect("a ready line")
+        .trim()
+        .parse()
+        .expect("a pid");
+    Pid::from_raw(pid).expect("a pid")
+}
+
+/// Issue 22 item 1: with stderr a pipe nobody reads, `shylock` still stops
+/// the command on lease loss and exits 76; a `-n` run and a waiter still
+/// exit 75, and `inspect` with a closed stdout 0 (not 101, a panic on
+/// EPIPE).
+#[test]
+fn a_broken_stderr_changes_no_exit_code_and_orphans_no_command() {
+    let server = server();
+    let db = unique("epipe");
+    let name = unique("job");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("log");
+    let release = dir.path().join("release");
+    let proxy = Proxy::start(server.addr(), Mode::PassThrough).expect("the proxy");
+
+    let mut holder = run_cmd(
+        &via(&server.uri(), proxy.addr()),
+        &db,
+        &["--lease", "2s", "--kill-after", "1s"],
+        &name,
+        &waiting_script(&log, &release),
+    )
+    .stdout(Stdio::null())
+    .stderr(broken_pipe())
+    .spawn()
+    .expect("start the holder");
+    let command = ready_pid(&log);
+    let _cleanup = KillGroup(Some(command));
+
+    // The lock is held: -n and a waiter with --timeout get 75.
+    for extra in [&["-n"][..], &["--timeout", "1s"]] {
+        let mut waiter = run_cmd(&server.uri(), &db, extra, &name, "true")
+            .stdout(Stdio::null())
+            .stderr(broken_pipe())
+            .spawn()
+            .expect("start a waiter");
+        let status = wait_for_exit(&mut waiter, LIMIT);
+        assert_eq!(status.code(), Some(75), "{extra:?}: {status}");
+    }
+
+    // `inspect` with a closed stdout: still 0 (held).
+    let mut inspect = shylock()
+        .arg("inspect")
+        .args(mongo_args(&server.uri(), &db))
+        .arg(&name)
+        .stdout(broken_pipe())
+        .stderr(broken_pipe())
+        .spawn()
+        .expect("start inspect");
+    let status = wait_for_exit(&mut inspect, LIMIT);
+    assert_eq!(status.code(), Some(0), "inspect: {status}");
+
+    // The holder is cut off from the server: its lease runs out.
+    proxy.blackhole(Duration::from_secs(25));
+    let status = wait_for_exit(&mut holder, LIMIT);
+    proxy.clear_faults();
+    let alive = test_kill_process(command).is_ok();
+    assert_eq!(status.code(), Some(76), "the holder: {status}");
+    assert!(!alive, "the command still runs after shylock exited");
+    let log_text = std::fs::read_to_string(&log).expect("log");
+    assert!(!log_text.contains("end"), "{log_text}");
+}
+
+/// Issue 22 item 4: SIGQUIT, SIGUSR1, SIGUSR2 and SIGALRM sent to `shylock`
+/// reach the command's group (as SIGTERM does); `shylock` waits for the
+/// command, exits with its code and releases the lock. Sent to a `shylock`
+/// still waiting for the lock, they interrupt it (128 + N), as SIGINT does.
+#[test]
+fn quit_usr1_usr2_and_alrm_reach_the_command_and_the_lock_is_released() {
+    let server = server();
+    let db = unique("signals");
+    for (signal, trap) in [
+        (Signal::QUIT, "QUIT"),
+        (Signal::USR1, "USR1"),
+        (Signal::USR2, "USR2"),
+        (Signal::ALARM, "ALRM"),
+    ] {
+        let name = unique("job");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("log");
+        let release = dir.path().join("release");
+        let script = format!(
+            "trap 'echo got >> {log}; exit 5' {trap}; {}",
+            waiting_script(&log, &release),
+            log = log.display()
+        );
+        let mut child = run_cmd(&server.uri(), &db, &[], &name, &script)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start shylock");
+        let command = ready_pid(&log);
+        let _cleanup = KillGroup(Some(command));
+
+        // A waiter for the same lock: the signal interrupts it, 128 + N,
+        // and its command never runs.
+        let waiter_err = dir.path().join("waiter-stderr");
+        let mut waiter = run_cmd(&server.uri(), &db, &[], &name, "echo waiter-ran >&2")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&waiter_err).expect("waiter's stderr"))
+            .spawn()
+            .expect("start the waiter");
+        wait_for_text(&waiter_err, "waiting", LIMIT);
+        kill_process(pid_of(&waiter), signal).expect("the signal");
+        let status = wait_for_exit(&mut waiter, LIMIT);
+        let said = std::fs::read_to_string(&waiter_err).expect("waiter's stderr");
+        assert_eq!(
+            status.code(),
+            Some(128 + signal.as_raw()),
+            "SIG{trap} to a waiter: {status}, {said:?}"
+        );
+        assert!(said.contains("interrupted"), "{said:?}");
+        assert!(!said.contains("waiter-ran"), "{said:?}");
+
+        kill_process(pid_of(&child), signal).expect("the signal");
+        let status = wait_for_exit(&mut child, LIMIT);
+        let log_text = std::fs::read_to_string(&log).expect("log");
+        assert_eq!(
+            status.code(),
+            Some(5),
+            "SIG{trap}: shylock {status}, log {log_text:?}"
+        );
+        assert!(log_text.contains("got"), "SIG{trap}: {log_text:?}");
+        assert_eq!(
+            inspect_code(&server.uri(), &db, &name),
+            Some(1),
+            "SIG{trap}: the lock is free"
+        );
+    }
+}
+
+/// Issue 22 item 6: a command that ended while its lease was valid is not
+/// reported lost because of the release's answer (here: "not the owner").
+#[test]
+fn a_command_that_ended_inside_its_lease_keeps_its_exit_code() {
+    let server = server();
+    let db = unique("late");
+    let name = unique("job");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("log");
+    let release = dir.path().join("release");
+    let proxy = Proxy::start(server.addr(), Mode::PassThrough).expect("the proxy");
+    let child = run_cmd(
+        &via(&server.uri(), proxy.addr()),
+        &db,
+        &[],
+        &name,
+        &waiting_script(&log, &release),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("start shylock");
+    ready_pid(&log);
+    // The next findAndModify is the release (renewals come every 10 s): it
+    // takes effect, and its answer says the lock was not ours.
+    proxy.forward_then_reply(
+        "findAndModify",
+        doc! { "ok": 1, "value": Bson::Null, "lastErrorObject": { "n": 0, "updatedExisting": false } },
+        Some(1),
+    );
+    std::fs::write(&release, "").expect("release");
+    let out = output_within(child, LIMIT);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("release"), "a warning: {stderr}");
+    assert!(!stderr.contains("lost before"), "{stderr}");
+}
+
+/// Issue 22 item 7: a signal ignored when `shylock` starts (SIGHUP under
+/// nohup) stays ignored: not forwarded, and the command inherits it ignored.
+#[test]
+fn a_signal_ignored_at_start_stays_ignored() {
+    let server = server();
+    let db = unique("nohup");
+    let name = unique("job");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("log");
+    let release = dir.path().join("release");
+    let script = format!(
+        "grep SigIgn /proc/$$/status >> {log}; {}",
+        waiting_script(&log, &release),
+        log = log.display()
+    );
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "trap '' HUP; exec \"$@\"", "sh"])
+        .arg(env!("CARGO_BIN_EXE_shylock"))
+        .arg("run")
+        .args(mongo_args(&server.uri(), &db))
+        .arg(&name)
+        .args(["--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("SHYLOCK_") {
+            cmd.env_remove(key);
+        }
+    }
+    let mut child = cmd.spawn().expect("start shylock");
+    let command = ready_pid(&log);
+    let _cleanup = KillGroup(Some(command));
+    let log_text = std::fs::read_to_string(&log).expect("log");
+    let mask = log_text
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .map(|m| u64::from_str_radix(m.trim(), 16).expect("a mask"))
+        .expect("the SigIgn line");
+    assert_eq!(
+        mask & 1,
+        1,
+        "the command does not ignore SIGHUP: {log_text:?}"
+    );
+
+    kill_process(pid_of(&child), Signal::HUP).expect("SIGHUP");
+    std::thread::sleep(Duration::from_millis(1500));
+    let early = child.try_wait().expect("try_wait");
+    assert!(
+        early.is_none(),
+        "shylock ended after an ignored SIGHUP: {early:?}"
+    );
+    assert!(test_kill_process(command).is_ok(), "the command ended");
+
+    std::fs::write(&release, "").expect("release");
+    let status = wait_for_exit(&mut child, LIMIT);
+    assert_eq!(status.code(), Some(0), "{status}");
+}
+
+/// Issue 23 item 1: the command does not get the lock store's URLs nor its
+/// password from shylock's environment.
+#[test]
+fn the_command_does_not_get_the_stores_credentials() {
+    let secret_vars = [
+        "SHYLOCK_MONGODB_URI",
+        "SHYLOCK_ARANGO_URL",
+        "SHYLOCK_BACKEND_URL",
+        "SHYLOCK_ARANGO_PASSWORD",
+    ];
+    let check = |cmd: &mut Command, what: &str| {
+        let out = run_within(cmd, LIMIT);
+        let env = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", text(&out.stderr));
+        assert!(env.contains("SHYLOCK_LOCK_NAME="), "{what}: {env}");
+        for var in secret_vars {
+            assert!(
+                !env.contains(var),
+                "{what}: {var} reached the command: {env}"
+            );
+        }
+        assert!(!env.contains("hunter2"), "{what}: a password: {env}");
+    };
+
+    // Every variable set; the backend given by its flag.
+    let mut cmd = shylock();
+    cmd.args([
+        "run",
+        "--backend",
+        "memory://creds",
+        "x",
+        "--",
+        "sh",
+        "-c",
+        "env",
+    ])
+    .env(
+        "SHYLOCK_MONGODB_URI",
+        "mongodb://alice:hunter2-a@127.0.0.1:1/",
+    )
+    .env("SHYLOCK_ARANGO_URL", "http://alice:hunter2-b@127.0.0.1:1")
+    .env(
+        "SHYLOCK_BACKEND_URL",
+        "mongodb://alice:hunter2-c@127.0.0.1:1/",
+    )
+    .env("SHYLOCK_ARANGO_PASSWORD", "hunter2-d");
+    check(&mut cmd, "flag");
+
+    // The server named by the variable, as the README advises.
+    let server = server();
+    let mut cmd = shylock();
+    cmd.args([
+        "run",
+        "--database",
+        &unique("creds"),
+        "x",
+        "--",
+        "sh",
+        "-c",
+        "env",
+    ])
+    .env("SHYLOCK_MONGODB_URI", server.uri())
+    .env("SHYLOCK_ARANGO_PASSWORD", "hunter2-d");
+    check(&mut cmd, "variable");
+}
