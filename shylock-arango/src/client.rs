@@ -104,8 +104,7 @@ impl ClientExt for RustlsClient {
             .contains_key(reqwest::header::AUTHORIZATION)
             || request
                 .body()
-                .and_then(reqwest::Body::as_bytes)
-                .is_none_or(|b| !b.is_empty());
+                .is_some_and(|b| b.as_bytes().is_none_or(|b| !b.is_empty()));
         let resp = self
             .client
             .execute(request)
