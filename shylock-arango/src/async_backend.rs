@@ -156,7 +156,10 @@ impl ArangoBackend {
 
     /// The TTL grace in force: [`ArangoOptions::ttl_grace`], or the
     /// `expireAfter` of the collection's existing TTL index when
-    /// `create`/`prepare` adopted it.
+    /// `create`/`prepare` adopted it. An `expireAfter` too long for a
+    /// `Duration` (such as `1e300`) is adopted as the longest one there is
+    /// (about `u64::MAX` seconds): that index never collects a record, which
+    /// fencing tokens tolerate.
     pub fn ttl_grace(&self) -> std::time::Duration {
         self.core.ttl_grace()
     }

@@ -174,7 +174,9 @@ impl Core {
     }
 
     fn prepare_deadline(&self) -> Option<Instant> {
-        Some(Instant::now() + self.options.get_request_timeout())
+        Some(crate::http::deadline_after(
+            self.options.get_request_timeout(),
+        ))
     }
 
     /// Make sure the collection and its TTL index exist, creating only what
@@ -393,7 +395,9 @@ impl Core {
         let expire_after = ttl["expireAfter"].as_f64().unwrap_or(-1.0);
         let ours = self.options.get_ttl_grace();
         if expire_after >= MIN_TTL_GRACE.as_secs_f64() {
-            let adopted = Duration::from_secs_f64(expire_after);
+            // An `expireAfter` beyond any `Duration` (1e300) is adopted as
+            // the longest grace there is: such an index never collects.
+            let adopted = Duration::try_from_secs_f64(expire_after).unwrap_or(Duration::MAX);
             if adopted.as_secs() != ours.as_secs() {
                 tracing::info!(
                     collection = %name,

@@ -284,10 +284,25 @@ impl fmt::Debug for Http {
     }
 }
 
-/// A `reqwest` client for the backend's own requests, on rustls.
+/// A distance that stands for "no deadline" (about 30 years): what a
+/// timeout too long for an `Instant` saturates to.
+const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
+/// `now + d`, saturating at 30 years from now instead of panicking on a
+/// duration too long for an `Instant` (`request_timeout(Duration::MAX)`).
+pub(crate) fn deadline_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d.min(FAR)).unwrap_or(now)
+}
+
+/// A `reqwest` client for the backend's own requests, on rustls. It
+/// follows no redirect: a redirect would carry the credentials (the
+/// re-login body) or the lock queries to wherever it points; it is
+/// reported as a configuration error instead (see [`redirect_error`]).
 pub(crate) fn default_client() -> Result<reqwest::Client, BackendError> {
     reqwest::Client::builder()
         .use_rustls_tls()
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| {
             BackendError::new(BackendErrorKind::Other, "cannot build the HTTP client")
@@ -317,9 +332,7 @@ impl Http {
         db_name: String,
         default_timeout: Duration,
     ) -> Self {
-        let mut root_url = db_url.clone();
-        root_url.set_path("/");
-        root_url.set_query(None);
+        let root_url = root_of(&db_url);
         Http {
             client,
             root_url,
@@ -384,7 +397,7 @@ impl Http {
         deadline: Option<Instant>,
         what: &str,
     ) -> Result<Reply, BackendError> {
-        let deadline = deadline.or_else(|| Some(Instant::now() + self.default_timeout));
+        let deadline = deadline.or_else(|| Some(deadline_after(self.default_timeout)));
         let (headers, generation) = self.auth.current();
         let reply = self
             .send_once(method.clone(), path, body, deadline, headers, what)
@@ -423,13 +436,14 @@ impl Http {
             serde_json::json!({ "username": credentials.user, "password": credentials.password });
         let resp = self
             .client
-            .post(url)
+            .post(url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string())
             .timeout(timeout)
             .send()
             .await
             .map_err(|e| transport_error(&what, e))?;
+        check_not_redirected(&url, &resp, &what)?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| transport_error(&what, e))?;
         let jwt = serde_json::from_str::<Value>(&text)
@@ -485,7 +499,7 @@ impl Http {
         })?;
         let mut req = self
             .client
-            .request(method, url)
+            .request(method, url.clone())
             .headers(headers)
             .header(reqwest::header::ACCEPT, "application/json")
             .timeout(timeout);
@@ -495,6 +509,7 @@ impl Http {
                 .body(body.to_string());
         }
         let resp = req.send().await.map_err(|e| transport_error(what, e))?;
+        check_not_redirected(&url, &resp, what)?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| transport_error(what, e))?;
         let body = match serde_json::from_str::<Value>(&text) {
@@ -526,6 +541,85 @@ impl Http {
             hint: None,
         })
     }
+}
+
+/// The server's root URL from a database URL: `…/prefix/_db/name/` gives
+/// `…/prefix/` (the base path kept, so that `_open/auth` goes where the
+/// data requests go, behind a gateway that routes by path).
+fn root_of(db_url: &Url) -> Url {
+    let mut root = db_url.clone();
+    let path = db_url.path();
+    let base = match path.rfind("/_db/") {
+        Some(i) => &path[..=i],
+        None => "/",
+    };
+    root.set_path(base);
+    root.set_query(None);
+    root.set_fragment(None);
+    root
+}
+
+/// A URL for messages: no user name, password, query or fragment.
+pub(crate) fn redact(url: &Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_query(None);
+    url.set_fragment(None);
+    url.to_string()
+}
+
+/// The configuration error for a redirect to `location` (as the server
+/// wrote it, resolved against `from`), never followed.
+pub(crate) fn redirect_error(
+    what: &str,
+    status: u16,
+    from: &Url,
+    location: Option<&str>,
+) -> String {
+    let to = match location.map(|l| from.join(l)) {
+        Some(Ok(to)) => redact(&to),
+        Some(Err(_)) => "a location that is not a URL".to_owned(),
+        None => "no location".to_owned(),
+    };
+    format!(
+        "{what}: the server answered HTTP {status}, a redirect to {to}; redirects are not \
+         followed (they would carry the credentials or the lock requests elsewhere): \
+         give the server's own URL"
+    )
+}
+
+/// A redirect answer, or a response from another URL than asked (a client
+/// given with `ArangoOptions::http_client` that follows redirects), is a
+/// configuration error.
+fn check_not_redirected(
+    asked: &Url,
+    resp: &reqwest::Response,
+    what: &str,
+) -> Result<(), BackendError> {
+    let status = resp.status();
+    if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok());
+        return Err(BackendError::new(
+            BackendErrorKind::InvalidConfig,
+            redirect_error(what, status.as_u16(), asked, location),
+        ));
+    }
+    if resp.url() != asked {
+        return Err(BackendError::new(
+            BackendErrorKind::InvalidConfig,
+            format!(
+                "{what}: the HTTP client followed a redirect to {}: build the client given \
+                 to `ArangoOptions::http_client` with `redirect(reqwest::redirect::Policy::none())`, \
+                 and give the server's own URL",
+                redact(resp.url())
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Map a `reqwest` failure to a transient [`BackendError`] kind.

@@ -163,6 +163,13 @@ impl ArangoOptions {
     /// or to use the system's TLS (OpenSSL on Linux): depend on `reqwest`
     /// with its `native-tls` feature and pass
     /// `reqwest::Client::builder().use_native_tls().build()?`.
+    ///
+    /// Build it with `.redirect(reqwest::redirect::Policy::none())`, as the
+    /// default client is: reqwest follows redirects unless told not to, and
+    /// a redirect carries the re-login's password or the lock queries to
+    /// wherever it points. The backend answers a redirect, or an answer
+    /// from another URL than asked, with an
+    /// [`InvalidConfig`](shylock_core::BackendErrorKind::InvalidConfig) error.
     #[must_use]
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http_client = Some(client);

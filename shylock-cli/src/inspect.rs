@@ -1,6 +1,6 @@
 //! `shylock inspect` and `shylock setup`.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use shylock::{AsyncLock, LockName, LockRecord};
 
@@ -8,10 +8,30 @@ use crate::backend::{self, Connected};
 use crate::cli::{InspectArgs, SetupArgs};
 use crate::exit::{self, Failure};
 
-/// A lock record's expiry as RFC 3339 (UTC, milliseconds).
+/// The last millisecond RFC 3339 can write (9999-12-31T23:59:59.999Z).
+const MAX_RFC3339_MS: i64 = 253_402_300_799_999;
+
+/// A moment given in milliseconds since the Unix epoch, as RFC 3339 (UTC,
+/// milliseconds) when it has four-digit year after 1970, else as the
+/// milliseconds themselves: `humantime` refuses (a panic in `Display`)
+/// years from 10000 on and moments before the epoch, which a record
+/// written by another program can hold. The one place the CLI formats a
+/// moment.
+pub fn format_millis(ms: i64) -> String {
+    match u64::try_from(ms) {
+        Ok(after) if ms <= MAX_RFC3339_MS => {
+            let at = SystemTime::UNIX_EPOCH + Duration::from_millis(after);
+            humantime::format_rfc3339_millis(at).to_string()
+        }
+        Ok(_) => format!("{ms} ms since the Unix epoch (beyond year 9999)"),
+        Err(_) => format!("{ms} ms since the Unix epoch (before 1970)"),
+    }
+}
+
+/// A lock record's expiry as RFC 3339 (UTC, milliseconds), or in
+/// milliseconds when out of RFC 3339's range ([`format_millis`]).
 fn expiry(record: &LockRecord) -> String {
-    let at: SystemTime = record.expires_at.to_system_time();
-    humantime::format_rfc3339_millis(at).to_string()
+    format_millis(record.expires_at.as_millis())
 }
 
 /// "by owner … (fencing token …, lease until …)", for messages.
@@ -82,5 +102,41 @@ pub async fn setup(args: SetupArgs) -> i32 {
             0
         }
         Err(f) => exit::report(&f),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_millis;
+
+    #[test]
+    fn moments_format_as_rfc3339_within_its_range_and_as_millis_beyond() {
+        assert_eq!(format_millis(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_millis(1_500), "1970-01-01T00:00:01.500Z");
+        assert_eq!(
+            format_millis(253_402_300_799_999),
+            "9999-12-31T23:59:59.999Z"
+        );
+        assert_eq!(
+            format_millis(253_402_300_800_000),
+            "253402300800000 ms since the Unix epoch (beyond year 9999)"
+        );
+        // MongoDB `DatetimeMS(631152000000000)` (year 21970) and 2^63-1.
+        assert_eq!(
+            format_millis(631_152_000_000_000),
+            "631152000000000 ms since the Unix epoch (beyond year 9999)"
+        );
+        assert_eq!(
+            format_millis(i64::MAX),
+            format!("{} ms since the Unix epoch (beyond year 9999)", i64::MAX)
+        );
+        assert_eq!(
+            format_millis(-1),
+            "-1 ms since the Unix epoch (before 1970)"
+        );
+        assert_eq!(
+            format_millis(i64::MIN),
+            format!("{} ms since the Unix epoch (before 1970)", i64::MIN)
+        );
     }
 }

@@ -126,3 +126,45 @@ fn a_wrong_password_is_refused_without_being_printed() {
     let out = run_within(&mut cmd, LIMIT);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
+
+/// Issue 23 item 2: a record whose expiry is beyond year 9999 (`1e12` s)
+/// is printed, not a panic (exit 101).
+#[test]
+fn a_record_expiring_after_year_9999_is_printed_not_a_panic() {
+    let emu = Emulator::start(USER, PASSWORD, &[DB]);
+    let name = "far-future";
+    let out = run_within(cmd(&emu, "run").args([name, "--", "true"]), LIMIT);
+    assert!(out.status.success(), "{out:?}");
+    let coll = "shylock";
+    let key = format!("n-{name}");
+    let mut doc = emu.document(DB, coll, &key).expect("the record");
+    doc.insert("owner".into(), serde_json::json!("intruder"));
+    doc.insert("expiresAt".into(), serde_json::json!(1e12));
+    emu.put_document(DB, coll, doc);
+    let beyond = "1000000000000000 ms since the Unix epoch (beyond year 9999)";
+
+    let out = run_within(cmd(&emu, "inspect").arg(name), LIMIT);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(text(&out.stdout).contains(beyond), "{out:?}");
+    let out = run_within(cmd(&emu, "inspect").args([name, "--json"]), LIMIT);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(text(&out.stdout).contains(beyond), "{out:?}");
+    let out = run_within(
+        cmd(&emu, "run").args([name, "--no-wait", "--", "true"]),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(75), "{out:?}");
+    assert!(text(&out.stderr).contains(beyond), "{out:?}");
+}
+
+/// Issue 23 item 9: `--connect-timeout 300000000000y` validates and must
+/// saturate, not panic ("overflow when adding duration to instant").
+#[test]
+fn a_connect_timeout_beyond_any_instant_does_not_panic() {
+    let emu = Emulator::start(USER, PASSWORD, &[DB]);
+    let out = run_within(
+        cmd(&emu, "inspect").args(["--connect-timeout", "300000000000y", "free-lock"]),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(1), "free: {out:?}");
+}

@@ -719,3 +719,83 @@ fn a_timeout_while_the_server_fails_is_unavailable_not_a_conflict() {
     assert!(said.contains("10107 (NotWritablePrimary)"), "{said}");
     assert!(!said.contains("RawDocumentBuf"), "{said}");
 }
+
+/// Set every record of collection `shylock` in `db` held by `owner` until
+/// `expires_ms` (a record another program could write).
+fn hold_every_record(uri: &str, db: &str, owner: &str, expires_ms: i64) {
+    use mongodb::bson::{DateTime, doc};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let client = mongodb::Client::with_uri_str(uri).await.expect("client");
+        let coll = client
+            .database(db)
+            .collection::<mongodb::bson::Document>("shylock");
+        let done = coll
+            .update_many(
+                doc! {},
+                doc! { "$set": { "owner": owner, "expiresAt": DateTime::from_millis(expires_ms) } },
+            )
+            .await
+            .expect("update");
+        assert_eq!(done.matched_count, 1, "{done:?}");
+    });
+}
+
+/// Issue 23 item 2: a record whose expiry is beyond year 9999 (which
+/// `humantime` refuses) is printed, not a panic (exit 101).
+#[test]
+fn a_record_expiring_after_year_9999_is_printed_not_a_panic() {
+    let server = server();
+    let db = unique("far_future");
+    let name = unique("job");
+    let out = run_within(&mut run_cmd(&server.uri(), &db, &[], &name, "true"), LIMIT);
+    assert!(out.status.success(), "{out:?}");
+    for expires_ms in [631_152_000_000_000_i64, i64::MAX] {
+        hold_every_record(&server.uri(), &db, "intruder", expires_ms);
+        let beyond = format!("{expires_ms} ms since the Unix epoch (beyond year 9999)");
+
+        let out = inspect(&server.uri(), &db, &name, false);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.contains(&format!("expires at:    {beyond}")),
+            "{out:?}"
+        );
+
+        let out = inspect(&server.uri(), &db, &name, true);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(json["expires_at"], beyond.as_str(), "{json}");
+        assert_eq!(json["expires_at_ms"], expires_ms, "{json}");
+
+        let out = run_within(
+            &mut run_cmd(&server.uri(), &db, &["--no-wait"], &name, "true"),
+            LIMIT,
+        );
+        assert_eq!(out.status.code(), Some(75), "{out:?}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("by owner intruder"), "{stderr}");
+        assert!(stderr.contains(&beyond), "{stderr}");
+    }
+}
+
+/// Issue 23 item 9: a connect timeout that validates but is beyond any
+/// `Instant` saturates instead of panicking.
+#[test]
+fn a_connect_timeout_beyond_any_instant_does_not_panic() {
+    let server = server();
+    let db = unique("huge_timeout");
+    let name = unique("job");
+    let out = run_within(
+        shylock()
+            .arg("inspect")
+            .args(mongo_args(&server.uri(), &db))
+            .args(["--connect-timeout", "300000000000y"])
+            .arg(&name),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(1), "free: {out:?}");
+}

@@ -12,6 +12,7 @@ mod deployed;
 mod emulator_docs;
 mod errors;
 mod exclusive_cost;
+mod hostile_http;
 #[cfg(feature = "sync")]
 mod in_runtime;
 mod issue24;
