@@ -121,7 +121,10 @@ fn setup_answer(method: &str, path: &str) -> Option<Answer> {
         return Some(ok(r#"{"error":false,"code":200,"result":{"name":"db"}}"#));
     }
     if method == "GET" && path.contains("/_api/collection/") {
-        return Some(ok(r#"{"error":false,"code":200,"name":"locks"}"#));
+        // As `GET …/properties` answers for a collection shylock made.
+        return Some(ok(
+            r#"{"error":false,"code":200,"name":"locks","type":2,"keyOptions":{"type":"traditional","allowUserKeys":true}}"#,
+        ));
     }
     if method == "GET" && path.contains("/_api/index") {
         return Some(ok(
