@@ -27,10 +27,14 @@
 //!   document key 400/1221), executed natively under one mutex per database,
 //!   which gives a single server's atomicity; `_rev` changes on every write.
 //!
-//! * `POST /_open/auth` issues JWTs that expire on the emulated clock;
+//! * `POST /_open/auth` issues JWTs that expire on the emulated clock
+//!   (400 / 400 when `username` or `password` is missing);
+//!   `Basic` / `Bearer` matched case-insensitively;
 //!   users with per-database and per-collection access levels ([`Level`]),
-//!   403 / 11 beyond them, 401 / 11 for a database a non-root user cannot
-//!   see (whether or not it exists);
+//!   resolved as `auth::User` does (explicit, then the `*` database's,
+//!   `_system`'s and the `*` collection's levels), 403 / 11 beyond them,
+//!   401 / 11 for a database a non-root user cannot see (whether or not it
+//!   exists);
 //! * `GET /_api/collection/{name}`, `GET /_api/collection/{name}/properties`
 //!   (`type`, `keyOptions`; `shardKeys` when given at creation, as a
 //!   cluster answers), `GET /_api/index?collection=`;

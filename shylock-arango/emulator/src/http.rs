@@ -104,10 +104,15 @@ fn percent_decode(s: &str) -> String {
 
 fn authenticate(state: &State, headers: &HeaderMap) -> Option<Caller> {
     let value = headers.get("authorization").and_then(|v| v.to_str().ok())?;
-    if let Some(token) = value
-        .strip_prefix("bearer ")
-        .or_else(|| value.strip_prefix("Bearer "))
-    {
+    // The scheme is matched case-insensitively, as the server's
+    // `strncasecmp` on `basic ` / `bearer ` (HttpCommTask's auth check).
+    let scheme = |name: &str| {
+        value
+            .get(..name.len())
+            .filter(|s| s.eq_ignore_ascii_case(name))
+            .map(|_| &value[name.len()..])
+    };
+    if let Some(token) = scheme("bearer ") {
         // docs.arango.ai/arangodb/3.12/develop/http-api/authentication/:
         // an expired token is refused with 401.
         let (user, exp_ms) = lock(&state.tokens).get(token.trim()).cloned()?;
@@ -117,7 +122,7 @@ fn authenticate(state: &State, headers: &HeaderMap) -> Option<Caller> {
         let user = lock(&state.users).get(&user).cloned()?;
         return Some(Caller { user });
     }
-    let encoded = value.strip_prefix("Basic ")?;
+    let encoded = scheme("basic ")?;
     // arangors sends base64 without padding; curl and others pad.
     let engine = base64::engine::GeneralPurpose::new(
         &base64::alphabet::STANDARD,
@@ -211,29 +216,61 @@ struct Caller {
 }
 
 impl Caller {
+    /// The level explicitly configured for a database, if any.
+    fn configured(&self, db: &str) -> Option<Level> {
+        self.user.databases.get(db).copied()
+    }
+
+    /// `auth::User::databaseAuthLevel` (arangod/Auth/User.cpp, 3.11/3.12):
+    /// the database's own level; when none is configured, the best of the
+    /// `*` database's and `_system`'s.
     fn database(&self, db: &str) -> Level {
         if self.user.admin {
             return Level::Rw;
         }
-        self.user
-            .databases
-            .get(db)
-            .or_else(|| self.user.databases.get("*"))
-            .copied()
-            .unwrap_or(Level::None)
+        if let Some(level) = self.configured(db) {
+            return level;
+        }
+        let mut level = self.configured("*").unwrap_or(Level::None);
+        if db != "_system" {
+            level = level.max(self.configured("_system").unwrap_or(Level::None));
+        }
+        level
     }
 
+    /// `auth::User::collectionAuthLevel` (same file) for a non-system
+    /// collection: an explicit grant on the collection wins; otherwise the
+    /// best of the database's level, its `*` collection level, `_system`'s
+    /// database level, and the `*` database's level and `*` collection level.
     fn collection(&self, db: &str, collection: &str) -> Level {
         if self.user.admin {
             return Level::Rw;
         }
-        let key = |c: &str| (db.to_owned(), c.to_owned());
-        self.user
-            .collections
-            .get(&key(collection))
-            .or_else(|| self.user.collections.get(&key("*")))
-            .copied()
-            .unwrap_or(Level::None)
+        let grant = |d: &str, c: &str| {
+            self.user
+                .collections
+                .get(&(d.to_owned(), c.to_owned()))
+                .copied()
+        };
+        if let Some(level) = grant(db, collection) {
+            return level;
+        }
+        let mut level = Level::None;
+        for l in [
+            self.configured(db),
+            grant(db, "*"),
+            (db != "_system")
+                .then(|| self.configured("_system"))
+                .flatten(),
+            self.configured("*"),
+            grant("*", "*"),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            level = level.max(l);
+        }
+        level
     }
 }
 
@@ -251,8 +288,15 @@ fn read_only(state: &State) -> Option<Resp> {
 /// `{username, password}` → 200 `{jwt}`; wrong credentials 401 / errorNum 401.
 fn open_auth(state: &State, body: &[u8]) -> Resp {
     let spec = serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
-    let user = spec.get("username").and_then(Value::as_str).unwrap_or("");
-    let password = spec.get("password").and_then(Value::as_str).unwrap_or("");
+    // RestAuthHandler: a body that is not an object, or a `username` or
+    // `password` that is missing or not a string, is `badRequest()`:
+    // 400 / 400 "invalid JSON" (not a credentials error).
+    let (Some(user), Some(password)) = (
+        spec.get("username").and_then(Value::as_str),
+        spec.get("password").and_then(Value::as_str),
+    ) else {
+        return error(400, 400, "invalid JSON");
+    };
     let ok = lock(&state.users)
         .get(user)
         .is_some_and(|u| u.password == password);

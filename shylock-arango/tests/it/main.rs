@@ -15,3 +15,4 @@ mod exclusive_cost;
 #[cfg(feature = "sync")]
 mod in_runtime;
 mod issue24;
+mod issue24_emulator;
