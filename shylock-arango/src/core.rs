@@ -423,7 +423,15 @@ impl Core {
         deadline: Option<Instant>,
         what: &str,
     ) -> Result<Option<Value>, BackendError> {
-        let body = json!({ "query": query, "bindVars": bind_vars });
+        // `lockTimeout` (transaction::Options, read from the cursor's
+        // options by QueryOptions) bounds the wait for the collection's
+        // exclusive lock (RocksDBMetaCollection::doLock; 18 beyond it),
+        // and with it how old the query's `DATE_NOW()` can be.
+        let body = json!({
+            "query": query,
+            "bindVars": bind_vars,
+            "options": { "lockTimeout": self.options.get_lock_timeout().as_secs_f64() },
+        });
         let reply = self
             .http
             .send(Method::POST, "_api/cursor", Some(&body), deadline, what)

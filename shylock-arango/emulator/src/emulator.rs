@@ -25,7 +25,10 @@
 //!   else: 400/1501; no body: 400/1502; bind parameter missing 1551,
 //!   undeclared 1552, wrong type 1553; unknown collection 404/1203; illegal
 //!   document key 400/1221), executed natively under one mutex per database,
-//!   which gives a single server's atomicity; `_rev` changes on every write.
+//!   which gives a single server's atomicity; `_rev` changes on every write;
+//!   the query's clock (`DATE_NOW()`) is read before its lock is waited for,
+//!   and the wait is bounded by `options.lockTimeout` (default 900 s; 500 /
+//!   18 beyond it), as the server plans, then locks.
 //!
 //! * `POST /_open/auth` issues JWTs that expire on the emulated clock
 //!   (400 / 400 when `username` or `password` is missing);
@@ -136,6 +139,10 @@ pub(crate) struct Faults {
     /// while the query holds its lock (a model of the fsync).
     pub(crate) sync_latency: Duration,
     pub(crate) cursor_errors: VecDeque<(u16, i64, String)>,
+    /// Lock waits for the next writing cursor queries, one each: the query
+    /// reads its clock (plans), then waits this long for the collection's
+    /// lock (another transaction holds it), bounded by its `lockTimeout`.
+    pub(crate) lock_waits: VecDeque<Duration>,
     /// Before the next `POST /_api/index`, another process's TTL index with
     /// this `expireAfter` (on the requested fields) is created first.
     pub(crate) index_race: Option<Value>,
@@ -309,6 +316,18 @@ impl Emulator {
             f.cursor_errors
                 .push_back((status, error_num, message.to_owned()));
         }
+    }
+
+    /// Make the next writing cursor query (acquire, renew, release) wait
+    /// `d` for its collection's lock, as if another transaction held it:
+    /// the query has read its clock already (the server folds `DATE_NOW()`
+    /// while planning, before it locks), and it goes on after the wait even
+    /// if its client gave up meanwhile (a server does not notice), so its
+    /// write lands late. A wait longer than the query's `lockTimeout`
+    /// (default 900 s) ends at that bound with 500 / 18 and no write.
+    /// Calls queue up: one wait per query.
+    pub fn delay_lock(&self, d: Duration) {
+        lock(&self.state.faults).lock_waits.push_back(d);
     }
 
     /// Make the next `POST /_api/index` lose a race: just before it runs,

@@ -34,7 +34,7 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, st: Arc<State>) {
         conns.spawn(async move {
             let svc = service_fn(move |req| {
                 let st = Arc::clone(&st);
-                async move { Ok::<_, Infallible>(handle(&st, req).await) }
+                async move { Ok::<_, Infallible>(handle(st, req).await) }
             });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
@@ -160,7 +160,7 @@ fn collection_answer(name: &str, c: &Collection) -> Resp {
     )
 }
 
-async fn handle(state: &State, req: Request<Incoming>) -> Resp {
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Resp {
     let method = req.method().clone();
     let uri = req.uri().clone();
     let headers = req.headers().clone();
@@ -202,7 +202,14 @@ async fn handle(state: &State, req: Request<Incoming>) -> Resp {
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let answer = route(state, &method, uri.path(), uri.query(), &headers, &body);
+    // A request may wait for a collection's lock (as a server thread does):
+    // off the runtime's workers, so that other requests go on meanwhile.
+    let st = Arc::clone(&state);
+    let answer = tokio::task::spawn_blocking(move || {
+        route(&st, &method, uri.path(), uri.query(), &headers, &body)
+    })
+    .await
+    .unwrap_or_else(|_| error(500, 4, "emulator: the request's handler panicked"));
     if commit_then_hang {
         // The request ran (and committed); its answer never comes.
         std::future::pending::<()>().await;
@@ -652,6 +659,27 @@ fn create_index(state: &State, db: &Mutex<Database>, query: Option<&str>, body: 
     json_response(201, answer)
 }
 
+/// Take `m` within `timeout`, retrying a try-lock as the server's
+/// `RocksDBMetaCollection::doLock` does (no queue: whoever tries when the
+/// lock is free gets it).
+fn lock_within(
+    m: &Mutex<Database>,
+    timeout: std::time::Duration,
+) -> Option<std::sync::MutexGuard<'_, Database>> {
+    let until = std::time::Instant::now() + timeout;
+    loop {
+        match m.try_lock() {
+            Ok(g) => return Some(g),
+            Err(std::sync::TryLockError::Poisoned(e)) => return Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => {}
+        }
+        if std::time::Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(500));
+    }
+}
+
 fn cursor(
     state: &State,
     caller: &Caller,
@@ -756,8 +784,48 @@ fn cursor(
     }
     let synced = aql::wait_for_sync(text);
     let started = std::time::Instant::now();
+    // `DATE_NOW()` is folded to a constant while the server plans the query
+    // (Ast::optimizeFunctionCall from Query::preparePlan), before the
+    // transaction takes the collection's lock: the clock is read first.
+    let now = state.now_ms();
+    // The lock wait is bounded by the query's `options.lockTimeout`
+    // (transaction::Options, read by QueryOptions; RocksDBMetaCollection::doLock
+    // retries a try-lock until then, then fails with 18). Without it, or
+    // when not positive: the server's default, 900 s. Reads take no lock.
+    let lock_timeout = request["options"]["lockTimeout"]
+        .as_f64()
+        .filter(|t| *t > 0.0 && t.is_finite())
+        .unwrap_or(900.0);
+    let lock_timeout = std::time::Duration::from_secs_f64(lock_timeout.min(1e9));
+    let lock_timed_out = || {
+        error(
+            500,
+            18,
+            format!(
+                "timed out after {:.6} s waiting for exclusive-lock on collection {db_name}/{collection}",
+                lock_timeout.as_secs_f64()
+            ),
+        )
+    };
+    let mut guard = if writes_collection {
+        // An injected wait: another transaction holds the lock for this long.
+        let wait = lock(&state.faults).lock_waits.pop_front();
+        if let Some(wait) = wait {
+            if wait > lock_timeout {
+                std::thread::sleep(lock_timeout);
+                return lock_timed_out();
+            }
+            std::thread::sleep(wait);
+        }
+        let remaining = lock_timeout.saturating_sub(started.elapsed());
+        match lock_within(db, remaining) {
+            Some(g) => g,
+            None => return lock_timed_out(),
+        }
+    } else {
+        lock(db)
+    };
     // One mutex per database: the query runs as one transaction.
-    let mut guard = lock(db);
     let db = &mut *guard;
     let Some(coll) = db.collections.get_mut(collection) else {
         return error(
@@ -766,7 +834,6 @@ fn cursor(
             format!("AQL: collection or view not found: {collection} (while parsing)"),
         );
     };
-    let now = state.now_ms();
     let current = key_value.as_str().and_then(|k| coll.docs.get(k));
     let executed = aql::execute(known, bind, current, now);
     let mut writes = 0;

@@ -15,4 +15,5 @@ mod exclusive_cost;
 #[cfg(feature = "sync")]
 mod in_runtime;
 mod issue24;
+mod issue24_clock;
 mod issue24_emulator;
