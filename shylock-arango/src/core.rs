@@ -793,6 +793,14 @@ impl AsyncBackend for Core {
         ClockSource::Server
     }
 
+    /// An acquire the client gave up on can still be waiting for the
+    /// collection's lock on the server, and commit once it has it: at the
+    /// latest `lock_timeout` (the `lockTimeout` sent with it) plus the
+    /// query's run time after it was sent.
+    fn max_commit_delay(&self) -> Option<Duration> {
+        Some(self.options.max_commit_delay())
+    }
+
     fn describe(&self) -> String {
         Core::describe(self)
     }

@@ -136,3 +136,73 @@ async fn lock_timeout_is_bounded_by_the_grace_floor() {
     }
     assert!(t.emu().requests().is_empty(), "refused before any request");
 }
+
+/// Item 3: an acquire held up on the server (waiting for the collection's
+/// lock) commits after its client gave up and after the clean-up release
+/// found nothing. The clean-up releases again once the acquire can no
+/// longer commit (`lock_timeout` + `QUERY_RUN_ALLOWANCE` after it was
+/// sent), so the late grant is freed within that bound, not after a whole
+/// lease. (Before: the lock stayed held by the gone owner for the lease.)
+#[tokio::test]
+async fn an_acquire_that_commits_after_its_clean_up_is_released_within_the_bound() {
+    use shylock_core::{AsyncLock, Backend};
+    let t = emulated();
+    let emu = t.emu();
+    let coll = unique_collection("late24");
+    let options = ArangoOptions::new()
+        .collection(&coll)
+        .lock_timeout(Duration::from_secs(1));
+    let bound = options.max_commit_delay();
+    let b = connect(&t, options).await.unwrap();
+    let backend = Backend::from(b);
+    let lock = AsyncLock::with_backend("late24", &backend).lease(Duration::from_secs(120));
+    let key = shylock_arango::lock_key("late24");
+
+    // The acquire waits 800 ms for the lock on the server (within its
+    // lockTimeout); its client gives up after 300 ms.
+    emu.delay_lock(Duration::from_millis(800));
+    let sent = Instant::now();
+    let err = lock
+        .acquire_timeout(Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, shylock_core::Error::Timeout { .. }), "{err}");
+
+    // The write lands after the client gave up ...
+    while emu
+        .document(EMU_DB, &coll, &key)
+        .is_none_or(|d| d["owner"].is_null())
+    {
+        assert!(sent.elapsed() < Duration::from_secs(5), "no late commit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ... after the clean-up's first release, which found nothing.
+    let log = emu.requests();
+    let first_release = log
+        .iter()
+        .position(|r| r.query == Some("release"))
+        .expect("a clean-up release before the late commit");
+    assert!(first_release > 0);
+
+    // The clean-up releases again once the acquire cannot commit any more.
+    assert!(backend.settle(Duration::from_secs(30)).await);
+    assert!(
+        lock.inspect().await.unwrap().is_none(),
+        "the late grant is still held: {:?}",
+        emu.document(EMU_DB, &coll, &key)
+    );
+    assert!(
+        sent.elapsed() < bound + Duration::from_secs(3),
+        "freed within the bound ({bound:?}), after {:?}",
+        sent.elapsed()
+    );
+    let releases = emu
+        .requests()
+        .iter()
+        .filter(|r| r.query == Some("release"))
+        .count();
+    assert_eq!(
+        releases, 2,
+        "one clean-up release, then one after the bound"
+    );
+}
