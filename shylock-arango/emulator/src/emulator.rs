@@ -53,8 +53,10 @@
 //! follows. Test controls: a request log, a clock offset, running the TTL
 //! collector in one or two steps, injected delays, hangs (no answer at all),
 //! commit-then-hang, read-only mode, a modelled fsync latency, crashes,
-//! injected cursor errors and a TTL index created by another process just
-//! before the next index creation ([`Emulator::race_next_index`]).
+//! injected cursor errors, a TTL index created by another process just
+//! before the next index creation ([`Emulator::race_next_index`]) and a
+//! query made to wait for its lock, writing even after its client gave up
+//! ([`Emulator::delay_lock`]).
 //!
 //! This module holds the emulator's state and those controls; the HTTP
 //! server (routing, authentication, the handlers and their answers) is in
