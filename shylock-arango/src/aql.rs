@@ -14,7 +14,11 @@
 //! then re-reads instead of guessing.
 //!
 //! The server clock (`DATE_NOW()`, milliseconds) judges expiry inside the
-//! query, so the client's clock never matters.
+//! query, so the client's clock never matters. The server reads it while
+//! planning the query, before it waits for the collection's lock; the
+//! request's cursor options carry `lockTimeout`
+//! ([`ArangoOptions::lock_timeout`](crate::ArangoOptions::lock_timeout)),
+//! which bounds that wait and so how old a query's `now` can be.
 //!
 //! Bind parameters: `@@collection` (collection), `@key` (the document key,
 //! see [`lock_key`](crate::lock_key)), `@name` (the lock name), `@owner` (the

@@ -427,7 +427,15 @@ impl Core {
         deadline: Option<Instant>,
         what: &str,
     ) -> Result<Option<Value>, BackendError> {
-        let body = json!({ "query": query, "bindVars": bind_vars });
+        // `lockTimeout` (transaction::Options, read from the cursor's
+        // options by QueryOptions) bounds the wait for the collection's
+        // exclusive lock (RocksDBMetaCollection::doLock; 18 beyond it),
+        // and with it how old the query's `DATE_NOW()` can be.
+        let body = json!({
+            "query": query,
+            "bindVars": bind_vars,
+            "options": { "lockTimeout": self.options.get_lock_timeout().as_secs_f64() },
+        });
         let reply = self
             .http
             .send(Method::POST, "_api/cursor", Some(&body), deadline, what)
@@ -787,6 +795,14 @@ impl AsyncBackend for Core {
 
     fn clock(&self) -> ClockSource {
         ClockSource::Server
+    }
+
+    /// An acquire the client gave up on can still be waiting for the
+    /// collection's lock on the server, and commit once it has it: at the
+    /// latest `lock_timeout` (the `lockTimeout` sent with it) plus the
+    /// query's run time after it was sent.
+    fn max_commit_delay(&self) -> Option<Duration> {
+        Some(self.options.max_commit_delay())
     }
 
     fn describe(&self) -> String {

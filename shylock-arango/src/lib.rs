@@ -89,11 +89,25 @@
 //!   when the record was created, `seq` counts its grants. Release keeps the
 //!   record; the TTL index deletes a record only [`ArangoOptions::ttl_grace`]
 //!   (default 1 hour) after its last lease ended. A record created again
-//!   later has an epoch at least that grace later (`E' − E ≥ grace`), so its
-//!   first token `E'·1000 + 1` is above every token `E·1000 + seq` of the
-//!   deleted one as long as `seq < grace in ms × 1000` (3.6 billion grants
-//!   for one hour) and the server clock never stepped back by more than the
-//!   grace.
+//!   later has an epoch at least that grace later, less the lock-wait bound
+//!   below (`E' − E ≥ grace − lock_timeout`), so its first token
+//!   `E'·1000 + 1` is above every token `E·1000 + seq` of the deleted one
+//!   as long as `seq < (grace − lock_timeout) in ms × 1000` (3.6 billion
+//!   grants for one hour) and the server clock never stepped back by more
+//!   than that.
+//! * **`DATE_NOW()` is read before the lock.** The server folds `DATE_NOW()`
+//!   into a constant while it plans the query, before the transaction waits
+//!   for the collection's exclusive lock, so under contention a query's
+//!   `now` is older than its write by the lock wait. Every lock query is
+//!   sent with the cursor option `lockTimeout`
+//!   ([`ArangoOptions::lock_timeout`], default 5 s, at most 30 s; the
+//!   server's own default is 900 s), which bounds that wait (error 18
+//!   beyond it, a transient `Unavailable`). An old `now` only shortens the
+//!   server-side lease: the core counts a grant's validity from the time
+//!   the request was sent, which is before the server planned it, so the
+//!   holder's view of its lease still ends first. The TTL grace floor
+//!   ([`MIN_TTL_GRACE`], 60 s) exceeds the largest lock-wait bound
+//!   ([`MAX_LOCK_TIMEOUT`], 30 s), which keeps `E' − E` positive.
 
 #![cfg_attr(not(any(feature = "async", feature = "sync")), allow(dead_code))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -116,7 +130,8 @@ pub use arangors;
 pub use client::RustlsClient;
 pub use names::{MAX_COLLECTION_NAME_BYTES, MAX_KEY_BYTES, lock_key};
 pub use options::{
-    ArangoOptions, DEFAULT_COLLECTION, DEFAULT_REQUEST_TIMEOUT, DEFAULT_TTL_GRACE, MIN_TTL_GRACE,
+    ArangoOptions, DEFAULT_COLLECTION, DEFAULT_LOCK_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_TTL_GRACE, MAX_LOCK_TIMEOUT, MIN_TTL_GRACE, QUERY_RUN_ALLOWANCE,
 };
 
 /// An arangors connection on [`RustlsClient`].

@@ -18,6 +18,21 @@ pub const MIN_TTL_GRACE: Duration = Duration::from_secs(60);
 /// The default [`ArangoOptions::request_timeout`]: 10 seconds.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The default [`ArangoOptions::lock_timeout`]: 5 seconds.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The largest [`ArangoOptions::lock_timeout`] accepted: half of
+/// [`MIN_TTL_GRACE`], so that the TTL grace always exceeds the lock wait
+/// by at least as much (see the crate docs on fencing tokens).
+pub const MAX_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a lock query is assumed to run once it has its collection's
+/// lock (reading, writing and syncing one small document): with
+/// [`ArangoOptions::lock_timeout`], the longest an unanswered acquire can
+/// still commit after it was sent, and so how long after an acquisition
+/// given up with an unknown outcome its clean-up release is repeated.
+pub const QUERY_RUN_ALLOWANCE: Duration = Duration::from_secs(5);
+
 /// A user name and password, never shown by `Debug`.
 #[derive(Clone)]
 pub(crate) struct Credentials {
@@ -53,6 +68,7 @@ pub struct ArangoOptions {
     collection: String,
     ttl_grace: Duration,
     request_timeout: Duration,
+    lock_timeout: Duration,
     wait_for_sync: bool,
     credentials: Option<Credentials>,
     http_client: Option<reqwest::Client>,
@@ -65,6 +81,7 @@ impl fmt::Debug for ArangoOptions {
             .field("collection", &self.collection)
             .field("ttl_grace", &self.ttl_grace)
             .field("request_timeout", &self.request_timeout)
+            .field("lock_timeout", &self.lock_timeout)
             .field("wait_for_sync", &self.wait_for_sync)
             .field("credentials", &self.credentials)
             .field("http_client", &self.http_client.as_ref().map(|_| "<given>"))
@@ -78,6 +95,7 @@ impl Default for ArangoOptions {
             collection: DEFAULT_COLLECTION.to_owned(),
             ttl_grace: DEFAULT_TTL_GRACE,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
             wait_for_sync: true,
             credentials: None,
             http_client: None,
@@ -120,6 +138,25 @@ impl ArangoOptions {
     #[must_use]
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// Set how long the server may wait for the collection's exclusive lock
+    /// before a lock query gives up with error 18, "lock timeout" (a
+    /// transient `Unavailable`; default [`DEFAULT_LOCK_TIMEOUT`], 5 s, at
+    /// most [`MAX_LOCK_TIMEOUT`], 30 s). Sent with every lock query as the
+    /// cursor option `lockTimeout` (without it the server waits up to
+    /// 900 s).
+    ///
+    /// The server reads `DATE_NOW()` while it plans a query, before it
+    /// waits for the lock, so a query's `now` can be older than its write
+    /// by this much: this bounds how much a grant's server-side lease is
+    /// shortened, how much of the TTL grace the fencing-token argument
+    /// loses, and (with [`QUERY_RUN_ALLOWANCE`]) how late an unanswered
+    /// acquire can still be granted.
+    #[must_use]
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
         self
     }
 
@@ -191,6 +228,17 @@ impl ArangoOptions {
         self.request_timeout
     }
 
+    /// The bound on the server's wait for the collection's lock.
+    pub fn get_lock_timeout(&self) -> Duration {
+        self.lock_timeout
+    }
+
+    /// The longest an acquire can still commit after it was sent:
+    /// [`lock_timeout`](Self::lock_timeout) + [`QUERY_RUN_ALLOWANCE`].
+    pub fn max_commit_delay(&self) -> Duration {
+        self.lock_timeout.saturating_add(QUERY_RUN_ALLOWANCE)
+    }
+
     /// Whether lock writes wait until they are on disk.
     pub fn get_wait_for_sync(&self) -> bool {
         self.wait_for_sync
@@ -211,6 +259,12 @@ impl ArangoOptions {
             return Err(format!(
                 "ttl_grace must be at least {MIN_TTL_GRACE:?} (fencing tokens rely on it), got {:?}",
                 self.ttl_grace
+            ));
+        }
+        if self.lock_timeout < Duration::from_millis(1) || self.lock_timeout > MAX_LOCK_TIMEOUT {
+            return Err(format!(
+                "lock_timeout must be between 1 ms and {MAX_LOCK_TIMEOUT:?} (the TTL grace must exceed it), got {:?}",
+                self.lock_timeout
             ));
         }
         Ok(())

@@ -254,6 +254,17 @@ pub trait AsyncBackend: Send + Sync + 'static {
         ClockSource::Estimated
     }
 
+    /// How long after it was sent an acquire request left unanswered (its
+    /// client gave up) can still be granted by the server, if the backend
+    /// bounds it (a server-side lock wait bound plus the query's run time).
+    /// When set, the clean-up after an acquisition given up with an
+    /// unknown outcome releases again once that time has passed, in case
+    /// the acquire committed after the first clean-up release. Default:
+    /// `None`, no bound known, one clean-up release.
+    fn max_commit_delay(&self) -> Option<Duration> {
+        None
+    }
+
     /// A short description for logs, such as `mongodb projectdb.shylock`.
     fn describe(&self) -> String;
 }
@@ -279,6 +290,17 @@ pub trait SyncBackend: Send + Sync + 'static {
     /// Which clock judges expiry.
     fn clock(&self) -> ClockSource {
         ClockSource::Estimated
+    }
+
+    /// How long after it was sent an acquire request left unanswered (its
+    /// client gave up) can still be granted by the server, if the backend
+    /// bounds it (a server-side lock wait bound plus the query's run time).
+    /// When set, the clean-up after an acquisition given up with an
+    /// unknown outcome releases again once that time has passed, in case
+    /// the acquire committed after the first clean-up release. Default:
+    /// `None`, no bound known, one clean-up release.
+    fn max_commit_delay(&self) -> Option<Duration> {
+        None
     }
 
     /// A short description for logs, such as `mongodb projectdb.shylock`.
@@ -370,6 +392,11 @@ macro_rules! forward_async_backend {
                 $crate::backend::AsyncBackend::clock($to)
             }
 
+            fn max_commit_delay(&self) -> ::std::option::Option<::std::time::Duration> {
+                let $this = self;
+                $crate::backend::AsyncBackend::max_commit_delay($to)
+            }
+
             fn describe(&self) -> ::std::string::String {
                 let $this = self;
                 $crate::backend::AsyncBackend::describe($to)
@@ -447,6 +474,11 @@ macro_rules! forward_sync_backend {
             fn clock(&self) -> $crate::backend::ClockSource {
                 let $this = self;
                 $crate::backend::SyncBackend::clock($to)
+            }
+
+            fn max_commit_delay(&self) -> ::std::option::Option<::std::time::Duration> {
+                let $this = self;
+                $crate::backend::SyncBackend::max_commit_delay($to)
             }
 
             fn describe(&self) -> ::std::string::String {

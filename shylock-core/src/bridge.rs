@@ -220,6 +220,10 @@ impl SyncBackend for SyncOverAsync {
         self.backend.clock()
     }
 
+    fn max_commit_delay(&self) -> Option<std::time::Duration> {
+        self.backend.max_commit_delay()
+    }
+
     fn describe(&self) -> String {
         self.backend.describe()
     }
@@ -288,6 +292,10 @@ impl AsyncBackend for AsyncOverSync {
 
     fn clock(&self) -> ClockSource {
         self.backend.clock()
+    }
+
+    fn max_commit_delay(&self) -> Option<std::time::Duration> {
+        self.backend.max_commit_delay()
     }
 
     fn describe(&self) -> String {

@@ -381,7 +381,11 @@ impl Exec {
     /// or if that request was granted or its outcome is unknown, retrying
     /// transient failures as a release does for `release_timeout`. The
     /// clean-up after an acquisition given up with an unknown outcome: it
-    /// comes after the request it cleans up, never before.
+    /// comes after the request it cleans up, never before. When the backend
+    /// bounds how late an unanswered acquire can still commit
+    /// ([`AsyncBackend::max_commit_delay`]), the release is sent again once
+    /// that bound has passed: an acquire held up on the server (waiting for
+    /// a lock) can commit after the first release found nothing.
     pub(crate) fn clean_up(
         &self,
         in_flight: Option<InFlight>,
@@ -392,6 +396,7 @@ impl Exec {
     ) {
         let x = self.clone();
         let name = release.name.clone();
+        let max_commit_delay = self.backend.max_commit_delay();
         self.spawn_background("clean-up release", name, async move {
             let mut needed = always;
             // An unsent request sent nothing: only a task can still land.
@@ -401,10 +406,24 @@ impl Exec {
                     Err(_) => needed = true,
                 }
             }
+            // Every acquire request being cleaned up was sent before now
+            // (the one in flight has been waited for): if the backend
+            // bounds how late an unanswered acquire can commit, each has
+            // committed, or never will, by `now + that bound`.
+            let late_commits_end = max_commit_delay.map(|d| Instant::now() + d);
             if needed {
                 let (backoff, release_timeout) = retry;
                 let sent = crate::algo::send_release(&x, &release, backoff, release_timeout).await;
                 release.log(sent.result);
+                // The acquire may still be waiting on the server (for a
+                // lock, say) and commit after that release found nothing:
+                // release again once it cannot commit any more.
+                if let Some(end) = late_commits_end {
+                    x.sleep_until(end).await;
+                    let sent =
+                        crate::algo::send_release(&x, &release, backoff, release_timeout).await;
+                    release.log(sent.result);
+                }
             }
         });
     }

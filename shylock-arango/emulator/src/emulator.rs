@@ -25,12 +25,19 @@
 //!   else: 400/1501; no body: 400/1502; bind parameter missing 1551,
 //!   undeclared 1552, wrong type 1553; unknown collection 404/1203; illegal
 //!   document key 400/1221), executed natively under one mutex per database,
-//!   which gives a single server's atomicity; `_rev` changes on every write.
+//!   which gives a single server's atomicity; `_rev` changes on every write;
+//!   the query's clock (`DATE_NOW()`) is read before its lock is waited for,
+//!   and the wait is bounded by `options.lockTimeout` (default 900 s; 500 /
+//!   18 beyond it), as the server plans, then locks.
 //!
-//! * `POST /_open/auth` issues JWTs that expire on the emulated clock;
+//! * `POST /_open/auth` issues JWTs that expire on the emulated clock
+//!   (400 / 400 when `username` or `password` is missing);
+//!   `Basic` / `Bearer` matched case-insensitively;
 //!   users with per-database and per-collection access levels ([`Level`]),
-//!   403 / 11 beyond them, 401 / 11 for a database a non-root user cannot
-//!   see (whether or not it exists);
+//!   resolved as `auth::User` does (explicit, then the `*` database's,
+//!   `_system`'s and the `*` collection's levels), 403 / 11 beyond them,
+//!   401 / 11 for a database a non-root user cannot see (whether or not it
+//!   exists);
 //! * `GET /_api/collection/{name}`, `GET /_api/collection/{name}/properties`
 //!   (`type`, `keyOptions`; `shardKeys` when given at creation, as a
 //!   cluster answers), `GET /_api/index?collection=`;
@@ -46,8 +53,10 @@
 //! follows. Test controls: a request log, a clock offset, running the TTL
 //! collector in one or two steps, injected delays, hangs (no answer at all),
 //! commit-then-hang, read-only mode, a modelled fsync latency, crashes,
-//! injected cursor errors and a TTL index created by another process just
-//! before the next index creation ([`Emulator::race_next_index`]).
+//! injected cursor errors, a TTL index created by another process just
+//! before the next index creation ([`Emulator::race_next_index`]) and a
+//! query made to wait for its lock, writing even after its client gave up
+//! ([`Emulator::delay_lock`]).
 //!
 //! This module holds the emulator's state and those controls; the HTTP
 //! server (routing, authentication, the handlers and their answers) is in
@@ -132,6 +141,10 @@ pub(crate) struct Faults {
     /// while the query holds its lock (a model of the fsync).
     pub(crate) sync_latency: Duration,
     pub(crate) cursor_errors: VecDeque<(u16, i64, String)>,
+    /// Lock waits for the next writing cursor queries, one each: the query
+    /// reads its clock (plans), then waits this long for the collection's
+    /// lock (another transaction holds it), bounded by its `lockTimeout`.
+    pub(crate) lock_waits: VecDeque<Duration>,
     /// Before the next `POST /_api/index`, another process's TTL index with
     /// this `expireAfter` (on the requested fields) is created first.
     pub(crate) index_race: Option<Value>,
@@ -305,6 +318,18 @@ impl Emulator {
             f.cursor_errors
                 .push_back((status, error_num, message.to_owned()));
         }
+    }
+
+    /// Make the next writing cursor query (acquire, renew, release) wait
+    /// `d` for its collection's lock, as if another transaction held it:
+    /// the query has read its clock already (the server folds `DATE_NOW()`
+    /// while planning, before it locks), and it goes on after the wait even
+    /// if its client gave up meanwhile (a server does not notice), so its
+    /// write lands late. A wait longer than the query's `lockTimeout`
+    /// (default 900 s) ends at that bound with 500 / 18 and no write.
+    /// Calls queue up: one wait per query.
+    pub fn delay_lock(&self, d: Duration) {
+        lock(&self.state.faults).lock_waits.push_back(d);
     }
 
     /// Make the next `POST /_api/index` lose a race: just before it runs,

@@ -34,7 +34,7 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, st: Arc<State>) {
         conns.spawn(async move {
             let svc = service_fn(move |req| {
                 let st = Arc::clone(&st);
-                async move { Ok::<_, Infallible>(handle(&st, req).await) }
+                async move { Ok::<_, Infallible>(handle(st, req).await) }
             });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
@@ -104,10 +104,15 @@ fn percent_decode(s: &str) -> String {
 
 fn authenticate(state: &State, headers: &HeaderMap) -> Option<Caller> {
     let value = headers.get("authorization").and_then(|v| v.to_str().ok())?;
-    if let Some(token) = value
-        .strip_prefix("bearer ")
-        .or_else(|| value.strip_prefix("Bearer "))
-    {
+    // The scheme is matched case-insensitively, as the server's
+    // `strncasecmp` on `basic ` / `bearer ` (HttpCommTask's auth check).
+    let scheme = |name: &str| {
+        value
+            .get(..name.len())
+            .filter(|s| s.eq_ignore_ascii_case(name))
+            .map(|_| &value[name.len()..])
+    };
+    if let Some(token) = scheme("bearer ") {
         // docs.arango.ai/arangodb/3.12/develop/http-api/authentication/:
         // an expired token is refused with 401.
         let (user, exp_ms) = lock(&state.tokens).get(token.trim()).cloned()?;
@@ -117,7 +122,7 @@ fn authenticate(state: &State, headers: &HeaderMap) -> Option<Caller> {
         let user = lock(&state.users).get(&user).cloned()?;
         return Some(Caller { user });
     }
-    let encoded = value.strip_prefix("Basic ")?;
+    let encoded = scheme("basic ")?;
     // arangors sends base64 without padding; curl and others pad.
     let engine = base64::engine::GeneralPurpose::new(
         &base64::alphabet::STANDARD,
@@ -155,7 +160,7 @@ fn collection_answer(name: &str, c: &Collection) -> Resp {
     )
 }
 
-async fn handle(state: &State, req: Request<Incoming>) -> Resp {
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Resp {
     let method = req.method().clone();
     let uri = req.uri().clone();
     let headers = req.headers().clone();
@@ -197,7 +202,14 @@ async fn handle(state: &State, req: Request<Incoming>) -> Resp {
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let answer = route(state, &method, uri.path(), uri.query(), &headers, &body);
+    // A request may wait for a collection's lock (as a server thread does):
+    // off the runtime's workers, so that other requests go on meanwhile.
+    let st = Arc::clone(&state);
+    let answer = tokio::task::spawn_blocking(move || {
+        route(&st, &method, uri.path(), uri.query(), &headers, &body)
+    })
+    .await
+    .unwrap_or_else(|_| error(500, 4, "emulator: the request's handler panicked"));
     if commit_then_hang {
         // The request ran (and committed); its answer never comes.
         std::future::pending::<()>().await;
@@ -211,29 +223,61 @@ struct Caller {
 }
 
 impl Caller {
+    /// The level explicitly configured for a database, if any.
+    fn configured(&self, db: &str) -> Option<Level> {
+        self.user.databases.get(db).copied()
+    }
+
+    /// `auth::User::databaseAuthLevel` (arangod/Auth/User.cpp, 3.11/3.12):
+    /// the database's own level; when none is configured, the best of the
+    /// `*` database's and `_system`'s.
     fn database(&self, db: &str) -> Level {
         if self.user.admin {
             return Level::Rw;
         }
-        self.user
-            .databases
-            .get(db)
-            .or_else(|| self.user.databases.get("*"))
-            .copied()
-            .unwrap_or(Level::None)
+        if let Some(level) = self.configured(db) {
+            return level;
+        }
+        let mut level = self.configured("*").unwrap_or(Level::None);
+        if db != "_system" {
+            level = level.max(self.configured("_system").unwrap_or(Level::None));
+        }
+        level
     }
 
+    /// `auth::User::collectionAuthLevel` (same file) for a non-system
+    /// collection: an explicit grant on the collection wins; otherwise the
+    /// best of the database's level, its `*` collection level, `_system`'s
+    /// database level, and the `*` database's level and `*` collection level.
     fn collection(&self, db: &str, collection: &str) -> Level {
         if self.user.admin {
             return Level::Rw;
         }
-        let key = |c: &str| (db.to_owned(), c.to_owned());
-        self.user
-            .collections
-            .get(&key(collection))
-            .or_else(|| self.user.collections.get(&key("*")))
-            .copied()
-            .unwrap_or(Level::None)
+        let grant = |d: &str, c: &str| {
+            self.user
+                .collections
+                .get(&(d.to_owned(), c.to_owned()))
+                .copied()
+        };
+        if let Some(level) = grant(db, collection) {
+            return level;
+        }
+        let mut level = Level::None;
+        for l in [
+            self.configured(db),
+            grant(db, "*"),
+            (db != "_system")
+                .then(|| self.configured("_system"))
+                .flatten(),
+            self.configured("*"),
+            grant("*", "*"),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            level = level.max(l);
+        }
+        level
     }
 }
 
@@ -251,8 +295,15 @@ fn read_only(state: &State) -> Option<Resp> {
 /// `{username, password}` → 200 `{jwt}`; wrong credentials 401 / errorNum 401.
 fn open_auth(state: &State, body: &[u8]) -> Resp {
     let spec = serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
-    let user = spec.get("username").and_then(Value::as_str).unwrap_or("");
-    let password = spec.get("password").and_then(Value::as_str).unwrap_or("");
+    // RestAuthHandler: a body that is not an object, or a `username` or
+    // `password` that is missing or not a string, is `badRequest()`:
+    // 400 / 400 "invalid JSON" (not a credentials error).
+    let (Some(user), Some(password)) = (
+        spec.get("username").and_then(Value::as_str),
+        spec.get("password").and_then(Value::as_str),
+    ) else {
+        return error(400, 400, "invalid JSON");
+    };
     let ok = lock(&state.users)
         .get(user)
         .is_some_and(|u| u.password == password);
@@ -608,6 +659,27 @@ fn create_index(state: &State, db: &Mutex<Database>, query: Option<&str>, body: 
     json_response(201, answer)
 }
 
+/// Take `m` within `timeout`, retrying a try-lock as the server's
+/// `RocksDBMetaCollection::doLock` does (no queue: whoever tries when the
+/// lock is free gets it).
+fn lock_within(
+    m: &Mutex<Database>,
+    timeout: std::time::Duration,
+) -> Option<std::sync::MutexGuard<'_, Database>> {
+    let until = std::time::Instant::now() + timeout;
+    loop {
+        match m.try_lock() {
+            Ok(g) => return Some(g),
+            Err(std::sync::TryLockError::Poisoned(e)) => return Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => {}
+        }
+        if std::time::Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(500));
+    }
+}
+
 fn cursor(
     state: &State,
     caller: &Caller,
@@ -712,8 +784,48 @@ fn cursor(
     }
     let synced = aql::wait_for_sync(text);
     let started = std::time::Instant::now();
+    // `DATE_NOW()` is folded to a constant while the server plans the query
+    // (Ast::optimizeFunctionCall from Query::preparePlan), before the
+    // transaction takes the collection's lock: the clock is read first.
+    let now = state.now_ms();
+    // The lock wait is bounded by the query's `options.lockTimeout`
+    // (transaction::Options, read by QueryOptions; RocksDBMetaCollection::doLock
+    // retries a try-lock until then, then fails with 18). Without it, or
+    // when not positive: the server's default, 900 s. Reads take no lock.
+    let lock_timeout = request["options"]["lockTimeout"]
+        .as_f64()
+        .filter(|t| *t > 0.0 && t.is_finite())
+        .unwrap_or(900.0);
+    let lock_timeout = std::time::Duration::from_secs_f64(lock_timeout.min(1e9));
+    let lock_timed_out = || {
+        error(
+            500,
+            18,
+            format!(
+                "timed out after {:.6} s waiting for exclusive-lock on collection {db_name}/{collection}",
+                lock_timeout.as_secs_f64()
+            ),
+        )
+    };
+    let mut guard = if writes_collection {
+        // An injected wait: another transaction holds the lock for this long.
+        let wait = lock(&state.faults).lock_waits.pop_front();
+        if let Some(wait) = wait {
+            if wait > lock_timeout {
+                std::thread::sleep(lock_timeout);
+                return lock_timed_out();
+            }
+            std::thread::sleep(wait);
+        }
+        let remaining = lock_timeout.saturating_sub(started.elapsed());
+        match lock_within(db, remaining) {
+            Some(g) => g,
+            None => return lock_timed_out(),
+        }
+    } else {
+        lock(db)
+    };
     // One mutex per database: the query runs as one transaction.
-    let mut guard = lock(db);
     let db = &mut *guard;
     let Some(coll) = db.collections.get_mut(collection) else {
         return error(
@@ -722,7 +834,6 @@ fn cursor(
             format!("AQL: collection or view not found: {collection} (while parsing)"),
         );
     };
-    let now = state.now_ms();
     let current = key_value.as_str().and_then(|k| coll.docs.get(k));
     let executed = aql::execute(known, bind, current, now);
     let mut writes = 0;

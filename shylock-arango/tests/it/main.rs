@@ -16,3 +16,5 @@ mod hostile_http;
 #[cfg(feature = "sync")]
 mod in_runtime;
 mod issue24;
+mod issue24_clock;
+mod issue24_emulator;
