@@ -451,6 +451,24 @@ fn stopped_member(target: Target) -> Option<i32> {
     }
 }
 
+/// Whether `stopped` (a stopped member of the command's group) was stopped
+/// by SIGTTIN or SIGTTOU: told exactly for the command itself (`waitid`
+/// with `WNOWAIT`, which leaves its state to be reaped), assumed for the
+/// others (shylock stopped none of them).
+fn stopped_for_the_terminal(stopped: i32, child: Option<Pid>) -> bool {
+    use rustix::process::{WaitId, WaitIdOptions, waitid};
+    let Some(child) = child.filter(|c| c.as_raw_nonzero().get() == stopped) else {
+        return true;
+    };
+    let options = WaitIdOptions::STOPPED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    match waitid(WaitId::Pid(child), options) {
+        Ok(Some(status)) => status
+            .stopping_signal()
+            .is_none_or(|sig| sig == Signal::TTIN.as_raw() || sig == Signal::TTOU.as_raw()),
+        _ => true,
+    }
+}
+
 /// When the command must begin to stop so that it is dead before the
 /// lease can end (moves on with renewals).
 fn stop_at(guard: &AsyncLockGuard, plan: Plan) -> tokio::time::Instant {
@@ -532,6 +550,7 @@ async fn supervise(
         .id()
         .and_then(|id| i32::try_from(id).ok())
         .and_then(Pid::from_raw);
+    let child_pid = pid;
     let target = match pid {
         Some(pid) if args.foreground => Target::Process(pid),
         Some(pid) => Target::Group(pid),
@@ -583,6 +602,7 @@ async fn supervise(
                 if !suspended
                     && !told_stopped
                     && let Some(pid) = stopped_member(target)
+                    && stopped_for_the_terminal(pid, child_pid)
                 {
                     told_stopped = true;
                     say!(

@@ -723,4 +723,27 @@ fn a_command_stopped_for_the_terminal_is_reported() {
     let status = wait_for_exit(&mut holder, LIMIT);
     assert_eq!(status.code(), Some(128 + 15), "{status}");
     assert_eq!(inspect_code(&server.uri(), &db, &name), Some(1));
+
+    // Stopped by SIGSTOP (not the terminal): nothing said about it.
+    let log = dir.path().join("log2");
+    let stderr = dir.path().join("stderr2");
+    let script = format!(
+        "echo \"ready $$\" >> {log}; kill -STOP $$; sleep 30",
+        log = log.display()
+    );
+    let mut holder = run_cmd(&server.uri(), &db, &[], &name, &script)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+        .spawn()
+        .expect("start shylock");
+    let _kill = KillProcess(pid_of(&holder));
+    let command = ready_pid(&log);
+    let _cleanup = KillGroup(Some(command));
+    assert!(wait_for_stopped(command, true, Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_millis(2500));
+    kill_process(pid_of(&holder), Signal::TERM).expect("SIGTERM");
+    let status = wait_for_exit(&mut holder, LIMIT);
+    assert_eq!(status.code(), Some(128 + 15), "{status}");
+    let said = std::fs::read_to_string(&stderr).expect("stderr");
+    assert!(!said.contains("terminal"), "{said:?}");
 }
