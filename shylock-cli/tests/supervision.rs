@@ -450,6 +450,32 @@ fn wait_for_stopped(pid: Pid, want: bool, limit: Duration) -> bool {
 /// next holder's command never runs beside it.
 #[test]
 fn a_command_ignoring_sigterm_is_dead_before_the_next_holder_starts() {
+    dead_before_the_next_holder_starts(|log| {
+        format!(
+            "trap '' TERM; echo \"ready $$\" >> {log}; \
+             while :; do echo \"tick $(date +%s%N)\" >> {log}; sleep 0.05; done",
+            log = log.display()
+        )
+    });
+}
+
+/// Issue 22 items 2 and 5: the same when the command has exited and its
+/// background child, ignoring SIGTERM, keeps the lock.
+#[test]
+fn a_background_child_ignoring_sigterm_is_dead_before_the_next_holder_starts() {
+    dead_before_the_next_holder_starts(|log| {
+        format!(
+            "(trap '' TERM; while :; do echo \"tick $(date +%s%N)\" >> {log}; sleep 0.05; done) \
+             </dev/null >/dev/null 2>&1 & echo \"ready $$\" >> {log}",
+            log = log.display()
+        )
+    });
+}
+
+/// A holder running `script(log)` (which writes `ready <its pid>` then
+/// `tick <ns>` lines) is cut off from the server; a second `run` waits for
+/// the lock. The first command's group is dead when the second starts.
+fn dead_before_the_next_holder_starts(script: impl Fn(&Path) -> String) {
     let server = server();
     let db = unique("overlap");
     let name = unique("job");
@@ -457,11 +483,7 @@ fn a_command_ignoring_sigterm_is_dead_before_the_next_holder_starts() {
     let first = dir.path().join("first");
     let second = dir.path().join("second");
     let proxy = Proxy::start(server.addr(), Mode::PassThrough).expect("the proxy");
-    let script = format!(
-        "trap '' TERM; echo \"ready $$\" >> {log}; \
-         while :; do echo \"tick $(date +%s%N)\" >> {log}; sleep 0.05; done",
-        log = first.display()
-    );
+    let script = script(&first);
     let holder = run_cmd(
         &via(&server.uri(), proxy.addr()),
         &db,
@@ -475,6 +497,7 @@ fn a_command_ignoring_sigterm_is_dead_before_the_next_holder_starts() {
     .expect("start the holder");
     let command = ready_pid(&first);
     let _cleanup = KillGroup(Some(command));
+    wait_for_text(&first, "tick", LIMIT);
 
     // The next holder notes when it starts, and whether the first command's
     // group still had a live member then (a zombie is dead: whether it was
