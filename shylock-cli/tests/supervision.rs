@@ -475,6 +475,9 @@ fn a_background_child_ignoring_sigterm_is_dead_before_the_next_holder_starts() {
 /// A holder running `script(log)` (which writes `ready <its pid>` then
 /// `tick <ns>` lines) is cut off from the server; a second `run` waits for
 /// the lock. The first command's group is dead when the second starts.
+/// With an 8 s lease, SIGKILL goes 0.8 s (the margin) before the holder's
+/// lease ends and the second can start: room for a late timer on a loaded
+/// machine; before the fix, the overlap was about --kill-after (1 s).
 fn dead_before_the_next_holder_starts(script: impl Fn(&Path) -> String) {
     let server = server();
     let db = unique("overlap");
@@ -487,7 +490,7 @@ fn dead_before_the_next_holder_starts(script: impl Fn(&Path) -> String) {
     let holder = run_cmd(
         &via(&server.uri(), proxy.addr()),
         &db,
-        &["--lease", "4s", "--kill-after", "1s"],
+        &["--lease", "8s", "--kill-after", "1s"],
         &name,
         &script,
     )
