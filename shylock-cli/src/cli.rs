@@ -12,7 +12,8 @@ Exit status:
   75     the lock could not be had: held with --no-wait, or --timeout passed while it was held
          (--conflict-exit-code)
   76     run: the lease was lost while the command ran (not valid any more when it
-         was seen to exit); the command was stopped (--lost-exit-code)
+         was seen to exit), or could not be renewed in time to keep it; the
+         command's group was stopped, dead before the lease could end (--lost-exit-code)
   64     bad command line: unknown option, bad duration, bad lock name, no backend
   69     the server could not be reached or failed (also when --timeout passed while it failed)
   70     internal error
@@ -29,13 +30,17 @@ The command runs in its own process group, with stdin, stdout and stderr inherit
 without SHYLOCK_MONGODB_URI, SHYLOCK_ARANGO_URL, SHYLOCK_BACKEND_URL and
 SHYLOCK_ARANGO_PASSWORD in its environment. SIGINT, SIGTERM, SIGHUP, SIGQUIT,
 SIGUSR1, SIGUSR2, SIGALRM (and the other signals that would end shylock and can be
-caught) sent to shylock are passed on to that group; a signal ignored when shylock
-started (nohup) stays ignored. The lock is released once the command has exited,
-never before. If the lease is lost, the group gets SIGTERM, then SIGKILL after
---kill-after, and shylock exits with 76; a command that exited while the lease was
-valid keeps its exit status, whatever the release answers. A command that reads
-from the terminal needs --foreground (in its own group it would be stopped by
-SIGTTIN).";
+caught) sent to shylock are passed on to that group, followed by SIGCONT; a signal
+ignored when shylock started (nohup) stays ignored. SIGTSTP (Ctrl-Z) stops the
+command's group, not shylock, which goes on renewing the lease; SIGCONT to shylock
+resumes the group. The lock is released once the command and the rest of its
+process group (background children) have exited, never before (--kill-group:
+stop the rest instead). If the lease cannot be kept (renewals failing, or lost),
+the group gets SIGTERM, then SIGKILL after --kill-after, timed so that it is dead
+before the lease can end, and shylock exits with 76; a command that exited while
+the lease was valid keeps its exit status, whatever the release answers. A command
+that reads from the terminal needs --foreground (in its own group it would be
+stopped by SIGTTIN; shylock says so once).";
 
 const ENVIRONMENT: &str = "\
 Environment:
@@ -148,10 +153,20 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub lease: Duration,
 
-    /// If the lease is lost, how long after SIGTERM to the command's process
-    /// group to send it SIGKILL.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    pub kill_after: Duration,
+    /// If the lease cannot be kept, how long after SIGTERM to the command's
+    /// process group to send it SIGKILL [default: 10s, or a third of the
+    /// lease if shorter]. The stop begins early enough for the command to be
+    /// dead before the lease can end: --kill-after plus a margin (a
+    /// tenth of the lease, at most 5s) may be at most three quarters of the
+    /// lease.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub kill_after: Option<Duration>,
+
+    /// Once the command has exited, stop what is left of its process group
+    /// (background children: SIGTERM, SIGKILL after --kill-after) instead
+    /// of waiting for it with the lock held (the default).
+    #[arg(long)]
+    pub kill_group: bool,
 
     /// Run the command in shylock's own process group instead of a new one,
     /// so that it can read from the terminal and gets the terminal's signals

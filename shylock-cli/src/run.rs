@@ -6,7 +6,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process, kill_process_group};
-use shylock::{AsyncLock, AsyncLockGuard, Error, LockName, LockOptions, LossReason};
+use shylock::{AsyncLock, AsyncLockGuard, Error, LockName, LockOptions, LossReason, Renewal};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::backend::{self, Connected};
@@ -60,25 +60,34 @@ fn ignored_at_start() -> u64 {
 /// ignored.
 pub struct Signals {
     streams: Vec<(Signal, tokio::signal::unix::Signal)>,
+    ignored: u64,
 }
 
 impl Signals {
     pub fn new() -> Result<Self, Failure> {
-        let ignored = ignored_at_start();
-        let mut streams = Vec::new();
-        for &sig in CAUGHT {
+        let mut signals = Signals {
+            streams: Vec::new(),
+            ignored: ignored_at_start(),
+        };
+        signals.catch(CAUGHT)?;
+        Ok(signals)
+    }
+
+    /// Catch `which` too, but those ignored at start.
+    fn catch(&mut self, which: &[Signal]) -> Result<(), Failure> {
+        for &sig in which {
             let bit = u32::try_from(sig.as_raw() - 1)
                 .ok()
                 .and_then(|n| 1u64.checked_shl(n))
                 .unwrap_or(0);
-            if ignored & bit != 0 {
+            if self.ignored & bit != 0 {
                 continue;
             }
             let stream = signal(SignalKind::from_raw(sig.as_raw()))
                 .map_err(|e| Failure::new(exit::SOFTWARE, format!("cannot handle signals: {e}")))?;
-            streams.push((sig, stream));
+            self.streams.push((sig, stream));
         }
-        Ok(Signals { streams })
+        Ok(())
     }
 
     /// The next signal: its rustix form and its number.
@@ -97,10 +106,59 @@ impl Signals {
 
 /// What ended the wait for the child.
 enum End {
-    /// The command exited; the loss, if the lease was not valid any more
-    /// when that was seen.
+    /// The command (and the rest of its process group) exited; the loss,
+    /// if the lease was not valid any more when that was seen.
     Exited(ExitStatus, Option<LossReason>),
-    Lost(LossReason),
+    /// The lease was lost, or could not be renewed in time: the command was
+    /// stopped.
+    Lost,
+}
+
+/// When a command is stopped, and how often the lease is renewed, for a
+/// lease and `--kill-after`.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    /// SIGTERM to SIGKILL.
+    kill_after: Duration,
+    /// Between SIGKILL and the end of the lease as this process counts it
+    /// (its safety margin already taken off): for timers late on a loaded
+    /// machine, and the kill itself.
+    margin: Duration,
+    /// The renewal interval.
+    renew_every: Duration,
+}
+
+/// The plan for `lease` and `--kill-after` (default 10 s, or a third of a
+/// shorter lease): the stop begins at the lease's end (as this process
+/// counts it) less `kill_after` less the margin (a tenth of the lease, at
+/// most 5 s), which must leave at least a quarter of the lease after the
+/// last renewal, else the `--kill-after` is refused; renewals come every
+/// third of the lease, or every half of that time to the stop if that is
+/// sooner, so that a healthy renewal lands, and a failed one is retried,
+/// well before the stop.
+fn plan(lease: Duration, kill_after: Option<Duration>) -> Result<Plan, Failure> {
+    let margin = (lease / 10).min(Duration::from_secs(5));
+    let kill_after = kill_after.unwrap_or_else(|| Duration::from_secs(10).min(lease / 3));
+    let window = lease
+        .checked_sub(kill_after.saturating_add(margin))
+        .filter(|w| *w >= lease / 4);
+    let Some(window) = window else {
+        let most = lease.saturating_sub(lease / 4 + margin);
+        return Err(Failure::usage(format!(
+            "--kill-after {} does not fit in --lease {}: the command must be dead before the \
+             lease can end, so --kill-after may be at most {} (three quarters of the lease \
+             less a margin of {}); shorten it or lengthen the lease",
+            humantime::format_duration(kill_after),
+            humantime::format_duration(lease),
+            humantime::format_duration(most),
+            humantime::format_duration(margin),
+        )));
+    };
+    Ok(Plan {
+        kill_after,
+        margin,
+        renew_every: (lease / 3).min(window / 2),
+    })
 }
 
 pub async fn run(args: RunArgs) -> i32 {
@@ -121,7 +179,10 @@ fn interrupted(sig: i32, when: &str) -> Failure {
 async fn run_inner(args: &RunArgs, signals: &mut Signals) -> Result<i32, Failure> {
     let started = Instant::now();
     let name = LockName::new(args.name.clone()).map_err(|e| Failure::from_lock_error(&e))?;
-    let options = LockOptions::default().lease(args.lease);
+    let plan = plan(args.lease, args.kill_after)?;
+    let options = LockOptions::default()
+        .lease(args.lease)
+        .renewal(Renewal::Every(plan.renew_every));
     options
         .validate()
         .map_err(|e| Failure::from_lock_error(&e))?;
@@ -153,7 +214,7 @@ async fn run_inner(args: &RunArgs, signals: &mut Signals) -> Result<i32, Failure
         }
     };
 
-    let code = supervise(args, &guard, signals, lost_code).await;
+    let code = supervise(args, plan, &guard, signals, lost_code).await;
     let code = match code {
         Ok(code) => code,
         Err(f) => {
@@ -163,9 +224,9 @@ async fn run_inner(args: &RunArgs, signals: &mut Signals) -> Result<i32, Failure
         }
     };
     let code = match code {
-        End::Lost(_) => {
-            // Nothing to free any more, but an expired record may still be
-            // ours: one short try, for the next holder's sake.
+        End::Lost => {
+            // Nothing to free any more (or not for long), but the record
+            // may still be ours: one short try, for the next holder's sake.
             let _ = tokio::time::timeout(Duration::from_secs(2), guard.release()).await;
             handle.settle(Duration::from_secs(1)).await;
             return Ok(lost_code);
@@ -324,9 +385,131 @@ fn send(target: Target, sig: Signal) {
     };
 }
 
-/// Start the command and wait until it exits or the lease is lost.
+/// Pass a caught signal on, then SIGCONT (as `timeout(1)` does): a stopped
+/// command gets it too.
+fn forward(target: Target, sig: Signal) {
+    send(target, sig);
+    if sig != Signal::CONT {
+        send(target, Signal::CONT);
+    }
+}
+
+/// The members of process group `pgid` that are not zombies, with their
+/// state letter (`/proc/PID/stat`); `None` where `/proc` cannot be read.
+fn group_members(pgid: Pid) -> Option<Vec<(i32, char)>> {
+    let pgid = pgid.as_raw_nonzero().get();
+    let mut members = Vec::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp ...; comm may hold anything but ')'
+        // is its last one.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().and_then(|f| f.chars().next());
+        let group = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
+        if let (Some(state), Some(group)) = (state, group)
+            && group == pgid
+            && state != 'Z'
+            && state != 'X'
+        {
+            members.push((pid, state));
+        }
+    }
+    Some(members)
+}
+
+/// Whether some process of the command's group is still alive (the
+/// command's own group only: with `--foreground` it is shylock's).
+fn group_alive(target: Target) -> bool {
+    match target {
+        Target::Group(pgid) => match group_members(pgid) {
+            Some(members) => !members.is_empty(),
+            None => rustix::process::test_kill_process_group(pgid).is_ok(),
+        },
+        Target::Process(_) | Target::None => false,
+    }
+}
+
+/// A stopped member of the command's group, if any.
+fn stopped_member(target: Target) -> Option<i32> {
+    match target {
+        Target::Group(pgid) => group_members(pgid)?
+            .into_iter()
+            .find_map(|(pid, state)| (state == 'T').then_some(pid)),
+        Target::Process(_) | Target::None => None,
+    }
+}
+
+/// Whether `stopped` (a stopped member of the command's group) was stopped
+/// by SIGTTIN or SIGTTOU: told exactly for the command itself (`waitid`
+/// with `WNOWAIT`, which leaves its state to be reaped), assumed for the
+/// others (shylock stopped none of them).
+fn stopped_for_the_terminal(stopped: i32, child: Option<Pid>) -> bool {
+    use rustix::process::{WaitId, WaitIdOptions, waitid};
+    let Some(child) = child.filter(|c| c.as_raw_nonzero().get() == stopped) else {
+        return true;
+    };
+    let options = WaitIdOptions::STOPPED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    match waitid(WaitId::Pid(child), options) {
+        Ok(Some(status)) => status
+            .stopping_signal()
+            .is_none_or(|sig| sig == Signal::TTIN.as_raw() || sig == Signal::TTOU.as_raw()),
+        _ => true,
+    }
+}
+
+/// When the command must begin to stop so that it is dead before the
+/// lease can end (moves on with renewals).
+fn stop_at(guard: &AsyncLockGuard, plan: Plan) -> tokio::time::Instant {
+    let valid = tokio::time::Instant::from_std(guard.valid_until());
+    valid
+        .checked_sub(plan.kill_after.saturating_add(plan.margin))
+        .unwrap_or_else(tokio::time::Instant::now)
+}
+
+/// Stop the command's group: SIGTERM (and SIGCONT), then SIGKILL after
+/// `kill_after` unless the command and its group are gone by then.
+async fn stop_group(
+    target: Target,
+    child: &mut tokio::process::Child,
+    mut reaped: bool,
+    kill_after: Duration,
+    signals: &mut Signals,
+) {
+    forward(target, Signal::TERM);
+    let deadline = tokio::time::Instant::now() + kill_after;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            _ = child.wait(), if !reaped => reaped = true,
+            () = tokio::time::sleep_until(deadline) => break,
+            (sig, _) = signals.recv() => forward(target, sig),
+            _ = tick.tick() => if reaped && !group_alive(target) {
+                return;
+            },
+        }
+    }
+    send(target, Signal::KILL);
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+}
+
+/// Start the command and wait until it (and its process group) exits or
+/// the lease cannot be kept.
 async fn supervise(
     args: &RunArgs,
+    plan: Plan,
     guard: &AsyncLockGuard,
     signals: &mut Signals,
     lost_code: i32,
@@ -347,6 +530,10 @@ async fn supervise(
     if !args.foreground {
         command.process_group(0);
     }
+    // Ctrl-Z stops the command, not shylock, which must go on renewing;
+    // SIGCONT resumes the command. Before the command starts, they keep
+    // their default action.
+    signals.catch(&[Signal::TSTP, Signal::CONT])?;
     let mut command = tokio::process::Command::from(command);
     let mut child = command.spawn().map_err(|e| {
         let code = if e.kind() == std::io::ErrorKind::NotFound {
@@ -363,48 +550,111 @@ async fn supervise(
         .id()
         .and_then(|id| i32::try_from(id).ok())
         .and_then(Pid::from_raw);
+    let child_pid = pid;
     let target = match pid {
         Some(pid) if args.foreground => Target::Process(pid),
         Some(pid) => Target::Group(pid),
         None => Target::None,
     };
 
-    let end = loop {
+    // The command's status, once it has exited (its group may live on).
+    let mut exited: Option<ExitStatus> = None;
+    // Whether shylock stopped the command (SIGTSTP passed on).
+    let mut suspended = false;
+    let mut told_stopped = false;
+    // Whether what is left of the group has ended, once the command has.
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Whether the command was stopped for the terminal (a scan of /proc:
+    // less often).
+    let mut stops = tokio::time::interval(Duration::from_secs(1));
+    stops.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let why = loop {
+        let deadline = stop_at(guard, plan);
         tokio::select! {
             // The command's end first: judged by the lease's validity then.
             biased;
-            status = child.wait() => {
+            status = child.wait(), if exited.is_none() => {
                 let status = status.map_err(|e| {
                     Failure::new(exit::SOFTWARE, format!("cannot wait for the command: {e}"))
                 })?;
-                break End::Exited(status, guard.lost_reason());
+                if let Some(reason) = guard.lost_reason() {
+                    // Its group gets no lease either.
+                    stop_group(target, &mut child, true, plan.kill_after, signals).await;
+                    return Ok(End::Exited(status, Some(reason)));
+                }
+                if args.kill_group && group_alive(target) {
+                    stop_group(target, &mut child, true, plan.kill_after, signals).await;
+                }
+                if !group_alive(target) {
+                    return Ok(End::Exited(status, guard.lost_reason()));
+                }
+                exited = Some(status);
             }
-            (sig, _) = signals.recv() => send(target, sig),
-            reason = guard.lost() => break End::Lost(reason),
+            _ = tick.tick(), if exited.is_some() => {
+                if let Some(status) = exited
+                    && !group_alive(target)
+                {
+                    return Ok(End::Exited(status, guard.lost_reason()));
+                }
+            }
+            _ = stops.tick() => {
+                if !suspended
+                    && !told_stopped
+                    && let Some(pid) = stopped_member(target)
+                    && stopped_for_the_terminal(pid, child_pid)
+                {
+                    told_stopped = true;
+                    say!(
+                        "shylock: the command is stopped waiting for the terminal (process {pid}, \
+                         SIGTTIN or SIGTTOU): use --foreground; shylock keeps the lock, and a \
+                         signal to shylock (Ctrl-C) still reaches the command"
+                    );
+                }
+            }
+            (sig, _) = signals.recv() => match sig {
+                Signal::TSTP => {
+                    suspended = true;
+                    send(target, sig);
+                }
+                Signal::CONT => {
+                    suspended = false;
+                    send(target, sig);
+                }
+                _ => forward(target, sig),
+            },
+            reason = guard.lost() => break reason.to_string(),
+            () = tokio::time::sleep_until(deadline) => {
+                // Renewed meanwhile: the stop moved on.
+                if stop_at(guard, plan) <= tokio::time::Instant::now() {
+                    break format!(
+                        "renewals failed and the lease ends in {}",
+                        humantime::format_duration(round_ms(guard.remaining()))
+                    );
+                }
+            }
         }
     };
-    if let End::Lost(reason) = &end {
-        say!(
-            "shylock: lost the lease on lock `{}` (fencing token {}): {reason}; stopping the command \
-             (SIGTERM, SIGKILL after {}) and exiting with {lost_code}",
-            guard.name(),
-            guard.token(),
-            humantime::format_duration(args.kill_after),
-        );
-        send(target, Signal::TERM);
-        let deadline = tokio::time::Instant::now() + args.kill_after;
-        let exited = loop {
-            tokio::select! {
-                status = child.wait() => break status.is_ok(),
-                () = tokio::time::sleep_until(deadline) => break false,
-                (sig, _) = signals.recv() => send(target, sig),
-            }
-        };
-        if !exited {
-            send(target, Signal::KILL);
-            let _ = child.start_kill();
-            let _ = child.wait().await;
-        }
-    }
-    Ok(end)
+    say!(
+        "shylock: lost the lease on lock `{}` (fencing token {}): {why}; stopping the command \
+         (SIGTERM, SIGKILL after {}) so that it is dead before the lease can end, and exiting \
+         with {lost_code}",
+        guard.name(),
+        guard.token(),
+        humantime::format_duration(plan.kill_after),
+    );
+    stop_group(
+        target,
+        &mut child,
+        exited.is_some(),
+        plan.kill_after,
+        signals,
+    )
+    .await;
+    Ok(End::Lost)
+}
+
+/// A duration to the millisecond, for messages.
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -672,6 +672,7 @@ fn run_help_documents_every_option() {
         "--timeout",
         "--lease",
         "--kill-after",
+        "--kill-group",
         "--conflict-exit-code",
         "--lost-exit-code",
         "--quiet",

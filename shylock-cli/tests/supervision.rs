@@ -1,7 +1,9 @@
 //! `shylock run` as a supervisor (issue 22, and issue 23 item 1): a broken
 //! stderr, the signals it forwards, the exit code after a late release
-//! answer, signals ignored at start (nohup), and the environment the
-//! command gets.
+//! answer, signals ignored at start (nohup), the environment the command
+//! gets, no overlap on lease loss (the command dead before the lease can
+//! end), background children, Ctrl-Z (SIGTSTP), and a command stopped for
+//! the terminal.
 
 mod support;
 
@@ -377,4 +379,397 @@ fn the_command_does_not_get_the_stores_credentials() {
     .env("SHYLOCK_MONGODB_URI", server.uri())
     .env("SHYLOCK_ARANGO_PASSWORD", "hunter2-d");
     check(&mut cmd, "variable");
+}
+
+/// Kills a process when dropped (a `shylock` that a failing test left
+/// stopped or running).
+struct KillProcess(Pid);
+
+impl Drop for KillProcess {
+    fn drop(&mut self) {
+        let _ = kill_process(self.0, Signal::KILL);
+    }
+}
+
+/// The numbers after `prefix ` on the lines of `text` that start with it.
+fn stamps(text: &str, prefix: &str) -> Vec<u128> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(prefix))
+        .filter_map(|n| n.trim().parse().ok())
+        .collect()
+}
+
+/// The held lock's fencing token, from `inspect --json`; `None` when free.
+fn held_token(uri: &str, db: &str, name: &str) -> Option<u64> {
+    let mut cmd = shylock();
+    cmd.arg("inspect")
+        .args(mongo_args(uri, db))
+        .arg(name)
+        .arg("--json");
+    let out = run_within(&mut cmd, LIMIT);
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect's JSON");
+    value["token"].as_u64()
+}
+
+/// A process's state letter (`/proc/PID/stat`), `None` once it is gone.
+fn state_of(pid: Pid) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero())).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// Whether process group `pgid` has a member that is not a zombie.
+fn group_alive(pgid: Pid) -> bool {
+    let pgid = pgid.as_raw_nonzero().get().to_string();
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .any(|stat| {
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+            fields.len() > 2 && fields[2] == pgid && fields[0] != "Z"
+        })
+}
+
+/// Poll until `pid`'s state is (`want`) or is not (`!want`) `T`, at most
+/// `limit`; whether it came.
+fn wait_for_stopped(pid: Pid, want: bool, limit: Duration) -> bool {
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if (state_of(pid) == Some('T')) == want {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Issue 22 item 2: cut off from the server, a holder whose command ignores
+/// SIGTERM has it dead (SIGKILL included) before its lease can end, so the
+/// next holder's command never runs beside it.
+#[test]
+fn a_command_ignoring_sigterm_is_dead_before_the_next_holder_starts() {
+    dead_before_the_next_holder_starts(|log| {
+        format!(
+            "trap '' TERM; echo \"ready $$\" >> {log}; \
+             while :; do echo \"tick $(date +%s%N)\" >> {log}; sleep 0.05; done",
+            log = log.display()
+        )
+    });
+}
+
+/// Issue 22 items 2 and 5: the same when the command has exited and its
+/// background child, ignoring SIGTERM, keeps the lock.
+#[test]
+fn a_background_child_ignoring_sigterm_is_dead_before_the_next_holder_starts() {
+    dead_before_the_next_holder_starts(|log| {
+        format!(
+            "(trap '' TERM; while :; do echo \"tick $(date +%s%N)\" >> {log}; sleep 0.05; done) \
+             </dev/null >/dev/null 2>&1 & echo \"ready $$\" >> {log}",
+            log = log.display()
+        )
+    });
+}
+
+/// A holder running `script(log)` (which writes `ready <its pid>` then
+/// `tick <ns>` lines) is cut off from the server; a second `run` waits for
+/// the lock. The first command's group is dead when the second starts.
+/// With an 8 s lease, SIGKILL goes 0.8 s (the margin) before the holder's
+/// lease ends and the second can start: room for a late timer on a loaded
+/// machine; before the fix, the overlap was about --kill-after (1 s).
+fn dead_before_the_next_holder_starts(script: impl Fn(&Path) -> String) {
+    let server = server();
+    let db = unique("overlap");
+    let name = unique("job");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = dir.path().join("first");
+    let second = dir.path().join("second");
+    let proxy = Proxy::start(server.addr(), Mode::PassThrough).expect("the proxy");
+    let script = script(&first);
+    let holder = run_cmd(
+        &via(&server.uri(), proxy.addr()),
+        &db,
+        &["--lease", "8s", "--kill-after", "1s"],
+        &name,
+        &script,
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("start the holder");
+    let command = ready_pid(&first);
+    let _cleanup = KillGroup(Some(command));
+    wait_for_text(&first, "tick", LIMIT);
+
+    // The next holder notes when it starts, and whether the first command's
+    // group still had a live member then (a zombie is dead: whether it was
+    // reaped yet is up to PID 1).
+    let script = format!(
+        "echo \"start $(date +%s%N)\" >> {log}; \
+         if ps -eo pgid=,stat= | awk '$1 == {pgid} && $2 !~ /^Z/' | grep -q .; \
+         then echo overlap >> {log}; else echo alone >> {log}; fi",
+        log = second.display(),
+        pgid = command.as_raw_nonzero()
+    );
+    let waiter = run_cmd(&server.uri(), &db, &["--timeout", "25s"], &name, &script)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the waiter");
+
+    proxy.blackhole(Duration::from_secs(25));
+    let out = output_within(holder, LIMIT);
+    let said = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(76), "the holder: {said}");
+    let out = output_within(waiter, LIMIT);
+    proxy.clear_faults();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the waiter: {}",
+        text(&out.stderr)
+    );
+
+    let first_text = std::fs::read_to_string(&first).expect("first log");
+    let second_text = std::fs::read_to_string(&second).expect("second log");
+    let last_tick = stamps(&first_text, "tick ")
+        .into_iter()
+        .max()
+        .expect("ticks");
+    let start = stamps(&second_text, "start ")[0];
+    assert!(
+        second_text.contains("alone"),
+        "the first command still ran when the second started: {second_text:?}, holder said {said:?}"
+    );
+    assert!(
+        last_tick < start,
+        "the first command ticked {} ms after the second started",
+        (last_tick - start) / 1_000_000
+    );
+}
+
+/// Issue 22 item 2: a `--kill-after` that cannot fit in the lease (with its
+/// margin and the renewals before it) is refused before anything runs.
+#[test]
+fn a_kill_after_that_does_not_fit_in_the_lease_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ran = dir.path().join("ran");
+    for (lease, kill_after, code) in [("4s", "3s", 64), ("10s", "8s", 64), ("4s", "2s", 0)] {
+        let mut cmd = shylock();
+        cmd.args(["run", "--backend", "memory://fit", "--lease", lease])
+            .args(["--kill-after", kill_after, "job", "--", "touch"])
+            .arg(&ran);
+        let out = run_within(&mut cmd, LIMIT);
+        let said = text(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{lease} {kill_after}: {said}"
+        );
+        assert_eq!(
+            ran.exists(),
+            code == 0,
+            "{lease} {kill_after}: the command ran"
+        );
+        if code == 64 {
+            assert!(said.contains("at most"), "{said}");
+        }
+    }
+    // Without --kill-after, a short lease gets a third of it.
+    let mut cmd = shylock();
+    cmd.args([
+        "run",
+        "--backend",
+        "memory://fit",
+        "--lease",
+        "1s",
+        "job",
+        "--",
+        "true",
+    ]);
+    assert_eq!(run_within(&mut cmd, LIMIT).status.code(), Some(0));
+}
+
+/// Issue 22 item 5: the lock is held until the command's background
+/// children (its process group) have ended too, by default; with
+/// `--kill-group` they are stopped instead.
+#[test]
+fn background_children_keep_the_lock_until_they_end() {
+    let server = server();
+    let db = unique("orphans");
+    let name = unique("job");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("log");
+    let second = dir.path().join("second");
+    let script = format!(
+        "(echo \"bg-start $(date +%s%N)\" >> {log}; sleep 3; echo \"bg-end $(date +%s%N)\" >> {log}) & \
+         echo \"ready $$\" >> {log}",
+        log = log.display()
+    );
+    let mut holder = run_cmd(&server.uri(), &db, &[], &name, &script)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the holder");
+    let command = ready_pid(&log);
+    let _cleanup = KillGroup(Some(command));
+    wait_for_text(&log, "bg-start", LIMIT);
+    let mut waiter = run_cmd(
+        &server.uri(),
+        &db,
+        &["--timeout", "25s"],
+        &name,
+        &format!("echo \"start $(date +%s%N)\" >> {}", second.display()),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("start the waiter");
+    assert_eq!(wait_for_exit(&mut holder, LIMIT).code(), Some(0));
+    assert_eq!(wait_for_exit(&mut waiter, LIMIT).code(), Some(0));
+    let log_text = std::fs::read_to_string(&log).expect("log");
+    let second_text = std::fs::read_to_string(&second).expect("second log");
+    let bg_end = stamps(&log_text, "bg-end ");
+    let start = stamps(&second_text, "start ")[0];
+    assert!(
+        bg_end.first().is_some_and(|&end| end < start),
+        "the next holder started while the background child ran: {log_text:?} {second_text:?}"
+    );
+
+    // --kill-group: what is left is stopped, at once.
+    let name = unique("job");
+    let log = dir.path().join("log2");
+    let script = format!(
+        "(trap '' TERM; sleep 20; echo bg-end >> {log}) & echo \"ready $$\" >> {log}",
+        log = log.display()
+    );
+    let started = std::time::Instant::now();
+    let mut holder = run_cmd(
+        &server.uri(),
+        &db,
+        &["--kill-group", "--kill-after", "1s"],
+        &name,
+        &script,
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("start the holder");
+    let command = ready_pid(&log);
+    let _cleanup = KillGroup(Some(command));
+    assert_eq!(wait_for_exit(&mut holder, LIMIT).code(), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(!group_alive(command), "the background child still runs");
+    assert_eq!(inspect_code(&server.uri(), &db, &name), Some(1));
+}
+
+/// Issue 22 item 3: SIGTSTP (Ctrl-Z) to `shylock` stops the command, not
+/// `shylock`, which goes on renewing the lease; SIGCONT resumes the command.
+#[test]
+fn sigtstp_stops_the_command_and_the_lease_is_still_renewed() {
+    let server = server();
+    let db = unique("tstp");
+    let name = unique("job");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("log");
+    let release = dir.path().join("release");
+    let mut holder = run_cmd(
+        &server.uri(),
+        &db,
+        &["--lease", "2s"],
+        &name,
+        &waiting_script(&log, &release),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("start shylock");
+    let _kill = KillProcess(pid_of(&holder));
+    let command = ready_pid(&log);
+    let _cleanup = KillGroup(Some(command));
+    let token = held_token(&server.uri(), &db, &name).expect("held");
+
+    kill_process(pid_of(&holder), Signal::TSTP).expect("SIGTSTP");
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        held_token(&server.uri(), &db, &name),
+        Some(token),
+        "the lease was not renewed after SIGTSTP"
+    );
+    assert!(
+        wait_for_stopped(command, true, Duration::from_secs(5)),
+        "the command was not stopped: {:?}",
+        state_of(command)
+    );
+    assert_ne!(state_of(pid_of(&holder)), Some('T'), "shylock stopped");
+
+    kill_process(pid_of(&holder), Signal::CONT).expect("SIGCONT");
+    assert!(
+        wait_for_stopped(command, false, Duration::from_secs(5)),
+        "the command was not continued"
+    );
+    std::fs::write(&release, "").expect("release");
+    assert_eq!(wait_for_exit(&mut holder, LIMIT).code(), Some(0));
+    assert!(std::fs::read_to_string(&log).expect("log").contains("end"));
+}
+
+/// Issue 22 item 8: a command stopped by SIGTTIN (touching the terminal
+/// outside the foreground) is noticed: `shylock` says to use --foreground,
+/// and a signal to `shylock` still ends the command.
+#[test]
+fn a_command_stopped_for_the_terminal_is_reported() {
+    let server = server();
+    let db = unique("ttin");
+    let name = unique("job");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("log");
+    let stderr = dir.path().join("stderr");
+    let script = format!(
+        "echo \"ready $$\" >> {log}; kill -TTIN $$; echo continued >> {log}; sleep 30",
+        log = log.display()
+    );
+    let mut holder = run_cmd(&server.uri(), &db, &[], &name, &script)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+        .spawn()
+        .expect("start shylock");
+    let _kill = KillProcess(pid_of(&holder));
+    let command = ready_pid(&log);
+    let _cleanup = KillGroup(Some(command));
+    let said = wait_for_text(&stderr, "use --foreground", Duration::from_secs(10));
+    assert_eq!(
+        said.matches("use --foreground").count(),
+        1,
+        "said once: {said:?}"
+    );
+    assert_eq!(state_of(command), Some('T'), "the command is still stopped");
+
+    kill_process(pid_of(&holder), Signal::TERM).expect("SIGTERM");
+    let status = wait_for_exit(&mut holder, LIMIT);
+    assert_eq!(status.code(), Some(128 + 15), "{status}");
+    assert_eq!(inspect_code(&server.uri(), &db, &name), Some(1));
+
+    // Stopped by SIGSTOP (not the terminal): nothing said about it.
+    let log = dir.path().join("log2");
+    let stderr = dir.path().join("stderr2");
+    let script = format!(
+        "echo \"ready $$\" >> {log}; kill -STOP $$; sleep 30",
+        log = log.display()
+    );
+    let mut holder = run_cmd(&server.uri(), &db, &[], &name, &script)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+        .spawn()
+        .expect("start shylock");
+    let _kill = KillProcess(pid_of(&holder));
+    let command = ready_pid(&log);
+    let _cleanup = KillGroup(Some(command));
+    assert!(wait_for_stopped(command, true, Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_millis(2500));
+    kill_process(pid_of(&holder), Signal::TERM).expect("SIGTERM");
+    let status = wait_for_exit(&mut holder, LIMIT);
+    assert_eq!(status.code(), Some(128 + 15), "{status}");
+    let said = std::fs::read_to_string(&stderr).expect("stderr");
+    assert!(!said.contains("terminal"), "{said:?}");
 }
