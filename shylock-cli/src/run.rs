@@ -488,7 +488,11 @@ async fn stop_group(
     signals: &mut Signals,
 ) {
     forward(target, Signal::TERM);
-    let deadline = tokio::time::Instant::now() + kill_after;
+    // `kill_after` fits in the lease (see `plan`); saturate all the same.
+    let now = tokio::time::Instant::now();
+    let deadline = now
+        .checked_add(kill_after)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400));
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     loop {
         tokio::select! {
