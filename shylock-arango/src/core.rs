@@ -95,8 +95,10 @@ impl Core {
                 "{what}: expected an http:// or https:// URL with a host"
             )));
         }
-        if db.is_empty() || db.contains('/') {
-            return Err(invalid(format!("{what}: `{db}` is not a database name")));
+        if let Some(problem) = database_name_problem(db) {
+            return Err(invalid(format!(
+                "{what}: {db:?} is not a database name: {problem}"
+            )));
         }
         let _ = base.set_username("");
         let _ = base.set_password(None);
@@ -671,12 +673,48 @@ impl Core {
 }
 
 /// A URL for messages: without user name and password.
+/// What makes `db` no ArangoDB database name, by ArangoDB's rules for
+/// names (traditional and extended): not empty, at most 128 bytes, no `/`
+/// or `:`, no control character, no leading or trailing space, not
+/// starting with a `.` (so never `.` or `..`, which would take the
+/// requests out of `/_db/NAME/`).
+pub(crate) fn database_name_problem(db: &str) -> Option<&'static str> {
+    if db.is_empty() {
+        Some("it is empty")
+    } else if db.len() > 128 {
+        Some("it is longer than 128 bytes")
+    } else if db.contains(['/', ':']) {
+        Some("it contains `/` or `:`")
+    } else if db.chars().any(char::is_control) {
+        Some("it contains a control character")
+    } else if db.trim() != db {
+        Some("it starts or ends with a space")
+    } else if db.starts_with('.') {
+        Some("it starts with a `.`")
+    } else {
+        None
+    }
+}
+
+/// `url` without user, password, fragment or query values (a query may
+/// carry a token: only the names are kept).
 fn redact_url(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(mut u) => {
             let _ = u.set_username("");
             let _ = u.set_password(None);
-            u.to_string()
+            u.set_fragment(None);
+            let names: Vec<String> = u
+                .query_pairs()
+                .map(|(name, _)| format!("{name}=***"))
+                .collect();
+            u.set_query(None);
+            let mut shown = u.to_string();
+            if !names.is_empty() {
+                shown.push('?');
+                shown.push_str(&names.join("&"));
+            }
+            shown
         }
         Err(_) => "the given URL".to_owned(),
     }

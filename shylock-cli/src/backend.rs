@@ -33,6 +33,8 @@ fn env(name: &str) -> Option<String> {
 struct Choice {
     url: String,
     expected: Option<BackendKind>,
+    /// Given by a flag, so visible to anyone who can list processes.
+    on_command_line: bool,
 }
 
 fn choose(args: &BackendArgs) -> Result<Choice, Failure> {
@@ -43,7 +45,13 @@ fn choose(args: &BackendArgs) -> Result<Choice, Failure> {
     ];
     let mut flags = given.into_iter().filter_map(|(u, k)| Some((u?.clone(), k)));
     match (flags.next(), flags.next()) {
-        (Some((url, expected)), None) => return Ok(Choice { url, expected }),
+        (Some((url, expected)), None) => {
+            return Ok(Choice {
+                url,
+                expected,
+                on_command_line: true,
+            });
+        }
         (Some(_), Some(_)) => {
             return Err(Failure::usage(
                 "give one of --mongodb, --arango and --backend, not several",
@@ -64,6 +72,7 @@ fn choose(args: &BackendArgs) -> Result<Choice, Failure> {
         [(_, url, expected)] => Ok(Choice {
             url: url.clone(),
             expected: *expected,
+            on_command_line: false,
         }),
         [] => Err(Failure::usage(
             "no backend: give --mongodb <URI>, --arango <URL> or --backend <URL>, or set SHYLOCK_MONGODB_URI, SHYLOCK_ARANGO_URL or SHYLOCK_BACKEND_URL",
@@ -79,17 +88,75 @@ fn choose(args: &BackendArgs) -> Result<Choice, Failure> {
     }
 }
 
+/// The most a password file may hold: a password is a line, not a
+/// stream (`/dev/zero` is refused instead of read until memory runs out).
+pub const PASSWORD_FILE_LIMIT: u64 = 64 * 1024;
+
 fn read_password_file(args: &BackendArgs) -> Result<Option<String>, Failure> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+
     let Some(path) = &args.password_file else {
         return Ok(None);
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let cannot = |e: std::io::Error| {
         Failure::config(format!(
             "cannot read the password file {}: {e}",
             path.display()
         ))
+    };
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mode = file.metadata().map_err(cannot)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        warn(&format!(
+            "the password file {} is readable by others (mode {:o}): chmod 600 it",
+            path.display(),
+            mode & 0o777
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(PASSWORD_FILE_LIMIT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > PASSWORD_FILE_LIMIT {
+        return Err(Failure::config(format!(
+            "the password file {} holds more than {} KiB: not a password",
+            path.display(),
+            PASSWORD_FILE_LIMIT / 1024
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| {
+        Failure::config(format!(
+            "the password file {} is not UTF-8 text",
+            path.display()
+        ))
     })?;
     Ok(Some(text.lines().next().unwrap_or("").to_owned()))
+}
+
+/// A warning on stderr: the command goes on.
+fn warn(message: &str) {
+    say!("shylock: warning: {message}");
+}
+
+/// MongoDB URI options that turn certificate or host name checks off
+/// (compared without case, as the driver does), when set to `true`.
+const UNVERIFIED_TLS: &[&str] = &["tlsinsecure", "tlsallowinvalidcertificates"];
+
+/// The options of `url` (raw) that leave the server's certificate or name
+/// unchecked.
+fn unverified_tls_options(url: &str) -> Vec<String> {
+    let Some((_, query)) = url.split_once('?') else {
+        return Vec::new();
+    };
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(key, value)| {
+            UNVERIFIED_TLS.contains(&key.to_ascii_lowercase().as_str()) && *value == "true"
+        })
+        .map(|(key, _)| key.to_owned())
+        .collect()
 }
 
 /// Run `fut`, giving up after `bound` with an "unavailable" failure.
@@ -128,13 +195,31 @@ fn parse(choice: &Choice) -> Result<BackendUrl, Failure> {
         }
         other => connect_failure(&other),
     })?;
-    match choice.expected {
-        Some(expected) if expected != url.kind() => Err(Failure::config(format!(
+    if choice.expected.is_some_and(|e| e != url.kind()) {
+        return Err(Failure::config(format!(
             "{what} `{url}`: it names {}",
             url.kind()
-        ))),
-        _ => Ok(url),
+        )));
     }
+    if choice.on_command_line && url.has_password() {
+        let variable = match url.kind() {
+            BackendKind::Mongo => "the connection string in SHYLOCK_MONGODB_URI",
+            _ => "SHYLOCK_ARANGO_PASSWORD",
+        };
+        return Err(Failure::usage(format!(
+            "`{url}` has a password: passwords are never taken on the command line (anyone can \
+             see it there); use {variable} or --password-file"
+        )));
+    }
+    let unverified = unverified_tls_options(&choice.url);
+    if !unverified.is_empty() {
+        warn(&format!(
+            "{} in the URL: the server's TLS certificate is not verified; anyone on the path \
+             can pose as the server",
+            unverified.join(" and ")
+        ));
+    }
+    Ok(url)
 }
 
 /// The options the flags and variables give for `url`.

@@ -101,7 +101,7 @@ fn a_wrong_password_is_refused_without_being_printed() {
     let emu = Emulator::start(USER, PASSWORD, &[DB]);
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("pw");
-    std::fs::write(&file, "wrong-hunter2\n").expect("password file");
+    write_password_file(&file, "wrong-hunter2\n");
     let mut cmd = shylock();
     cmd.args([
         "inspect",
@@ -122,7 +122,7 @@ fn a_wrong_password_is_refused_without_being_printed() {
     assert!(!stderr.contains("hunter2"), "{stderr}");
 
     // The right one, from the file.
-    std::fs::write(&file, format!("{PASSWORD}\n")).expect("password file");
+    write_password_file(&file, &format!("{PASSWORD}\n"));
     let out = run_within(&mut cmd, LIMIT);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
