@@ -50,10 +50,7 @@ impl Core {
         options.validate().map_err(invalid)?;
         let mut session: C = (*db.session()).clone();
         let headers = session.headers().clone();
-        let client = match options.get_http_client() {
-            Some(c) => c.clone(),
-            None => crate::http::default_client()?,
-        };
+        let client = options.client()?;
         let http = Http::new(
             client,
             db.url().clone(),
@@ -100,6 +97,13 @@ impl Core {
                 "{what}: {db:?} is not a database name: {problem}"
             )));
         }
+        if credentials_in_clear(&base, password) {
+            tracing::warn!(
+                url = %redact_url(url),
+                "the ArangoDB password goes unencrypted (http://) to a host that is not \
+                 loopback: anyone on the path can read it; use https://"
+            );
+        }
         let _ = base.set_username("");
         let _ = base.set_password(None);
         let mut path = base.path().trim_end_matches('/').to_owned();
@@ -107,10 +111,7 @@ impl Core {
         path.push_str(db);
         path.push('/');
         base.set_path(&path);
-        let client = match options.get_http_client() {
-            Some(c) => c.clone(),
-            None => crate::http::default_client()?,
-        };
+        let client = options.client()?;
         let http = Http::new(
             client,
             base,
@@ -673,6 +674,19 @@ impl Core {
 }
 
 /// A URL for messages: without user name and password.
+/// Basic credentials would go over plain HTTP to another machine: a
+/// password, `http://` and a host that is not loopback.
+pub(crate) fn credentials_in_clear(url: &reqwest::Url, password: &str) -> bool {
+    let loopback = url.host_str().is_none_or(|host| {
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    !password.is_empty() && url.scheme() == "http" && !loopback
+}
+
 /// What makes `db` no ArangoDB database name, by ArangoDB's rules for
 /// names (traditional and extended): not empty, at most 128 bytes, no `/`
 /// or `:`, no control character, no leading or trailing space, not
@@ -829,5 +843,32 @@ impl AsyncBackend for Core {
 
     fn describe(&self) -> String {
         Core::describe(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_clear_only_over_http_to_another_host() {
+        let url = |s: &str| reqwest::Url::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert!(credentials_in_clear(&url("http://db.example:8529"), "pw"));
+        assert!(credentials_in_clear(&url("http://10.0.0.1:8529"), "pw"));
+        assert!(!credentials_in_clear(&url("http://db.example:8529"), ""));
+        assert!(!credentials_in_clear(&url("https://db.example:8529"), "pw"));
+        assert!(!credentials_in_clear(&url("http://127.0.0.1:8529"), "pw"));
+        assert!(!credentials_in_clear(&url("http://[::1]:8529"), "pw"));
+        assert!(!credentials_in_clear(&url("http://LOCALHOST:8529"), "pw"));
+    }
+
+    #[test]
+    fn database_names() {
+        for bad in ["", ".", "..", ".x", "a/b", "a:b", " a", "a ", "a\u{1}"] {
+            assert!(database_name_problem(bad).is_some(), "{bad:?}");
+        }
+        for good in ["_system", "ops", "ünïcode", "a.b", "a-b_c", "2024"] {
+            assert_eq!(database_name_problem(good), None, "{good:?}");
+        }
     }
 }

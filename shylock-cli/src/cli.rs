@@ -107,6 +107,12 @@ pub struct BackendArgs {
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
 
+    /// Trust the certificate authorities in this PEM file for the server's
+    /// TLS certificate: ArangoDB over https:// (besides the bundled roots);
+    /// MongoDB as `tlsCAFile=FILE` (TLS on).
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+
     /// Database: MongoDB default the connection string's, else `shylock`;
     /// ArangoDB default SHYLOCK_ARANGO_DB, else `_system`.
     #[arg(long, value_name = "NAME")]

@@ -208,3 +208,23 @@ fn a_password_file_works_with_auth_mechanism_plain() {
     // Taken: the connect is tried (and fails), the URI is not refused.
     assert_eq!(code, Some(69), "{stderr}");
 }
+
+#[test]
+fn a_password_over_plain_http_to_another_host_gets_a_warning() {
+    for (url, warned) in [
+        ("http://db.invalid:1", true),
+        ("https://db.invalid:1", false),
+        ("http://127.0.0.1:1", false),
+    ] {
+        let (code, stderr) = shylock_says(
+            &["inspect", "--connect-timeout", "2s", "--arango", url, "x"],
+            &[("SHYLOCK_ARANGO_PASSWORD", "hunter2")],
+        );
+        assert_eq!(code, Some(69), "{url}: {stderr}");
+        assert_eq!(
+            stderr.contains("warning") && stderr.contains("unencrypted"),
+            warned,
+            "{url}: {stderr}"
+        );
+    }
+}

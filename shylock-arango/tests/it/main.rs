@@ -16,3 +16,4 @@ mod hostile_http;
 #[cfg(feature = "sync")]
 mod in_runtime;
 mod issue24;
+mod tls;
