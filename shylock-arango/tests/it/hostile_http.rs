@@ -121,7 +121,7 @@ fn setup_answer(method: &str, path: &str) -> Option<Answer> {
         return Some(ok(r#"{"error":false,"code":200,"result":{"name":"db"}}"#));
     }
     if method == "GET" && path.contains("/_api/collection/") {
-        return Some(ok(r#"{"error":false,"code":200,"name":"locks"}"#));
+        return Some(ok(r#"{"error":false,"code":200,"name":"locks","type":2}"#));
     }
     if method == "GET" && path.contains("/_api/index") {
         return Some(ok(
