@@ -100,7 +100,8 @@ USAGE: bench [OPTIONS]
   --ferretdb PATH      the FerretDB binary (default: $SHYLOCK_FERRETDB_BIN, or
                        what scripts/ensure-ferretdb.sh prints)
   --arango-url URL     a real ArangoDB for --backend arango (with --arango-user,
-                       --arango-password, --arango-db; defaults root, '', _system)
+                       --arango-db; defaults root, _system; the password in
+                       $SHYLOCK_ARANGO_PASSWORD, default '', or --arango-password)
   --python PATH        Python of the virtualenv with the original (default:
                        $SHYLOCK_BENCH_PYTHON); without it the original is not run
   --no-original        do not run the original
@@ -194,6 +195,7 @@ fn parse_args(args: Vec<String>) -> R<Opts> {
         args: args.clone(),
         ..Opts::default()
     };
+    let mut arango_password_given = false;
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         let mut val = |name: &str| {
@@ -219,7 +221,10 @@ fn parse_args(args: Vec<String>) -> R<Opts> {
             "--child-on-ferretdb" => o.child_on_ferretdb = true,
             "--arango-url" => o.arango_url = Some(val(&a)?),
             "--arango-user" => o.arango_user = val(&a)?,
-            "--arango-password" => o.arango_password = val(&a)?,
+            "--arango-password" => {
+                o.arango_password = val(&a)?;
+                arango_password_given = true;
+            }
             "--arango-db" => o.arango_db = val(&a)?,
             "--python" => o.python = Some(val(&a)?),
             "--no-original" => o.no_original = true,
@@ -269,6 +274,22 @@ fn parse_args(args: Vec<String>) -> R<Opts> {
         seen.push(*k);
         new
     });
+    // Secrets come from the environment, never the arguments of a child
+    // (`Target::child_env`); the password also for the benchmark itself.
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if o.child.is_some() {
+        o.mongo_uri = o
+            .mongo_uri
+            .take()
+            .or_else(|| var(targets::CHILD_MONGODB_URI));
+        o.arango_url = o
+            .arango_url
+            .take()
+            .or_else(|| var(targets::CHILD_ARANGO_URL));
+    }
+    if !arango_password_given && let Some(password) = var(targets::CHILD_ARANGO_PASSWORD) {
+        o.arango_password = password;
+    }
     if o.python.is_none() {
         o.python = std::env::var("SHYLOCK_BENCH_PYTHON")
             .ok()
@@ -561,14 +582,10 @@ fn run_original(
     eprintln!("bench: original: scenarios {scen} with {python}");
     let output = Command::new(python)
         .arg(&script)
-        .args([
-            "--uri",
-            uri,
-            "--db",
-            "shylock_bench_py",
-            "--scenarios",
-            scen,
-        ])
+        // The URI may carry a password: in the environment, not the
+        // arguments.
+        .env(targets::CHILD_MONGODB_URI, uri)
+        .args(["--db", "shylock_bench_py", "--scenarios", scen])
         .args(["--a-secs", &p.a_secs.to_string()])
         .args(["--b-rounds", &p.b_rounds.to_string()])
         .args(["--hold-ms", &p.hold_ms.to_string()])

@@ -3,7 +3,9 @@
 requirements.txt) through the benchmark's scenarios A, B and C on a
 MongoDB-protocol server, and print one line of JSON for `examples/bench.rs`.
 
-    python original.py --uri mongodb://127.0.0.1:PORT/ [--scenarios ABC] ...
+    SHYLOCK_MONGODB_URI=mongodb://127.0.0.1:PORT/ python original.py [--scenarios ABC] ...
+
+(or `--uri URI`, which `ps` shows: keep credentials in the variable).
 
 * A: acquire + release in a loop, blocking API on pymongo and async API on
   motor; commands counted with a `pymongo.monitoring.CommandListener`
@@ -27,6 +29,7 @@ import asyncio
 import collections
 import json
 import math
+import os
 import platform
 import random
 import subprocess
@@ -294,7 +297,9 @@ async def b_in(args):
 
 
 def spawn_child(args, role, extra=()):
-    cmd = [sys.executable, __file__, "--child", role, "--uri", args.uri, "--db", args.db, *extra]
+    # The URI (credentials and all) reaches the child through the
+    # environment it inherits, never its arguments (visible in `ps`).
+    cmd = [sys.executable, __file__, "--child", role, "--db", args.db, *extra]
     return subprocess.Popen(
         cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
     )
@@ -466,7 +471,11 @@ def run(label, fn):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--uri", required=True)
+    ap.add_argument(
+        "--uri",
+        default=os.environ.get("SHYLOCK_MONGODB_URI"),
+        help="default $SHYLOCK_MONGODB_URI (better: credentials stay out of `ps`)",
+    )
     ap.add_argument("--db", default="shylock_bench_py")
     ap.add_argument("--scenarios", default="ABC")
     ap.add_argument("--a-secs", type=float, default=5)
@@ -477,6 +486,8 @@ def main():
     ap.add_argument("--c-secs", type=float, default=10)
     ap.add_argument("--child", choices=["b-waiter", "c-worker"])
     args = ap.parse_args()
+    if not args.uri:
+        ap.error("no MongoDB URI: set SHYLOCK_MONGODB_URI (or give --uri)")
 
     if args.child == "b-waiter":
         asyncio.run(child_b_waiter(args))

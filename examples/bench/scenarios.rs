@@ -553,10 +553,13 @@ pub struct ChildProc {
 }
 
 impl ChildProc {
-    pub fn spawn(args: &[String]) -> R<ChildProc> {
+    /// The benchmark binary as a child, with `args` and `env` (where the
+    /// backend's secrets go: see [`Target::child_env`]).
+    pub fn spawn(args: &[String], env: &[(&str, String)]) -> R<ChildProc> {
         let mut child = Command::new(std::env::current_exe()?)
             .arg("--child")
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -655,7 +658,7 @@ pub async fn b_process(t: &Target, p: &Params) -> R<BResult> {
         backoff_arg(&p.backoff),
     ];
     args.extend(t.child_args());
-    let mut child = ChildProc::spawn(&args)?;
+    let mut child = ChildProc::spawn(&args, &t.child_env())?;
     blocking(|| child.expect("READY"))?;
     let mut rng = Rng::new();
     let (mut lat, mut calls, mut waited) = (Vec::new(), 0u64, 0.0);
@@ -865,7 +868,7 @@ pub async fn c_contention(t: &Target, p: &Params) -> R<CResult> {
             backoff_arg(&p.backoff),
         ];
         args.extend(t.child_args());
-        children.push(ChildProc::spawn(&args)?);
+        children.push(ChildProc::spawn(&args, &t.child_env())?);
     }
     blocking(|| {
         for c in &mut children {
@@ -977,7 +980,7 @@ pub async fn d_many(t: &Target, p: &Params, form: Form) -> R<DResult> {
         p.d_acquirers.to_string(),
     ];
     args.extend(t.child_args());
-    let mut child = ChildProc::spawn(&args)?;
+    let mut child = ChildProc::spawn(&args, &t.child_env())?;
     let (line, errors) =
         blocking(|| Ok::<_, BoxErr>((child.expect("DRESULT")?, child.expect("ERRORS")?)))?;
     blocking(|| child.finish())?;

@@ -88,6 +88,15 @@ pub struct ArangoConn {
     pub db: String,
 }
 
+/// The variable that gives a child process (ours, or the original's) the
+/// MongoDB URI, credentials included.
+pub const CHILD_MONGODB_URI: &str = "SHYLOCK_MONGODB_URI";
+/// The variable that gives a child process the ArangoDB URL.
+pub const CHILD_ARANGO_URL: &str = "SHYLOCK_ARANGO_URL";
+/// The variable that gives a child process (and the benchmark, instead of
+/// `--arango-password`) the ArangoDB password.
+pub const CHILD_ARANGO_PASSWORD: &str = "SHYLOCK_ARANGO_PASSWORD";
+
 /// A backend under test, with the server the benchmark started for it (if
 /// any), stopped when the target is dropped.
 pub struct Target {
@@ -259,7 +268,11 @@ impl Target {
         Target {
             kind: Kind::Arango,
             label: "arango".into(),
-            server: format!("ArangoDB at `{}`, database `{}`", conn.url, conn.db),
+            server: format!(
+                "ArangoDB at `{}`, database `{}`",
+                redact(&conn.url),
+                conn.db
+            ),
             memory: None,
             mongo_uri: None,
             arango: Some(conn),
@@ -307,28 +320,38 @@ impl Target {
         !self.kind.is_memory()
     }
 
-    /// Arguments that make a child process reach the same backend.
+    /// Arguments that make a child process reach the same backend, with
+    /// [`child_env`](Self::child_env): no secret among them (anyone can
+    /// read a process's arguments).
     pub fn child_args(&self) -> Vec<String> {
         let mut args = vec!["--backend".to_owned(), self.kind.as_str().to_owned()];
-        if let Some(uri) = &self.mongo_uri {
-            args.extend(["--mongo-uri".into(), uri.clone()]);
-        }
         if self.is_ferretdb {
             args.push("--child-on-ferretdb".into());
         }
         if let Some(a) = &self.arango {
             args.extend([
-                "--arango-url".into(),
-                a.url.clone(),
                 "--arango-user".into(),
                 a.user.clone(),
-                "--arango-password".into(),
-                a.password.clone(),
                 "--arango-db".into(),
                 a.db.clone(),
             ]);
         }
         args
+    }
+
+    /// The environment that gives a child process the backend's URLs and
+    /// password ([`CHILD_MONGODB_URI`], [`CHILD_ARANGO_URL`],
+    /// [`CHILD_ARANGO_PASSWORD`]), which stay out of its arguments.
+    pub fn child_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = Vec::new();
+        if let Some(uri) = &self.mongo_uri {
+            env.push((CHILD_MONGODB_URI, uri.clone()));
+        }
+        if let Some(a) = &self.arango {
+            env.push((CHILD_ARANGO_URL, a.url.clone()));
+            env.push((CHILD_ARANGO_PASSWORD, a.password.clone()));
+        }
+        env
     }
 
     /// In a child: the target the parent described with [`child_args`].
@@ -471,10 +494,12 @@ fn documentdb_commit(script: &Path) -> String {
 }
 
 /// A connection string without its password.
-fn redact(uri: &str) -> String {
-    match (uri.find("://"), uri.find('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &uri[..s], &uri[at + 1..]),
-        _ => uri.to_owned(),
+/// `url` as [`shylock::BackendUrl`] shows it: no password, no query value
+/// but a few harmless ones.
+pub fn redact(url: &str) -> String {
+    match shylock::BackendUrl::parse(url) {
+        Ok(u) => u.to_string(),
+        Err(_) => "(a URL that does not parse)".to_owned(),
     }
 }
 
@@ -698,5 +723,53 @@ impl Drop for ServerProcess {
         if let Some(dir) = self.dir.take() {
             let _ = std::fs::remove_dir_all(dir);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_secret_goes_into_a_childs_arguments() {
+        let mut t = Target::arango(ArangoConn {
+            url: "http://127.0.0.1:8529".into(),
+            user: "root".into(),
+            password: "hunter2".into(),
+            db: "bench".into(),
+        });
+        assert!(!t.server.contains("hunter2"), "{}", t.server);
+        t.mongo_uri = Some("mongodb://alice:hunter2@127.0.0.1:27017/?tls=true".into());
+        let args = t.child_args();
+        assert!(!args.iter().any(|a| a.contains("hunter2")), "{args:?}");
+        let env = t.child_env();
+        assert!(
+            env.contains(&(CHILD_ARANGO_PASSWORD, "hunter2".to_owned())),
+            "{env:?}"
+        );
+        assert!(
+            env.contains(&(
+                CHILD_MONGODB_URI,
+                "mongodb://alice:hunter2@127.0.0.1:27017/?tls=true".to_owned()
+            )),
+            "{env:?}"
+        );
+        assert!(env.contains(&(CHILD_ARANGO_URL, "http://127.0.0.1:8529".to_owned())));
+    }
+
+    #[test]
+    fn server_labels_show_no_password() {
+        let t = Target::arango(ArangoConn {
+            url: "http://root:hunter2@127.0.0.1:8529/?token=hunter2".into(),
+            user: "root".into(),
+            password: String::new(),
+            db: "bench".into(),
+        });
+        assert!(!t.server.contains("hunter2"), "{}", t.server);
+        assert!(t.server.contains("127.0.0.1:8529"), "{}", t.server);
+        assert!(
+            !redact("mongodb://u:hunter2@h/?tlsCertificateKeyFilePassword=hunter2")
+                .contains("hunter2")
+        );
     }
 }

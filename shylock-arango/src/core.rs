@@ -50,10 +50,7 @@ impl Core {
         options.validate().map_err(invalid)?;
         let mut session: C = (*db.session()).clone();
         let headers = session.headers().clone();
-        let client = match options.get_http_client() {
-            Some(c) => c.clone(),
-            None => crate::http::default_client()?,
-        };
+        let client = options.client()?;
         let http = Http::new(
             client,
             db.url().clone(),
@@ -95,8 +92,17 @@ impl Core {
                 "{what}: expected an http:// or https:// URL with a host"
             )));
         }
-        if db.is_empty() || db.contains('/') {
-            return Err(invalid(format!("{what}: `{db}` is not a database name")));
+        if let Some(problem) = database_name_problem(db) {
+            return Err(invalid(format!(
+                "{what}: {db:?} is not a database name: {problem}"
+            )));
+        }
+        if credentials_in_clear(&base, password) {
+            tracing::warn!(
+                url = %redact_url(url),
+                "the ArangoDB password goes unencrypted (http://) to a host that is not \
+                 loopback: anyone on the path can read it; use https://"
+            );
         }
         let _ = base.set_username("");
         let _ = base.set_password(None);
@@ -105,10 +111,7 @@ impl Core {
         path.push_str(db);
         path.push('/');
         base.set_path(&path);
-        let client = match options.get_http_client() {
-            Some(c) => c.clone(),
-            None => crate::http::default_client()?,
-        };
+        let client = options.client()?;
         let http = Http::new(
             client,
             base,
@@ -679,12 +682,61 @@ impl Core {
 }
 
 /// A URL for messages: without user name and password.
+/// Basic credentials would go over plain HTTP to another machine: a
+/// password, `http://` and a host that is not loopback.
+pub(crate) fn credentials_in_clear(url: &reqwest::Url, password: &str) -> bool {
+    let loopback = url.host_str().is_none_or(|host| {
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    !password.is_empty() && url.scheme() == "http" && !loopback
+}
+
+/// What makes `db` no ArangoDB database name, by ArangoDB's rules for
+/// names (traditional and extended): not empty, at most 128 bytes, no `/`
+/// or `:`, no control character, no leading or trailing space, not
+/// starting with a `.` (so never `.` or `..`, which would take the
+/// requests out of `/_db/NAME/`).
+pub(crate) fn database_name_problem(db: &str) -> Option<&'static str> {
+    if db.is_empty() {
+        Some("it is empty")
+    } else if db.len() > 128 {
+        Some("it is longer than 128 bytes")
+    } else if db.contains(['/', ':']) {
+        Some("it contains `/` or `:`")
+    } else if db.chars().any(char::is_control) {
+        Some("it contains a control character")
+    } else if db.trim() != db {
+        Some("it starts or ends with a space")
+    } else if db.starts_with('.') {
+        Some("it starts with a `.`")
+    } else {
+        None
+    }
+}
+
+/// `url` without user, password, fragment or query values (a query may
+/// carry a token: only the names are kept).
 fn redact_url(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(mut u) => {
             let _ = u.set_username("");
             let _ = u.set_password(None);
-            u.to_string()
+            u.set_fragment(None);
+            let names: Vec<String> = u
+                .query_pairs()
+                .map(|(name, _)| format!("{name}=***"))
+                .collect();
+            u.set_query(None);
+            let mut shown = u.to_string();
+            if !names.is_empty() {
+                shown.push('?');
+                shown.push_str(&names.join("&"));
+            }
+            shown
         }
         Err(_) => "the given URL".to_owned(),
     }
@@ -807,5 +859,32 @@ impl AsyncBackend for Core {
 
     fn describe(&self) -> String {
         Core::describe(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_clear_only_over_http_to_another_host() {
+        let url = |s: &str| reqwest::Url::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert!(credentials_in_clear(&url("http://db.example:8529"), "pw"));
+        assert!(credentials_in_clear(&url("http://10.0.0.1:8529"), "pw"));
+        assert!(!credentials_in_clear(&url("http://db.example:8529"), ""));
+        assert!(!credentials_in_clear(&url("https://db.example:8529"), "pw"));
+        assert!(!credentials_in_clear(&url("http://127.0.0.1:8529"), "pw"));
+        assert!(!credentials_in_clear(&url("http://[::1]:8529"), "pw"));
+        assert!(!credentials_in_clear(&url("http://LOCALHOST:8529"), "pw"));
+    }
+
+    #[test]
+    fn database_names() {
+        for bad in ["", ".", "..", ".x", "a/b", "a:b", " a", "a ", "a\u{1}"] {
+            assert!(database_name_problem(bad).is_some(), "{bad:?}");
+        }
+        for good in ["_system", "ops", "ünïcode", "a.b", "a-b_c", "2024"] {
+            assert_eq!(database_name_problem(good), None, "{good:?}");
+        }
     }
 }

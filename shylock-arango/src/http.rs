@@ -299,15 +299,30 @@ pub(crate) fn deadline_after(d: Duration) -> Instant {
 /// follows no redirect: a redirect would carry the credentials (the
 /// re-login body) or the lock queries to wherever it points; it is
 /// reported as a configuration error instead (see [`redirect_error`]).
-pub(crate) fn default_client() -> Result<reqwest::Client, BackendError> {
-    reqwest::Client::builder()
+pub(crate) fn default_client(ca_certificates: &[Vec<u8>]) -> Result<reqwest::Client, BackendError> {
+    let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| {
-            BackendError::new(BackendErrorKind::Other, "cannot build the HTTP client")
-                .with_source(e.without_url())
-        })
+        .redirect(reqwest::redirect::Policy::none());
+    for pem in ca_certificates {
+        let bad = |reason: String| {
+            BackendError::new(
+                BackendErrorKind::InvalidConfig,
+                format!("the CA certificate given to ArangoOptions::ca_certificate: {reason}"),
+            )
+        };
+        let certificates = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| bad(format!("not PEM ({e})")))?;
+        if certificates.is_empty() {
+            return Err(bad("no certificate in it".to_owned()));
+        }
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder.build().map_err(|e| {
+        BackendError::new(BackendErrorKind::Other, "cannot build the HTTP client")
+            .with_source(e.without_url())
+    })
 }
 
 /// `Basic base64(user:password)`, marked sensitive.
@@ -622,8 +637,34 @@ fn check_not_redirected(
     Ok(())
 }
 
-/// Map a `reqwest` failure to a transient [`BackendError`] kind.
+/// The TLS certificate failure in `e`'s chain of causes, if any: such as
+/// `invalid peer certificate: UnknownIssuer` (rustls's words).
+fn certificate_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        let said = e.to_string();
+        if said.to_ascii_lowercase().contains("certificate") {
+            return Some(said);
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// Map a `reqwest` failure to a [`BackendError`] kind: transient, but a
+/// server certificate that does not verify is a configuration error (it
+/// will not verify on the next try either), with its cause in the message.
 pub(crate) fn transport_error(what: &str, e: reqwest::Error) -> BackendError {
+    if let Some(cause) = certificate_failure(&e) {
+        return BackendError::new(
+            BackendErrorKind::InvalidConfig,
+            format!(
+                "{what}: the server's TLS certificate does not verify: {cause} (for a private \
+                 certificate authority, see ArangoOptions::ca_certificate)"
+            ),
+        )
+        .with_source(e.without_url());
+    }
     let kind = if e.is_timeout() {
         BackendErrorKind::Timeout
     } else if e.is_builder() {

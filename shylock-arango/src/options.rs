@@ -72,6 +72,7 @@ pub struct ArangoOptions {
     wait_for_sync: bool,
     credentials: Option<Credentials>,
     http_client: Option<reqwest::Client>,
+    ca_certificates: Vec<Vec<u8>>,
 }
 
 impl fmt::Debug for ArangoOptions {
@@ -85,6 +86,7 @@ impl fmt::Debug for ArangoOptions {
             .field("wait_for_sync", &self.wait_for_sync)
             .field("credentials", &self.credentials)
             .field("http_client", &self.http_client.as_ref().map(|_| "<given>"))
+            .field("ca_certificates", &self.ca_certificates.len())
             .finish()
     }
 }
@@ -99,6 +101,7 @@ impl Default for ArangoOptions {
             wait_for_sync: true,
             credentials: None,
             http_client: None,
+            ca_certificates: Vec::new(),
         }
     }
 }
@@ -213,6 +216,19 @@ impl ArangoOptions {
         self
     }
 
+    /// Trust the certificate authorities of `pem` (one or more PEM
+    /// certificates, e.g. the contents of a `ca.pem`) besides the bundled
+    /// Web PKI roots: for an ArangoDB whose certificate a private CA signed.
+    /// Bad PEM is an
+    /// [`InvalidConfig`](shylock_core::BackendErrorKind::InvalidConfig)
+    /// error at connect, and so is giving both this and
+    /// [`http_client`](Self::http_client) (add the CA to that client).
+    #[must_use]
+    pub fn ca_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_certificates.push(pem.into());
+        self
+    }
+
     /// The collection name.
     pub fn get_collection(&self) -> &str {
         &self.collection
@@ -248,13 +264,24 @@ impl ArangoOptions {
         self.credentials.as_ref()
     }
 
-    pub(crate) fn get_http_client(&self) -> Option<&reqwest::Client> {
-        self.http_client.as_ref()
+    /// The client for the backend's requests: the one given, or one of its
+    /// own trusting [`ca_certificate`](Self::ca_certificate)s.
+    pub(crate) fn client(&self) -> Result<reqwest::Client, shylock_core::BackendError> {
+        match &self.http_client {
+            Some(c) => Ok(c.clone()),
+            None => crate::http::default_client(&self.ca_certificates),
+        }
     }
 
     /// Check what can be checked before any request.
     pub(crate) fn validate(&self) -> Result<(), String> {
         crate::names::validate_collection_name(&self.collection)?;
+        if self.http_client.is_some() && !self.ca_certificates.is_empty() {
+            return Err(
+                "ca_certificate has no effect with http_client: add the CA to that client"
+                    .to_owned(),
+            );
+        }
         if self.ttl_grace < MIN_TTL_GRACE {
             return Err(format!(
                 "ttl_grace must be at least {MIN_TTL_GRACE:?} (fencing tokens rely on it), got {:?}",

@@ -33,6 +33,8 @@ fn env(name: &str) -> Option<String> {
 struct Choice {
     url: String,
     expected: Option<BackendKind>,
+    /// Given by a flag, so visible to anyone who can list processes.
+    on_command_line: bool,
 }
 
 fn choose(args: &BackendArgs) -> Result<Choice, Failure> {
@@ -43,7 +45,13 @@ fn choose(args: &BackendArgs) -> Result<Choice, Failure> {
     ];
     let mut flags = given.into_iter().filter_map(|(u, k)| Some((u?.clone(), k)));
     match (flags.next(), flags.next()) {
-        (Some((url, expected)), None) => return Ok(Choice { url, expected }),
+        (Some((url, expected)), None) => {
+            return Ok(Choice {
+                url,
+                expected,
+                on_command_line: true,
+            });
+        }
         (Some(_), Some(_)) => {
             return Err(Failure::usage(
                 "give one of --mongodb, --arango and --backend, not several",
@@ -64,6 +72,7 @@ fn choose(args: &BackendArgs) -> Result<Choice, Failure> {
         [(_, url, expected)] => Ok(Choice {
             url: url.clone(),
             expected: *expected,
+            on_command_line: false,
         }),
         [] => Err(Failure::usage(
             "no backend: give --mongodb <URI>, --arango <URL> or --backend <URL>, or set SHYLOCK_MONGODB_URI, SHYLOCK_ARANGO_URL or SHYLOCK_BACKEND_URL",
@@ -79,17 +88,121 @@ fn choose(args: &BackendArgs) -> Result<Choice, Failure> {
     }
 }
 
+/// The most a password file may hold: a password is a line, not a
+/// stream (`/dev/zero` is refused instead of read until memory runs out).
+pub const PASSWORD_FILE_LIMIT: u64 = 64 * 1024;
+
 fn read_password_file(args: &BackendArgs) -> Result<Option<String>, Failure> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+
     let Some(path) = &args.password_file else {
         return Ok(None);
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let cannot = |e: std::io::Error| {
         Failure::config(format!(
             "cannot read the password file {}: {e}",
             path.display()
         ))
+    };
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mode = file.metadata().map_err(cannot)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        warn(&format!(
+            "the password file {} is readable by others (mode {:o}): chmod 600 it",
+            path.display(),
+            mode & 0o777
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(PASSWORD_FILE_LIMIT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > PASSWORD_FILE_LIMIT {
+        return Err(Failure::config(format!(
+            "the password file {} holds more than {} KiB: not a password",
+            path.display(),
+            PASSWORD_FILE_LIMIT / 1024
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| {
+        Failure::config(format!(
+            "the password file {} is not UTF-8 text",
+            path.display()
+        ))
     })?;
     Ok(Some(text.lines().next().unwrap_or("").to_owned()))
+}
+
+/// The most a CA file may hold.
+const CA_FILE_LIMIT: u64 = 1024 * 1024;
+
+/// The contents of `--ca-file`, if given.
+fn read_ca_file(args: &BackendArgs) -> Result<Option<Vec<u8>>, Failure> {
+    use std::io::Read;
+
+    let Some(path) = &args.ca_file else {
+        return Ok(None);
+    };
+    let cannot = |e: std::io::Error| {
+        Failure::config(format!("cannot read the CA file {}: {e}", path.display()))
+    };
+    let mut pem = Vec::new();
+    std::fs::File::open(path)
+        .map_err(cannot)?
+        .take(CA_FILE_LIMIT + 1)
+        .read_to_end(&mut pem)
+        .map_err(cannot)?;
+    if pem.len() as u64 > CA_FILE_LIMIT {
+        return Err(Failure::config(format!(
+            "the CA file {} holds more than {} MiB",
+            path.display(),
+            CA_FILE_LIMIT / (1024 * 1024)
+        )));
+    }
+    Ok(Some(pem))
+}
+
+/// Whether the (first) host of `url` is this machine: `localhost` or a
+/// loopback address.
+fn loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = host.split(',').next().unwrap_or("");
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A warning on stderr: the command goes on.
+fn warn(message: &str) {
+    say!("shylock: warning: {message}");
+}
+
+/// MongoDB URI options that turn certificate or host name checks off
+/// (compared without case, as the driver does), when set to `true`.
+const UNVERIFIED_TLS: &[&str] = &["tlsinsecure", "tlsallowinvalidcertificates"];
+
+/// The options of `url` (raw) that leave the server's certificate or name
+/// unchecked.
+fn unverified_tls_options(url: &str) -> Vec<String> {
+    let Some((_, query)) = url.split_once('?') else {
+        return Vec::new();
+    };
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(key, value)| {
+            UNVERIFIED_TLS.contains(&key.to_ascii_lowercase().as_str()) && *value == "true"
+        })
+        .map(|(key, _)| key.to_owned())
+        .collect()
 }
 
 /// Run `fut`, giving up after `bound` with an "unavailable" failure.
@@ -128,18 +241,37 @@ fn parse(choice: &Choice) -> Result<BackendUrl, Failure> {
         }
         other => connect_failure(&other),
     })?;
-    match choice.expected {
-        Some(expected) if expected != url.kind() => Err(Failure::config(format!(
+    if choice.expected.is_some_and(|e| e != url.kind()) {
+        return Err(Failure::config(format!(
             "{what} `{url}`: it names {}",
             url.kind()
-        ))),
-        _ => Ok(url),
+        )));
     }
+    if choice.on_command_line && url.has_password() {
+        let variable = match url.kind() {
+            BackendKind::Mongo => "the connection string in SHYLOCK_MONGODB_URI",
+            _ => "SHYLOCK_ARANGO_PASSWORD",
+        };
+        return Err(Failure::usage(format!(
+            "`{url}` has a password: passwords are never taken on the command line (anyone can \
+             see it there); use {variable} or --password-file"
+        )));
+    }
+    let unverified = unverified_tls_options(&choice.url);
+    if !unverified.is_empty() {
+        warn(&format!(
+            "{} in the URL: the server's TLS certificate is not verified; anyone on the path \
+             can pose as the server",
+            unverified.join(" and ")
+        ));
+    }
+    Ok(url)
 }
 
 /// The options the flags and variables give for `url`.
 fn options(
     args: &BackendArgs,
+    raw_url: &str,
     url: &BackendUrl,
     bound: Duration,
     prepare: bool,
@@ -165,11 +297,23 @@ fn options(
                 ));
             }
             let allow_non_atomic = args.allow_non_atomic_server;
+            let ca_file = args.ca_file.clone();
             options = options.mongo_client_options(move |o| {
+                use shylock::mongo::mongodb::options::{Tls, TlsOptions};
                 o.app_name = Some("shylock-cli".into());
                 if allow_non_atomic {
                     // The only safe use of such a server: one connection per process.
                     o.max_pool_size = Some(1);
+                }
+                if let Some(path) = &ca_file {
+                    match &mut o.tls {
+                        Some(Tls::Enabled(tls)) => tls.ca_file_path = Some(path.clone()),
+                        _ => {
+                            o.tls = Some(Tls::Enabled(
+                                TlsOptions::builder().ca_file_path(path.clone()).build(),
+                            ));
+                        }
+                    }
                 }
             });
             if let Some(password) = password {
@@ -185,12 +329,23 @@ fn options(
                 options = options.user(user);
             }
             let password = password.or_else(|| std::env::var("SHYLOCK_ARANGO_PASSWORD").ok());
+            let any_password =
+                url.has_password() || password.as_ref().is_some_and(|p| !p.is_empty());
+            if any_password && url.scheme() == "http" && !loopback(raw_url) {
+                warn(
+                    "the ArangoDB password goes unencrypted (http://) to a host that is not \
+                     loopback: anyone on the path can read it; use https://",
+                );
+            }
             if let Some(password) = password {
                 options = options.password(password);
             }
             let db = args.database.clone().or_else(|| env("SHYLOCK_ARANGO_DB"));
             if let Some(db) = db {
                 options = options.database(db);
+            }
+            if let Some(pem) = read_ca_file(args)? {
+                options = options.arango_options(move |o| o.ca_certificate(pem.clone()));
             }
         }
     }
@@ -205,8 +360,9 @@ pub async fn connect(
     bound: Duration,
     prepare: bool,
 ) -> Result<Connected, Failure> {
-    let url = parse(&choose(args)?)?;
-    let options = options(args, &url, bound, prepare)?;
+    let choice = choose(args)?;
+    let url = parse(&choice)?;
+    let options = options(args, &choice.url, &url, bound, prepare)?;
     bounded(bound, &format!("connecting to {}", url.kind()), async {
         let connection = url
             .connect(&options)
@@ -217,4 +373,38 @@ pub async fn connect(
         })
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for url in [
+            "http://127.0.0.1:8529",
+            "http://localhost",
+            "http://u:p@[::1]:8529/x",
+            "http://127.3.4.5/?a=b",
+        ] {
+            assert!(loopback(url), "{url}");
+        }
+        for url in [
+            "http://db.example:8529",
+            "http://10.0.0.1",
+            "http://127.0.0.1.example/",
+            "http://[2001:db8::1]:8529",
+        ] {
+            assert!(!loopback(url), "{url}");
+        }
+    }
+
+    #[test]
+    fn unverified_tls_is_found() {
+        assert_eq!(
+            unverified_tls_options("mongodb://h/?tls=true&tlsInsecure=true"),
+            ["tlsInsecure"]
+        );
+        assert!(unverified_tls_options("mongodb://h/?tlsInsecure=false").is_empty());
+    }
 }

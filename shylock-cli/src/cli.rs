@@ -84,8 +84,9 @@ pub enum Command {
 #[command(next_help_heading = "Backend")]
 pub struct BackendArgs {
     /// MongoDB connection string, e.g. mongodb://host:27017/ (or
-    /// SHYLOCK_MONGODB_URI). Put credentials in the environment variable or
-    /// use --password-file, not the command line.
+    /// SHYLOCK_MONGODB_URI). A URI with a password is refused here (anyone
+    /// can see the command line): put it in the environment variable or use
+    /// --password-file.
     #[arg(long, value_name = "URI", conflicts_with_all = ["arango", "backend"])]
     pub mongodb: Option<String>,
 
@@ -105,10 +106,17 @@ pub struct BackendArgs {
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
 
-    /// Read the password from this file (its first line). Passwords are
-    /// never taken on the command line; see also SHYLOCK_ARANGO_PASSWORD.
+    /// Read the password from this file (its first line; at most 64 KiB; a
+    /// warning if others can read it). Passwords are never taken on the
+    /// command line; see also SHYLOCK_ARANGO_PASSWORD.
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+
+    /// Trust the certificate authorities in this PEM file for the server's
+    /// TLS certificate: ArangoDB over https:// (besides the bundled roots);
+    /// MongoDB as `tlsCAFile=FILE` (TLS on).
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 
     /// Database: MongoDB default the connection string's, else `shylock`;
     /// ArangoDB default SHYLOCK_ARANGO_DB, else `_system`.

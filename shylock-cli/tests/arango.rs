@@ -101,7 +101,7 @@ fn a_wrong_password_is_refused_without_being_printed() {
     let emu = Emulator::start(USER, PASSWORD, &[DB]);
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("pw");
-    std::fs::write(&file, "wrong-hunter2\n").expect("password file");
+    write_password_file(&file, "wrong-hunter2\n");
     let mut cmd = shylock();
     cmd.args([
         "inspect",
@@ -122,7 +122,7 @@ fn a_wrong_password_is_refused_without_being_printed() {
     assert!(!stderr.contains("hunter2"), "{stderr}");
 
     // The right one, from the file.
-    std::fs::write(&file, format!("{PASSWORD}\n")).expect("password file");
+    write_password_file(&file, &format!("{PASSWORD}\n"));
     let out = run_within(&mut cmd, LIMIT);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
@@ -167,4 +167,102 @@ fn a_connect_timeout_beyond_any_instant_does_not_panic() {
         LIMIT,
     );
     assert_eq!(out.status.code(), Some(1), "free: {out:?}");
+}
+
+/// A new CA (its PEM) and a server configuration with a certificate it
+/// signed for `localhost`.
+fn private_ca() -> (String, tokio_rustls::rustls::ServerConfig) {
+    use tokio_rustls::rustls;
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "shylock test CA");
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    let cert = params.signed_by(&key, &ca, &ca_key).expect("certificate");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("server config");
+    (ca.pem(), config)
+}
+
+/// An HTTPS front on a free loopback port, on a thread of its own, that
+/// passes every connection on to `upstream` (`host:port`): its URL.
+fn https_front(config: tokio_rustls::rustls::ServerConfig, upstream: String) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                });
+            }
+        });
+    });
+    format!("https://localhost:{port}")
+}
+
+/// Issue 23 item 7: `--ca-file` trusts a private CA; without it the
+/// certificate is a configuration error (78) that says so.
+#[test]
+fn a_private_ca_is_trusted_with_ca_file() {
+    let emu = Emulator::start(USER, PASSWORD, &[DB]);
+    let upstream = emu
+        .url()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let (ca_pem, config) = private_ca();
+    let url = https_front(config, upstream);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).expect("CA file");
+    let inspect = |ca: Option<&std::path::Path>| {
+        let mut cmd = shylock();
+        cmd.env("SHYLOCK_ARANGO_PASSWORD", PASSWORD).args([
+            "inspect",
+            "--arango",
+            &url,
+            "--user",
+            USER,
+            "--database",
+            DB,
+        ]);
+        if let Some(ca) = ca {
+            cmd.arg("--ca-file").arg(ca);
+        }
+        run_within(cmd.arg("x"), LIMIT)
+    };
+    let out = inspect(None);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("certificate"), "{stderr}");
+    // Free: exit 1.
+    let out = inspect(Some(&ca_file));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
 }

@@ -800,3 +800,33 @@ fn a_connect_timeout_beyond_any_instant_does_not_panic() {
     );
     assert_eq!(out.status.code(), Some(1), "free: {out:?}");
 }
+
+/// Issue 23 item 7: `--ca-file` is MongoDB's `tlsCAFile`: a server whose
+/// certificate a test CA signed is reached with it, not without.
+#[test]
+fn ca_file_is_the_mongodb_tls_ca_file() {
+    let server = DocumentDb::start_tls();
+    let uri = server.uri();
+    let (base, query) = uri.split_once('?').expect("the TLS URI has options");
+    let query: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.to_ascii_lowercase().starts_with("tlscafile="))
+        .collect();
+    let without_ca = format!("{base}?{}", query.join("&"));
+    assert!(without_ca.contains("tls=true"), "{without_ca}");
+    let db = unique("ca_file");
+    let inspect = |ca: bool| {
+        let mut cmd = shylock();
+        cmd.arg("inspect")
+            .args(mongo_args(&without_ca, &db))
+            .args(["--connect-timeout", "5s"]);
+        if ca {
+            cmd.arg("--ca-file").arg(server.ca_file());
+        }
+        run_within(cmd.arg("x"), LIMIT)
+    };
+    let out = inspect(false);
+    assert!(!matches!(out.status.code(), Some(0 | 1)), "{out:?}");
+    let out = inspect(true);
+    assert_eq!(out.status.code(), Some(1), "free: {out:?}");
+}

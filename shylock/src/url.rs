@@ -405,10 +405,29 @@ fn decode(s: &str) -> String {
         .into_owned()
 }
 
-/// A string that did not parse, with anything that may be a password
-/// hidden: whatever lies between the first `:` after a `//` (or the start)
-/// and the last `@`.
+/// A string that did not parse, with anything that may be a secret
+/// hidden: the query's values, and whatever lies between the first `:`
+/// after a `//` (or the start) and the last `@` before the query.
 fn redact_unparsed(s: &str) -> String {
+    let (s, query) = match s.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (s, None),
+    };
+    let shown = redact_userinfo(s);
+    match query {
+        Some(query) => {
+            let names: Vec<String> = query
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(|pair| format!("{}=***", pair.split_once('=').map_or(pair, |(k, _)| k)))
+                .collect();
+            format!("{shown}?{}", names.join("&"))
+        }
+        None => shown,
+    }
+}
+
+fn redact_userinfo(s: &str) -> String {
     let Some(at) = s.rfind('@') else {
         return s.to_owned();
     };
@@ -511,6 +530,9 @@ mod tests {
             "mongodb://user:hunter2@h/?shylock.nope=1",
             "mongodb://user:hunter2@h/?shylock.prepare=hunter",
             "mongodb://user:hunter2@/",
+            "notmongo://h/?token=hunter2",
+            "h:1/?token=hunter2&x=1",
+            "ftp://u@h/?a=1&token=hunter2",
         ] {
             let e = BackendUrl::parse(s).expect_err(s);
             assert!(!e.to_string().contains("hunter2"), "{e}");

@@ -18,3 +18,4 @@ mod in_runtime;
 mod issue24;
 mod issue24_clock;
 mod issue24_emulator;
+mod tls;

@@ -47,14 +47,70 @@ pub fn shylock() -> Command {
     cmd
 }
 
-/// Backend arguments for a MongoDB-protocol server and a database.
+/// Write `text` to `path`, a file that (when new) only its owner may read, as a
+/// password file should be (shylock warns about any other).
+pub fn write_password_file(path: &Path, text: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .expect("password file");
+    file.write_all(text.as_bytes()).expect("password file");
+}
+
+/// Backend arguments for a MongoDB-protocol server and a database. A
+/// password in `uri` goes into a password file (shylock refuses one on the
+/// command line), the user name stays in the URI.
 pub fn mongo_args(uri: &str, db: &str) -> Vec<String> {
-    vec![
-        "--mongodb".into(),
-        uri.into(),
-        "--database".into(),
-        db.into(),
-    ]
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let mut args = Vec::new();
+    let split = uri.split_once("://").and_then(|(scheme, rest)| {
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let at = rest[..end].rfind('@')?;
+        let (user, password) = rest[..at].split_once(':')?;
+        Some((format!("{scheme}://{user}{}", &rest[at..]), password))
+    });
+    match split {
+        Some((without_password, password)) => {
+            let dir = DIR.get_or_init(|| tempfile::tempdir().expect("tempdir"));
+            let file = dir.path().join(unique("password"));
+            let password = percent_decode(password);
+            write_password_file(&file, &format!("{password}\n"));
+            args.extend(["--mongodb".into(), without_password]);
+            args.extend(["--password-file".into(), file.display().to_string()]);
+        }
+        None => args.extend(["--mongodb".into(), uri.to_owned()]),
+    }
+    args.extend(["--database".into(), db.into()]);
+    args
+}
+
+/// `%XX` escapes decoded (the test servers' passwords are ASCII).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = (bytes[i] == b'%')
+            .then(|| s.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Wait for a child at most `limit`; kill it and panic if it takes longer.

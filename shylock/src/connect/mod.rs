@@ -269,9 +269,9 @@ impl ConnectOptions {
     }
 
     /// ArangoDB: adjust the backend's options after they were set from
-    /// these options: for example `wait_for_sync`, or an `http_client` that
-    /// trusts your own certificate authority (`reqwest::Client::builder()
-    /// .add_root_certificate(…)`). Ignored by the other backends.
+    /// these options: for example `wait_for_sync`, or `ca_certificate(pem)`
+    /// to trust your own certificate authority. Ignored by the other
+    /// backends.
     ///
     /// ```
     /// use shylock::ConnectOptions;

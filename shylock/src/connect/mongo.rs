@@ -27,6 +27,27 @@ fn driver_error(what: &str, e: &MongoError) -> ConnectError {
     ConnectError::Backend(BackendError::new(kind, format!("MongoDB: {what}: {said}")).into())
 }
 
+/// The connection string for the driver, with the settings' password put
+/// in when the string names a user and has no password of its own, so
+/// that the driver checks the credential whole (`authMechanism=PLAIN`
+/// refuses a user without a password).
+fn driver_url(s: &Settings) -> String {
+    let url = s.url.driver_url();
+    let (Some(password), Some(_), false) = (&s.password, s.url.user(), s.url.has_password()) else {
+        return url.to_owned();
+    };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let encoded =
+        percent_encoding::utf8_percent_encode(password, percent_encoding::NON_ALPHANUMERIC);
+    format!("{scheme}://{}:{encoded}{}", &rest[..at], &rest[at..])
+}
+
 /// The client options: the connection string's, then the settings,
 /// then the caller's hook.
 fn client_options(s: &Settings, mut o: ClientOptions) -> Result<ClientOptions, ConnectError> {
@@ -84,7 +105,7 @@ fn database(s: &Settings, o: &ClientOptions) -> String {
 pub(super) async fn connect_async(s: &Settings) -> Result<Connection, ConnectError> {
     use shylock_mongo::MongoBackend;
     use shylock_mongo::mongodb::{Client, bson::doc};
-    let parsed = ClientOptions::parse(s.url.driver_url())
+    let parsed = ClientOptions::parse(driver_url(s))
         .await
         .map_err(|e| driver_error("bad connection string", &e))?;
     let options = client_options(s, parsed)?;
@@ -111,7 +132,7 @@ pub(super) fn connect_sync(s: &Settings) -> Result<Connection, ConnectError> {
 
     use shylock_mongo::mongodb::{bson::doc, sync::Client};
     use shylock_mongo::sync::MongoBackend;
-    let parsed = ClientOptions::parse(s.url.driver_url())
+    let parsed = ClientOptions::parse(driver_url(s))
         .run()
         .map_err(|e| driver_error("bad connection string", &e))?;
     let options = client_options(s, parsed)?;

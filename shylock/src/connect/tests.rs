@@ -166,3 +166,26 @@ fn a_mongodb_password_needs_a_user() {
     assert!(matches!(e, ConnectError::BadOptions { .. }), "{e:?}");
     assert!(!e.to_string().contains("hunter2"), "{e}");
 }
+
+/// Issue 23 item 10: the options' password is in the connection string
+/// when the driver checks it, so `authMechanism=PLAIN` (which refuses a
+/// user without a password) takes it: the connect is tried and fails as
+/// unreachable, not as a bad connection string.
+#[cfg(feature = "mongo-async")]
+#[tokio::test]
+async fn a_mongodb_password_from_the_options_works_with_plain() {
+    let options = ConnectOptions::new()
+        .password("hunter2/:@?")
+        .connect_timeout(Duration::from_millis(300));
+    let url = "mongodb://alice@127.0.0.1:1/?authMechanism=PLAIN&authSource=$external";
+    let e = connect_with(url, &options).await.expect_err("unreachable");
+    let ConnectError::Backend(backend) = &e else {
+        panic!("{e:?}");
+    };
+    assert_eq!(
+        backend.backend_kind(),
+        Some(shylock_core::BackendErrorKind::Unavailable),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+}
