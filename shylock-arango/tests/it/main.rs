@@ -15,4 +15,5 @@ mod exclusive_cost;
 mod hostile_http;
 #[cfg(feature = "sync")]
 mod in_runtime;
+mod issue23;
 mod issue24;
