@@ -12,7 +12,7 @@ use shylock_core::backend::{
     LockRecord, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
 };
 use shylock_core::{
-    BackendError, BackendErrorKind, FencingToken, OwnerId, RECORD_HORIZON, Timestamp,
+    BackendError, BackendErrorKind, FencingToken, MAX_LEASE, OwnerId, RECORD_HORIZON, Timestamp,
 };
 
 use crate::http::{Http, Reply, errnum};
@@ -500,6 +500,7 @@ impl Core {
         let name = req.name.as_str();
         let key = lock_key(name);
         let what = format!("acquiring lock `{name}` in `{}`", self.collection());
+        check_lease(req.lease, &what)?;
         let mut bind = self.bind(&key, name);
         bind.insert("owner".into(), Value::from(req.owner.as_str()));
         bind.insert("leaseMs".into(), Value::from(duration_ms(req.lease)));
@@ -559,6 +560,7 @@ impl Core {
         let name = req.name.as_str();
         let key = lock_key(name);
         let what = format!("renewing lock `{name}` in `{}`", self.collection());
+        check_lease(req.lease, &what)?;
         let mut bind = self.bind(&key, name);
         bind.insert("owner".into(), Value::from(req.owner.as_str()));
         bind.insert("leaseMs".into(), Value::from(duration_ms(req.lease)));
@@ -693,6 +695,18 @@ fn redact_url(url: &str) -> String {
 
 fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A lease longer than [`MAX_LEASE`] is refused: its expiry could lie
+/// beyond the horizon, where other owners treat it as expired.
+fn check_lease(lease: Duration, what: &str) -> Result<(), BackendError> {
+    if lease > MAX_LEASE {
+        return Err(BackendError::new(
+            BackendErrorKind::Other,
+            format!("{what}: a lease of {lease:?} is longer than the longest, {MAX_LEASE:?}"),
+        ));
+    }
+    Ok(())
 }
 
 /// What is wrong with a document the acquire query found `bad`.

@@ -12,7 +12,7 @@ use shylock_core::backend::{
     ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
 };
 use shylock_core::{
-    BackendError, BackendErrorKind, FencingToken, OwnerId, RECORD_HORIZON, Timestamp,
+    BackendError, BackendErrorKind, FencingToken, MAX_LEASE, OwnerId, RECORD_HORIZON, Timestamp,
 };
 
 use crate::errors::{CODE_DUPLICATE_KEY, map_error, server_code};
@@ -48,6 +48,18 @@ fn horizon(now: Timestamp) -> Timestamp {
     now.saturating_add(RECORD_HORIZON)
 }
 
+/// A lease longer than [`MAX_LEASE`] is refused: its expiry could lie
+/// beyond the horizon, where other owners treat it as expired.
+fn check_lease(lease: std::time::Duration, ctx: &Ctx) -> Result<(), BackendError> {
+    if lease > MAX_LEASE {
+        return Err(BackendError::new(
+            BackendErrorKind::Other,
+            format!("{ctx}: a lease of {lease:?} is longer than the longest, {MAX_LEASE:?}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Options of every `findAndModify`. No projection: FerretDB does not
 /// implement `fields` in `findAndModify` (238), and records are small.
 fn find_and_modify_options(
@@ -69,6 +81,7 @@ pub(crate) fn acquire(
     req: &AcquireRequest<'_>,
 ) -> Result<FindAndModify, BackendError> {
     let ctx = spec.context("acquire (findAndModify)", Some(req.name.as_str()));
+    check_lease(req.lease, &ctx)?;
     let deadline = bound(req.deadline, spec.request_timeout.min(req.lease), &ctx)?;
     let now = date(req.now);
     let horizon = horizon(req.now);
@@ -209,6 +222,7 @@ pub(crate) fn busy(
 /// Renew: one `findAndModify` on `{_id, owner}` (README: Renew).
 pub(crate) fn renew(spec: &Spec, req: &RenewRequest<'_>) -> Result<FindAndModify, BackendError> {
     let ctx = spec.context("renew (findAndModify)", Some(req.name.as_str()));
+    check_lease(req.lease, &ctx)?;
     let deadline = bound(req.deadline, spec.request_timeout.min(req.lease), &ctx)?;
     let expires = date(req.now.saturating_add(req.lease));
     Ok(FindAndModify {
