@@ -47,6 +47,15 @@
 //!   `release` of another owner answer `Lost` / `NotOwner` or `Unexpected`,
 //!   and `inspect` of the live record answers `Unexpected` (an unreadable
 //!   record is neither hidden as free nor made up).
+//! * **Hostile records** ([`Hostile`], issue 23.3): records another program
+//!   wrote. Every call answers within its deadline; a badly typed or
+//!   incomplete record is an `Unexpected` error at acquire naming the lock
+//!   (not `Busy` for ever); an expiry beyond the server time +
+//!   [`RECORD_HORIZON`](crate::RECORD_HORIZON) is taken over with a higher
+//!   token; a future epoch or a huge counter is refused (`Unexpected`) or
+//!   granted a higher token; and after the record's deletion the next token
+//!   is above every one granted before. A kind the fixture cannot write
+//!   (typed columns) is skipped.
 //! * **Timing.** Checks that wait for an expiry use leases of 1–2 s and
 //!   judge each answer by what was measured around it (when the request was
 //!   sent, when its answer came), with a margin of
