@@ -32,12 +32,14 @@ macro_rules! acquire {
         concat!(
             r#"LET nowMs = DATE_NOW()
 LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
-LET isBad = lockDoc != null && (lockDoc.name != @name || !IS_NUMBER(lockDoc.epoch) || !IS_NUMBER(lockDoc.seq) || !IS_NUMBER(lockDoc.expiresAt))
+LET horizonMs = nowMs + 31622400000
+LET isBad = lockDoc != null && (lockDoc.name != @name || !IS_NUMBER(lockDoc.epoch) || !IS_NUMBER(lockDoc.seq) || !IS_NUMBER(lockDoc.expiresAt) || !(lockDoc.owner == null || IS_STRING(lockDoc.owner)) || lockDoc.epoch > horizonMs || lockDoc.seq >= 9007199254740992)
+LET isFarFuture = lockDoc != null && lockDoc.expiresAt * 1000 > horizonMs
 LET releasers = IS_ARRAY(lockDoc.releasers) ? lockDoc.releasers : []
-LET isFree = !isBad && !(@owner IN releasers) && (lockDoc == null || lockDoc.owner == null || lockDoc.owner == @owner || lockDoc.expiresAt * 1000 <= nowMs)
+LET isFree = !isBad && !(@owner IN releasers) && (lockDoc == null || lockDoc.owner == null || lockDoc.owner == @owner || lockDoc.expiresAt * 1000 <= nowMs || isFarFuture)
 LET newEpoch = lockDoc == null ? nowMs : lockDoc.epoch
 LET newSeq = lockDoc == null ? 1 : lockDoc.seq + 1
-LET newExpiry = lockDoc != null && lockDoc.owner == @owner ? MAX([nowMs + @leaseMs, ROUND(lockDoc.expiresAt * 1000)]) : nowMs + @leaseMs
+LET newExpiry = lockDoc != null && lockDoc.owner == @owner && !isFarFuture ? MAX([nowMs + @leaseMs, ROUND(lockDoc.expiresAt * 1000)]) : nowMs + @leaseMs
 LET written = (
   FOR x IN (isFree ? [1] : [])
     INSERT { _key: @key, name: @name, owner: @owner, epoch: newEpoch, seq: newSeq, expiresAt: newExpiry / 1000, releasers: releasers }
@@ -46,7 +48,7 @@ LET written = (
             r#" }
     RETURN 1
 )
-RETURN { acquired: LENGTH(written) > 0, bad: isBad, storedName: lockDoc.name, epoch: newEpoch, seq: newSeq, expiresAtMs: LENGTH(written) > 0 ? newExpiry : lockDoc.expiresAt * 1000 }"#
+RETURN { acquired: LENGTH(written) > 0, bad: isBad, badDoc: isBad ? lockDoc : null, nowMs: nowMs, storedName: lockDoc.name, epoch: newEpoch, seq: newSeq, expiresAtMs: LENGTH(written) > 0 ? newExpiry : lockDoc.expiresAt * 1000 }"#
         )
     };
 }
@@ -56,7 +58,7 @@ macro_rules! renew {
         concat!(
             r#"LET nowMs = DATE_NOW()
 LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
-LET isMine = lockDoc != null && lockDoc.name == @name && lockDoc.owner == @owner
+LET isMine = lockDoc != null && lockDoc.name == @name && lockDoc.owner == @owner && !(IS_NUMBER(lockDoc.expiresAt) && lockDoc.expiresAt * 1000 > nowMs + 31622400000)
 LET newExpiry = isMine && IS_NUMBER(lockDoc.expiresAt) ? MAX([nowMs + @leaseMs, ROUND(lockDoc.expiresAt * 1000)]) : nowMs + @leaseMs
 LET written = (
   FOR x IN (isMine ? [1] : [])
@@ -131,3 +133,17 @@ pub const RELEASE_NO_SYNC: &str = release!("");
 pub const INSPECT: &str = r#"LET nowMs = DATE_NOW()
 LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
 RETURN { nowMs: nowMs, doc: lockDoc }"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The horizon written into the queries is the core's.
+    #[test]
+    fn horizon_is_the_cores() {
+        let horizon = format!("nowMs + {}", shylock_core::RECORD_HORIZON.as_millis());
+        for query in [ACQUIRE, ACQUIRE_NO_SYNC, RENEW, RENEW_NO_SYNC] {
+            assert!(query.contains(&horizon), "{query}");
+        }
+    }
+}

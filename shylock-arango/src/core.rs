@@ -11,7 +11,9 @@ use shylock_core::backend::{
     AcquireOutcome, AcquireRequest, AsyncBackend, BoxFuture, ClockSource, Grant, InspectRequest,
     LockRecord, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
 };
-use shylock_core::{BackendError, BackendErrorKind, FencingToken, OwnerId, Timestamp};
+use shylock_core::{
+    BackendError, BackendErrorKind, FencingToken, MAX_LEASE, OwnerId, RECORD_HORIZON, Timestamp,
+};
 
 use crate::http::{Http, Reply, errnum};
 use crate::names::lock_key;
@@ -509,6 +511,7 @@ impl Core {
         let name = req.name.as_str();
         let key = lock_key(name);
         let what = format!("acquiring lock `{name}` in `{}`", self.collection());
+        check_lease(req.lease, &what)?;
         let mut bind = self.bind(&key, name);
         bind.insert("owner".into(), Value::from(req.owner.as_str()));
         bind.insert("leaseMs".into(), Value::from(duration_ms(req.lease)));
@@ -527,11 +530,12 @@ impl Core {
         };
         if get_bool(&row, "bad", &what)? {
             self.check_name(&row, &key, name)?;
+            let wrong = describe_bad(row.get("badDoc"), row.get("nowMs").and_then(Value::as_f64));
             return Err(BackendError::new(
                 BackendErrorKind::Unexpected,
                 format!(
-                    "{what}: the document `{key}` is not shaped as a shylock lock record \
-                     (epoch, seq and expiresAt must be numbers)"
+                    "{what}: the document `{key}` is not a record shylock wrote: {wrong} \
+                     (README: Records this library did not write)"
                 ),
             ));
         }
@@ -567,6 +571,7 @@ impl Core {
         let name = req.name.as_str();
         let key = lock_key(name);
         let what = format!("renewing lock `{name}` in `{}`", self.collection());
+        check_lease(req.lease, &what)?;
         let mut bind = self.bind(&key, name);
         bind.insert("owner".into(), Value::from(req.owner.as_str()));
         bind.insert("leaseMs".into(), Value::from(duration_ms(req.lease)));
@@ -646,8 +651,14 @@ impl Core {
             .and_then(Value::as_f64)
             .map(|s| (s * 1000.0).round() as i64)
             .ok_or_else(|| unexpected(&what, "expiresAt is not a number".into()))?;
-        if expires_at <= now {
+        // An expiry beyond the horizon is treated as expired (as acquire
+        // takes it over).
+        let horizon = now.saturating_add(duration_ms(RECORD_HORIZON) as i64);
+        if expires_at <= now || expires_at > horizon {
             return Ok(None);
+        }
+        if let Some(wrong) = untrusted_counters(doc, now as f64) {
+            return Err(unexpected(&what, wrong));
         }
         let epoch = get_u64(doc, "epoch", &what)?;
         let seq = get_u64(doc, "seq", &what)?;
@@ -745,6 +756,73 @@ fn redact_url(url: &str) -> String {
 fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
+
+/// A lease longer than [`MAX_LEASE`] is refused: its expiry could lie
+/// beyond the horizon, where other owners treat it as expired.
+fn check_lease(lease: Duration, what: &str) -> Result<(), BackendError> {
+    if lease > MAX_LEASE {
+        return Err(BackendError::new(
+            BackendErrorKind::Other,
+            format!("{what}: a lease of {lease:?} is longer than the longest, {MAX_LEASE:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// What is wrong with a document the acquire query found `bad`.
+fn describe_bad(doc: Option<&Value>, now_ms: Option<f64>) -> String {
+    let Some(doc) = doc.filter(|d| d.is_object()) else {
+        return "its fields are not a lock record's".to_owned();
+    };
+    let mut wrong = Vec::new();
+    for field in ["epoch", "seq", "expiresAt"] {
+        match doc.get(field) {
+            Some(Value::Number(_)) => {}
+            None => wrong.push(format!("`{field}` is missing")),
+            Some(other) => wrong.push(format!("`{field}` is {other}, not a number")),
+        }
+    }
+    match doc.get("owner") {
+        None | Some(Value::Null | Value::String(_)) => {}
+        Some(other) => wrong.push(format!("`owner` is {other}, not a string or null")),
+    }
+    if let Some(counters) = now_ms.and_then(|now| untrusted_counters(doc, now)) {
+        wrong.push(counters);
+    }
+    if wrong.is_empty() {
+        "its fields are not a lock record's".to_owned()
+    } else {
+        wrong.join("; ")
+    }
+}
+
+/// Why the record's `epoch` or `seq` must not feed a fencing token: an
+/// epoch after the server time plus [`RECORD_HORIZON`], a `seq` at or above
+/// 2^53. A token from them would be above the tokens of the record made
+/// once this one is deleted: tokens would fall.
+fn untrusted_counters(doc: &Value, now_ms: f64) -> Option<String> {
+    let horizon = now_ms + RECORD_HORIZON.as_millis() as f64;
+    let epoch = doc.get("epoch").and_then(Value::as_f64);
+    let seq = doc.get("seq").and_then(Value::as_f64);
+    if let Some(epoch) = epoch.filter(|e| *e > horizon) {
+        return Some(format!(
+            "`epoch` {epoch} is after the server time plus {} days: a fencing token from it \
+             would fall once the record is deleted; delete the record when no holder of a \
+             token from it remains",
+            RECORD_HORIZON.as_secs() / 86_400
+        ));
+    }
+    if let Some(seq) = seq.filter(|s| *s >= SEQ_CEILING) {
+        return Some(format!(
+            "`seq` {seq} is not below 2^53: it was not counted by grants; delete the record \
+             when no holder of a token from it remains"
+        ));
+    }
+    None
+}
+
+/// The `seq` ceiling of the acquire query (2^53).
+const SEQ_CEILING: f64 = 9_007_199_254_740_992.0;
 
 fn conflict_error(what: &str) -> BackendError {
     BackendError::new(

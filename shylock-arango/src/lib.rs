@@ -54,7 +54,10 @@
 //! not renew: give the backend [`ArangoOptions::credentials`] and it logs in
 //! again (`POST /_open/auth`) when the server answers 401; `connect` does
 //! so by itself. No `Debug` or `Display` of this crate shows a password or
-//! token.
+//! token, and its own logins log no token; arangors' `establish_jwt` does:
+//! it logs the login response, JWT included, at TRACE (target `arangors`).
+//! Prefer `connect`, or `Connection::establish_basic_auth`, or keep
+//! `arangors=trace` out of logs that leave the process.
 //!
 //! # TLS
 //!

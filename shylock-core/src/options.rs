@@ -8,6 +8,13 @@ use crate::Error;
 pub const MIN_LEASE: Duration = Duration::from_millis(50);
 /// The longest lease accepted (one year).
 pub const MAX_LEASE: Duration = Duration::from_secs(365 * 24 * 3600);
+/// How far beyond the server time a record's expiry or token base (a
+/// MongoDB or ArangoDB `epoch`) may lie and still be one this library
+/// wrote: [`MAX_LEASE`] plus a day for clock uncertainty. A backend treats
+/// an expiry beyond it as expired (the lock is taken over) and refuses to
+/// make a fencing token from an epoch beyond it (an error naming the record:
+/// tokens from it would fall once the record is deleted).
+pub const RECORD_HORIZON: Duration = Duration::from_secs(366 * 24 * 3600);
 /// The default lease: 30 s.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// What the safety margin always covers on top of the margin set: lock

@@ -84,7 +84,9 @@ mod primitives {
     shylock_core::primitive_conformance_tests!(bridge_async_over_sync, async_over_sync);
 
     /// All the checks at once, with the report: everything passes but the
-    /// two that need a fixture, skipped with the reason.
+    /// three that need a fixture, skipped with the reason. (The memory
+    /// backend's records live in its process: nothing else writes them, so
+    /// hostile records, issue 23.3, do not concern it.)
     #[test]
     fn run_all_reports_passes_and_skips() {
         let report = run_all(&sync_form());
@@ -92,9 +94,13 @@ mod primitives {
         let skipped: Vec<Check> = report.skipped.iter().map(|(c, _)| *c).collect();
         assert_eq!(
             skipped,
-            [Check::TokensRiseAcrossDeletion, Check::MalformedRecords],
+            [
+                Check::TokensRiseAcrossDeletion,
+                Check::MalformedRecords,
+                Check::HostileRecords
+            ],
             "{report:?}"
         );
-        assert_eq!(report.passed.len(), Check::ALL.len() - 2, "{report:?}");
+        assert_eq!(report.passed.len(), Check::ALL.len() - 3, "{report:?}");
     }
 }

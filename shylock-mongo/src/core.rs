@@ -251,9 +251,41 @@ impl<D: Driver> AsyncBackend for Core<D> {
                     .await?
                     .into_backend_result()?;
             }
-            let cmd = lock_commands::acquire(&self.spec, &req)?;
-            let (ctx, reply) = self.find_and_modify(cmd).await?;
-            lock_commands::acquire_reply(&ctx, req.owner, reply)
+            let mut repaired = false;
+            loop {
+                let cmd = lock_commands::acquire(&self.spec, &req)?;
+                let (ctx, reply) = self.find_and_modify(cmd).await?;
+                let outcome = lock_commands::acquire_reply(&ctx, req.owner, reply)?;
+                if matches!(outcome, AcquireOutcome::Acquired(_)) || repaired {
+                    return Ok(outcome);
+                }
+                // Not granted: read the record, to name one this library
+                // did not write, or repair a far-future expiry and try once
+                // more (README: Records this library did not write).
+                let read = lock_commands::inspect(
+                    &self.spec,
+                    &InspectRequest {
+                        name: req.name,
+                        now: req.now,
+                        deadline: req.deadline,
+                    },
+                )?;
+                let (deadline, read_ctx) = (read.deadline, read.ctx.clone());
+                let record = call(
+                    deadline,
+                    &read_ctx,
+                    self.driver.find_one(Target::Locks, read),
+                )
+                .await?;
+                match lock_commands::busy(&self.spec, &req, &ctx, record)? {
+                    lock_commands::Busy::Answer(outcome) => return Ok(outcome),
+                    lock_commands::Busy::Repair(cmd) => {
+                        let (repair_ctx, reply) = self.find_and_modify(*cmd).await?;
+                        reply.map_err(|e| map_error(&repair_ctx, e))?;
+                        repaired = true;
+                    }
+                }
+            }
         })
     }
 

@@ -11,7 +11,9 @@ use shylock_core::backend::{
     AcquireOutcome, AcquireRequest, Grant, InspectRequest, LockRecord, RELEASERS_REMEMBERED,
     ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
 };
-use shylock_core::{BackendError, BackendErrorKind, FencingToken, OwnerId, Timestamp};
+use shylock_core::{
+    BackendError, BackendErrorKind, FencingToken, MAX_LEASE, OwnerId, RECORD_HORIZON, Timestamp,
+};
 
 use crate::errors::{CODE_DUPLICATE_KEY, map_error, server_code};
 use crate::spec::{
@@ -35,6 +37,29 @@ pub(crate) const F_LEGACY_RELEASED_BY: &str = "releasedBy";
 /// Grants per millisecond of `epoch` that fit below the next epoch's tokens.
 const SEQ_PER_EPOCH_MS: u64 = 1000;
 
+/// A `seq` at or above this was not counted by grants (2^53: no record
+/// lives long enough to reach it): acquire refuses the record rather than
+/// make a token from it (README: Records this library did not write).
+pub(crate) const SEQ_CEILING: i64 = 1 << 53;
+
+/// `now` + [`RECORD_HORIZON`]: an expiry after it is treated as expired,
+/// an epoch after it never feeds a token.
+fn horizon(now: Timestamp) -> Timestamp {
+    now.saturating_add(RECORD_HORIZON)
+}
+
+/// A lease longer than [`MAX_LEASE`] is refused: its expiry could lie
+/// beyond the horizon, where other owners treat it as expired.
+fn check_lease(lease: std::time::Duration, ctx: &Ctx) -> Result<(), BackendError> {
+    if lease > MAX_LEASE {
+        return Err(BackendError::new(
+            BackendErrorKind::Other,
+            format!("{ctx}: a lease of {lease:?} is longer than the longest, {MAX_LEASE:?}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Options of every `findAndModify`. No projection: FerretDB does not
 /// implement `fields` in `findAndModify` (238), and records are small.
 fn find_and_modify_options(
@@ -56,18 +81,29 @@ pub(crate) fn acquire(
     req: &AcquireRequest<'_>,
 ) -> Result<FindAndModify, BackendError> {
     let ctx = spec.context("acquire (findAndModify)", Some(req.name.as_str()));
+    check_lease(req.lease, &ctx)?;
     let deadline = bound(req.deadline, spec.request_timeout.min(req.lease), &ctx)?;
     let now = date(req.now);
+    let horizon = horizon(req.now);
     let expires = date(req.now.saturating_add(req.lease));
     let owner = req.owner.as_str();
     Ok(FindAndModify {
+        // Only a well-typed record is granted: a number `epoch` not after
+        // the horizon, a number `seq` below the ceiling, a date `expiresAt`
+        // (comparisons match their own BSON type only), an `owner` null or
+        // a string. Anything else finds no record, the upsert's insert
+        // meets the `_id` and the reply is read by `busy` (README: Records
+        // this library did not write). A far-future expiry is not matched
+        // either (`$max` would keep it): `busy` repairs it first.
         filter: doc! {
             F_ID: req.name.as_str(),
             F_RELEASERS: { "$ne": owner },
+            F_EPOCH: { "$lte": horizon.as_millis() },
+            F_SEQ: { "$lt": SEQ_CEILING },
             "$or": [
-                { F_OWNER: Bson::Null },
-                { F_EXPIRES_AT: { "$lte": now } },
-                { F_OWNER: owner },
+                { F_OWNER: Bson::Null, F_EXPIRES_AT: { "$lte": date(horizon) } },
+                { F_OWNER: { "$type": "string" }, F_EXPIRES_AT: { "$lte": now } },
+                { F_OWNER: owner, F_EXPIRES_AT: { "$lte": date(horizon) } },
             ],
         },
         update: doc! {
@@ -118,13 +154,84 @@ pub(crate) fn acquire_reply(
     }
 }
 
+/// What to do after an acquire found the record not grantable.
+#[derive(Debug)]
+pub(crate) enum Busy {
+    /// Answer this.
+    Answer(AcquireOutcome),
+    /// The record's expiry is beyond the horizon: treated as expired. Run
+    /// this repair (the expiry set to *now*, if the record is unchanged),
+    /// then the acquire once more.
+    Repair(Box<FindAndModify>),
+}
+
+/// Read the record (`find` by `_id`, as [`inspect`] does) after an acquire
+/// met a record it would not grant (README: Records this library did not
+/// write): a record this library did not write is an error naming it and
+/// what is wrong, an expiry beyond the horizon is repaired, anything else
+/// is Busy with the record's expiry.
+pub(crate) fn busy(
+    spec: &Spec,
+    req: &AcquireRequest<'_>,
+    cmd_ctx: &Ctx,
+    reply: Result<Option<Document>, MongoError>,
+) -> Result<Busy, BackendError> {
+    let busy = |expires_at| Ok(Busy::Answer(AcquireOutcome::Busy { expires_at }));
+    let record = match reply {
+        Ok(Some(record)) => record,
+        // Deleted since: the next attempt will see.
+        Ok(None) => return busy(None),
+        Err(e) => return Err(map_error(cmd_ctx, e)),
+    };
+    let parsed = parse_trusted(&record, req.now, cmd_ctx)?;
+    let released_by_us = match record.get(F_RELEASERS) {
+        Some(Bson::Array(owners)) => owners
+            .iter()
+            .any(|o| o.as_str() == Some(req.owner.as_str())),
+        _ => false,
+    };
+    if released_by_us {
+        return busy(None);
+    }
+    if parsed.expires_at > horizon(req.now) {
+        let ctx = spec.context(
+            "acquire (repair a far-future expiry)",
+            Some(req.name.as_str()),
+        );
+        let deadline = bound(req.deadline, spec.request_timeout.min(req.lease), &ctx)?;
+        let owner = parsed.owner.map_or(Bson::Null, Bson::String);
+        return Ok(Busy::Repair(Box::new(FindAndModify {
+            filter: doc! {
+                F_ID: req.name.as_str(),
+                F_OWNER: owner,
+                F_EXPIRES_AT: date(parsed.expires_at),
+            },
+            update: doc! { "$set": { F_EXPIRES_AT: date(req.now) } },
+            options: find_and_modify_options(spec, deadline, false),
+            ctx,
+            deadline,
+        })));
+    }
+    match parsed.owner {
+        Some(_) if parsed.expires_at > req.now => busy(Some(parsed.expires_at)),
+        // Free or expired now (it changed in between): try again.
+        _ => busy(None),
+    }
+}
+
 /// Renew: one `findAndModify` on `{_id, owner}` (README: Renew).
 pub(crate) fn renew(spec: &Spec, req: &RenewRequest<'_>) -> Result<FindAndModify, BackendError> {
     let ctx = spec.context("renew (findAndModify)", Some(req.name.as_str()));
+    check_lease(req.lease, &ctx)?;
     let deadline = bound(req.deadline, spec.request_timeout.min(req.lease), &ctx)?;
     let expires = date(req.now.saturating_add(req.lease));
     Ok(FindAndModify {
-        filter: doc! { F_ID: req.name.as_str(), F_OWNER: req.owner.as_str() },
+        // A far-future expiry (another writer's) is not renewed: Lost.
+        filter: doc! {
+            F_ID: req.name.as_str(),
+            F_OWNER: req.owner.as_str(),
+            F_EXPIRES_AT: { "$lte": date(horizon(req.now)) },
+        },
         update: doc! { "$max": { F_EXPIRES_AT: expires } },
         options: find_and_modify_options(spec, deadline, false),
         ctx,
@@ -220,13 +327,16 @@ pub(crate) fn inspect_reply(
         Ok(None) => return Ok(None),
         Err(e) => return Err(map_error(cmd_ctx, e)),
     };
-    let parsed = parse_record(&record, cmd_ctx)?;
+    let parsed = parse_trusted(&record, now, cmd_ctx)?;
     match parsed.owner {
-        Some(owner) if parsed.expires_at > now => Ok(Some(LockRecord {
-            owner: OwnerId::from_string(owner),
-            token: parsed.token,
-            expires_at: parsed.expires_at,
-        })),
+        // An expiry beyond the horizon is treated as expired.
+        Some(owner) if parsed.expires_at > now && parsed.expires_at <= horizon(now) => {
+            Ok(Some(LockRecord {
+                owner: OwnerId::from_string(owner),
+                token: parsed.token,
+                expires_at: parsed.expires_at,
+            }))
+        }
         _ => Ok(None),
     }
 }
@@ -239,6 +349,38 @@ struct Parsed {
     owner: Option<String>,
     token: FencingToken,
     expires_at: Timestamp,
+}
+
+/// [`parse_record`], and the record's epoch not after the horizon and its
+/// `seq` below [`SEQ_CEILING`]: a token from them could be above the tokens
+/// of a record made after this one's deletion (tokens would fall).
+fn parse_trusted(record: &Document, now: Timestamp, ctx: &Ctx) -> Result<Parsed, BackendError> {
+    let parsed = parse_record(record, ctx)?;
+    let epoch = get_int(record, F_EPOCH, ctx)?;
+    let seq = get_int(record, F_SEQ, ctx)?;
+    if epoch > horizon(now).as_millis() {
+        return Err(unexpected(
+            ctx,
+            format!(
+                "the record's `epoch` {epoch} is after the server time {now} plus {} days: \
+                 it was not written by shylock, and a fencing token from it would be above \
+                 the tokens of the record made once it is deleted; delete the record when no \
+                 holder of a token from it remains (README: Records this library did not write)",
+                RECORD_HORIZON.as_secs() / 86_400
+            ),
+        ));
+    }
+    if seq >= SEQ_CEILING {
+        return Err(unexpected(
+            ctx,
+            format!(
+                "the record's `seq` {seq} is not below {SEQ_CEILING}: it was not counted by \
+                 grants; delete the record when no holder of a token from it remains \
+                 (README: Records this library did not write)"
+            ),
+        ));
+    }
+    Ok(parsed)
 }
 
 fn parse_record(record: &Document, ctx: &Ctx) -> Result<Parsed, BackendError> {

@@ -148,7 +148,9 @@ async fn async_primitives_send_one_command_each() {
         b.try_acquire(req).await.expect("acquire"),
         AcquireOutcome::Busy { .. }
     ));
-    assert_eq!(log.take(), [FAM], "contended acquire");
+    // Not granted: one `find` of the record tells a live holder (Busy, with
+    // its expiry) from a record shylock did not write (issue 23.3).
+    assert_eq!(log.take(), [FAM, "find"], "contended acquire");
 
     let req = InspectRequest {
         name: &n,
@@ -253,7 +255,9 @@ fn sync_primitives_send_one_command_each() {
         b.try_acquire(req).expect("acquire"),
         AcquireOutcome::Busy { .. }
     ));
-    assert_eq!(log.take(), [FAM], "contended acquire");
+    // Not granted: one `find` of the record tells a live holder (Busy, with
+    // its expiry) from a record shylock did not write (issue 23.3).
+    assert_eq!(log.take(), [FAM, "find"], "contended acquire");
     let req = ReleaseRequest {
         name: &n,
         owner: &me,

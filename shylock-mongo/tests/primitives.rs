@@ -325,7 +325,8 @@ both_forms!(releasers_are_bounded_and_old_records_work: releasers_are_bounded_an
 // `malformed_records_are_errors_not_grants` check writes (a string `seq`):
 // an owner that is not a string, a record without `expiresAt`. inspect
 // answers `Unexpected` (never a panic); a record held by somebody with no
-// expiry is Busy for another owner, not overwritten.
+// expiry is an Unexpected error naming the record for another owner (issue
+// 23.3: it was Busy for ever), not overwritten.
 fn malformed_shapes(p: &Prims) {
     let future = DateTime::from_millis(p.now().as_millis() + 600_000);
     p.insert_raw(
@@ -341,12 +342,72 @@ fn malformed_shapes(p: &Prims) {
         kind(p.inspect_at(&name("no-expiry"), p.now())),
         Some(BackendErrorKind::Unexpected)
     );
-    assert!(matches!(
-        p.acquire(&name("no-expiry"), &OwnerId::random()),
-        AcquireOutcome::Busy { .. }
-    ));
+    for id in ["no-expiry", "bad-owner"] {
+        let got = p.acquire_at(&name(id), &OwnerId::random(), LEASE, p.now());
+        let err = got.expect_err("an unreadable record is an error at acquire");
+        assert_eq!(err.kind(), BackendErrorKind::Unexpected, "{err}");
+        assert!(err.to_string().contains(id), "names the record: {err}");
+    }
+    assert_eq!(
+        p.find_raw("no-expiry").expect("kept").get_str("owner"),
+        Ok("someone")
+    );
 }
 both_forms!(malformed_shapes: malformed_shapes_async, malformed_shapes_sync);
+
+// Issue 23.3: a record held until far beyond the server time plus the
+// longest lease (a restore, another program) was Busy for ever; it is
+// treated as expired: taken over with a higher token and a lease of the
+// request's length.
+fn far_future_expiry_is_taken_over(p: &Prims) {
+    let year_9999 = DateTime::from_millis(253_402_300_799_000);
+    let ahead = DateTime::from_millis(
+        p.now().as_millis() + shylock_core::RECORD_HORIZON.as_millis() as i64 + 60_000,
+    );
+    for (id, expires) in [("far-9999", year_9999), ("far-horizon", ahead)] {
+        p.insert_raw(doc! { "_id": id, "owner": "someone", "epoch": 5_i64, "seq": 7_i64, "expiresAt": expires });
+        let now = p.now();
+        let g = granted(p.acquire(&name(id), &OwnerId::random()));
+        assert!(g.token > FencingToken(5007), "{id}: the token rises: {g:?}");
+        assert!(
+            g.expires_at <= now.saturating_add(LEASE + Duration::from_secs(5)),
+            "{id}: the grant's lease is the request's, not the record's: {g:?}"
+        );
+        let busy = p.acquire(&name(id), &OwnerId::random());
+        assert!(
+            matches!(busy, AcquireOutcome::Busy { .. }),
+            "{id}: then held: {busy:?}"
+        );
+    }
+}
+both_forms!(far_future_expiry_is_taken_over: far_future_expiry_is_taken_over_async, far_future_expiry_is_taken_over_sync);
+
+// Issue 23.3: a record whose `epoch` lies in the future (year 2100) gave
+// token 4102444800000004, and after the record was deleted the next token
+// was lower: tokens fell. Such an epoch never feeds a token: acquire is an
+// Unexpected error naming the record, and nothing is written.
+fn future_epoch_never_feeds_a_token(p: &Prims) {
+    p.insert_raw(doc! { "_id": "future-epoch", "owner": null, "epoch": 4_102_444_800_000_i64, "seq": 3_i64, "expiresAt": DateTime::from_millis(0) });
+    let got = p.acquire_at(&name("future-epoch"), &OwnerId::random(), LEASE, p.now());
+    let err = got.expect_err("no token from a future epoch");
+    assert_eq!(err.kind(), BackendErrorKind::Unexpected, "{err}");
+    assert!(
+        err.to_string().contains("future-epoch"),
+        "names the record: {err}"
+    );
+    assert!(
+        err.to_string().contains("epoch"),
+        "says what is wrong: {err}"
+    );
+    let raw = p.find_raw("future-epoch").expect("kept");
+    assert_eq!(raw.get_i64("seq"), Ok(3), "nothing written: {raw}");
+    let inspected = p.inspect_at(&name("future-epoch"), p.now());
+    assert!(
+        inspected.is_err(),
+        "inspect shows no such token: {inspected:?}"
+    );
+}
+both_forms!(future_epoch_never_feeds_a_token: future_epoch_never_feeds_a_token_async, future_epoch_never_feeds_a_token_sync);
 
 /// A client that counts the commands it sends.
 fn counting_async_client(uri: &str) -> (mongodb::Client, Arc<AtomicUsize>) {

@@ -40,7 +40,15 @@
 //! * **Tokens**: table `shylock_tokens` holds one row that nothing deletes,
 //!   kept by triggers at or above every token any record carried; a grant
 //!   takes the next value, so tokens rise for every name, also after its
-//!   record was deleted ([`SqliteBackend::collect_garbage`]).
+//!   record was deleted ([`SqliteBackend::collect_garbage`]). A huge token
+//!   written by another program moves the sequence up with it: tokens keep
+//!   rising from there, and at `i64::MAX` every acquisition is an error
+//!   (SQLite cannot store the next one), never a lower token.
+//! * **Records it did not write** (issue 23.3): the columns are typed
+//!   (`STRICT`), so wrong types and missing fields cannot be stored; an
+//!   expiry beyond the database's clock + `RECORD_HORIZON` (366 days, the
+//!   longest lease plus a day) is treated as expired: taken over with the
+//!   request's lease, not renewed, not shown by `inspect`.
 //! * **Primitives**: one statement each (an upsert for `try_acquire`, an
 //!   `UPDATE … RETURNING` for `renew` and `release`, a `SELECT` for
 //!   `inspect` and `server_time`), the writes in an immediate transaction

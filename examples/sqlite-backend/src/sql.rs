@@ -5,6 +5,7 @@
 //! step of a statement, so a statement judges expiry and sets the new
 //! expiry at one instant.
 
+use shylock_core::RECORD_HORIZON;
 use shylock_core::backend::RELEASERS_REMEMBERED;
 
 /// Milliseconds since the Unix epoch on the database's clock (the clock of
@@ -45,6 +46,11 @@ impl Statements {
         let locks = format!("{prefix}_locks");
         let seq = format!("{prefix}_tokens");
         let remembered = RELEASERS_REMEMBERED;
+        // An expiry after now + RECORD_HORIZON (366 days; no grant sets
+        // more than now + the longest lease) was not written by this
+        // backend: it is treated as expired, and the owner's own record
+        // does not keep it (issue 23.3).
+        let horizon = format!("({NOW} + {})", RECORD_HORIZON.as_millis());
         // A record's owner is NULL when the record is free; `releasers` is a
         // JSON array of owner ids, oldest first. The token sequence has one
         // row that nothing deletes, and two triggers keep it at or above
@@ -87,21 +93,23 @@ impl Statements {
              ON CONFLICT (name) DO UPDATE SET
                  owner = excluded.owner,
                  token = max(token + 1, excluded.token),
-                 expires_at = CASE WHEN owner IS excluded.owner
+                 expires_at = CASE WHEN owner IS excluded.owner AND expires_at <= {horizon}
                                    THEN max(expires_at, excluded.expires_at)
                                    ELSE excluded.expires_at END
              WHERE NOT {releaser}
-               AND (owner IS NULL OR owner = excluded.owner OR expires_at <= {NOW})
+               AND (owner IS NULL OR owner = excluded.owner OR expires_at <= {NOW}
+                    OR expires_at > {horizon})
              RETURNING token, expires_at",
             releaser = is_releaser("releasers", "excluded.owner"),
         );
         let live_expiry = format!(
             "SELECT expires_at FROM {locks}
-             WHERE name = ?1 AND owner IS NOT NULL AND expires_at > {NOW}"
+             WHERE name = ?1 AND owner IS NOT NULL AND expires_at > {NOW}
+               AND expires_at <= {horizon}"
         );
         let renew = format!(
             "UPDATE {locks} SET expires_at = max(expires_at, {NOW} + ?3)
-             WHERE name = ?1 AND owner = ?2
+             WHERE name = ?1 AND owner = ?2 AND expires_at <= {horizon}
              RETURNING expires_at"
         );
         // The owner joins the releasers; the oldest one leaves once there
@@ -124,7 +132,8 @@ impl Statements {
         );
         let inspect = format!(
             "SELECT owner, token, expires_at FROM {locks}
-             WHERE name = ?1 AND owner IS NOT NULL AND expires_at > {NOW}"
+             WHERE name = ?1 AND owner IS NOT NULL AND expires_at > {NOW}
+               AND expires_at <= {horizon}"
         );
         let collect = format!("DELETE FROM {locks} WHERE expires_at <= {NOW} - ?1");
         Statements {

@@ -7,7 +7,7 @@ mod support;
 
 use std::sync::Arc;
 
-use shylock_core::conformance::primitives::{Fixture, Target, Unsupported};
+use shylock_core::conformance::primitives::{Fixture, Hostile, Target, Unsupported};
 use shylock_core::{LockName, OwnerId, Timestamp};
 use shylock_sqlite_example::SqliteBackend;
 
@@ -43,6 +43,35 @@ impl Fixture for SqliteFixture {
             token: 0,
             expires_at: expires_at.as_millis(),
             releasers: "{not json".into(),
+        };
+        write_record(&self.backend, name, &record);
+        Ok(())
+    }
+
+    /// Typed `STRICT` columns hold neither wrong types nor missing fields,
+    /// and tokens come from a sequence, not an epoch: those kinds are
+    /// skipped. A far-future expiry and a huge token are written.
+    fn write_hostile(&self, name: &LockName, kind: Hostile) -> Result<(), Unsupported> {
+        let record = match kind {
+            // Year 9999.
+            Hostile::FarFutureExpiry => RawRecord {
+                owner: Some("someone-else".into()),
+                token: 7,
+                expires_at: 253_402_300_799_000,
+                releasers: "[]".into(),
+            },
+            // Far above any token granted, and the sequence follows it.
+            Hostile::HugeCounter => RawRecord {
+                owner: None,
+                token: 1 << 62,
+                expires_at: 0,
+                releasers: "[]".into(),
+            },
+            _ => {
+                return Err(Unsupported::new(format!(
+                    "{kind:?}: typed columns, tokens from a sequence"
+                )));
+            }
         };
         write_record(&self.backend, name, &record);
         Ok(())

@@ -379,3 +379,42 @@ fn a_locked_file_ends_in_a_timeout_at_the_deadline() {
     drop(tx);
     granted(acquire(&b, &name, &owner, LEASE));
 }
+
+// Issue 23.3 (hostile records): the largest token SQLite holds, written by
+// another program. The sequence follows it, so no later token can rise:
+// acquire is an error (never a panic, never a lower token), also after the
+// record is deleted, until an operator decides what the protected resources
+// accept. A record held far beyond now + RECORD_HORIZON is taken over.
+#[test]
+fn a_huge_token_is_an_error_never_a_lower_token() {
+    let db = TempDb::new();
+    let b = db.backend();
+    let n = LockName::new("huge").unwrap();
+    support::write_record(&b, &n, &RawRecord::free(i64::MAX));
+    let got = try_acquire(&b, &n, &OwnerId::random(), LEASE);
+    let err = got.expect_err("no token above i64::MAX");
+    eprintln!("acquire over token i64::MAX: {:?}: {err}", err.kind());
+    assert!(support::delete_record(&b, &n));
+    let got = try_acquire(&b, &n, &OwnerId::random(), LEASE);
+    assert!(got.is_err(), "still no lower token after deletion: {got:?}");
+    let other = LockName::new("other").unwrap();
+    let got = try_acquire(&b, &other, &OwnerId::random(), LEASE);
+    assert!(got.is_err(), "nor for another name (one sequence): {got:?}");
+}
+
+#[test]
+fn a_far_future_expiry_is_taken_over() {
+    let db = TempDb::new();
+    let b = db.backend();
+    let n = LockName::new("far").unwrap();
+    let record = RawRecord {
+        owner: Some("someone".into()),
+        token: 9,
+        expires_at: 253_402_300_799_000,
+        releasers: "[]".into(),
+    };
+    support::write_record(&b, &n, &record);
+    let g = granted(acquire(&b, &n, &OwnerId::random(), LEASE));
+    assert!(g.token.0 > 9, "{g:?}");
+    assert!(g.expires_at.as_millis() < 253_402_300_799_000, "{g:?}");
+}

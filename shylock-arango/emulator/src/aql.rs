@@ -44,12 +44,14 @@ macro_rules! acquire {
         concat!(
             r#"LET nowMs = DATE_NOW()
 LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
-LET isBad = lockDoc != null && (lockDoc.name != @name || !IS_NUMBER(lockDoc.epoch) || !IS_NUMBER(lockDoc.seq) || !IS_NUMBER(lockDoc.expiresAt))
+LET horizonMs = nowMs + 31622400000
+LET isBad = lockDoc != null && (lockDoc.name != @name || !IS_NUMBER(lockDoc.epoch) || !IS_NUMBER(lockDoc.seq) || !IS_NUMBER(lockDoc.expiresAt) || !(lockDoc.owner == null || IS_STRING(lockDoc.owner)) || lockDoc.epoch > horizonMs || lockDoc.seq >= 9007199254740992)
+LET isFarFuture = lockDoc != null && lockDoc.expiresAt * 1000 > horizonMs
 LET releasers = IS_ARRAY(lockDoc.releasers) ? lockDoc.releasers : []
-LET isFree = !isBad && !(@owner IN releasers) && (lockDoc == null || lockDoc.owner == null || lockDoc.owner == @owner || lockDoc.expiresAt * 1000 <= nowMs)
+LET isFree = !isBad && !(@owner IN releasers) && (lockDoc == null || lockDoc.owner == null || lockDoc.owner == @owner || lockDoc.expiresAt * 1000 <= nowMs || isFarFuture)
 LET newEpoch = lockDoc == null ? nowMs : lockDoc.epoch
 LET newSeq = lockDoc == null ? 1 : lockDoc.seq + 1
-LET newExpiry = lockDoc != null && lockDoc.owner == @owner ? MAX([nowMs + @leaseMs, ROUND(lockDoc.expiresAt * 1000)]) : nowMs + @leaseMs
+LET newExpiry = lockDoc != null && lockDoc.owner == @owner && !isFarFuture ? MAX([nowMs + @leaseMs, ROUND(lockDoc.expiresAt * 1000)]) : nowMs + @leaseMs
 LET written = (
   FOR x IN (isFree ? [1] : [])
     INSERT { _key: @key, name: @name, owner: @owner, epoch: newEpoch, seq: newSeq, expiresAt: newExpiry / 1000, releasers: releasers }
@@ -58,7 +60,7 @@ LET written = (
             r#" }
     RETURN 1
 )
-RETURN { acquired: LENGTH(written) > 0, bad: isBad, storedName: lockDoc.name, epoch: newEpoch, seq: newSeq, expiresAtMs: LENGTH(written) > 0 ? newExpiry : lockDoc.expiresAt * 1000 }"#
+RETURN { acquired: LENGTH(written) > 0, bad: isBad, badDoc: isBad ? lockDoc : null, nowMs: nowMs, storedName: lockDoc.name, epoch: newEpoch, seq: newSeq, expiresAtMs: LENGTH(written) > 0 ? newExpiry : lockDoc.expiresAt * 1000 }"#
         )
     };
 }
@@ -68,7 +70,7 @@ macro_rules! renew {
         concat!(
             r#"LET nowMs = DATE_NOW()
 LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
-LET isMine = lockDoc != null && lockDoc.name == @name && lockDoc.owner == @owner
+LET isMine = lockDoc != null && lockDoc.name == @name && lockDoc.owner == @owner && !(IS_NUMBER(lockDoc.expiresAt) && lockDoc.expiresAt * 1000 > nowMs + 31622400000)
 LET newExpiry = isMine && IS_NUMBER(lockDoc.expiresAt) ? MAX([nowMs + @leaseMs, ROUND(lockDoc.expiresAt * 1000)]) : nowMs + @leaseMs
 LET written = (
   FOR x IN (isMine ? [1] : [])
@@ -187,6 +189,12 @@ fn releasers(doc: Option<&Map<String, Value>>) -> Vec<Value> {
     }
 }
 
+/// `horizonMs - nowMs` in the queries: shylock-core's `RECORD_HORIZON`
+/// (366 days) in milliseconds.
+const HORIZON_MS: f64 = 31_622_400_000.0;
+/// The `seq` ceiling in the acquire query (2^53).
+const SEQ_CEILING: f64 = 9_007_199_254_740_992.0;
+
 /// The outcome of a native execution.
 pub struct Executed {
     pub row: Value,
@@ -210,18 +218,25 @@ pub fn execute(
     let stored_name = attr(doc, "name").cloned().unwrap_or(Value::Null);
     match query {
         Known::Acquire => {
+            let horizon = now + HORIZON_MS;
             let bad = doc.is_some()
                 && (attr(doc, "name") != Some(&name)
                     || !matches!(attr(doc, "epoch"), Some(Value::Number(_)))
                     || !matches!(attr(doc, "seq"), Some(Value::Number(_)))
-                    || !matches!(attr(doc, "expiresAt"), Some(Value::Number(_))));
+                    || !matches!(attr(doc, "expiresAt"), Some(Value::Number(_)))
+                    || !(is_null(attr(doc, "owner"))
+                        || matches!(attr(doc, "owner"), Some(Value::String(_))))
+                    || to_number(attr(doc, "epoch")) > horizon
+                    || to_number(attr(doc, "seq")) >= SEQ_CEILING);
+            let far_future = doc.is_some() && to_number(attr(doc, "expiresAt")) * 1000.0 > horizon;
             let releasers = releasers(doc);
             let free = !bad
                 && !releasers.contains(&owner)
                 && (doc.is_none()
                     || is_null(attr(doc, "owner"))
                     || attr(doc, "owner") == Some(&owner)
-                    || to_number(attr(doc, "expiresAt")) * 1000.0 <= now);
+                    || to_number(attr(doc, "expiresAt")) * 1000.0 <= now
+                    || far_future);
             let new_epoch = match doc {
                 None => num(now),
                 Some(d) => d.get("epoch").cloned().unwrap_or(Value::Null),
@@ -231,7 +246,7 @@ pub fn execute(
                 Some(_) => num(to_number(attr(doc, "seq")) + 1.0),
             };
             // The owner's own record keeps the later expiry.
-            let new_expiry = if doc.is_some() && attr(doc, "owner") == Some(&owner) {
+            let new_expiry = if doc.is_some() && attr(doc, "owner") == Some(&owner) && !far_future {
                 (now + lease_ms).max((to_number(attr(doc, "expiresAt")) * 1000.0).round())
             } else {
                 now + lease_ms
@@ -256,6 +271,11 @@ pub fn execute(
                 row: json!({
                     "acquired": free,
                     "bad": bad,
+                    "badDoc": match (bad, doc) {
+                        (true, Some(d)) => Value::Object(d.clone()),
+                        _ => Value::Null,
+                    },
+                    "nowMs": num(now),
                     "storedName": stored_name,
                     "epoch": new_epoch,
                     "seq": new_seq,
@@ -267,7 +287,9 @@ pub fn execute(
         Known::Renew => {
             let mine = doc.is_some()
                 && attr(doc, "name") == Some(&name)
-                && attr(doc, "owner") == Some(&owner);
+                && attr(doc, "owner") == Some(&owner)
+                && !(matches!(attr(doc, "expiresAt"), Some(Value::Number(_)))
+                    && to_number(attr(doc, "expiresAt")) * 1000.0 > now + HORIZON_MS);
             let new_expiry = if mine && matches!(attr(doc, "expiresAt"), Some(Value::Number(_))) {
                 (now + lease_ms).max((to_number(attr(doc, "expiresAt")) * 1000.0).round())
             } else {

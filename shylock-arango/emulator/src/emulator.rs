@@ -382,6 +382,15 @@ impl Emulator {
     }
 
     /// The indexes of a collection (as `POST /_api/index` answered them).
+    /// Remove a document, as an operator would (`true` if it was there).
+    pub fn remove_document(&self, db: &str, collection: &str, key: &str) -> bool {
+        let db = self.db(db);
+        let mut db = lock(&db);
+        db.collections
+            .get_mut(collection)
+            .is_some_and(|coll| coll.docs.remove(key).is_some())
+    }
+
     pub fn indexes(&self, db: &str, collection: &str) -> Vec<Value> {
         let db = self.db(db);
         let db = lock(&db);

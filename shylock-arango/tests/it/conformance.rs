@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use shylock_arango::{ArangoBackend, ArangoOptions, lock_key};
 use shylock_core::Backend;
-use shylock_core::conformance::primitives::{self, Fixture, Unsupported};
+use shylock_core::conformance::primitives::{self, Fixture, Hostile, Unsupported};
 use shylock_core::conformance::{Suite, run_async};
 use shylock_core::{LockName, OwnerId, Timestamp};
 
@@ -25,6 +25,8 @@ use crate::support::target::{Target, target, unique_collection};
 struct ArangoFixture {
     server: Target,
     collection: String,
+    /// The keys of the records made hostile (deleted by hand).
+    hostile: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl ArangoFixture {
@@ -47,7 +49,13 @@ impl Fixture for ArangoFixture {
                 // As the TTL index would: once the grace (1 h) has passed.
                 emu.advance_clock(61 * 60 * 1000);
                 emu.run_ttl();
-                assert!(emu.document(db, coll, &key).is_none(), "collected");
+                if self.hostile.lock().unwrap().remove(&key) {
+                    // A hostile record the TTL index may not collect (no
+                    // number expiry, or a later one): as an operator would.
+                    emu.remove_document(db, coll, &key);
+                } else {
+                    assert!(emu.document(db, coll, &key).is_none(), "collected");
+                }
             }
             None => {
                 let path = format!("/_db/{db}/_api/document/{coll}/{key}");
@@ -84,6 +92,58 @@ impl Fixture for ArangoFixture {
         }
         Ok(())
     }
+
+    fn write_hostile(&self, name: &LockName, kind: Hostile) -> Result<(), Unsupported> {
+        use serde_json::json;
+        // The fields to change (null: remove); the others, the counters
+        // among them, are kept.
+        let change = match kind {
+            // Held by a number until ten minutes from now (issue 23.3: was
+            // Busy for ever, the owner never a string).
+            Hostile::WrongTypes => {
+                let now_ms = match &self.server.emu {
+                    Some(emu) => emu.now_ms(),
+                    None => std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_millis() as i64,
+                };
+                json!({ "owner": 123, "expiresAt": (now_ms + 600_000) as f64 / 1000.0 })
+            }
+            Hostile::MissingFields => {
+                json!({ "owner": "someone-else", "expiresAt": null, "epoch": null, "seq": null })
+            }
+            // Year 9999.
+            Hostile::FarFutureExpiry => {
+                json!({ "owner": "someone-else", "expiresAt": 253_402_300_799.0 })
+            }
+            Hostile::FutureEpoch => json!({ "epoch": 4_102_444_800_000_i64, "seq": 3 }),
+            Hostile::HugeCounter => json!({ "seq": 1e300 }),
+            _ => return Err(Unsupported::new(format!("{kind:?} is not written"))),
+        };
+        let key = lock_key(name.as_str());
+        self.hostile.lock().unwrap().insert(key.clone());
+        let (db, coll) = (&self.server.db, &self.collection);
+        match &self.server.emu {
+            Some(emu) => {
+                let mut doc = emu.document(db, coll, &key).expect("the record exists");
+                for (field, value) in change.as_object().unwrap() {
+                    if value.is_null() {
+                        doc.remove(field);
+                    } else {
+                        doc.insert(field.clone(), value.clone());
+                    }
+                }
+                emu.put_document(db, coll, doc);
+            }
+            None => {
+                let path = format!("/_db/{db}/_api/document/{coll}/{key}?keepNull=false");
+                let status = self.raw(reqwest::Method::PATCH, path, Some(change));
+                assert!((200..300).contains(&status), "written: {status}");
+            }
+        }
+        Ok(())
+    }
 }
 
 fn async_target() -> primitives::Target {
@@ -102,7 +162,11 @@ fn async_target() -> primitives::Target {
     primitives::Target::from_async(Arc::new(main))
         .with_contender(primitives::Target::from_async(Arc::new(other)))
         .with_runtime(rt)
-        .with_fixture(ArangoFixture { server, collection })
+        .with_fixture(ArangoFixture {
+            server,
+            collection,
+            hostile: Default::default(),
+        })
         .prefix("arango")
 }
 
@@ -124,7 +188,11 @@ fn sync_target() -> primitives::Target {
     let (main, other) = (connect(), connect());
     primitives::Target::from_sync(Arc::new(main))
         .with_contender(primitives::Target::from_sync(Arc::new(other)))
-        .with_fixture(ArangoFixture { server, collection })
+        .with_fixture(ArangoFixture {
+            server,
+            collection,
+            hostile: Default::default(),
+        })
         .prefix("arango")
 }
 

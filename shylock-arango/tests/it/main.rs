@@ -15,6 +15,7 @@ mod exclusive_cost;
 mod hostile_http;
 #[cfg(feature = "sync")]
 mod in_runtime;
+mod issue23;
 mod issue24;
 mod issue24_clock;
 mod issue24_emulator;

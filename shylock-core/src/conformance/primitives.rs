@@ -47,6 +47,15 @@
 //!   `release` of another owner answer `Lost` / `NotOwner` or `Unexpected`,
 //!   and `inspect` of the live record answers `Unexpected` (an unreadable
 //!   record is neither hidden as free nor made up).
+//! * **Hostile records** ([`Hostile`], issue 23.3): records another program
+//!   wrote. Every call answers within its deadline; a badly typed or
+//!   incomplete record is an `Unexpected` error at acquire naming the lock
+//!   (not `Busy` for ever); an expiry beyond the server time +
+//!   [`RECORD_HORIZON`](crate::RECORD_HORIZON) is taken over with a higher
+//!   token; a future epoch or a huge counter is refused (`Unexpected`) or
+//!   granted a higher token; and after the record's deletion the next token
+//!   is above every one granted before. A kind the fixture cannot write
+//!   (typed columns) is skipped.
 //! * **Timing.** Checks that wait for an expiry use leases of 1–2 s and
 //!   judge each answer by what was measured around it (when the request was
 //!   sent, when its answer came), with a margin of
@@ -72,12 +81,44 @@ use crate::{Backend, BackendError, FencingToken, LockName, OwnerId, Timestamp};
 
 pub use checks::{
     basic_cycle, busy_while_held_by_another, clock_source_is_honoured,
-    expired_lease_nobody_took_is_renewable, late_duplicates_never_regrant_a_released_owner,
-    late_duplicates_never_shorten_a_lease, malformed_records_are_errors_not_grants,
-    names_of_any_content_and_length_are_distinct_locks, non_owners_change_nothing,
-    release_is_idempotent, takeover_at_expiry_and_not_before, tokens_rise,
-    tokens_rise_across_deletion_of_the_record,
+    expired_lease_nobody_took_is_renewable, hostile_records_end_and_never_lower_tokens,
+    late_duplicates_never_regrant_a_released_owner, late_duplicates_never_shorten_a_lease,
+    malformed_records_are_errors_not_grants, names_of_any_content_and_length_are_distinct_locks,
+    non_owners_change_nothing, release_is_idempotent, takeover_at_expiry_and_not_before,
+    tokens_rise, tokens_rise_across_deletion_of_the_record,
 };
+
+/// A record written by something other than this library (a bug in another
+/// program, a restore from a backup, a hand edit): what
+/// [`Fixture::write_hostile`] writes. Each is held by an owner that is not
+/// the check's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Hostile {
+    /// Fields of the wrong type: the owner a number, the expiry a string.
+    WrongTypes,
+    /// Held, with no expiry and no fencing counter.
+    MissingFields,
+    /// Held, well typed, expiring far beyond the server time plus the
+    /// longest lease ([`MAX_LEASE`](crate::MAX_LEASE)), say in year 9999.
+    FarFutureExpiry,
+    /// Free, well typed, with a token base far in the future (a MongoDB or
+    /// ArangoDB `epoch` of 4102444800000, year 2100).
+    FutureEpoch,
+    /// Free, with a fencing counter near the top of its range.
+    HugeCounter,
+}
+
+impl Hostile {
+    /// Every kind, in the order the check writes them.
+    pub const ALL: &'static [Hostile] = &[
+        Hostile::WrongTypes,
+        Hostile::MissingFields,
+        Hostile::FarFutureExpiry,
+        Hostile::FutureEpoch,
+        Hostile::HugeCounter,
+    ];
+}
 
 /// How far apart the backend's clock and this machine's monotonic clock may
 /// drift during one timed check, plus the millisecond granularity of records.
@@ -281,6 +322,18 @@ pub trait Fixture: Send + Sync + 'static {
         ))
     }
 
+    /// Change the record of `name` (which exists: it was granted and
+    /// released before) into one of the `kind` this library never writes,
+    /// keeping the fields the kind is not about (its counters, unless the
+    /// kind is about them). A kind the backend's storage cannot hold (typed columns)
+    /// answers [`Unsupported`]: the check skips that kind.
+    fn write_hostile(&self, name: &LockName, kind: Hostile) -> Result<(), Unsupported> {
+        let _ = (name, kind);
+        Err(Unsupported::new(
+            "this backend's test cannot write a hostile record",
+        ))
+    }
+
     /// Why `check` cannot hold for this backend, if it cannot: it is then
     /// reported as skipped instead of run.
     fn skip(&self, check: Check) -> Option<String> {
@@ -350,6 +403,7 @@ checks! {
     LateDuplicatesNeverRegrant => late_duplicates_never_regrant_a_released_owner,
     NamesAreDistinct => names_of_any_content_and_length_are_distinct_locks,
     MalformedRecords => malformed_records_are_errors_not_grants,
+    HostileRecords => hostile_records_end_and_never_lower_tokens,
     ClockSource => clock_source_is_honoured,
 }
 
@@ -467,6 +521,7 @@ macro_rules! primitive_conformance_tests {
             late_duplicates_never_regrant_a_released_owner LateDuplicatesNeverRegrant,
             names_of_any_content_and_length_are_distinct_locks NamesAreDistinct,
             malformed_records_are_errors_not_grants MalformedRecords,
+            hostile_records_end_and_never_lower_tokens HostileRecords,
             clock_source_is_honoured ClockSource,
         );
     };

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use mongodb::bson::{DateTime, doc};
-use shylock_core::conformance::primitives::{Fixture, Target, Unsupported};
+use shylock_core::conformance::primitives::{Fixture, Hostile, Target, Unsupported};
 use shylock_core::{LockName, OwnerId, Timestamp};
 use shylock_mongo::MongoBackend;
 
@@ -62,6 +62,34 @@ impl Fixture for MongoFixture {
             })
             .run()
             .expect("insert a malformed record");
+        Ok(())
+    }
+
+    fn write_hostile(&self, name: &LockName, kind: Hostile) -> Result<(), Unsupported> {
+        // The record's other fields (its counters) are kept.
+        let update = match kind {
+            Hostile::WrongTypes => doc! { "$set": { "owner": 123_i32, "expiresAt": "tomorrow" } },
+            Hostile::MissingFields => doc! {
+                "$set": { "owner": "someone-else" },
+                "$unset": { "expiresAt": "", "epoch": "", "seq": "" },
+            },
+            // Year 9999.
+            Hostile::FarFutureExpiry => doc! { "$set": {
+                "owner": "someone-else",
+                "expiresAt": DateTime::from_millis(253_402_300_799_000),
+            } },
+            Hostile::FutureEpoch => {
+                doc! { "$set": { "epoch": 4_102_444_800_000_i64, "seq": 3_i64 } }
+            }
+            Hostile::HugeCounter => doc! { "$set": { "seq": i64::MAX - 1 } },
+            _ => return Err(Unsupported::new(format!("{kind:?} is not written"))),
+        };
+        let updated = self
+            .records()
+            .update_one(doc! { "_id": name.as_str() }, update)
+            .run()
+            .expect("write a hostile record");
+        assert_eq!(updated.matched_count, 1, "the record of {name:?} existed");
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Check, Cx, Outcome, TIMING_MARGIN, Target};
+use super::{Check, Cx, Hostile, Outcome, TIMING_MARGIN, Target};
 use crate::backend::{
     AcquireOutcome, ClockSource, Grant, RELEASERS_REMEMBERED, ReleaseOutcome, RenewOutcome,
 };
@@ -816,4 +816,156 @@ pub async fn clock_source_is_honoured(target: &Target) -> Outcome {
         }
     }
     Outcome::Passed
+}
+
+/// Records this library never writes ([`Hostile`]), written over a name
+/// that was granted and released: every call answers within its deadline
+/// and never panics; a badly typed or incomplete record is an
+/// [`Unexpected`](BackendErrorKind::Unexpected) error at acquire (never
+/// `Busy` for ever, never a grant); a far-future expiry is taken over with
+/// a higher token; a future epoch or a huge counter is refused (Unexpected)
+/// or granted a higher token; and once the record is deleted, the next
+/// token is above every token granted before (tokens never fall). Renew,
+/// release and inspect answer anything but a panic or a hang; an error is
+/// Unexpected. Needs [`Fixture::write_hostile`](super::Fixture::write_hostile)
+/// and [`Fixture::delete_record`](super::Fixture::delete_record); a kind
+/// the fixture cannot write is skipped.
+pub async fn hostile_records_end_and_never_lower_tokens(target: &Target) -> Outcome {
+    let cx = Cx::new(target, Check::HostileRecords);
+    if target.fixture.is_none() {
+        return Outcome::Skipped("no fixture was given for this backend".into());
+    }
+    let mut skipped = Vec::new();
+    let unexpected = |e: &crate::BackendError| e.kind() == BackendErrorKind::Unexpected;
+    // A call that does not answer within its deadline (20 s) plus slack
+    // is a wait without end.
+    let bounded = |start: Instant, what: &str| {
+        cx.ensure(
+            start.elapsed() < Duration::from_secs(20) + SLACK,
+            format!(
+                "{what} answered within its deadline ({:?})",
+                start.elapsed()
+            ),
+        );
+    };
+    for &kind in Hostile::ALL {
+        let n = cx.name(&format!("hostile-{kind:?}"));
+        let (a, b, c) = (OwnerId::random(), OwnerId::random(), OwnerId::random());
+        let first = cx.granted(cx.main().acquire(&n, &a, LONG).await, "a free name");
+        let mut highest = first.token;
+        let released = cx.main().release(&n, &a, first.token).await;
+        cx.ensure(
+            matches!(released, Ok(ReleaseOutcome::Released)),
+            format!("{kind:?}: the owner's release: {released:?}"),
+        );
+        if let Err(why) = cx.fixture(|f| f.write_hostile(&n, kind)) {
+            skipped.push(format!("{kind:?}: {}", why.0));
+            continue;
+        }
+        let start = Instant::now();
+        let got = cx.other().acquire(&n, &b, LONG).await;
+        bounded(start, "acquire");
+        let granted = match (&got, kind) {
+            (Err(e), _) => {
+                cx.ensure(
+                    unexpected(e),
+                    format!("{kind:?}: an acquire's error is Unexpected: {e:?}"),
+                );
+                cx.ensure(
+                    e.to_string().contains(n.as_str()),
+                    format!("{kind:?}: the error names the record {n:?}: {e}"),
+                );
+                cx.ensure(
+                    kind != Hostile::FarFutureExpiry,
+                    format!("{kind:?}: a far-future expiry is taken over: {e:?}"),
+                );
+                None
+            }
+            (Ok(AcquireOutcome::Acquired(g)), Hostile::WrongTypes | Hostile::MissingFields) => cx
+                .fail(format!(
+                    "{kind:?}: a record the backend cannot read is no grant: {g:?}"
+                )),
+            (Ok(AcquireOutcome::Acquired(g)), _) => {
+                cx.ensure(
+                    g.token > highest,
+                    format!("{kind:?}: the grant's token is above {highest:?}: {g:?}"),
+                );
+                highest = g.token;
+                Some(*g)
+            }
+            (Ok(AcquireOutcome::Busy { .. }), _) => cx.fail(format!(
+                "{kind:?}: a record that no live holder keeps is not Busy (held for ever): {got:?}"
+            )),
+        };
+        let token = granted.map_or(FencingToken(1), |g| g.token);
+        let start = Instant::now();
+        let renewed = cx.other().renew(&n, &b, token, LONG).await;
+        bounded(start, "renew");
+        cx.ensure(
+            match &renewed {
+                Ok(RenewOutcome::Renewed { .. }) => granted.is_some(),
+                Ok(_) => true,
+                Err(e) => unexpected(e),
+            },
+            format!(
+                "{kind:?}: renew is Renewed (only after a grant), Lost or Unexpected: {renewed:?}"
+            ),
+        );
+        let start = Instant::now();
+        let now = cx.main().now().await;
+        let seen = cx.main().inspect_at(&n, now).await;
+        bounded(start, "inspect");
+        cx.ensure(
+            match &seen {
+                Ok(Some(r)) => r.token <= highest,
+                Ok(None) => true,
+                Err(e) => unexpected(e),
+            },
+            format!(
+                "{kind:?}: inspect shows no token above {highest:?}, or is Unexpected: {seen:?}"
+            ),
+        );
+        let start = Instant::now();
+        let released = cx.other().release(&n, &b, token).await;
+        bounded(start, "release");
+        cx.ensure(
+            match &released {
+                Ok(ReleaseOutcome::Released) => granted.is_some(),
+                Ok(_) => true,
+                Err(e) => unexpected(e),
+            },
+            format!("{kind:?}: release is Released (only after a grant), NotOwner or Unexpected: {released:?}"),
+        );
+        // Whatever the record was, deleting it (as an operator or garbage
+        // collection would) never lets a later token fall.
+        if let Err(why) = cx.fixture(|f| f.delete_record(&n)) {
+            skipped.push(format!("{kind:?} (deletion): {}", why.0));
+            continue;
+        }
+        let after = cx.granted(cx.main().acquire(&n, &c, LONG).await, "a deleted name");
+        cx.ensure(
+            after.token > highest,
+            format!(
+                "{kind:?}: after the record's deletion the token {:?} is above every earlier one ({highest:?}): tokens never fall",
+                after.token
+            ),
+        );
+    }
+    if skipped.len() == Hostile::ALL.len() {
+        // One reason for all (no fixture method): said once.
+        let reasons: Vec<&str> = skipped
+            .iter()
+            .filter_map(|s| s.split_once(": ").map(|(_, why)| why))
+            .collect();
+        if reasons.windows(2).all(|w| w[0] == w[1]) && !reasons.is_empty() {
+            Outcome::Skipped(reasons[0].to_owned())
+        } else {
+            Outcome::Skipped(skipped.join("; "))
+        }
+    } else {
+        if !skipped.is_empty() {
+            eprintln!("hostile records: skipped {}", skipped.join("; "));
+        }
+        Outcome::Passed
+    }
 }
