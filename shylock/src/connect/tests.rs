@@ -182,9 +182,16 @@ async fn a_mongodb_password_from_the_options_works_with_plain() {
     let ConnectError::Backend(backend) = &e else {
         panic!("{e:?}");
     };
-    assert_eq!(
-        backend.backend_kind(),
-        Some(shylock_core::BackendErrorKind::Unavailable),
+    // Refused port: `Unavailable`, or `Timeout` when the 300 ms ran out
+    // first on a busy machine; never a refused connection string.
+    assert!(
+        matches!(
+            backend.backend_kind(),
+            Some(
+                shylock_core::BackendErrorKind::Unavailable
+                    | shylock_core::BackendErrorKind::Timeout
+            )
+        ),
         "{e}"
     );
     assert!(!e.to_string().contains("hunter2"), "{e}");
