@@ -41,7 +41,7 @@ fn inspect(uri: &str, db: &str, name: &str, json: bool) -> std::process::Output 
 fn holder_script(log: &Path, release: &Path) -> String {
     format!(
         "echo \"start $SHYLOCK_FENCING_TOKEN\" >> {log}; \
-         i=0; while [ ! -e {release} ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i+1)); done; \
+         i=0; while [ ! -e {release} ] && [ $i -lt 3000 ]; do sleep 0.05; i=$((i+1)); done; \
          echo \"end $SHYLOCK_FENCING_TOKEN\" >> {log}",
         log = log.display(),
         release = release.display()

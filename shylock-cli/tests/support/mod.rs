@@ -36,8 +36,16 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// The `shylock` binary with a clean environment (no SHYLOCK_* of the user).
+///
+/// Started through `env --default-signal` (GNU coreutils), which `exec`s it
+/// with every signal at its default: the tests may run with signals ignored
+/// (a background job of a non-interactive shell ignores SIGINT and SIGQUIT),
+/// and shylock keeps a signal that was ignored at its start ignored (issue
+/// 22, item 7), so the signal tests would test the harness, not shylock.
 pub fn shylock() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shylock"));
+    let mut cmd = Command::new("env");
+    cmd.arg("--default-signal")
+        .arg(env!("CARGO_BIN_EXE_shylock"));
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("SHYLOCK_") {
             cmd.env_remove(key);
