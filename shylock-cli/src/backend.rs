@@ -215,7 +215,7 @@ pub async fn bounded<T>(
         Ok(result) => result,
         Err(_) => Err(Failure::unavailable(format!(
             "{what}: no answer within {}",
-            humantime::format_duration(bound)
+            crate::exit::format_duration(bound)
         ))),
     }
 }
@@ -352,6 +352,45 @@ fn options(
     Ok(options)
 }
 
+/// Whether every host of a `mongodb://` URL refuses connections at once
+/// (nothing listens on its port): then a message naming them; `None` if
+/// one accepts or does not answer within a second, or for other URLs. The
+/// driver would retry a refusal until the connect timeout ends: a caller
+/// that will not wait (`run -n`) need not either.
+pub async fn refused(args: &BackendArgs) -> Option<String> {
+    let choice = choose(args).ok()?;
+    let rest = choice.url.strip_prefix("mongodb://")?;
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    let hosts = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let mut refused = Vec::new();
+    for host in hosts.split(',') {
+        // A Unix socket (percent-encoded path) is not probed.
+        if host.is_empty() || host.contains('%') {
+            return None;
+        }
+        let with_port = if host.ends_with(']') || !host.contains(':') {
+            format!("{host}:27017")
+        } else {
+            host.to_owned()
+        };
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(1),
+            tokio::net::TcpStream::connect(with_port.as_str()),
+        )
+        .await;
+        match attempt {
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                refused.push(with_port);
+            }
+            _ => return None,
+        }
+    }
+    Some(format!(
+        "cannot reach MongoDB: connection refused by {} (is the server running?)",
+        refused.join(", ")
+    ))
+}
+
 /// Connect to the backend and check that the server answers, all within
 /// `bound`. With `prepare`, also create the collection and its indexes
 /// (MongoDB; the ArangoDB backend always prepares).
@@ -363,7 +402,7 @@ pub async fn connect(
     let choice = choose(args)?;
     let url = parse(&choice)?;
     let options = options(args, &choice.url, &url, bound, prepare)?;
-    bounded(bound, &format!("connecting to {}", url.kind()), async {
+    let connected = bounded(bound, &format!("connecting to {}", url.kind()), async {
         let connection = url
             .connect(&options)
             .await
@@ -372,7 +411,16 @@ pub async fn connect(
             handle: connection.into_backend(),
         })
     })
-    .await
+    .await;
+    match connected {
+        // Nothing listens there: say that, not what the driver's retries
+        // came to.
+        Err(f) if f.code == crate::exit::UNAVAILABLE => match refused(args).await {
+            Some(message) => Err(Failure::unavailable(message)),
+            None => Err(f),
+        },
+        other => other,
+    }
 }
 
 #[cfg(test)]

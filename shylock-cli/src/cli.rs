@@ -64,7 +64,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a command while holding a lock: wait for the lock, run the command
-    /// with SHYLOCK_LOCK_NAME and SHYLOCK_FENCING_TOKEN in its environment,
+    /// with SHYLOCK_LOCK_NAME, SHYLOCK_FENCING_TOKEN and SHYLOCK_OWNER in its environment,
     /// renew the lease while it runs, release the lock once it has exited.
     #[command(after_help = format!("{RUN_NOTES}\n\n{EXIT_CODES}\n\n{ENVIRONMENT}"))]
     Run(RunArgs),
@@ -129,7 +129,7 @@ pub struct BackendArgs {
 
     /// How long connecting to the server and each answer may take before
     /// giving up with exit status 69 (never more than --timeout).
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub connect_timeout: Duration,
 
     /// TESTS ONLY: accept a MongoDB-compatible server that can grant a lock
@@ -153,12 +153,12 @@ pub struct RunArgs {
     /// Wait at most this long for the lock (e.g. 30s, 5m, 1h30m; counted
     /// from the start), then exit with the conflict exit status (75).
     /// Default: wait as long as it takes.
-    #[arg(short = 't', long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(short = 't', long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub timeout: Option<Duration>,
 
     /// The lease: how long the lock stays held if this machine stops
     /// renewing it (renewed every third of it while the command runs).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub lease: Duration,
 
     /// If the lease cannot be kept, how long after SIGTERM to the command's
@@ -167,7 +167,7 @@ pub struct RunArgs {
     /// dead before the lease can end: --kill-after plus a margin (a
     /// tenth of the lease, at most 5s) may be at most three quarters of the
     /// lease.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub kill_after: Option<Duration>,
 
     /// Once the command has exited, stop what is left of its process group
@@ -196,6 +196,12 @@ pub struct RunArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
+    /// Say on stderr when the lock is held: its owner id (also given to
+    /// the command as SHYLOCK_OWNER) and fencing token, to match with
+    /// `inspect`.
+    #[arg(long, conflicts_with = "quiet")]
+    pub verbose: bool,
+
     /// The command to run and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
@@ -211,8 +217,9 @@ pub struct InspectArgs {
     #[arg(value_name = "NAME")]
     pub name: String,
 
-    /// Print one JSON object: {"name", "held", and when held "owner",
-    /// "token", "expires_at" (RFC 3339), "expires_at_ms"}.
+    /// Print one JSON object: {"schema": 1, "name", "held", and when held
+    /// "owner", "token", "expires_at" (RFC 3339), "expires_at_ms"}. "schema"
+    /// is raised if a field changes meaning or goes away.
     #[arg(long)]
     pub json: bool,
 
@@ -230,6 +237,10 @@ pub struct SetupArgs {
 /// A duration such as `30s`, `5m`, `1h30m`, `500ms`; a bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
+    if s.starts_with('-') {
+        // Taken as a value (not an unknown option) to say this.
+        return Err(format!("bad duration `{s}`: a duration cannot be negative"));
+    }
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         return s
             .parse::<u64>()

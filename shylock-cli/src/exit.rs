@@ -3,7 +3,9 @@
 
 use std::io::Write;
 
-use shylock::{BackendErrorKind, Error};
+use std::time::Duration;
+
+use shylock::{BackendError, BackendErrorKind, Error};
 
 /// `eprintln!` that never panics: a write error (EPIPE when nobody reads
 /// stderr any more) is ignored, so that a message can never keep shylock
@@ -93,8 +95,123 @@ impl Failure {
                 _ => UNAVAILABLE,
             },
         };
-        Self::new(code, one_line(&error.to_string()))
+        Self::new(code, describe_error(error))
     }
+}
+
+/// A library error as one line for a person: the kind of failure in
+/// words (no internal kind names such as `InvalidConfig:`), the driver's
+/// server-selection dump cut short, durations written short, and the
+/// command-line flag instead of the library call that would opt in.
+pub fn describe_error(error: &Error) -> String {
+    let text = match error {
+        Error::Backend { name, source } => {
+            let what = if name.is_empty() {
+                String::new()
+            } else {
+                format!(" (lock `{name}`)")
+            };
+            format!("{}{what}", describe_backend_error(source))
+        }
+        Error::Timeout {
+            name,
+            waited,
+            source,
+        } => {
+            let failing = source.as_ref().map_or(String::new(), |e| {
+                format!(" while the server was failing ({})", describe_backend_error(e))
+            });
+            format!(
+                "timed out after {} waiting for lock `{name}`{failing}",
+                format_duration(*waited)
+            )
+        }
+        other => other.to_string(),
+    };
+    let text = text.replace(
+        "MongoOptions::allow_non_atomic_server(true)",
+        "--allow-non-atomic-server (tests only)",
+    );
+    one_line(&text)
+}
+
+/// A backend error without its kind's internal name: what failed, then
+/// why (the driver's error, its server-selection dump cut short).
+fn describe_backend_error(error: &BackendError) -> String {
+    let mut text = match error.kind() {
+        // The message says what was being done ("cannot reach the
+        // server"), which reads wrong for a refused password.
+        BackendErrorKind::Unauthorized => "authentication failed".to_owned(),
+        BackendErrorKind::Timeout => format!("no answer in time: {}", error.message()),
+        _ => error.message().to_owned(),
+    };
+    if let Some(source) = std::error::Error::source(error) {
+        let source = source.to_string();
+        text.push_str(": ");
+        text.push_str(&shorten_driver_error(&source));
+    }
+    text
+}
+
+/// The MongoDB driver's "Server selection timeout: No available servers.
+/// Topology: { Type: Unknown, Servers: [ { Address: …, Type: Unknown,
+/// Error: … } ] }" as its servers' errors alone ("no server available
+/// (127.0.0.1:1: Connection refused (os error 111))"); other text as it is.
+fn shorten_driver_error(text: &str) -> String {
+    if !text.contains("Topology:") {
+        return text.to_owned();
+    }
+    let mut servers = Vec::new();
+    for part in text.split("Address: ").skip(1) {
+        let address = part.split([',', ' ']).next().unwrap_or("").trim();
+        let error = part
+            .split_once("Error: ")
+            .map(|(_, e)| {
+                // The error runs to the end of this server's entry.
+                let e = e.split(" }").next().unwrap_or(e);
+                e.trim_end_matches([',', ' ']).trim()
+            })
+            .filter(|e| !e.is_empty());
+        match error {
+            Some(error) => servers.push(format!("{address}: {error}")),
+            None => servers.push(address.to_owned()),
+        }
+    }
+    servers.sort();
+    if servers.is_empty() {
+        "no server available".to_owned()
+    } else {
+        format!("no server available ({})", servers.join("; "))
+    }
+}
+
+/// A duration for a person: `0s`, `250ms`, `2.99s`, `30s`, `5m`, `1h30m`,
+/// `2m5s` (not `2.993475138s` nor `0ns`).
+pub fn format_duration(d: Duration) -> String {
+    if d.is_zero() {
+        return "0s".to_owned();
+    }
+    if d < Duration::from_secs(1) {
+        return format!("{}ms", d.as_millis().max(1));
+    }
+    if d < Duration::from_secs(60) {
+        let text = format!("{:.2}", d.as_secs_f64());
+        let text = text.trim_end_matches('0').trim_end_matches('.');
+        return format!("{text}s");
+    }
+    let secs = d.as_secs() + u64::from(d.subsec_millis() >= 500);
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut text = String::new();
+    if h > 0 {
+        text.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        text.push_str(&format!("{m}m"));
+    }
+    if s > 0 {
+        text.push_str(&format!("{s}s"));
+    }
+    text
 }
 
 /// Print a failure (if it has a message) and return its code.
@@ -108,4 +225,35 @@ pub fn report(failure: &Failure) -> i32 {
 /// A message folded onto one line.
 pub fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_short() {
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+        assert_eq!(format_duration(Duration::from_nanos(3)), "1ms");
+        assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(format_duration(Duration::from_nanos(2_993_475_138)), "2.99s");
+        assert_eq!(format_duration(Duration::from_secs(3)), "3s");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(format_duration(Duration::from_secs(300)), "5m");
+        assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(format_duration(Duration::from_secs(125)), "2m5s");
+    }
+
+    #[test]
+    fn the_topology_dump_is_cut_short() {
+        let dump = "Server selection timeout: No available servers. Topology: { Type: Unknown, \
+                    Set Name: None, Max Set Version: None, Max Election ID: None, Servers: [ { \
+                    Address: 127.0.0.1:1, Type: Unknown, Error: Kind: I/O error: Connection \
+                    refused (os error 111), labels: {} } ] }";
+        assert_eq!(
+            shorten_driver_error(dump),
+            "no server available (127.0.0.1:1: Kind: I/O error: Connection refused (os error 111), labels: {})"
+        );
+        assert_eq!(shorten_driver_error("plain"), "plain");
+    }
 }

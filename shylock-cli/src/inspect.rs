@@ -34,6 +34,26 @@ fn expiry(record: &LockRecord) -> String {
     format_millis(record.expires_at.as_millis())
 }
 
+/// The version of `inspect --json`'s output: raised when a field changes
+/// meaning or goes away (new fields may come without it).
+pub const JSON_SCHEMA: u32 = 1;
+
+/// How long until the record's lease ends, by this machine's clock: `12.5s`,
+/// or `expired 3s ago` (the holder stopped renewing; the next `run` takes it
+/// over).
+fn expires_in(record: &LockRecord) -> String {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let left = record.expires_at.as_millis().saturating_sub(now);
+    let ms = |n: i64| Duration::from_millis(n.unsigned_abs());
+    if left >= 0 {
+        format!("{} unless renewed (by this machine's clock)", exit::format_duration(ms(left)))
+    } else {
+        format!("expired {} ago (by this machine's clock)", exit::format_duration(ms(left)))
+    }
+}
+
 /// "by owner … (fencing token …, lease until …)", for messages.
 pub fn describe_holder(record: &LockRecord) -> String {
     format!(
@@ -66,6 +86,7 @@ async fn inspect_inner(args: &InspectArgs) -> Result<i32, Failure> {
     if args.json {
         let value = match &record {
             Some(record) => serde_json::json!({
+                "schema": JSON_SCHEMA,
                 "name": name.as_str(),
                 "held": true,
                 "owner": record.owner.as_str(),
@@ -73,7 +94,11 @@ async fn inspect_inner(args: &InspectArgs) -> Result<i32, Failure> {
                 "expires_at": expiry(record),
                 "expires_at_ms": record.expires_at.as_millis(),
             }),
-            None => serde_json::json!({ "name": name.as_str(), "held": false }),
+            None => serde_json::json!({
+                "schema": JSON_SCHEMA,
+                "name": name.as_str(),
+                "held": false,
+            }),
         };
         out!("{value}");
     } else {
@@ -84,6 +109,7 @@ async fn inspect_inner(args: &InspectArgs) -> Result<i32, Failure> {
                 out!("owner:         {}", record.owner);
                 out!("fencing token: {}", record.token);
                 out!("expires at:    {}", expiry(record));
+                out!("expires in:    {}", expires_in(record));
             }
             None => {
                 out!("lock:          {name}");

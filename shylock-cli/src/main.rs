@@ -35,13 +35,28 @@ fn main() {
                 let _ = e.print();
                 std::process::exit(0);
             }
-            // One line: the error itself, without the usage and hints.
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                // Bare `shylock` (or a subcommand without its own): the
+                // help, as it is, not as an error.
+                let _ = e.print();
+                std::process::exit(exit::USAGE);
+            }
+            // One line: the error and clap's tips ("a similar argument
+            // exists: '--timeout'"), without the usage.
             let rendered = e.render().to_string();
             let text: Vec<&str> = rendered
                 .lines()
-                .take_while(|l| !l.trim().is_empty() && !l.starts_with("Usage:"))
+                .map(str::trim)
+                .filter(|l| {
+                    !l.is_empty()
+                        && !l.starts_with("Usage:")
+                        && !l.starts_with("For more information")
+                        // "to pass '--x' as a value, use '-- --x'": after
+                        // `--` comes the command.
+                        && !l.starts_with("tip: to pass")
+                })
                 .collect();
-            let text = exit::one_line(&text.join(" "));
+            let text = exit::one_line(&text.join("; "));
             let text = text.strip_prefix("error: ").unwrap_or(&text);
             say!("shylock: {text} (see shylock --help)");
             std::process::exit(exit::USAGE);

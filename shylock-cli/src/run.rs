@@ -2,16 +2,15 @@
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::ExitStatus;
-use std::task::Poll;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process, kill_process_group};
 use shylock::{AsyncLock, AsyncLockGuard, Error, LockName, LockOptions, LossReason, Renewal};
-use tokio::signal::unix::{SignalKind, signal};
 
 use crate::backend::{self, Connected};
 use crate::cli::RunArgs;
-use crate::exit::{self, Failure, one_line};
+use crate::exit::{self, Failure};
 use crate::inspect::describe_holder;
 
 /// The signals shylock catches: every catchable signal whose default
@@ -54,22 +53,58 @@ fn ignored_at_start() -> u64 {
         .unwrap_or(0)
 }
 
-/// The caught signals (see [`CAUGHT`]), received as events. A signal that
-/// was ignored when shylock started (SIGHUP under `nohup`) is not caught:
-/// it stays ignored, for shylock and for the command, which inherits it
-/// ignored.
+/// A signal received.
+#[derive(Clone, Copy, Debug)]
+pub struct Received {
+    pub signal: Signal,
+    /// Sent by the kernel (`SI_KERNEL`): a terminal's Ctrl-C, Ctrl-\,
+    /// Ctrl-Z or hang-up, which the kernel sends to the terminal's whole
+    /// foreground process group at once, and not by a process (`kill`).
+    pub from_kernel: bool,
+}
+
+/// The caught signals (see [`CAUGHT`]), received as events, with whether
+/// the kernel sent them (read from `siginfo`: `tokio::signal` does not
+/// tell). A signal that was ignored when shylock started (SIGHUP under
+/// `nohup`) is not caught: it stays ignored, for shylock and for the
+/// command, which inherits it ignored.
 pub struct Signals {
-    streams: Vec<(Signal, tokio::signal::unix::Signal)>,
+    handle: signal_hook::iterator::Handle,
+    events: tokio::sync::mpsc::UnboundedReceiver<Received>,
     ignored: u64,
 }
 
 impl Signals {
     pub fn new() -> Result<Self, Failure> {
+        use signal_hook::iterator::SignalsInfo;
+        use signal_hook::iterator::exfiltrator::WithOrigin;
+        use signal_hook::low_level::siginfo::Cause;
+
+        let cannot = |e: std::io::Error| {
+            Failure::new(exit::SOFTWARE, format!("cannot handle signals: {e}"))
+        };
+        let mut info = SignalsInfo::<WithOrigin>::new(std::iter::empty::<i32>()).map_err(cannot)?;
+        let (tx, events) = tokio::sync::mpsc::unbounded_channel();
         let mut signals = Signals {
-            streams: Vec::new(),
+            handle: info.handle(),
+            events,
             ignored: ignored_at_start(),
         };
         signals.catch(CAUGHT)?;
+        std::thread::Builder::new()
+            .name("shylock-signals".into())
+            .spawn(move || {
+                for origin in info.forever() {
+                    let Some(signal) = Signal::from_named_raw(origin.signal) else {
+                        continue;
+                    };
+                    let from_kernel = matches!(origin.cause, Cause::Kernel);
+                    if tx.send(Received { signal, from_kernel }).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(cannot)?;
         Ok(signals)
     }
 
@@ -83,24 +118,20 @@ impl Signals {
             if self.ignored & bit != 0 {
                 continue;
             }
-            let stream = signal(SignalKind::from_raw(sig.as_raw()))
-                .map_err(|e| Failure::new(exit::SOFTWARE, format!("cannot handle signals: {e}")))?;
-            self.streams.push((sig, stream));
+            self.handle.add_signal(sig.as_raw()).map_err(|e| {
+                Failure::new(exit::SOFTWARE, format!("cannot handle signals: {e}"))
+            })?;
         }
         Ok(())
     }
 
-    /// The next signal: its rustix form and its number.
-    pub async fn recv(&mut self) -> (Signal, i32) {
-        std::future::poll_fn(|cx| {
-            for (sig, stream) in &mut self.streams {
-                if let Poll::Ready(Some(())) = stream.poll_recv(cx) {
-                    return Poll::Ready((*sig, sig.as_raw()));
-                }
-            }
-            Poll::Pending
-        })
-        .await
+    /// The next signal.
+    pub async fn recv(&mut self) -> Received {
+        match self.events.recv().await {
+            Some(received) => received,
+            // The thread is gone (it never ends while `self` lives).
+            None => std::future::pending().await,
+        }
     }
 }
 
@@ -148,10 +179,10 @@ fn plan(lease: Duration, kill_after: Option<Duration>) -> Result<Plan, Failure> 
             "--kill-after {} does not fit in --lease {}: the command must be dead before the \
              lease can end, so --kill-after may be at most {} (three quarters of the lease \
              less a margin of {}); shorten it or lengthen the lease",
-            humantime::format_duration(kill_after),
-            humantime::format_duration(lease),
-            humantime::format_duration(most),
-            humantime::format_duration(margin),
+            exit::format_duration(kill_after),
+            exit::format_duration(lease),
+            exit::format_duration(most),
+            exit::format_duration(margin),
         )));
     };
     Ok(Plan {
@@ -195,79 +226,187 @@ async fn run_inner(args: &RunArgs, signals: &mut Signals) -> Result<i32, Failure
         })
         .max(Duration::from_millis(100));
 
+    // The command is looked up before the lock is asked for: a typo fails
+    // at once (127), without waiting for the lock nor using a token.
+    let program = resolve(&args.command)?;
+
+    if args.no_wait
+        && let Some(message) = backend::refused(&args.backend).await
+    {
+        return Err(Failure::unavailable(message));
+    }
     let Connected { handle } = tokio::select! {
         connected = backend::connect(&args.backend, bound, false) => connected?,
-        (_, sig) = signals.recv() => return Err(interrupted(sig, "while connecting")),
+        r = signals.recv() => return Err(interrupted(r.signal.as_raw(), "while connecting")),
     };
     let lock = AsyncLock::with_backend(name.as_str(), &handle).options(options);
 
     let acquired = tokio::select! {
         acquired = acquire(args, &lock, started, bound, conflict) => acquired,
-        (_, sig) = signals.recv() => Err(interrupted(sig, "while waiting for the lock")),
+        r = signals.recv() => Err(interrupted(r.signal.as_raw(), "while waiting for the lock")),
     };
     let guard = match acquired {
         Ok(guard) => guard,
         Err(f) => {
-            // An acquisition given up may be finishing in the background.
-            handle.settle(Duration::from_secs(5)).await;
+            // An acquisition given up may be finishing in the background:
+            // a short wait for it (a server that does not answer is not
+            // waited for; the lease would end on its own).
+            settle(&handle, SETTLE_AFTER_GIVING_UP, signals).await;
             return Err(f);
         }
+    };
+    if args.verbose {
+        say!(
+            "shylock: holding lock `{name}` as owner {} (fencing token {}, lease {})",
+            guard.owner(),
+            guard.token(),
+            exit::format_duration(args.lease)
+        );
+    }
+    let say_lost = |reason: &dyn std::fmt::Display| {
+        say!(
+            "shylock: the lease on lock `{name}` (fencing token {}) was lost before the command \
+             ended ({reason}); exiting with {lost_code}",
+            guard.token()
+        );
     };
 
-    let code = supervise(args, plan, &guard, signals, lost_code).await;
-    let code = match code {
-        Ok(code) => code,
+    let end = supervise(args, &program, plan, &guard, signals, lost_code).await;
+    let code = match end {
         Err(f) => {
-            let _ = guard.release().await;
-            handle.settle(Duration::from_secs(5)).await;
+            let _ = release(guard, Some(LOST_RELEASE), signals).await;
             return Err(f);
         }
-    };
-    let code = match code {
-        End::Lost => {
-            // Nothing to free any more (or not for long), but the record
-            // may still be ours: one short try, for the next holder's sake.
-            let _ = tokio::time::timeout(Duration::from_secs(2), guard.release()).await;
-            handle.settle(Duration::from_secs(1)).await;
-            return Ok(lost_code);
-        }
-        End::Exited(_, Some(reason)) => {
-            // The command's end was seen only after the lease's: it may
-            // have run without the lock.
-            say!(
-                "shylock: the lease on lock `{name}` (fencing token {}) was lost before \
-                 the command ended ({reason}); exiting with {lost_code}",
-                guard.token()
-            );
-            let _ = tokio::time::timeout(Duration::from_secs(2), guard.release()).await;
-            handle.settle(Duration::from_secs(1)).await;
-            return Ok(lost_code);
-        }
-        End::Exited(status, None) => {
-            // The command ended while the lease was valid: it ran under the
-            // lock, whatever the release answers.
-            let code = exit_code(status);
-            match guard.release().await {
-                Ok(()) => code,
-                Err(Error::LeaseLost { reason, token, .. }) => {
-                    say!(
-                        "shylock: the command ended while the lease on lock `{name}` (fencing \
-                         token {token}) was valid, but the release found it lost ({reason})"
-                    );
-                    code
-                }
-                Err(e) => {
-                    say!(
-                        "shylock: could not release lock `{name}` ({}); it is free once its lease ends",
-                        one_line(&e.to_string())
-                    );
-                    code
-                }
+        Ok(End::Lost) | Ok(End::Exited(_, Some(_))) => {
+            if let Ok(End::Exited(_, Some(reason))) = &end {
+                // The command's end was seen only after the lease's: it
+                // may have run without the lock.
+                say_lost(reason);
             }
+            // Nothing to free any more, or not for long, but the record
+            // may still be ours: one short try, for the next holder's
+            // sake, none once the lease has ended. A server that does not
+            // answer is not waited for (the lease ends on its own).
+            let limit = guard.remaining().min(LOST_RELEASE);
+            if !limit.is_zero() && guard.lost_reason().is_none() {
+                let _ = release(guard, Some(limit), signals).await;
+            }
+            return Ok(lost_code);
+        }
+        Ok(End::Exited(status, None)) => exit_code(status),
+    };
+    // The command ended while the lease was valid: it ran under the lock,
+    // whatever the release answers.
+    match release(guard, None, signals).await {
+        Released::Done(Ok(())) => {}
+        Released::Done(Err(Error::LeaseLost { reason, token, .. })) => say!(
+            "shylock: the command ended while the lease on lock `{name}` (fencing token \
+             {token}) was valid, but the release found it lost ({reason})"
+        ),
+        Released::Done(Err(e)) => say!(
+            "shylock: could not release lock `{name}` ({}); it is free once its lease ends",
+            exit::describe_error(&e)
+        ),
+        Released::TimedOut => {}
+        Released::GaveUp(sig) => {
+            say!(
+                "shylock: gave up releasing lock `{name}` at signal {sig}; it is free once its \
+                 lease ends (at most {})",
+                exit::format_duration(args.lease)
+            );
+            return Ok(code);
+        }
+    }
+    settle(&handle, SETTLE, signals).await;
+    Ok(code)
+}
+
+/// How long to wait for the backend's work in the background (a release
+/// finishing) before exiting.
+const SETTLE: Duration = Duration::from_secs(5);
+/// The same after giving up the wait for the lock.
+const SETTLE_AFTER_GIVING_UP: Duration = Duration::from_secs(1);
+/// The most a release may take after a loss (it frees nothing, or nothing
+/// for long).
+const LOST_RELEASE: Duration = Duration::from_millis(500);
+
+/// How a release went.
+enum Released {
+    Done(Result<(), Error>),
+    /// Not done within its limit; it goes on in the background.
+    TimedOut,
+    /// A signal came first (the number); given up.
+    GaveUp(i32),
+}
+
+/// Release the lock, within `limit` if given; a signal gives the release
+/// up (it goes on in the background until shylock exits; the lease ends on
+/// its own): a hanging server does not make shylock deaf to Ctrl-C.
+async fn release(guard: AsyncLockGuard, limit: Option<Duration>, signals: &mut Signals) -> Released {
+    let limit = limit.unwrap_or(Duration::from_secs(86_400));
+    tokio::select! {
+        done = tokio::time::timeout(limit, guard.release()) => match done {
+            Ok(result) => Released::Done(result),
+            Err(_) => Released::TimedOut,
+        },
+        r = signals.recv() => Released::GaveUp(r.signal.as_raw()),
+    }
+}
+
+/// Wait at most `limit` for the backend's background work; a signal ends
+/// the wait.
+async fn settle(handle: &shylock::Backend, limit: Duration, signals: &mut Signals) {
+    tokio::select! {
+        _ = handle.settle(limit) => {}
+        _ = signals.recv() => {}
+    }
+}
+
+/// The command's program as `execvp` would find it: a name without `/` is
+/// looked up on `PATH`. Not found: 127; found but not executable (or a
+/// directory): 126, as a shell says.
+fn resolve(command: &[std::ffi::OsString]) -> Result<PathBuf, Failure> {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(program) = command.first() else {
+        return Err(Failure::usage("no command given after `--`"));
+    };
+    let shown = program.to_string_lossy();
+    let not_found = || Failure::new(exit::NOT_FOUND, format!("cannot run `{shown}`: command not found"));
+    if program.is_empty() {
+        return Err(not_found());
+    }
+    let cannot = |why: &str| Failure::new(exit::CANNOT_EXECUTE, format!("cannot run `{shown}`: {why}"));
+    let check = |path: &Path| -> Result<(), Failure> {
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Failure::new(
+                exit::NOT_FOUND,
+                format!("cannot run `{shown}`: no such file"),
+            )),
+            Err(e) => Err(cannot(&e.to_string())),
+            Ok(meta) if meta.is_dir() => Err(cannot("is a directory")),
+            Ok(_) => rustix::fs::access(path, rustix::fs::Access::EXEC_OK)
+                .map_err(|_| cannot("permission denied (not executable)")),
         }
     };
-    handle.settle(Duration::from_secs(5)).await;
-    Ok(code)
+    if program.as_bytes().contains(&b'/') {
+        let path = PathBuf::from(program);
+        check(&path)?;
+        return Ok(path);
+    }
+    let search = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    let mut refused = None;
+    for dir in std::env::split_paths(&search) {
+        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+        let path = dir.join(program);
+        match check(&path) {
+            Ok(()) => return Ok(path),
+            Err(f) if f.code == exit::CANNOT_EXECUTE && path.exists() && !path.is_dir() => {
+                refused.get_or_insert(f);
+            }
+            Err(_) => {}
+        }
+    }
+    Err(refused.unwrap_or_else(not_found))
 }
 
 async fn acquire(
@@ -289,7 +428,7 @@ async fn acquire(
             } else {
                 format!(
                     "timed out after {} waiting for lock `{}`",
-                    humantime::format_duration(args.timeout.unwrap_or_default()),
+                    exit::format_duration(args.timeout.unwrap_or_default()),
                     args.name
                 )
             },
@@ -310,7 +449,7 @@ async fn acquire(
             if !args.quiet {
                 say!(
                     "shylock: {}; waiting for the server",
-                    one_line(&e.to_string())
+                    exit::describe_error(&e)
                 );
             }
             return wait(lock, remaining(started)).await.map_err(busy);
@@ -338,7 +477,7 @@ async fn acquire(
     }
     if !args.quiet {
         let until = match args.timeout {
-            Some(t) => format!(" (at most {})", humantime::format_duration(t)),
+            Some(t) => format!(" (at most {})", exit::format_duration(t)),
             None => String::new(),
         };
         say!(
@@ -391,6 +530,27 @@ fn forward(target: Target, sig: Signal) {
     send(target, sig);
     if sig != Signal::CONT {
         send(target, Signal::CONT);
+    }
+}
+
+/// Whether the command got `r` already: with `--foreground` it shares
+/// shylock's process group, and a signal the kernel sent to that group (a
+/// terminal's Ctrl-C, Ctrl-\, Ctrl-Z or hang-up) reached it too; passed
+/// on, it would get each one twice.
+fn came_to_the_command(target: Target, r: Received) -> bool {
+    matches!(target, Target::Process(_))
+        && r.from_kernel
+        && matches!(
+            r.signal,
+            Signal::INT | Signal::QUIT | Signal::TSTP | Signal::HUP
+        )
+}
+
+/// Pass a received signal on (see [`forward`]), unless the command got it
+/// already ([`came_to_the_command`]).
+fn pass_on(target: Target, r: Received) {
+    if !came_to_the_command(target, r) {
+        forward(target, r.signal);
     }
 }
 
@@ -498,7 +658,7 @@ async fn stop_group(
         tokio::select! {
             _ = child.wait(), if !reaped => reaped = true,
             () = tokio::time::sleep_until(deadline) => break,
-            (sig, _) = signals.recv() => forward(target, sig),
+            r = signals.recv() => pass_on(target, r),
             _ = tick.tick() => if reaped && !group_alive(target) {
                 return;
             },
@@ -511,21 +671,32 @@ async fn stop_group(
 
 /// Start the command and wait until it (and its process group) exits or
 /// the lease cannot be kept.
-async fn supervise(
+/// Start the command (`program` is where [`resolve`] found it), with the
+/// lock's name, fencing token and owner id in its environment; with
+/// `via_shell`, as `/bin/sh program args...`.
+fn spawn(
     args: &RunArgs,
-    plan: Plan,
+    program: &Path,
     guard: &AsyncLockGuard,
-    signals: &mut Signals,
-    lost_code: i32,
-) -> Result<End, Failure> {
-    let Some((program, rest)) = args.command.split_first() else {
-        return Err(Failure::usage("no command given after `--`"));
+    via_shell: bool,
+) -> std::io::Result<tokio::process::Child> {
+    let rest = args.command.get(1..).unwrap_or_default();
+    let mut command = if via_shell {
+        let mut sh = std::process::Command::new("/bin/sh");
+        sh.arg(program);
+        sh
+    } else {
+        let mut command = std::process::Command::new(program);
+        if let Some(name) = args.command.first() {
+            command.arg0(name);
+        }
+        command
     };
-    let mut command = std::process::Command::new(program);
     command
         .args(rest)
         .env("SHYLOCK_LOCK_NAME", guard.name().as_str())
-        .env("SHYLOCK_FENCING_TOKEN", guard.token().to_string());
+        .env("SHYLOCK_FENCING_TOKEN", guard.token().to_string())
+        .env("SHYLOCK_OWNER", guard.owner().as_str());
     // The lock store's URLs (with their credentials) and password are not
     // the command's.
     for variable in backend::SECRET_VARIABLES {
@@ -534,21 +705,37 @@ async fn supervise(
     if !args.foreground {
         command.process_group(0);
     }
+    tokio::process::Command::from(command).spawn()
+}
+
+async fn supervise(
+    args: &RunArgs,
+    program: &Path,
+    plan: Plan,
+    guard: &AsyncLockGuard,
+    signals: &mut Signals,
+    lost_code: i32,
+) -> Result<End, Failure> {
     // Ctrl-Z stops the command, not shylock, which must go on renewing;
     // SIGCONT resumes the command. Before the command starts, they keep
     // their default action.
     signals.catch(&[Signal::TSTP, Signal::CONT])?;
-    let mut command = tokio::process::Command::from(command);
-    let mut child = command.spawn().map_err(|e| {
+    let mut child = match spawn(args, program, guard, false) {
+        // Not a binary nor a `#!` script: run by /bin/sh, as `execvp`
+        // (and so env, timeout, flock) does.
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOEXEC.raw_os_error()) => {
+            spawn(args, program, guard, true)
+        }
+        spawned => spawned,
+    }
+    .map_err(|e| {
         let code = if e.kind() == std::io::ErrorKind::NotFound {
             exit::NOT_FOUND
         } else {
             exit::CANNOT_EXECUTE
         };
-        Failure::new(
-            code,
-            format!("cannot run `{}`: {e}", program.to_string_lossy()),
-        )
+        let shown = args.command.first().map(|p| p.to_string_lossy()).unwrap_or_default();
+        Failure::new(code, format!("cannot run `{shown}`: {e}"))
     })?;
     let pid = child
         .id()
@@ -616,16 +803,18 @@ async fn supervise(
                     );
                 }
             }
-            (sig, _) = signals.recv() => match sig {
+            r = signals.recv() => match r.signal {
                 Signal::TSTP => {
                     suspended = true;
-                    send(target, sig);
+                    if !came_to_the_command(target, r) {
+                        send(target, r.signal);
+                    }
                 }
                 Signal::CONT => {
                     suspended = false;
-                    send(target, sig);
+                    send(target, r.signal);
                 }
-                _ => forward(target, sig),
+                _ => pass_on(target, r),
             },
             reason = guard.lost() => break reason.to_string(),
             () = tokio::time::sleep_until(deadline) => {
@@ -633,7 +822,7 @@ async fn supervise(
                 if stop_at(guard, plan) <= tokio::time::Instant::now() {
                     break format!(
                         "renewals failed and the lease ends in {}",
-                        humantime::format_duration(round_ms(guard.remaining()))
+                        exit::format_duration(guard.remaining())
                     );
                 }
             }
@@ -645,7 +834,7 @@ async fn supervise(
          with {lost_code}",
         guard.name(),
         guard.token(),
-        humantime::format_duration(plan.kill_after),
+        exit::format_duration(plan.kill_after),
     );
     stop_group(
         target,
@@ -656,9 +845,4 @@ async fn supervise(
     )
     .await;
     Ok(End::Lost)
-}
-
-/// A duration to the millisecond, for messages.
-fn round_ms(d: Duration) -> Duration {
-    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

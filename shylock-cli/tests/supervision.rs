@@ -773,3 +773,227 @@ fn a_command_stopped_for_the_terminal_is_reported() {
     let said = std::fs::read_to_string(&stderr).expect("stderr");
     assert!(!said.contains("terminal"), "{said:?}");
 }
+
+/// Nanoseconds since the Unix epoch (as `date +%s%N` writes them).
+fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_nanos()
+}
+
+/// Issue 22 item 9: `--timeout 3s` against a server that accepts
+/// connections and never answers ends near 3 s (before: 8 s, a 5 s wait
+/// for the abandoned acquisition after the timeout).
+#[test]
+fn a_timeout_against_a_server_that_never_answers_ends_near_the_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let addr = listener.local_addr().expect("its address");
+    // Accepts, and never answers (the connections are kept open).
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        for stream in listener.incoming().flatten() {
+            kept.push(stream);
+        }
+    });
+    let started = std::time::Instant::now();
+    let mut cmd = shylock();
+    cmd.args(["run", "--mongodb", &format!("mongodb://{addr}/")])
+        .args(["--database", "silent", "--timeout", "3s", "job", "--", "true"]);
+    let out = run_within(&mut cmd, LIMIT);
+    let took = started.elapsed();
+    let said = text(&out.stderr);
+    assert!(
+        matches!(out.status.code(), Some(69 | 75)),
+        "{:?}: {said}",
+        out.status
+    );
+    assert!(
+        took < Duration::from_millis(5500),
+        "took {took:?} for --timeout 3s: {said}"
+    );
+}
+
+/// Issue 22 item 9: after a lease loss with the server unreachable,
+/// `shylock` exits soon after the command has died (before: 3 s later, a
+/// 2 s release and a 1 s wait for it, to a server that does not answer).
+#[test]
+fn after_a_loss_with_the_server_down_shylock_exits_soon_after_the_command() {
+    let server = server();
+    let db = unique("lostexit");
+    let name = unique("job");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("log");
+    let proxy = Proxy::start(server.addr(), Mode::PassThrough).expect("the proxy");
+    let script = format!(
+        "trap 'echo \"term $(date +%s%N)\" >> {log}; exit 1' TERM; echo \"ready $$\" >> {log}; \
+         while :; do sleep 0.05; done",
+        log = log.display()
+    );
+    let mut holder = run_cmd(
+        &via(&server.uri(), proxy.addr()),
+        &db,
+        &["--lease", "6s", "--kill-after", "1s"],
+        &name,
+        &script,
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("start shylock");
+    let command = ready_pid(&log);
+    let _cleanup = KillGroup(Some(command));
+    proxy.blackhole(Duration::from_secs(25));
+    let status = wait_for_exit(&mut holder, LIMIT);
+    let exited = now_ns();
+    proxy.clear_faults();
+    assert_eq!(status.code(), Some(76), "{status}");
+    let log_text = std::fs::read_to_string(&log).expect("log");
+    let term = stamps(&log_text, "term ")[0];
+    let after_ms = (exited.saturating_sub(term)) / 1_000_000;
+    assert!(
+        after_ms < 1800,
+        "shylock exited {after_ms} ms after its command died"
+    );
+}
+
+/// Issue 22 item 9: while the release hangs (a server that stopped
+/// answering once the command ended), a signal to `shylock` makes it give
+/// the release up and exit at once, with the command's status (before: it
+/// was not heard until the release and a 5 s wait for it had ended).
+#[test]
+fn a_signal_during_a_hanging_release_gives_it_up() {
+    let server = server();
+    let db = unique("hangrel");
+    let name = unique("job");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("log");
+    let release = dir.path().join("release");
+    let proxy = Proxy::start(server.addr(), Mode::PassThrough).expect("the proxy");
+    let stderr = dir.path().join("stderr");
+    let mut holder = run_cmd(
+        &via(&server.uri(), proxy.addr()),
+        &db,
+        &[],
+        &name,
+        &format!("{}; exit 3", waiting_script(&log, &release)),
+    )
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+    .spawn()
+    .expect("start shylock");
+    let _kill = KillProcess(pid_of(&holder));
+    let command = ready_pid(&log);
+    let _cleanup = KillGroup(Some(command));
+    proxy.blackhole(Duration::from_secs(25));
+    std::fs::write(&release, "").expect("release");
+    wait_for_text(&log, "end", LIMIT);
+    // The release is under way, to a server that does not answer.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        holder.try_wait().expect("try_wait").is_none(),
+        "shylock did not wait for the release"
+    );
+    let sent = std::time::Instant::now();
+    kill_process(pid_of(&holder), Signal::INT).expect("SIGINT");
+    let status = wait_for_exit(&mut holder, LIMIT);
+    let took = sent.elapsed();
+    proxy.clear_faults();
+    let said = std::fs::read_to_string(&stderr).expect("stderr");
+    assert_eq!(status.code(), Some(3), "{status}: {said}");
+    assert!(
+        took < Duration::from_millis(1500),
+        "exited {took:?} after the signal: {said}"
+    );
+    assert!(said.contains("gave up releasing"), "{said}");
+}
+
+/// Issue 22 item 9: the command is looked up before the lock is asked
+/// for: a typo fails at once with 127 (not after waiting for a held lock),
+/// and uses no fencing token; a file that cannot be executed fails with
+/// 126; a script without `#!` runs with /bin/sh, as `env`, `timeout` and
+/// `flock` run it.
+#[test]
+fn the_command_is_looked_up_before_the_lock() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = server();
+    let db = unique("resolve");
+    let name = unique("job");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("log");
+    let release = dir.path().join("release");
+    let token_of = |extra: &[&str]| -> String {
+        let out = run_within(
+            &mut run_cmd(
+                &server.uri(),
+                &db,
+                extra,
+                &name,
+                "echo $SHYLOCK_FENCING_TOKEN",
+            ),
+            LIMIT,
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_owned()
+    };
+    let first: u64 = token_of(&[]).parse().expect("a token");
+
+    // Not found, on a free lock: 127, and no token used.
+    let mut cmd = shylock();
+    cmd.arg("run")
+        .args(mongo_args(&server.uri(), &db))
+        .args([&name, "--", "no-such-command-shylock-test"]);
+    let out = run_within(&mut cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("not found"), "{}", text(&out.stderr));
+    let second: u64 = token_of(&[]).parse().expect("a token");
+    assert_eq!(second, first + 1, "the typo used a fencing token");
+
+    // The lock is held: a typo, a file that is not executable and a
+    // directory fail at once, without waiting.
+    let holder = run_cmd(&server.uri(), &db, &[], &name, &waiting_script(&log, &release))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the holder");
+    let _kill = KillProcess(pid_of(&holder));
+    let command = ready_pid(&log);
+    let _cleanup = KillGroup(Some(command));
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, "echo hi\n").expect("a file");
+    for (program, code) in [
+        ("no-such-command-shylock-test", 127),
+        (plain.to_str().expect("utf-8"), 126),
+        (dir.path().to_str().expect("utf-8"), 126),
+        ("./no-such-file", 127),
+    ] {
+        let started = std::time::Instant::now();
+        let mut cmd = shylock();
+        cmd.arg("run")
+            .args(mongo_args(&server.uri(), &db))
+            .args(["--timeout", "20s", &name, "--", program]);
+        let out = run_within(&mut cmd, LIMIT);
+        assert_eq!(out.status.code(), Some(code), "{program}: {}", text(&out.stderr));
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{program}: waited for the lock"
+        );
+    }
+    std::fs::write(&release, "").expect("release");
+    let mut holder = holder;
+    assert_eq!(wait_for_exit(&mut holder, LIMIT).code(), Some(0));
+
+    // A script without `#!`, executable: run by /bin/sh, with its args.
+    let script = dir.path().join("noshebang");
+    std::fs::write(&script, "echo \"no-shebang $1\"\nexit 4\n").expect("a script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut cmd = shylock();
+    cmd.arg("run")
+        .args(mongo_args(&server.uri(), &db))
+        .args([&name, "--"])
+        .arg(&script)
+        .arg("arg1");
+    let out = run_within(&mut cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "no-shebang arg1");
+}
