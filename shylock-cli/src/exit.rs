@@ -119,7 +119,10 @@ pub fn describe_error(error: &Error) -> String {
             source,
         } => {
             let failing = source.as_ref().map_or(String::new(), |e| {
-                format!(" while the server was failing ({})", describe_backend_error(e))
+                format!(
+                    " while the server was failing ({})",
+                    describe_backend_error(e)
+                )
             });
             format!(
                 "timed out after {} waiting for lock `{name}`{failing}",
@@ -236,7 +239,10 @@ mod tests {
         assert_eq!(format_duration(Duration::ZERO), "0s");
         assert_eq!(format_duration(Duration::from_nanos(3)), "1ms");
         assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
-        assert_eq!(format_duration(Duration::from_nanos(2_993_475_138)), "2.99s");
+        assert_eq!(
+            format_duration(Duration::from_nanos(2_993_475_138)),
+            "2.99s"
+        );
         assert_eq!(format_duration(Duration::from_secs(3)), "3s");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(format_duration(Duration::from_secs(300)), "5m");

@@ -48,9 +48,15 @@ fn expires_in(record: &LockRecord) -> String {
     let left = record.expires_at.as_millis().saturating_sub(now);
     let ms = |n: i64| Duration::from_millis(n.unsigned_abs());
     if left >= 0 {
-        format!("{} unless renewed (by this machine's clock)", exit::format_duration(ms(left)))
+        format!(
+            "{} unless renewed (by this machine's clock)",
+            exit::format_duration(ms(left))
+        )
     } else {
-        format!("expired {} ago (by this machine's clock)", exit::format_duration(ms(left)))
+        format!(
+            "expired {} ago (by this machine's clock)",
+            exit::format_duration(ms(left))
+        )
     }
 }
 

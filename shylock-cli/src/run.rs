@@ -1,8 +1,8 @@
 //! `shylock run`: hold a lock while a command runs.
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::ExitStatus;
 use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process, kill_process_group};
@@ -80,9 +80,8 @@ impl Signals {
         use signal_hook::iterator::exfiltrator::WithOrigin;
         use signal_hook::low_level::siginfo::Cause;
 
-        let cannot = |e: std::io::Error| {
-            Failure::new(exit::SOFTWARE, format!("cannot handle signals: {e}"))
-        };
+        let cannot =
+            |e: std::io::Error| Failure::new(exit::SOFTWARE, format!("cannot handle signals: {e}"));
         let mut info = SignalsInfo::<WithOrigin>::new(std::iter::empty::<i32>()).map_err(cannot)?;
         let (tx, events) = tokio::sync::mpsc::unbounded_channel();
         let mut signals = Signals {
@@ -99,7 +98,13 @@ impl Signals {
                         continue;
                     };
                     let from_kernel = matches!(origin.cause, Cause::Kernel);
-                    if tx.send(Received { signal, from_kernel }).is_err() {
+                    if tx
+                        .send(Received {
+                            signal,
+                            from_kernel,
+                        })
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -118,9 +123,9 @@ impl Signals {
             if self.ignored & bit != 0 {
                 continue;
             }
-            self.handle.add_signal(sig.as_raw()).map_err(|e| {
-                Failure::new(exit::SOFTWARE, format!("cannot handle signals: {e}"))
-            })?;
+            self.handle
+                .add_signal(sig.as_raw())
+                .map_err(|e| Failure::new(exit::SOFTWARE, format!("cannot handle signals: {e}")))?;
         }
         Ok(())
     }
@@ -342,7 +347,11 @@ enum Released {
 /// Release the lock, within `limit` if given; a signal gives the release
 /// up (it goes on in the background until shylock exits; the lease ends on
 /// its own): a hanging server does not make shylock deaf to Ctrl-C.
-async fn release(guard: AsyncLockGuard, limit: Option<Duration>, signals: &mut Signals) -> Released {
+async fn release(
+    guard: AsyncLockGuard,
+    limit: Option<Duration>,
+    signals: &mut Signals,
+) -> Released {
     let limit = limit.unwrap_or(Duration::from_secs(86_400));
     tokio::select! {
         done = tokio::time::timeout(limit, guard.release()) => match done {
@@ -371,11 +380,17 @@ fn resolve(command: &[std::ffi::OsString]) -> Result<PathBuf, Failure> {
         return Err(Failure::usage("no command given after `--`"));
     };
     let shown = program.to_string_lossy();
-    let not_found = || Failure::new(exit::NOT_FOUND, format!("cannot run `{shown}`: command not found"));
+    let not_found = || {
+        Failure::new(
+            exit::NOT_FOUND,
+            format!("cannot run `{shown}`: command not found"),
+        )
+    };
     if program.is_empty() {
         return Err(not_found());
     }
-    let cannot = |why: &str| Failure::new(exit::CANNOT_EXECUTE, format!("cannot run `{shown}`: {why}"));
+    let cannot =
+        |why: &str| Failure::new(exit::CANNOT_EXECUTE, format!("cannot run `{shown}`: {why}"));
     let check = |path: &Path| -> Result<(), Failure> {
         match std::fs::metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Failure::new(
@@ -396,7 +411,11 @@ fn resolve(command: &[std::ffi::OsString]) -> Result<PathBuf, Failure> {
     let search = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
     let mut refused = None;
     for dir in std::env::split_paths(&search) {
-        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
         let path = dir.join(program);
         match check(&path) {
             Ok(()) => return Ok(path),
@@ -734,7 +753,11 @@ async fn supervise(
         } else {
             exit::CANNOT_EXECUTE
         };
-        let shown = args.command.first().map(|p| p.to_string_lossy()).unwrap_or_default();
+        let shown = args
+            .command
+            .first()
+            .map(|p| p.to_string_lossy())
+            .unwrap_or_default();
         Failure::new(code, format!("cannot run `{shown}`: {e}"))
     })?;
     let pid = child

@@ -847,7 +847,16 @@ fn messages_are_short_and_for_people() {
     assert!(said.contains("'--timeout'"), "no tip: {said}");
     assert_eq!(said.lines().count(), 1, "{said}");
 
-    let (out, _) = run(&["run", "--backend", "memory://m", "--timeout", "-1s", "x", "--", "true"]);
+    let (out, _) = run(&[
+        "run",
+        "--backend",
+        "memory://m",
+        "--timeout",
+        "-1s",
+        "x",
+        "--",
+        "true",
+    ]);
     let said = text(&out.stderr);
     assert_eq!(out.status.code(), Some(64), "{said}");
     assert!(said.contains("cannot be negative"), "{said}");
@@ -868,7 +877,13 @@ fn messages_are_short_and_for_people() {
         assert_eq!(out.status.code(), Some(69), "{extra:?}: {said}");
         assert_eq!(said.lines().count(), 1, "{extra:?}: {said}");
         assert!(said.contains("refused"), "{extra:?}: {said}");
-        for leak in ["Topology", "labels", "Unavailable:", "InvalidConfig:", "Timeout:"] {
+        for leak in [
+            "Topology",
+            "labels",
+            "Unavailable:",
+            "InvalidConfig:",
+            "Timeout:",
+        ] {
             assert!(!said.contains(leak), "{extra:?}: {leak} in {said}");
         }
         assert!(said.len() < 300, "{extra:?}: a long line: {said}");
@@ -880,7 +895,9 @@ fn messages_are_short_and_for_people() {
     // A wrong password: said so, 77 (not "cannot reach").
     let uri = server().uri();
     let (scheme, rest) = uri.split_once("://").expect("a URI");
-    let (userinfo, host) = rest.split_once('@').expect("a user in the test server's URI");
+    let (userinfo, host) = rest
+        .split_once('@')
+        .expect("a user in the test server's URI");
     let user = userinfo.split(':').next().expect("a user");
     let bad = format!("{scheme}://{user}:wrong-password@{host}");
     let mut cmd = shylock();

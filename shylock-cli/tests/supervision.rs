@@ -794,11 +794,17 @@ fn a_timeout_against_a_server_that_never_answers_ends_near_the_timeout() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("log");
     let release = dir.path().join("release");
-    let holder = run_cmd(&server.uri(), &db, &[], &name, &waiting_script(&log, &release))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the holder");
+    let holder = run_cmd(
+        &server.uri(),
+        &db,
+        &[],
+        &name,
+        &waiting_script(&log, &release),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("start the holder");
     let _kill = KillProcess(pid_of(&holder));
     let command = ready_pid(&log);
     let _cleanup = KillGroup(Some(command));
@@ -846,7 +852,15 @@ fn a_timeout_against_a_server_that_never_answers_ends_near_the_timeout() {
     let started = std::time::Instant::now();
     let mut cmd = shylock();
     cmd.args(["run", "--mongodb", &format!("mongodb://{addr}/")])
-        .args(["--database", "silent", "--timeout", "3s", "job", "--", "true"]);
+        .args([
+            "--database",
+            "silent",
+            "--timeout",
+            "3s",
+            "job",
+            "--",
+            "true",
+        ]);
     let out = run_within(&mut cmd, LIMIT);
     let took = started.elapsed();
     let said = text(&out.stderr);
@@ -983,22 +997,34 @@ fn the_command_is_looked_up_before_the_lock() {
 
     // Not found, on a free lock: 127, and no token used.
     let mut cmd = shylock();
-    cmd.arg("run")
-        .args(mongo_args(&server.uri(), &db))
-        .args([&name, "--", "no-such-command-shylock-test"]);
+    cmd.arg("run").args(mongo_args(&server.uri(), &db)).args([
+        &name,
+        "--",
+        "no-such-command-shylock-test",
+    ]);
     let out = run_within(&mut cmd, LIMIT);
     assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("not found"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not found"),
+        "{}",
+        text(&out.stderr)
+    );
     let second: u64 = token_of(&[]).parse().expect("a token");
     assert_eq!(second, first + 1, "the typo used a fencing token");
 
     // The lock is held: a typo, a file that is not executable and a
     // directory fail at once, without waiting.
-    let holder = run_cmd(&server.uri(), &db, &[], &name, &waiting_script(&log, &release))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the holder");
+    let holder = run_cmd(
+        &server.uri(),
+        &db,
+        &[],
+        &name,
+        &waiting_script(&log, &release),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("start the holder");
     let _kill = KillProcess(pid_of(&holder));
     let command = ready_pid(&log);
     let _cleanup = KillGroup(Some(command));
@@ -1012,11 +1038,20 @@ fn the_command_is_looked_up_before_the_lock() {
     ] {
         let started = std::time::Instant::now();
         let mut cmd = shylock();
-        cmd.arg("run")
-            .args(mongo_args(&server.uri(), &db))
-            .args(["--timeout", "20s", &name, "--", program]);
+        cmd.arg("run").args(mongo_args(&server.uri(), &db)).args([
+            "--timeout",
+            "20s",
+            &name,
+            "--",
+            program,
+        ]);
         let out = run_within(&mut cmd, LIMIT);
-        assert_eq!(out.status.code(), Some(code), "{program}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{program}: {}",
+            text(&out.stderr)
+        );
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "{program}: waited for the lock"

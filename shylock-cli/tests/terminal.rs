@@ -362,7 +362,10 @@ fn a_command_reading_the_terminal_needs_foreground_and_is_reported() {
 
     term.type_keys(b"\x03");
     assert_eq!(term.wait(LIMIT), "exit 130", "screen {:?}", term.screen());
-    assert!(test_kill_process(command).is_err(), "the command still runs");
+    assert!(
+        test_kill_process(command).is_err(),
+        "the command still runs"
+    );
     assert_eq!(held_token(&db, &name), None, "released");
 
     // With --foreground: it reads the line typed.
