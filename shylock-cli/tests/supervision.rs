@@ -794,7 +794,7 @@ fn a_timeout_against_a_server_that_never_answers_ends_near_the_timeout() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("log");
     let release = dir.path().join("release");
-    let holder = run_cmd(
+    let mut holder = run_cmd(
         &server.uri(),
         &db,
         &[],
@@ -839,6 +839,7 @@ fn a_timeout_against_a_server_that_never_answers_ends_near_the_timeout() {
         "took {took:?} for --timeout 4s: {said}"
     );
     std::fs::write(&release, "").expect("release");
+    assert_eq!(wait_for_exit(&mut holder, LIMIT).code(), Some(0));
 
     // Nothing answers at all.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
