@@ -40,7 +40,11 @@ the group gets SIGTERM, then SIGKILL after --kill-after, timed so that it is dea
 before the lease can end, and shylock exits with 76; a command that exited while
 the lease was valid keeps its exit status, whatever the release answers. A command
 that reads from the terminal needs --foreground (in its own group it would be
-stopped by SIGTTIN; shylock says so once).";
+stopped by SIGTTIN; shylock says so once); with --foreground, Ctrl-C and the other
+signals the terminal sends to the whole group reach the command once (shylock does
+not pass them on again). The command is looked up before the lock is asked for
+(127 or 126 at once); a file without #! is run by /bin/sh. While the lock is
+released, a signal gives the release up (the lease then ends on its own).";
 
 const ENVIRONMENT: &str = "\
 Environment:

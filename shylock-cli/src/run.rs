@@ -279,7 +279,9 @@ async fn run_inner(args: &RunArgs, signals: &mut Signals) -> Result<i32, Failure
     let end = supervise(args, &program, plan, &guard, signals, lost_code).await;
     let code = match end {
         Err(f) => {
-            let _ = release(guard, Some(LOST_RELEASE), signals).await;
+            if let Released::Done(_) = release(guard, Some(SETTLE), signals).await {
+                settle(&handle, SETTLE, signals).await;
+            }
             return Err(f);
         }
         Ok(End::Lost) | Ok(End::Exited(_, Some(_))) => {
@@ -353,21 +355,34 @@ async fn release(
     signals: &mut Signals,
 ) -> Released {
     let limit = limit.unwrap_or(Duration::from_secs(86_400));
-    tokio::select! {
-        done = tokio::time::timeout(limit, guard.release()) => match done {
-            Ok(result) => Released::Done(result),
-            Err(_) => Released::TimedOut,
-        },
-        r = signals.recv() => Released::GaveUp(r.signal.as_raw()),
+    let release = tokio::time::timeout(limit, guard.release());
+    tokio::pin!(release);
+    loop {
+        tokio::select! {
+            done = &mut release => return match done {
+                Ok(result) => Released::Done(result),
+                Err(_) => Released::TimedOut,
+            },
+            r = signals.recv() => if !matches!(r.signal, Signal::TSTP | Signal::CONT) {
+                // Ctrl-Z and `fg` have nothing to stop or resume now.
+                return Released::GaveUp(r.signal.as_raw());
+            },
+        }
     }
 }
 
 /// Wait at most `limit` for the backend's background work; a signal ends
-/// the wait.
+/// the wait (but SIGTSTP and SIGCONT, see [`release`]).
 async fn settle(handle: &shylock::Backend, limit: Duration, signals: &mut Signals) {
-    tokio::select! {
-        _ = handle.settle(limit) => {}
-        _ = signals.recv() => {}
+    let settled = handle.settle(limit);
+    tokio::pin!(settled);
+    loop {
+        tokio::select! {
+            _ = &mut settled => return,
+            r = signals.recv() => if !matches!(r.signal, Signal::TSTP | Signal::CONT) {
+                return;
+            },
+        }
     }
 }
 
