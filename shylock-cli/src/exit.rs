@@ -131,7 +131,7 @@ pub fn describe_error(error: &Error) -> String {
         }
         other => other.to_string(),
     };
-    let text = text.replace(
+    let text = shorten_driver_error(&text).replace(
         "MongoOptions::allow_non_atomic_server(true)",
         "--allow-non-atomic-server (tests only)",
     );
@@ -151,26 +151,32 @@ fn describe_backend_error(error: &BackendError) -> String {
     if let Some(source) = std::error::Error::source(error) {
         let source = source.to_string();
         text.push_str(": ");
-        text.push_str(&shorten_driver_error(&source));
+        text.push_str(&source);
     }
     text
 }
 
 /// The MongoDB driver's "Server selection timeout: No available servers.
 /// Topology: { Type: Unknown, Servers: [ { Address: …, Type: Unknown,
-/// Error: … } ] }" as its servers' errors alone ("no server available
-/// (127.0.0.1:1: Connection refused (os error 111))"); other text as it is.
+/// Error: … } ] }" (with labels in any order) cut to its servers and their
+/// errors: "no server answered (127.0.0.1:1: Kind: I/O error: Connection
+/// refused (os error 111))"; what comes before it is kept, other text is
+/// left as it is.
 fn shorten_driver_error(text: &str) -> String {
-    if !text.contains("Topology:") {
+    let Some(topology) = text.find("Topology:") else {
         return text.to_owned();
-    }
+    };
+    let start = text[..topology]
+        .find("Server selection timeout")
+        .unwrap_or(topology);
     let mut servers = Vec::new();
-    for part in text.split("Address: ").skip(1) {
+    for part in text[topology..].split("Address: ").skip(1) {
         let address = part.split([',', ' ']).next().unwrap_or("").trim();
         let error = part
             .split_once("Error: ")
             .map(|(_, e)| {
-                // The error runs to the end of this server's entry.
+                // The error runs to its labels or the end of the entry.
+                let e = e.split(", labels:").next().unwrap_or(e);
                 let e = e.split(" }").next().unwrap_or(e);
                 e.trim_end_matches([',', ' ']).trim()
             })
@@ -181,11 +187,12 @@ fn shorten_driver_error(text: &str) -> String {
         }
     }
     servers.sort();
-    if servers.is_empty() {
-        "no server available".to_owned()
+    let summary = if servers.is_empty() {
+        "no server answered".to_owned()
     } else {
-        format!("no server available ({})", servers.join("; "))
-    }
+        format!("no server answered ({})", servers.join("; "))
+    };
+    format!("{}{summary}", &text[..start])
 }
 
 /// A duration for a person: `0s`, `250ms`, `2.99s`, `30s`, `5m`, `1h30m`,
@@ -252,13 +259,21 @@ mod tests {
 
     #[test]
     fn the_topology_dump_is_cut_short() {
-        let dump = "Server selection timeout: No available servers. Topology: { Type: Unknown, \
-                    Set Name: None, Max Set Version: None, Max Election ID: None, Servers: [ { \
-                    Address: 127.0.0.1:1, Type: Unknown, Error: Kind: I/O error: Connection \
-                    refused (os error 111), labels: {} } ] }";
+        let dump = "MongoDB: cannot reach the server: Server selection timeout: No available \
+                    servers. Topology: { Type: Unknown, Set Name: None, Servers: [ { Address: \
+                    127.0.0.1:1, Type: Unknown, Error: Kind: I/O error: Connection refused (os \
+                    error 111), labels: {} } ] }";
         assert_eq!(
             shorten_driver_error(dump),
-            "no server available (127.0.0.1:1: Kind: I/O error: Connection refused (os error 111), labels: {})"
+            "MongoDB: cannot reach the server: no server answered (127.0.0.1:1: Kind: I/O \
+             error: Connection refused (os error 111))"
+        );
+        let silent = "cannot reach the server: Server selection timeout: No available servers. \
+                      Topology: { Type: Unknown, Servers: [ { Address: 127.0.0.1:47017, Type: \
+                      Unknown } ] }";
+        assert_eq!(
+            shorten_driver_error(silent),
+            "cannot reach the server: no server answered (127.0.0.1:47017)"
         );
         assert_eq!(shorten_driver_error("plain"), "plain");
     }
