@@ -201,8 +201,8 @@ pub struct RunArgs {
     pub quiet: bool,
 
     /// Say on stderr when the lock is held: its owner id (also given to
-    /// the command as SHYLOCK_OWNER) and fencing token, to match with
-    /// `inspect`.
+    /// the command as SHYLOCK_OWNER), fencing token, host name and pid, to
+    /// match with `inspect`.
     #[arg(long, conflicts_with = "quiet")]
     pub verbose: bool,
 

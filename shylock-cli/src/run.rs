@@ -262,10 +262,13 @@ async fn run_inner(args: &RunArgs, signals: &mut Signals) -> Result<i32, Failure
     };
     if args.verbose {
         say!(
-            "shylock: holding lock `{name}` as owner {} (fencing token {}, lease {})",
+            "shylock: holding lock `{name}` as owner {} (fencing token {}, lease {}) on host \
+             {}, pid {}",
             guard.owner(),
             guard.token(),
-            exit::format_duration(args.lease)
+            exit::format_duration(args.lease),
+            host_name(),
+            std::process::id()
         );
     }
     let say_lost = |reason: &dyn std::fmt::Display| {
@@ -326,6 +329,17 @@ async fn run_inner(args: &RunArgs, signals: &mut Signals) -> Result<i32, Failure
     }
     settle(&handle, SETTLE, signals).await;
     Ok(code)
+}
+
+/// This machine's name, for `--verbose` (the owner id is random: this
+/// line ties it to a host and a process in the logs).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// How long to wait for the backend's work in the background (a release
