@@ -947,7 +947,7 @@ fn a_signal_during_a_hanging_release_gives_it_up() {
     std::fs::write(&release, "").expect("release");
     wait_for_text(&log, "end", LIMIT);
     // The release is under way, to a server that does not answer.
-    std::thread::sleep(Duration::from_millis(1000));
+    std::thread::sleep(Duration::from_millis(1500));
     assert!(
         holder.try_wait().expect("try_wait").is_none(),
         "shylock did not wait for the release"
