@@ -47,7 +47,10 @@
 //!   and answers [`ReleaseOutcome::Released`]; otherwise it changes nothing
 //!   and answers [`ReleaseOutcome::NotOwner`]. (A backend may also answer
 //!   `Released`, changing nothing else, to an owner among the releasers of a
-//!   free record: its own release sent again after the answer was lost.)
+//!   free record: its own release sent again after the answer was lost;
+//!   never to the owner whose holding a
+//!   [`force_release`](AsyncBackend::force_release) ended, whose loss must
+//!   show.)
 //!   Nobody else's holding is ever released.
 //! * [`inspect`](AsyncBackend::inspect) reads the record: `Some` only if it is
 //!   held and its expiry is after *now*.

@@ -280,9 +280,12 @@ pub(crate) fn release(
     Ok(FindAndModify {
         filter: doc! {
             F_ID: req.name.as_str(),
+            // A release sent again finds its own release; not so the
+            // owner of a forced release (its loss must show: README,
+            // Forced release).
             "$or": [
                 { F_OWNER: owner },
-                { F_OWNER: Bson::Null, F_RELEASERS: owner },
+                { F_OWNER: Bson::Null, F_RELEASERS: owner, F_FORCED_OWNER: { "$ne": owner } },
             ],
         },
         update: doc! {
