@@ -53,9 +53,13 @@
 //!   (not `Busy` for ever); an expiry beyond the server time +
 //!   [`RECORD_HORIZON`](crate::RECORD_HORIZON) is taken over with a higher
 //!   token; a future epoch or a huge counter is refused (`Unexpected`) or
-//!   granted a higher token; and after the record's deletion the next token
-//!   is above every one granted before. A kind the fixture cannot write
+//!   granted a higher token; none is listed as held by `list`; and after
+//!   the record's deletion the next token is above every one granted
+//!   before. A kind the fixture cannot write
 //!   (typed columns) is skipped.
+//! * **Optional primitives.** The checks of `list`, `force_release` and
+//!   `audit` report themselves skipped for a backend that answers
+//!   [`Unsupported`](crate::BackendErrorKind::Unsupported).
 //! * **Timing.** Checks that wait for an expiry use leases of 1–2 s and
 //!   judge each answer by what was measured around it (when the request was
 //!   sent, when its answer came), with a margin of

@@ -863,6 +863,25 @@ pub async fn hostile_records_end_and_never_lower_tokens(target: &Target) -> Outc
             skipped.push(format!("{kind:?}: {}", why.0));
             continue;
         }
+        // Never listed as held (if the backend lists).
+        let start = Instant::now();
+        let listed = cx.main().list(Some(n.as_str()), None, 10).await;
+        bounded(start, "list");
+        match &listed {
+            Ok(page) => cx.ensure(
+                page.locks.is_empty(),
+                format!(
+                    "{kind:?}: a record this library did not write is not listed as held: {page:?}"
+                ),
+            ),
+            Err(e) => cx.ensure(
+                matches!(
+                    e.kind(),
+                    BackendErrorKind::Unsupported | BackendErrorKind::Unexpected
+                ),
+                format!("{kind:?}: list's error is Unexpected (or Unsupported): {e:?}"),
+            ),
+        }
         let start = Instant::now();
         let got = cx.other().acquire(&n, &b, LONG).await;
         bounded(start, "acquire");
