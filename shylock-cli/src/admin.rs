@@ -221,23 +221,32 @@ pub async fn watch(args: WatchArgs) -> i32 {
         Ok(Connected { handle }) => handle,
         Err(f) => return exit::report(&f),
     };
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => return exit::report(&Failure::new(exit::SOFTWARE, format!("SIGTERM: {e}"))),
-        };
+    // Made once, before the loop: a signal that comes while the table is
+    // written is kept for the next wait, not lost.
+    let listen = |kind| {
+        tokio::signal::unix::signal(kind)
+            .map_err(|e| Failure::new(exit::SOFTWARE, format!("cannot listen for signals: {e}")))
+    };
+    use tokio::signal::unix::SignalKind;
+    let (mut interrupt, mut terminate) = match (
+        listen(SignalKind::interrupt()),
+        listen(SignalKind::terminate()),
+    ) {
+        (Ok(i), Ok(t)) => (i, t),
+        (Err(f), _) | (_, Err(f)) => return exit::report(&f),
+    };
     let tty = std::io::stdout().is_terminal();
     let every = args.interval.max(Duration::from_millis(100));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return 0,
+            _ = interrupt.recv() => return 0,
             _ = terminate.recv() => return 0,
             _ = tick.tick() => {}
         }
         let listed = tokio::select! {
-            _ = tokio::signal::ctrl_c() => return 0,
+            _ = interrupt.recv() => return 0,
             _ = terminate.recv() => return 0,
             listed = held(&handle, args.prefix.as_deref(), bound) => listed,
         };
