@@ -1068,6 +1068,21 @@ pub async fn list_shows_held_locks_only_by_prefix(target: &Target) -> Outcome {
         names == [held_too.as_str(), outside.as_str()],
         format!("list after {held} shows only the names after it: {page:?}"),
     );
+    // A prefix is text, not a pattern.
+    let special = cx.name("re.x(1)*[a]");
+    let lookalike = cx.name("reAx(1)*[a]");
+    cx.granted(
+        main.acquire(&special, &a, LONG).await,
+        "a name with specials",
+    );
+    cx.granted(main.acquire(&lookalike, &a, LONG).await, "its lookalike");
+    let prefix = format!("{}-re.x(1)*[", cx.prefix);
+    let page = cx.ok(main.list(Some(&prefix), None, 10).await, "list");
+    let names: Vec<&str> = page.locks.iter().map(|l| l.name.as_str()).collect();
+    cx.ensure(
+        names == [special.as_str()],
+        format!("a prefix with `.`, `(`, `*` and `[` matches itself only: {page:?}"),
+    );
     Outcome::Passed
 }
 
