@@ -290,3 +290,18 @@ pub async fn watch(args: WatchArgs) -> i32 {
         }
     }
 }
+
+/// After a forced release ended `run`'s holding (its command stopped):
+/// say who forced it, when and why, if the audit trail can be read within
+/// a couple of seconds.
+pub async fn say_who_forced(handle: &Backend, name: &str) {
+    let read = tokio::time::timeout(Duration::from_secs(2), handle.audit(name)).await;
+    if let Ok(Ok(Some(forced))) = read {
+        say!(
+            "shylock: lock `{name}` was forced free by {} at {}: {}",
+            forced.by,
+            format_millis(forced.at.as_millis()),
+            forced.reason
+        );
+    }
+}

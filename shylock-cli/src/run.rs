@@ -225,6 +225,9 @@ async fn run_inner(args: &RunArgs, signals: &mut Signals) -> Result<i32, Failure
     };
     let code = match code {
         End::Lost => {
+            if guard.lost_reason() == Some(LossReason::Forced) {
+                crate::admin::say_who_forced(&handle, guard.name().as_str()).await;
+            }
             // Nothing to free any more (or not for long), but the record
             // may still be ours: one short try, for the next holder's sake.
             let _ = tokio::time::timeout(Duration::from_secs(2), guard.release()).await;

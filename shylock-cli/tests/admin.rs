@@ -134,6 +134,10 @@ fn a_forced_release_stops_the_holders_command_and_inspect_shows_who_and_why() {
     );
     assert_eq!(out.status.code(), Some(76), "{stderr}");
     assert!(stderr.contains("forced"), "{stderr}");
+    assert!(
+        stderr.contains("forced free by ops@test") && stderr.contains("stuck job"),
+        "{stderr}"
+    );
     let log_text = std::fs::read_to_string(&log).expect("log");
     assert!(!log_text.contains("survived"), "{log_text}");
     // One renewal interval, plus the stop (SIGTERM to a shell loop) and a
