@@ -760,6 +760,87 @@ mod tests {
     }
 
     #[test]
+    fn regex_escape_makes_a_prefix_literal() {
+        assert_eq!(regex_escape("jobs/a.b"), "jobs\\/a\\.b");
+        assert_eq!(regex_escape("x(1)*[a]^$"), "x\\(1\\)\\*\\[a\\]\\^\\$");
+        assert_eq!(regex_escape("plain"), "plain");
+    }
+
+    #[test]
+    fn list_replies_skip_what_is_not_a_live_holding() {
+        let now = Timestamp::from_millis(1_000);
+        let req = ListRequest {
+            prefix: None,
+            after: None,
+            limit: 3,
+            now,
+            deadline: None,
+        };
+        let rec = |id: Bson, owner: Bson, epoch: i64, at: i64| {
+            doc! { "_id": id, "owner": owner, "epoch": epoch, "seq": 1_i64,
+            "expiresAt": DateTime::from_millis(at), "acquiredAt": DateTime::from_millis(500) }
+        };
+        let held = rec(
+            Bson::String("a".into()),
+            Bson::String("aa".into()),
+            1,
+            2_000,
+        );
+        // A future epoch: untrusted, not listed.
+        let future = rec(
+            Bson::String("b".into()),
+            Bson::String("bb".into()),
+            i64::MAX / 2,
+            2_000,
+        );
+        let expired = rec(Bson::String("c".into()), Bson::String("cc".into()), 1, 900);
+        let page = list_reply(&ctx(), &req, Ok(vec![held, future, expired])).expect("a page");
+        assert_eq!(page.locks.len(), 1, "{page:?}");
+        assert_eq!(page.locks[0].name.as_str(), "a");
+        assert_eq!(page.locks[0].token, FencingToken(1001));
+        assert_eq!(page.locks[0].held_since, Some(Timestamp::from_millis(500)));
+        // Three read: more may follow, from the last one read.
+        assert_eq!(page.next.as_ref().map(LockName::as_str), Some("c"));
+        let short = list_reply(&ctx(), &req, Ok(vec![])).expect("a page");
+        assert_eq!(short, ListPage::default());
+    }
+
+    #[test]
+    fn audit_replies() {
+        let forced = doc! { "_id": "n", "owner": Bson::Null, "forcedOwner": "aa",
+        "forcedToken": 7003_i64, "forcedBy": "ops", "forcedAt": DateTime::from_millis(9),
+        "reason": "stuck" };
+        let audit = audit_reply(&ctx(), Ok(Some(forced)))
+            .expect("ok")
+            .expect("forced");
+        assert_eq!(
+            (
+                audit.owner.as_str(),
+                audit.token,
+                audit.by.as_str(),
+                audit.reason.as_str()
+            ),
+            ("aa", FencingToken(7003), "ops", "stuck")
+        );
+        assert_eq!(audit.at, Timestamp::from_millis(9));
+        assert!(forced_owner_is(
+            &doc! { "forcedOwner": "aa" },
+            &OwnerId::from_string("aa")
+        ));
+        assert!(!forced_owner_is(&doc! {}, &OwnerId::from_string("aa")));
+        assert_eq!(
+            audit_reply(&ctx(), Ok(Some(doc! { "_id": "n" }))).expect("ok"),
+            None
+        );
+        assert_eq!(audit_reply(&ctx(), Ok(None)).expect("ok"), None);
+        let bad = doc! { "_id": "n", "forcedOwner": 5_i32 };
+        assert_eq!(
+            audit_reply(&ctx(), Ok(Some(bad))).expect_err("bad").kind(),
+            BackendErrorKind::Unexpected
+        );
+    }
+
+    #[test]
     fn tokens() {
         assert_eq!(
             token(1_700_000_000_000, 1),
