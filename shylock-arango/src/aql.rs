@@ -42,7 +42,7 @@ LET newSeq = lockDoc == null ? 1 : lockDoc.seq + 1
 LET newExpiry = lockDoc != null && lockDoc.owner == @owner && !isFarFuture ? MAX([nowMs + @leaseMs, ROUND(lockDoc.expiresAt * 1000)]) : nowMs + @leaseMs
 LET written = (
   FOR x IN (isFree ? [1] : [])
-    INSERT { _key: @key, name: @name, owner: @owner, epoch: newEpoch, seq: newSeq, expiresAt: newExpiry / 1000, releasers: releasers }
+    INSERT { _key: @key, name: @name, owner: @owner, epoch: newEpoch, seq: newSeq, expiresAt: newExpiry / 1000, releasers: releasers, acquiredAt: nowMs / 1000, forcedOwner: lockDoc.forcedOwner, forcedToken: lockDoc.forcedToken, forcedBy: lockDoc.forcedBy, forcedAt: lockDoc.forcedAt, reason: lockDoc.reason }
     INTO @@collection OPTIONS { overwriteMode: "replace", exclusive: true"#,
             $options,
             r#" }
@@ -67,7 +67,7 @@ LET written = (
             r#" }
     RETURN 1
 )
-RETURN { renewed: LENGTH(written) > 0, storedName: lockDoc.name, expiresAtMs: newExpiry }"#
+RETURN { renewed: LENGTH(written) > 0, storedName: lockDoc.name, expiresAtMs: newExpiry, forced: lockDoc.forcedOwner == @owner }"#
         )
     };
 }
@@ -87,6 +87,25 @@ LET written = (
     RETURN 1
 )
 RETURN { released: LENGTH(written) > 0, storedName: lockDoc.name }"#
+        )
+    };
+}
+
+macro_rules! force_release {
+    ($options:literal) => {
+        concat!(
+            r#"LET nowMs = DATE_NOW()
+LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
+LET isHeld = lockDoc != null && lockDoc.name == @name && IS_STRING(lockDoc.owner) && IS_NUMBER(lockDoc.epoch) && IS_NUMBER(lockDoc.seq) && IS_NUMBER(lockDoc.expiresAt) && lockDoc.expiresAt * 1000 > nowMs && lockDoc.expiresAt * 1000 <= nowMs + 31622400000
+LET releasers = IS_ARRAY(lockDoc.releasers) ? lockDoc.releasers : []
+LET written = (
+  FOR x IN (isHeld ? [1] : [])
+    UPDATE @key WITH { owner: null, expiresAt: nowMs / 1000, releasers: SLICE(APPEND(releasers, [lockDoc.owner]), -16), forcedOwner: lockDoc.owner, forcedToken: lockDoc.epoch * 1000 + lockDoc.seq, forcedBy: @by, forcedAt: nowMs / 1000, reason: @reason } IN @@collection OPTIONS { exclusive: true"#,
+            $options,
+            r#" }
+    RETURN 1
+)
+RETURN { released: LENGTH(written) > 0, storedName: lockDoc.name, owner: lockDoc.owner, epoch: lockDoc.epoch, seq: lockDoc.seq }"#
         )
     };
 }
@@ -127,7 +146,41 @@ pub const RELEASE: &str = release!(", waitForSync: true");
 /// [`RELEASE`] without `waitForSync`.
 pub const RELEASE_NO_SYNC: &str = release!("");
 
-/// Inspect: read the record and the server clock (read-only).
+/// Forced release (an administrator's): if the record is held and live
+/// (a string `owner`, numbers `epoch`, `seq` and `expiresAt`, the expiry
+/// after now and not beyond the horizon), make it free, append its owner
+/// to `releasers` (keeping the last 16), and keep the audit trail:
+/// `forcedOwner`, `forcedToken` (`epoch * 1000 + seq`), `forcedBy`,
+/// `forcedAt` (seconds, as `expiresAt`) and `reason`, in the same write
+/// (synced). The next grant keeps the audit trail (acquire copies it).
+///
+/// Bind parameters: `@collection`, `key`, `name`, `by`, `reason`.
+pub const FORCE_RELEASE: &str = force_release!(", waitForSync: true");
+
+/// [`FORCE_RELEASE`] without `waitForSync`.
+pub const FORCE_RELEASE_NO_SYNC: &str = force_release!("");
+
+/// List (read-only): the held records (a string `name` and `owner`, a
+/// number `expiresAt` after now and not beyond the horizon), only names
+/// starting with `@prefix` and after `@after` when they are not null,
+/// sorted by name (the server's string order), at most `@limit`. It reads
+/// the whole collection (no index on `name`): one page costs a scan.
+///
+/// Bind parameters: `@collection`, `prefix`, `after`, `limit`.
+pub const LIST: &str = r#"LET nowMs = DATE_NOW()
+LET locks = (
+  FOR d IN @@collection
+    FILTER IS_STRING(d.name) && IS_STRING(d.owner) && IS_NUMBER(d.expiresAt) && d.expiresAt * 1000 > nowMs && d.expiresAt * 1000 <= nowMs + 31622400000
+    FILTER @prefix == null || STARTS_WITH(d.name, @prefix)
+    FILTER @after == null || d.name > @after
+    SORT d.name
+    LIMIT @limit
+    RETURN { key: d._key, name: d.name, owner: d.owner, epoch: d.epoch, seq: d.seq, expiresAtMs: d.expiresAt * 1000, acquiredAtMs: IS_NUMBER(d.acquiredAt) ? d.acquiredAt * 1000 : null }
+)
+RETURN { nowMs: nowMs, locks: locks }"#;
+
+/// Inspect: read the record and the server clock (read-only). Also the
+/// audit read (the record's forced-release fields).
 ///
 /// Bind parameters: `@collection`, `key`.
 pub const INSPECT: &str = r#"LET nowMs = DATE_NOW()

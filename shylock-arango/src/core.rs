@@ -8,11 +8,14 @@ use arangors::client::ClientExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use shylock_core::backend::{
-    AcquireOutcome, AcquireRequest, AsyncBackend, BoxFuture, ClockSource, Grant, InspectRequest,
-    LockRecord, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
+    AcquireOutcome, AcquireRequest, AsyncBackend, AuditRequest, BoxFuture, ClockSource,
+    ForceReleaseOutcome, ForceReleaseRequest, ForcedRelease, Grant, InspectRequest, ListPage,
+    ListRequest, ListedLock, LockRecord, ReleaseOutcome, ReleaseRequest, RenewOutcome,
+    RenewRequest,
 };
 use shylock_core::{
-    BackendError, BackendErrorKind, FencingToken, MAX_LEASE, OwnerId, RECORD_HORIZON, Timestamp,
+    BackendError, BackendErrorKind, FencingToken, LockName, MAX_LEASE, OwnerId, RECORD_HORIZON,
+    Timestamp,
 };
 
 use crate::http::{Http, Reply, errnum};
@@ -588,6 +591,8 @@ impl Core {
         if get_bool(&row, "renewed", &what)? {
             let expires_at = Timestamp::from_millis(get_ms(&row, "expiresAtMs", &what)?);
             Ok(RenewOutcome::Renewed { expires_at })
+        } else if row.get("forced").and_then(Value::as_bool) == Some(true) {
+            Ok(RenewOutcome::Forced)
         } else {
             Ok(RenewOutcome::Lost)
         }
@@ -670,6 +675,144 @@ impl Core {
             owner: OwnerId::from_string(owner),
             token: FencingToken(token),
             expires_at: Timestamp::from_millis(expires_at),
+        }))
+    }
+
+    /// See [`AsyncBackend::list`](shylock_core::backend::AsyncBackend::list).
+    pub async fn list(&self, req: &ListRequest<'_>) -> Result<ListPage, BackendError> {
+        let what = format!("listing the locks in `{}`", self.collection());
+        let limit = req.limit.max(1);
+        let mut bind = serde_json::Map::new();
+        bind.insert("@collection".into(), Value::from(self.collection()));
+        bind.insert("prefix".into(), req.prefix.map_or(Value::Null, Value::from));
+        bind.insert(
+            "after".into(),
+            req.after.map_or(Value::Null, |a| Value::from(a.as_str())),
+        );
+        bind.insert("limit".into(), Value::from(limit));
+        let row = self
+            .run(aql::LIST, Value::Object(bind), req.deadline, &what)
+            .await?
+            .ok_or_else(|| conflict_error(&what))?;
+        let now = get_ms(&row, "nowMs", &what)?;
+        let rows = row
+            .get("locks")
+            .and_then(Value::as_array)
+            .ok_or_else(|| unexpected(&what, format!("no `locks` array in {row}")))?;
+        let mut page = ListPage::default();
+        if rows.len() >= limit {
+            page.next = rows
+                .last()
+                .and_then(|r| r.get("name"))
+                .and_then(Value::as_str)
+                .and_then(|n| LockName::new(n).ok());
+        }
+        for listed in rows {
+            match listed_lock(listed, now, &what) {
+                Ok(lock) => page.locks.push(lock),
+                Err(error) => {
+                    tracing::warn!(%error, "list: a document shylock did not write is not listed");
+                }
+            }
+        }
+        Ok(page)
+    }
+
+    /// See [`AsyncBackend::force_release`](shylock_core::backend::AsyncBackend::force_release).
+    pub async fn force_release(
+        &self,
+        req: &ForceReleaseRequest<'_>,
+    ) -> Result<ForceReleaseOutcome, BackendError> {
+        let name = req.name.as_str();
+        let key = lock_key(name);
+        let what = format!(
+            "forcing the release of lock `{name}` in `{}`",
+            self.collection()
+        );
+        let mut bind = self.bind(&key, name);
+        bind.insert("by".into(), Value::from(req.by));
+        bind.insert("reason".into(), Value::from(req.reason));
+        let row = self
+            .run_retrying(
+                self.query(aql::FORCE_RELEASE, aql::FORCE_RELEASE_NO_SYNC),
+                Value::Object(bind),
+                req.deadline,
+                &what,
+            )
+            .await?
+            .ok_or_else(|| conflict_error(&what))?;
+        self.check_name(&row, &key, name)?;
+        if !get_bool(&row, "released", &what)? {
+            return Ok(ForceReleaseOutcome::NotHeld);
+        }
+        let owner = row
+            .get("owner")
+            .and_then(Value::as_str)
+            .ok_or_else(|| unexpected(&what, format!("no string `owner` in {row}")))?;
+        let epoch = get_u64(&row, "epoch", &what)?;
+        let seq = get_u64(&row, "seq", &what)?;
+        let token = epoch
+            .checked_mul(1000)
+            .and_then(|t| t.checked_add(seq))
+            .ok_or_else(|| unexpected(&what, "fencing token out of range".into()))?;
+        Ok(ForceReleaseOutcome::Released {
+            owner: OwnerId::from_string(owner),
+            token: FencingToken(token),
+        })
+    }
+
+    /// See [`AsyncBackend::audit`](shylock_core::backend::AsyncBackend::audit):
+    /// the inspect query, read for the forced-release fields.
+    pub async fn audit(
+        &self,
+        req: &AuditRequest<'_>,
+    ) -> Result<Option<ForcedRelease>, BackendError> {
+        let name = req.name.as_str();
+        let key = lock_key(name);
+        let what = format!(
+            "reading the audit trail of lock `{name}` in `{}`",
+            self.collection()
+        );
+        let mut bind = serde_json::Map::new();
+        bind.insert("@collection".into(), Value::from(self.collection()));
+        bind.insert("key".into(), Value::from(key.as_str()));
+        let row = self
+            .run(aql::INSPECT, Value::Object(bind), req.deadline, &what)
+            .await?
+            .ok_or_else(|| conflict_error(&what))?;
+        let doc = match row.get("doc") {
+            None | Some(Value::Null) => return Ok(None),
+            Some(doc) => doc,
+        };
+        let stored = doc.get("name").cloned().unwrap_or(Value::Null);
+        self.check_name(&json!({ "storedName": stored }), &key, name)?;
+        let owner = match doc.get("forcedOwner") {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::String(owner)) => owner.clone(),
+            Some(other) => {
+                return Err(unexpected(
+                    &what,
+                    format!("forcedOwner is {other}, not a string"),
+                ));
+            }
+        };
+        let text = |field: &str| {
+            doc.get(field)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| unexpected(&what, format!("`{field}` is not a string in {doc}")))
+        };
+        let at = doc
+            .get("forcedAt")
+            .and_then(Value::as_f64)
+            .map(|s| (s * 1000.0).round() as i64)
+            .ok_or_else(|| unexpected(&what, "forcedAt is not a number".into()))?;
+        Ok(Some(ForcedRelease {
+            owner: OwnerId::from_string(owner),
+            token: FencingToken(get_u64(doc, "forcedToken", &what)?),
+            by: text("forcedBy")?,
+            at: Timestamp::from_millis(at),
+            reason: text("reason")?,
         }))
     }
 
@@ -767,6 +910,46 @@ fn check_lease(lease: Duration, what: &str) -> Result<(), BackendError> {
         ));
     }
     Ok(())
+}
+
+/// One row of the list query as a listed lock: a document whose key is
+/// not its name's, or whose counters are untrusted, is an error (not
+/// listed).
+fn listed_lock(row: &Value, now_ms: i64, what: &str) -> Result<ListedLock, BackendError> {
+    let name = row
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| unexpected(what, format!("no string `name` in {row}")))?;
+    if row.get("key").and_then(Value::as_str) != Some(lock_key(name).as_str()) {
+        return Err(unexpected(
+            what,
+            format!("the document's key is not the key of its name {name:?}: {row}"),
+        ));
+    }
+    let name = LockName::new(name).map_err(|e| unexpected(what, e.to_string()))?;
+    if let Some(wrong) = untrusted_counters(row, now_ms as f64) {
+        return Err(unexpected(what, wrong));
+    }
+    let epoch = get_u64(row, "epoch", what)?;
+    let seq = get_u64(row, "seq", what)?;
+    let token = epoch
+        .checked_mul(1000)
+        .and_then(|t| t.checked_add(seq))
+        .ok_or_else(|| unexpected(what, "fencing token out of range".into()))?;
+    let owner = row
+        .get("owner")
+        .and_then(Value::as_str)
+        .ok_or_else(|| unexpected(what, format!("no string `owner` in {row}")))?;
+    Ok(ListedLock {
+        name,
+        owner: OwnerId::from_string(owner),
+        token: FencingToken(token),
+        expires_at: Timestamp::from_millis(get_ms(row, "expiresAtMs", what)?),
+        held_since: row
+            .get("acquiredAtMs")
+            .and_then(Value::as_f64)
+            .map(|ms| Timestamp::from_millis(ms.round() as i64)),
+    })
 }
 
 /// What is wrong with a document the acquire query found `bad`.
@@ -914,6 +1097,24 @@ impl AsyncBackend for Core {
         req: InspectRequest<'a>,
     ) -> BoxFuture<'a, Result<Option<LockRecord>, BackendError>> {
         Box::pin(async move { self.inspect(&req).await })
+    }
+
+    fn list<'a>(&'a self, req: ListRequest<'a>) -> BoxFuture<'a, Result<ListPage, BackendError>> {
+        Box::pin(async move { self.list(&req).await })
+    }
+
+    fn force_release<'a>(
+        &'a self,
+        req: ForceReleaseRequest<'a>,
+    ) -> BoxFuture<'a, Result<ForceReleaseOutcome, BackendError>> {
+        Box::pin(async move { self.force_release(&req).await })
+    }
+
+    fn audit<'a>(
+        &'a self,
+        req: AuditRequest<'a>,
+    ) -> BoxFuture<'a, Result<Option<ForcedRelease>, BackendError>> {
+        Box::pin(async move { self.audit(&req).await })
     }
 
     fn server_time(

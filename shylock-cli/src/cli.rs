@@ -23,7 +23,8 @@ Exit status:
   126    run: the command could not be executed
   127    run: the command was not found
   128+N  run: interrupted by signal N while connecting or waiting (the command never ran)
-  inspect: 0 when the lock is held, 1 when it is free";
+  inspect: 0 when the lock is held, 1 when it is free
+  release: 0 when a holding was ended, 1 when the lock was not held (or not confirmed)";
 
 const RUN_NOTES: &str = "\
 The command runs in its own process group, with stdin, stdout and stderr inherited,
@@ -81,6 +82,23 @@ pub enum Command {
     /// backend prepares its collection whenever it connects).
     #[command(after_help = format!("{EXIT_CODES}\n\n{ENVIRONMENT}"))]
     Setup(SetupArgs),
+    /// List the locks held now: name, owner id, fencing token, expiry (by
+    /// the server's clock) and how long each has been held.
+    #[command(after_help = format!("{EXIT_CODES}\n\n{ENVIRONMENT}"))]
+    List(ListArgs),
+    /// Force the release of a lock whoever holds it (an administrator's
+    /// step): the holder's next renewal finds the lease lost (a `shylock
+    /// run` holding it stops its command and exits 76), the next grant's
+    /// fencing token is higher, and the record keeps who forced it, when
+    /// and why (`shylock inspect` shows them). Asks for confirmation on a
+    /// terminal; --yes otherwise. Exits 0 when a holding was ended, 1 when
+    /// the lock was not held.
+    #[command(after_help = format!("{EXIT_CODES}\n\n{ENVIRONMENT}"))]
+    Release(ReleaseArgs),
+    /// A live table of the locks held, refreshed every second, until
+    /// Ctrl-C (or SIGTERM, or a closed pipe: exit status 0).
+    #[command(after_help = format!("{EXIT_CODES}\n\n{ENVIRONMENT}"))]
+    Watch(WatchArgs),
 }
 
 // Where the locks are kept.
@@ -222,10 +240,73 @@ pub struct InspectArgs {
     pub name: String,
 
     /// Print one JSON object: {"schema": 1, "name", "held", and when held
-    /// "owner", "token", "expires_at" (RFC 3339), "expires_at_ms"}. "schema"
-    /// is raised if a field changes meaning or goes away.
+    /// "owner", "token", "expires_at" (RFC 3339), "expires_at_ms"; "forced":
+    /// the last forced release ({"by", "at", "at_ms", "reason", "owner",
+    /// "token"}) or null}. "schema" is raised if a field changes meaning or
+    /// goes away.
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+// `shylock list`.
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Only the locks whose names start with this.
+    #[arg(long, value_name = "PREFIX")]
+    pub prefix: Option<String>,
+
+    /// Print one JSON object: {"schema": 1, "locks": [{"name", "owner", "token",
+    /// "expires_at" (RFC 3339), "expires_at_ms", "held_since",
+    /// "held_since_ms", "held_for_ms"}]} (the last three null when the
+    /// record has no grant time).
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+// `shylock release`.
+#[derive(Args, Debug)]
+pub struct ReleaseArgs {
+    /// End the holding whoever holds the lock (required: this command
+    /// releases other processes' locks).
+    #[arg(long)]
+    pub force: bool,
+
+    /// The lock's name.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// Why the release is forced (kept on the record, shown by inspect).
+    #[arg(long, value_name = "TEXT", required = true)]
+    pub reason: String,
+
+    /// Who forces it, kept on the record [default: USER@HOST].
+    #[arg(long, value_name = "WHO")]
+    pub by: Option<String>,
+
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(short, long)]
+    pub yes: bool,
+
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+// `shylock watch`.
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// Only the locks whose names start with this.
+    #[arg(long, value_name = "PREFIX")]
+    pub prefix: Option<String>,
+
+    /// How often to refresh the table.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
 
     #[command(flatten)]
     pub backend: BackendArgs,

@@ -91,7 +91,7 @@ impl Failure {
             Error::NotConfigured | Error::Runtime { .. } => SOFTWARE,
             _ => match error.backend_kind() {
                 Some(BackendErrorKind::Unauthorized) => NOPERM,
-                Some(BackendErrorKind::InvalidConfig) => CONFIG,
+                Some(BackendErrorKind::InvalidConfig | BackendErrorKind::Unsupported) => CONFIG,
                 _ => UNAVAILABLE,
             },
         };

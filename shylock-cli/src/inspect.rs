@@ -88,8 +88,26 @@ async fn inspect_inner(args: &InspectArgs) -> Result<i32, Failure> {
             .map_err(|e| Failure::from_lock_error(&e))
     })
     .await?;
+    // The audit trail of the last forced release, if the backend keeps one.
+    let forced = backend::bounded(bound, "reading the audit trail", async {
+        match handle.audit(name.as_str()).await {
+            Err(e) if e.backend_kind() == Some(shylock::BackendErrorKind::Unsupported) => Ok(None),
+            other => other.map_err(|e| Failure::from_lock_error(&e)),
+        }
+    })
+    .await?;
     let held = record.is_some();
     if args.json {
+        let forced_json = forced.as_ref().map_or(serde_json::Value::Null, |f| {
+            serde_json::json!({
+                "by": f.by,
+                "at": format_millis(f.at.as_millis()),
+                "at_ms": f.at.as_millis(),
+                "reason": f.reason,
+                "owner": f.owner.as_str(),
+                "token": f.token.get(),
+            })
+        });
         let value = match &record {
             Some(record) => serde_json::json!({
                 "schema": JSON_SCHEMA,
@@ -106,6 +124,8 @@ async fn inspect_inner(args: &InspectArgs) -> Result<i32, Failure> {
                 "held": false,
             }),
         };
+        let mut value = value;
+        value["forced"] = forced_json;
         out!("{value}");
     } else {
         match &record {
@@ -121,6 +141,12 @@ async fn inspect_inner(args: &InspectArgs) -> Result<i32, Failure> {
                 out!("lock:          {name}");
                 out!("state:         free");
             }
+        }
+        if let Some(f) = &forced {
+            out!("forced by:     {}", f.by);
+            out!("forced at:     {}", format_millis(f.at.as_millis()));
+            out!("reason:        {}", f.reason);
+            out!("forced owner:  {} (fencing token {})", f.owner, f.token);
         }
     }
     Ok(if held { 0 } else { 1 })

@@ -5,6 +5,9 @@
 //! shylock run [OPTIONS] <NAME> -- <COMMAND> [ARGS...]
 //! shylock inspect [OPTIONS] <NAME> [--json]
 //! shylock setup [OPTIONS]
+//! shylock list [OPTIONS] [--prefix P] [--json]
+//! shylock release --force <NAME> --reason <TEXT> [--yes] [OPTIONS]
+//! shylock watch [OPTIONS] [--prefix P]
 //! ```
 //!
 //! See `shylock --help` and the README's "Command line" section.
@@ -15,6 +18,7 @@
 
 #[macro_use]
 mod exit;
+mod admin;
 mod backend;
 mod cli;
 mod inspect;
@@ -77,6 +81,9 @@ fn main() {
             Command::Run(args) => run::run(args).await,
             Command::Inspect(args) => inspect::inspect(args).await,
             Command::Setup(args) => inspect::setup(args).await,
+            Command::List(args) => admin::list(args).await,
+            Command::Release(args) => admin::release(args).await,
+            Command::Watch(args) => admin::watch(args).await,
         }
     });
     let _ = std::io::stdout().flush();

@@ -288,6 +288,9 @@ async fn run_inner(args: &RunArgs, signals: &mut Signals) -> Result<i32, Failure
             return Err(f);
         }
         Ok(End::Lost) | Ok(End::Exited(_, Some(_))) => {
+            if guard.lost_reason() == Some(LossReason::Forced) {
+                crate::admin::say_who_forced(&handle, guard.name().as_str()).await;
+            }
             if let Ok(End::Exited(_, Some(reason))) = &end {
                 // The command's end was seen only after the lease's: it
                 // may have run without the lock.

@@ -12,7 +12,10 @@
 //! [`OwnerId`], or none when free), the **fencing token** of the last grant,
 //! the **expiry** ([`Timestamp`] on the backend's clock) and the
 //! **releasers**: the owners of its last [`RELEASERS_REMEMBERED`] releases
-//! (see [below](#a-released-owner-is-never-granted-again)).
+//! (see [below](#a-released-owner-is-never-granted-again)). A backend that
+//! implements the optional primitives also keeps the **grant time** of the
+//! holding (set on a grant) and the **audit trail** of the last forced
+//! release (the forced owner and token, who forced it, when and why).
 //!
 //! # Atomicity every backend must guarantee
 //!
@@ -44,11 +47,43 @@
 //!   and answers [`ReleaseOutcome::Released`]; otherwise it changes nothing
 //!   and answers [`ReleaseOutcome::NotOwner`]. (A backend may also answer
 //!   `Released`, changing nothing else, to an owner among the releasers of a
-//!   free record: its own release sent again after the answer was lost.)
+//!   free record: its own release sent again after the answer was lost;
+//!   never to the owner whose holding a
+//!   [`force_release`](AsyncBackend::force_release) ended, whose loss must
+//!   show.)
 //!   Nobody else's holding is ever released.
 //! * [`inspect`](AsyncBackend::inspect) reads the record: `Some` only if it is
 //!   held and its expiry is after *now*.
+//! * [`list`](AsyncBackend::list) reads the records held now (an owner,
+//!   and an expiry after *now*), by name (in the backend's string order),
+//!   only names starting with the request's `prefix` if given, only names
+//!   after its `after` if given, reading at most `limit` records; the
+//!   page's `next` is the last name read when `limit` records were read
+//!   (more may follow), else `None`. A record the backend cannot read, or
+//!   did not write, is never listed as held. Listing is a read: a lock
+//!   granted or released while pages are read may be missed or seen, but
+//!   paging with `next` lists every name held throughout exactly once.
+//! * [`force_release`](AsyncBackend::force_release) is one atomic step (an
+//!   administrator's, not a holder's): if the record is held and its
+//!   expiry is after *now*, it makes the record free, adds its owner to the
+//!   releasers (so that owner's renewals answer `Lost` or
+//!   [`RenewOutcome::Forced`], its release `NotOwner`, and its late
+//!   acquisitions `Busy`), keeps the audit trail on the record (the forced
+//!   owner and token, the request's `by` and `reason`, *now*) and answers
+//!   [`ForceReleaseOutcome::Released`] with that owner and token;
+//!   otherwise it changes nothing and answers
+//!   [`ForceReleaseOutcome::NotHeld`]. The next grant's token is higher,
+//!   as for any grant. A renewal by the forced owner should answer
+//!   [`RenewOutcome::Forced`] when the record's last forced release names
+//!   it (`Lost` is allowed).
+//! * [`audit`](AsyncBackend::audit) reads the audit trail of the record's
+//!   last forced release, if any, held or free.
 //! * [`server_time`](AsyncBackend::server_time) reads the backend's clock.
+//!
+//! `list`, `force_release` and `audit` are optional: a backend that does
+//! not implement them answers a
+//! [`BackendErrorKind::Unsupported`](crate::BackendErrorKind::Unsupported)
+//! error (the traits' default).
 //!
 //! *Now* is the request's `now` field for backends whose
 //! [`clock`](AsyncBackend::clock) is [`ClockSource::Estimated`] (the core's
@@ -168,6 +203,13 @@ pub enum RenewOutcome {
     },
     /// The record is not the caller's any more; nothing was changed.
     Lost,
+    /// The record is not the caller's any more because a
+    /// [`force_release`](AsyncBackend::force_release) ended the caller's
+    /// holding (the record's last forced release names the caller);
+    /// nothing was changed. A backend may answer [`Lost`](Self::Lost)
+    /// instead; the core reports this one as
+    /// [`LossReason::Forced`](crate::LossReason::Forced).
+    Forced,
 }
 
 /// Arguments of `release`.
@@ -216,6 +258,113 @@ pub struct LockRecord {
     pub expires_at: Timestamp,
 }
 
+/// Arguments of `list`.
+#[derive(Debug, Clone, Copy)]
+pub struct ListRequest<'a> {
+    /// Only names that start with this, if given.
+    pub prefix: Option<&'a str>,
+    /// Only names after this one (the previous page's
+    /// [`next`](ListPage::next)), if given.
+    pub after: Option<&'a LockName>,
+    /// At most this many records are read for the page (at least 1).
+    pub limit: usize,
+    /// The core's lower-bound estimate of the server clock now.
+    pub now: Timestamp,
+    /// Give up by then.
+    pub deadline: Option<Instant>,
+}
+
+/// A held lock, as `list` reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedLock {
+    /// The lock's name.
+    pub name: LockName,
+    /// Who holds it.
+    pub owner: OwnerId,
+    /// The fencing token of the holding.
+    pub token: FencingToken,
+    /// When the lease ends, on the backend's clock.
+    pub expires_at: Timestamp,
+    /// When the holding was granted, on the backend's clock, if the record
+    /// says (records written before grant times were kept do not).
+    pub held_since: Option<Timestamp>,
+}
+
+/// One page of `list`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// The held locks of the page, by name.
+    pub locks: Vec<ListedLock>,
+    /// Where the next page starts (its request's `after`); `None` on the
+    /// last page. A page may hold fewer than `limit` locks (records that
+    /// are not held, or not readable, are skipped) and still have a next.
+    pub next: Option<LockName>,
+}
+
+/// Arguments of `force_release`.
+#[derive(Debug, Clone, Copy)]
+pub struct ForceReleaseRequest<'a> {
+    /// The lock's name.
+    pub name: &'a LockName,
+    /// Who forces the release (a person or a program), kept on the record.
+    pub by: &'a str,
+    /// Why, kept on the record.
+    pub reason: &'a str,
+    /// The core's lower-bound estimate of the server clock now.
+    pub now: Timestamp,
+    /// Give up by then.
+    pub deadline: Option<Instant>,
+}
+
+/// The answer of `force_release`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForceReleaseOutcome {
+    /// The holding was ended; the record is free.
+    Released {
+        /// The owner whose holding was ended.
+        owner: OwnerId,
+        /// The fencing token of that holding.
+        token: FencingToken,
+    },
+    /// Nobody held the lock (free, expired or no record); nothing changed.
+    NotHeld,
+}
+
+/// Arguments of `audit`.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditRequest<'a> {
+    /// The lock's name.
+    pub name: &'a LockName,
+    /// Give up by then.
+    pub deadline: Option<Instant>,
+}
+
+/// The audit trail of the last forced release of a lock, as `audit` reads
+/// it from the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForcedRelease {
+    /// The owner whose holding was ended.
+    pub owner: OwnerId,
+    /// The fencing token of that holding.
+    pub token: FencingToken,
+    /// Who forced it.
+    pub by: String,
+    /// When, on the backend's clock.
+    pub at: Timestamp,
+    /// Why.
+    pub reason: String,
+}
+
+/// The error of a primitive a backend does not implement (`list`,
+/// `force_release`, `audit` by default): kind
+/// [`Unsupported`](crate::BackendErrorKind::Unsupported).
+pub fn unsupported(primitive: &str, backend: &str) -> BackendError {
+    BackendError::new(
+        crate::BackendErrorKind::Unsupported,
+        format!("{backend} does not implement `{primitive}`"),
+    )
+}
+
 /// The async form of a backend. See the [module docs](self) for the
 /// atomicity each method must guarantee.
 pub trait AsyncBackend: Send + Sync + 'static {
@@ -242,6 +391,44 @@ pub trait AsyncBackend: Send + Sync + 'static {
         &'a self,
         req: InspectRequest<'a>,
     ) -> BoxFuture<'a, Result<Option<LockRecord>, BackendError>>;
+
+    /// Read the held locks, by name, one page at a time. Default: an
+    /// [`Unsupported`](crate::BackendErrorKind::Unsupported) error.
+    fn list<'a>(&'a self, req: ListRequest<'a>) -> BoxFuture<'a, Result<ListPage, BackendError>> {
+        let _ = req;
+        Box::pin(std::future::ready(Err(unsupported(
+            "list",
+            &self.describe(),
+        ))))
+    }
+
+    /// End the holding of a lock whatever its owner, keeping who, when and
+    /// why on the record. Default: an
+    /// [`Unsupported`](crate::BackendErrorKind::Unsupported) error.
+    fn force_release<'a>(
+        &'a self,
+        req: ForceReleaseRequest<'a>,
+    ) -> BoxFuture<'a, Result<ForceReleaseOutcome, BackendError>> {
+        let _ = req;
+        Box::pin(std::future::ready(Err(unsupported(
+            "force_release",
+            &self.describe(),
+        ))))
+    }
+
+    /// Read the audit trail of a lock's last forced release, if any.
+    /// Default: an [`Unsupported`](crate::BackendErrorKind::Unsupported)
+    /// error.
+    fn audit<'a>(
+        &'a self,
+        req: AuditRequest<'a>,
+    ) -> BoxFuture<'a, Result<Option<ForcedRelease>, BackendError>> {
+        let _ = req;
+        Box::pin(std::future::ready(Err(unsupported(
+            "audit",
+            &self.describe(),
+        ))))
+    }
 
     /// Read the server's clock.
     fn server_time(
@@ -283,6 +470,32 @@ pub trait SyncBackend: Send + Sync + 'static {
 
     /// Read the live holding of a name, if any.
     fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError>;
+
+    /// Read the held locks, by name, one page at a time. Default: an
+    /// [`Unsupported`](crate::BackendErrorKind::Unsupported) error.
+    fn list(&self, req: ListRequest<'_>) -> Result<ListPage, BackendError> {
+        let _ = req;
+        Err(unsupported("list", &self.describe()))
+    }
+
+    /// End the holding of a lock whatever its owner, keeping who, when and
+    /// why on the record. Default: an
+    /// [`Unsupported`](crate::BackendErrorKind::Unsupported) error.
+    fn force_release(
+        &self,
+        req: ForceReleaseRequest<'_>,
+    ) -> Result<ForceReleaseOutcome, BackendError> {
+        let _ = req;
+        Err(unsupported("force_release", &self.describe()))
+    }
+
+    /// Read the audit trail of a lock's last forced release, if any.
+    /// Default: an [`Unsupported`](crate::BackendErrorKind::Unsupported)
+    /// error.
+    fn audit(&self, req: AuditRequest<'_>) -> Result<Option<ForcedRelease>, BackendError> {
+        let _ = req;
+        Err(unsupported("audit", &self.describe()))
+    }
 
     /// Read the server's clock.
     fn server_time(&self, deadline: Option<Instant>) -> Result<Timestamp, BackendError>;
@@ -376,6 +589,42 @@ macro_rules! forward_async_backend {
                 $crate::backend::AsyncBackend::inspect($to, req)
             }
 
+            fn list<'a>(
+                &'a self,
+                req: $crate::backend::ListRequest<'a>,
+            ) -> $crate::backend::BoxFuture<
+                'a,
+                ::std::result::Result<$crate::backend::ListPage, $crate::BackendError>,
+            > {
+                let $this = self;
+                $crate::backend::AsyncBackend::list($to, req)
+            }
+
+            fn force_release<'a>(
+                &'a self,
+                req: $crate::backend::ForceReleaseRequest<'a>,
+            ) -> $crate::backend::BoxFuture<
+                'a,
+                ::std::result::Result<$crate::backend::ForceReleaseOutcome, $crate::BackendError>,
+            > {
+                let $this = self;
+                $crate::backend::AsyncBackend::force_release($to, req)
+            }
+
+            fn audit<'a>(
+                &'a self,
+                req: $crate::backend::AuditRequest<'a>,
+            ) -> $crate::backend::BoxFuture<
+                'a,
+                ::std::result::Result<
+                    ::std::option::Option<$crate::backend::ForcedRelease>,
+                    $crate::BackendError,
+                >,
+            > {
+                let $this = self;
+                $crate::backend::AsyncBackend::audit($to, req)
+            }
+
             fn server_time(
                 &self,
                 deadline: ::std::option::Option<::std::time::Instant>,
@@ -461,6 +710,34 @@ macro_rules! forward_sync_backend {
             > {
                 let $this = self;
                 $crate::backend::SyncBackend::inspect($to, req)
+            }
+
+            fn list(
+                &self,
+                req: $crate::backend::ListRequest<'_>,
+            ) -> ::std::result::Result<$crate::backend::ListPage, $crate::BackendError> {
+                let $this = self;
+                $crate::backend::SyncBackend::list($to, req)
+            }
+
+            fn force_release(
+                &self,
+                req: $crate::backend::ForceReleaseRequest<'_>,
+            ) -> ::std::result::Result<$crate::backend::ForceReleaseOutcome, $crate::BackendError>
+            {
+                let $this = self;
+                $crate::backend::SyncBackend::force_release($to, req)
+            }
+
+            fn audit(
+                &self,
+                req: $crate::backend::AuditRequest<'_>,
+            ) -> ::std::result::Result<
+                ::std::option::Option<$crate::backend::ForcedRelease>,
+                $crate::BackendError,
+            > {
+                let $this = self;
+                $crate::backend::SyncBackend::audit($to, req)
             }
 
             fn server_time(

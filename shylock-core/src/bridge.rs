@@ -27,8 +27,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::admin::{OwnedAudit, OwnedForce, OwnedList};
 use crate::backend::{
-    AcquireOutcome, AcquireRequest, AsyncBackend, BoxFuture, ClockSource, InspectRequest,
+    AcquireOutcome, AcquireRequest, AsyncBackend, AuditRequest, BoxFuture, ClockSource,
+    ForceReleaseOutcome, ForceReleaseRequest, ForcedRelease, InspectRequest, ListPage, ListRequest,
     LockRecord, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
 };
 use crate::exec::{OwnedAcquire, OwnedInspect, OwnedRelease, OwnedRenew};
@@ -212,6 +214,32 @@ impl SyncBackend for SyncOverAsync {
         )
     }
 
+    fn list(&self, req: ListRequest<'_>) -> Result<ListPage, BackendError> {
+        let owned = OwnedList::from(&req);
+        self.run(
+            req.deadline,
+            |b| async move { b.list(owned.request()).await },
+        )
+    }
+
+    fn force_release(
+        &self,
+        req: ForceReleaseRequest<'_>,
+    ) -> Result<ForceReleaseOutcome, BackendError> {
+        let owned = OwnedForce::from(&req);
+        self.run(req.deadline, |b| async move {
+            b.force_release(owned.request()).await
+        })
+    }
+
+    fn audit(&self, req: AuditRequest<'_>) -> Result<Option<ForcedRelease>, BackendError> {
+        let owned = OwnedAudit::from(&req);
+        self.run(
+            req.deadline,
+            |b| async move { b.audit(owned.request()).await },
+        )
+    }
+
     fn server_time(&self, deadline: Option<Instant>) -> Result<Timestamp, BackendError> {
         self.run(deadline, |b| async move { b.server_time(deadline).await })
     }
@@ -281,6 +309,27 @@ impl AsyncBackend for AsyncOverSync {
     ) -> BoxFuture<'a, Result<Option<LockRecord>, BackendError>> {
         let owned = OwnedInspect::from(&req);
         self.run(move |b| b.inspect(owned.request()))
+    }
+
+    fn list<'a>(&'a self, req: ListRequest<'a>) -> BoxFuture<'a, Result<ListPage, BackendError>> {
+        let owned = OwnedList::from(&req);
+        self.run(move |b| b.list(owned.request()))
+    }
+
+    fn force_release<'a>(
+        &'a self,
+        req: ForceReleaseRequest<'a>,
+    ) -> BoxFuture<'a, Result<ForceReleaseOutcome, BackendError>> {
+        let owned = OwnedForce::from(&req);
+        self.run(move |b| b.force_release(owned.request()))
+    }
+
+    fn audit<'a>(
+        &'a self,
+        req: AuditRequest<'a>,
+    ) -> BoxFuture<'a, Result<Option<ForcedRelease>, BackendError>> {
+        let owned = OwnedAudit::from(&req);
+        self.run(move |b| b.audit(owned.request()))
     }
 
     fn server_time(

@@ -239,6 +239,10 @@ pub enum LossReason {
     /// The guard was released (or dropped): a [`Holding`](crate::Holding)
     /// kept after that no longer holds the lock.
     Released,
+    /// An administrator ended the holding with a forced release
+    /// ([`Backend::force_release`](crate::Backend::force_release)); who did
+    /// it, when and why: [`Backend::audit`](crate::Backend::audit).
+    Forced,
 }
 
 impl fmt::Display for LossReason {
@@ -248,6 +252,7 @@ impl fmt::Display for LossReason {
             LossReason::Taken => "the lock is held by another owner",
             LossReason::RenewalFailed => "renewals failed until the lease ran out",
             LossReason::Released => "the guard was released",
+            LossReason::Forced => "an administrator forced the lock's release",
         })
     }
 }
@@ -275,6 +280,10 @@ pub enum BackendErrorKind {
     /// The server answered something the backend does not understand, or a
     /// lock record that is not shaped as expected.
     Unexpected,
+    /// The backend does not implement this primitive (the optional
+    /// `list`, `force_release` and `audit` of the
+    /// [backend traits](crate::backend)).
+    Unsupported,
     /// Any other failure.
     Other,
 }

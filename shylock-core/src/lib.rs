@@ -48,6 +48,7 @@
 //! and a guard of either form costs a task, not a thread. The same runtime
 //! is the one bridge between the forms for backends too ([`bridge`]).
 
+mod admin;
 mod algo;
 pub mod backend;
 pub mod bridge;
@@ -72,7 +73,10 @@ mod loom_tests;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use backend::{AsyncBackend, LockRecord, SyncBackend};
+pub use admin::{ADMIN_TIMEOUT, LIST_PAGE, MAX_AUDIT_TEXT_BYTES};
+pub use backend::{
+    AsyncBackend, ForceReleaseOutcome, ForcedRelease, ListPage, ListedLock, LockRecord, SyncBackend,
+};
 pub use error::{BackendError, BackendErrorKind, BoxError, Error, LossReason};
 pub use handle::{Backend, configure, default_backend};
 pub use lease::Holding;

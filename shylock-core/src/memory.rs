@@ -1,14 +1,15 @@
 //! The in-memory backend: a first-class backend for one process (tests,
 //! examples, single-process programs), in both forms.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::backend::{
-    AcquireOutcome, AcquireRequest, AsyncBackend, BoxFuture, ClockSource, Grant, InspectRequest,
-    LockRecord, RELEASERS_REMEMBERED, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
-    SyncBackend,
+    AcquireOutcome, AcquireRequest, AsyncBackend, AuditRequest, BoxFuture, ClockSource,
+    ForceReleaseOutcome, ForceReleaseRequest, ForcedRelease, Grant, InspectRequest, ListPage,
+    ListRequest, ListedLock, LockRecord, RELEASERS_REMEMBERED, ReleaseOutcome, ReleaseRequest,
+    RenewOutcome, RenewRequest, SyncBackend,
 };
 use crate::{Backend, BackendError, FencingToken, LockName, OwnerId, Timestamp};
 
@@ -30,11 +31,16 @@ struct Record {
     /// The owners of the last releases, oldest first, at most
     /// [`RELEASERS_REMEMBERED`]: never granted this record again.
     released_by: VecDeque<OwnerId>,
+    /// When the holding was granted.
+    acquired_at: Timestamp,
+    /// The audit trail of the last forced release.
+    forced: Option<ForcedRelease>,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    records: HashMap<LockName, Record>,
+    /// By name, so that `list` reads them in order.
+    records: BTreeMap<LockName, Record>,
     /// The last token issued, for any name: tokens rise per name even
     /// though records are swept.
     last_token: u64,
@@ -134,6 +140,9 @@ impl MemoryBackend {
         let owner = Some(req.owner.clone());
         match state.records.get_mut(req.name) {
             Some(rec) => {
+                if rec.owner != owner {
+                    rec.acquired_at = now;
+                }
                 rec.owner = owner;
                 rec.token = token;
                 rec.expires_at = expires_at;
@@ -146,6 +155,8 @@ impl MemoryBackend {
                         token,
                         expires_at,
                         released_by: VecDeque::new(),
+                        acquired_at: now,
+                        forced: None,
                     },
                 );
             }
@@ -170,6 +181,9 @@ impl MemoryBackend {
                 RenewOutcome::Renewed {
                     expires_at: rec.expires_at,
                 }
+            }
+            Some(rec) if rec.forced.as_ref().is_some_and(|f| &f.owner == req.owner) => {
+                RenewOutcome::Forced
             }
             _ => RenewOutcome::Lost,
         }
@@ -205,6 +219,65 @@ impl MemoryBackend {
                 })
             })
     }
+
+    fn do_list(&self, req: ListRequest<'_>) -> ListPage {
+        let now = self.now();
+        let limit = req.limit.max(1);
+        let state = self.state();
+        let mut page = ListPage::default();
+        let names = state.records.iter().filter(|(name, _)| {
+            req.after.is_none_or(|a| name.as_str() > a.as_str())
+                && req.prefix.is_none_or(|p| name.as_str().starts_with(p))
+        });
+        for (read, (name, rec)) in names.take(limit).enumerate() {
+            if read + 1 == limit {
+                page.next = Some(name.clone());
+            }
+            let Some(owner) = rec.owner.clone().filter(|_| rec.expires_at > now) else {
+                continue;
+            };
+            page.locks.push(ListedLock {
+                name: name.clone(),
+                owner,
+                token: FencingToken(rec.token),
+                expires_at: rec.expires_at,
+                held_since: Some(rec.acquired_at),
+            });
+        }
+        page
+    }
+
+    fn do_force_release(&self, req: ForceReleaseRequest<'_>) -> ForceReleaseOutcome {
+        let now = self.now();
+        let mut state = self.state();
+        let Some(rec) = state.records.get_mut(req.name) else {
+            return ForceReleaseOutcome::NotHeld;
+        };
+        let Some(owner) = rec.owner.take_if(|_| rec.expires_at > now) else {
+            return ForceReleaseOutcome::NotHeld;
+        };
+        rec.expires_at = now;
+        if rec.released_by.len() >= RELEASERS_REMEMBERED {
+            rec.released_by.pop_front();
+        }
+        rec.released_by.push_back(owner.clone());
+        let token = FencingToken(rec.token);
+        rec.forced = Some(ForcedRelease {
+            owner: owner.clone(),
+            token,
+            by: req.by.to_owned(),
+            at: now,
+            reason: req.reason.to_owned(),
+        });
+        ForceReleaseOutcome::Released { owner, token }
+    }
+
+    fn do_audit(&self, req: AuditRequest<'_>) -> Option<ForcedRelease> {
+        self.state()
+            .records
+            .get(req.name)
+            .and_then(|rec| rec.forced.clone())
+    }
 }
 
 impl SyncBackend for MemoryBackend {
@@ -222,6 +295,21 @@ impl SyncBackend for MemoryBackend {
 
     fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError> {
         Ok(self.do_inspect(req))
+    }
+
+    fn list(&self, req: ListRequest<'_>) -> Result<ListPage, BackendError> {
+        Ok(self.do_list(req))
+    }
+
+    fn force_release(
+        &self,
+        req: ForceReleaseRequest<'_>,
+    ) -> Result<ForceReleaseOutcome, BackendError> {
+        Ok(self.do_force_release(req))
+    }
+
+    fn audit(&self, req: AuditRequest<'_>) -> Result<Option<ForcedRelease>, BackendError> {
+        Ok(self.do_audit(req))
     }
 
     fn server_time(&self, _deadline: Option<Instant>) -> Result<Timestamp, BackendError> {
@@ -265,6 +353,24 @@ impl AsyncBackend for MemoryBackend {
         req: InspectRequest<'a>,
     ) -> BoxFuture<'a, Result<Option<LockRecord>, BackendError>> {
         Box::pin(std::future::ready(SyncBackend::inspect(self, req)))
+    }
+
+    fn list<'a>(&'a self, req: ListRequest<'a>) -> BoxFuture<'a, Result<ListPage, BackendError>> {
+        Box::pin(std::future::ready(SyncBackend::list(self, req)))
+    }
+
+    fn force_release<'a>(
+        &'a self,
+        req: ForceReleaseRequest<'a>,
+    ) -> BoxFuture<'a, Result<ForceReleaseOutcome, BackendError>> {
+        Box::pin(std::future::ready(SyncBackend::force_release(self, req)))
+    }
+
+    fn audit<'a>(
+        &'a self,
+        req: AuditRequest<'a>,
+    ) -> BoxFuture<'a, Result<Option<ForcedRelease>, BackendError>> {
+        Box::pin(std::future::ready(SyncBackend::audit(self, req)))
     }
 
     fn server_time(

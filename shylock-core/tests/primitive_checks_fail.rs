@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use shylock_core::backend::{
-    AcquireOutcome, AcquireRequest, ClockSource, Grant, InspectRequest, LockRecord, ReleaseOutcome,
-    ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
+    AcquireOutcome, AcquireRequest, AuditRequest, ClockSource, ForceReleaseOutcome,
+    ForceReleaseRequest, ForcedRelease, Grant, InspectRequest, ListPage, ListRequest, LockRecord,
+    ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
 };
 use shylock_core::conformance::primitives::{
     Check, Fixture, Outcome, Target, Unsupported, run_all, run_check,
@@ -41,6 +42,15 @@ enum Defect {
     DeletionResetsTokens,
     /// A malformed record is hidden from inspect and overwritten by a grant.
     OverwritesMalformed,
+    /// A page's `next` is its first name, not its last: pages overlap.
+    ListPagesOverlap,
+    /// `list` shows released and expired records too.
+    ListsFreeRecords,
+    /// A forced release frees the record as a plain release, with no
+    /// audit trail.
+    ForgetsWhoForced,
+    /// The forced owner's renewal is renewed again.
+    ForcedOwnerRenews,
 }
 
 /// The memory backend, with a defect.
@@ -58,6 +68,11 @@ struct State {
     counters: HashMap<String, u64>,
     /// OverwritesMalformed: names with a malformed record.
     malformed: HashSet<String>,
+    /// ListsFreeRecords: names released or granted (listed whatever
+    /// their state).
+    listed_free: std::collections::BTreeSet<String>,
+    /// ForcedOwnerRenews: owners whose holding was forced.
+    forced: HashSet<String>,
 }
 
 /// The fixture of the broken backend: deletes a record, writes a
@@ -154,6 +169,13 @@ impl SyncBackend for Broken {
         {
             self.free(&name, &rec.owner);
         }
+        if self.defect == Defect::ListsFreeRecords {
+            self.state
+                .lock()
+                .unwrap()
+                .listed_free
+                .insert(name.as_str().to_owned());
+        }
         let got = SyncBackend::try_acquire(
             &self.inner,
             AcquireRequest {
@@ -193,6 +215,18 @@ impl SyncBackend for Broken {
             (Defect::RenewShortens, RenewOutcome::Renewed { expires_at }) => {
                 RenewOutcome::Renewed {
                     expires_at: expires_at.min(req.now.saturating_add(req.lease)),
+                }
+            }
+            (Defect::ForcedOwnerRenews, RenewOutcome::Lost | RenewOutcome::Forced)
+                if self
+                    .state
+                    .lock()
+                    .unwrap()
+                    .forced
+                    .contains(req.owner.as_str()) =>
+            {
+                RenewOutcome::Renewed {
+                    expires_at: req.now.saturating_add(req.lease),
                 }
             }
             (Defect::RenewsAfterRelease, RenewOutcome::Lost) if self.peek(&name).is_none() => {
@@ -263,6 +297,68 @@ impl SyncBackend for Broken {
                 ..rec
             }
         }))
+    }
+
+    fn list(&self, req: ListRequest<'_>) -> Result<ListPage, BackendError> {
+        let mut page = SyncBackend::list(&self.inner, req)?;
+        match self.defect {
+            Defect::ListPagesOverlap if page.next.is_some() => {
+                page.next = page.locks.first().map(|l| l.name.clone());
+            }
+            Defect::ListsFreeRecords => {
+                // Every name ever granted is listed as held.
+                if let Some(prefix) = req.prefix {
+                    for name in self.state.lock().unwrap().listed_free.iter() {
+                        if name.starts_with(prefix)
+                            && req.after.is_none_or(|a| name.as_str() > a.as_str())
+                            && !page.locks.iter().any(|l| l.name.as_str() == name)
+                        {
+                            page.locks.push(shylock_core::ListedLock {
+                                name: LockName::new(name.clone()).unwrap(),
+                                owner: OwnerId::from_string("nobody"),
+                                token: FencingToken(1),
+                                expires_at: req.now,
+                                held_since: None,
+                            });
+                        }
+                    }
+                    page.locks.sort_by(|x, y| x.name.cmp(&y.name));
+                }
+            }
+            _ => {}
+        }
+        Ok(page)
+    }
+
+    fn force_release(
+        &self,
+        req: ForceReleaseRequest<'_>,
+    ) -> Result<ForceReleaseOutcome, BackendError> {
+        if self.defect == Defect::ForgetsWhoForced {
+            let Some(rec) = self.peek(req.name) else {
+                return Ok(ForceReleaseOutcome::NotHeld);
+            };
+            self.free(req.name, &rec.owner);
+            return Ok(ForceReleaseOutcome::Released {
+                owner: rec.owner,
+                token: rec.token,
+            });
+        }
+        let got = SyncBackend::force_release(&self.inner, req)?;
+        if self.defect == Defect::ForcedOwnerRenews
+            && let ForceReleaseOutcome::Released { owner, .. } = &got
+        {
+            self.state
+                .lock()
+                .unwrap()
+                .forced
+                .insert(owner.as_str().to_owned());
+        }
+        Ok(got)
+    }
+
+    fn audit(&self, req: AuditRequest<'_>) -> Result<Option<ForcedRelease>, BackendError> {
+        SyncBackend::audit(&self.inner, req)
     }
 
     fn server_time(&self, deadline: Option<Instant>) -> Result<Timestamp, BackendError> {
@@ -368,6 +464,26 @@ fn tokens_restarting_after_deletion_are_caught() {
         Defect::DeletionResetsTokens,
         Check::TokensRiseAcrossDeletion,
     );
+}
+
+#[test]
+fn overlapping_list_pages_are_caught() {
+    must_fail(Defect::ListPagesOverlap, Check::ListPaging);
+}
+
+#[test]
+fn listing_free_records_as_held_is_caught() {
+    must_fail(Defect::ListsFreeRecords, Check::ListShowsHeld);
+}
+
+#[test]
+fn a_forced_release_without_an_audit_trail_is_caught() {
+    must_fail(Defect::ForgetsWhoForced, Check::ForceRelease);
+}
+
+#[test]
+fn a_forced_owner_renewed_again_is_caught() {
+    must_fail(Defect::ForcedOwnerRenews, Check::ForceRelease);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use shylock_core::Error;
 
 use crate::core::{Core, Driver, Reply, Target};
 use crate::options::MongoOptions;
-use crate::spec::{Command, FindAndModify, FindOne};
+use crate::spec::{Command, FindAndModify, FindMany, FindOne};
 
 /// The async MongoDB backend: lock records in one collection, reached
 /// through the application's own [`mongodb::Client`] (as the Python
@@ -167,6 +167,21 @@ impl Driver for AsyncDriver {
         };
         let call = coll.find_one(cmd.filter).with_options(cmd.options);
         Box::pin(async move { Ok(call.await) })
+    }
+
+    fn find_many(&self, cmd: FindMany) -> Reply<'_, Vec<Document>> {
+        let coll = &self.coll;
+        Box::pin(async move {
+            let found = async {
+                let mut cursor = coll.find(cmd.filter).with_options(cmd.options).await?;
+                let mut docs = Vec::new();
+                while cursor.advance().await? {
+                    docs.push(cursor.deserialize_current()?);
+                }
+                Ok(docs)
+            };
+            Ok(found.await)
+        })
     }
 
     fn create_collection(

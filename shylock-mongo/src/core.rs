@@ -14,7 +14,8 @@ use mongodb::bson::Document;
 use mongodb::error::Error as MongoError;
 use mongodb::options::{CreateCollectionOptions, CreateIndexOptions, ListIndexesOptions};
 use shylock_core::backend::{
-    AcquireOutcome, AcquireRequest, AsyncBackend, BoxFuture, ClockSource, InspectRequest,
+    AcquireOutcome, AcquireRequest, AsyncBackend, AuditRequest, BoxFuture, ClockSource,
+    ForceReleaseOutcome, ForceReleaseRequest, ForcedRelease, InspectRequest, ListPage, ListRequest,
     LockRecord, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
 };
 use shylock_core::{BackendError, BackendErrorKind, Error, Timestamp};
@@ -23,7 +24,11 @@ use crate::errors::{map_error, setup_error, timeout_error};
 use crate::lock_commands;
 use crate::options::MongoOptions;
 use crate::setup::{self, ServerCheck, Topology};
-use crate::spec::{Command, Ctx, FindAndModify, FindOne, Spec};
+use crate::spec::{Command, Ctx, FindAndModify, FindMany, FindOne, Spec};
+
+/// How many times a forced release reads the holding and tries to free
+/// it, when the holding changes in between.
+const FORCE_ATTEMPTS: usize = 3;
 
 /// The answer of one driver call: the driver's own result, or an error of
 /// the way to it (the sync form's bridge: no thread by the deadline, a
@@ -49,6 +54,8 @@ pub(crate) trait Driver: Send + Sync + 'static {
     fn find_and_modify(&self, cmd: FindAndModify) -> Reply<'_, Option<Document>>;
     /// A `find` of one document in `target`.
     fn find_one(&self, target: Target, cmd: FindOne) -> Reply<'_, Option<Document>>;
+    /// A `find` of many documents in the lock collection, every batch.
+    fn find_many(&self, cmd: FindMany) -> Reply<'_, Vec<Document>>;
     /// `create` of the lock collection.
     fn create_collection(
         &self,
@@ -212,6 +219,27 @@ impl<D: Driver> Core<D> {
         call(deadline, &ctx, self.driver.run_command(cmd)).await
     }
 
+    /// The record of `name` (the `find` of inspect), within `deadline`;
+    /// with its context.
+    async fn read_record(
+        &self,
+        name: &shylock_core::LockName,
+        now: Timestamp,
+        deadline: Option<Instant>,
+    ) -> Result<(Ctx, Result<Option<Document>, MongoError>), BackendError> {
+        let cmd = lock_commands::inspect(
+            &self.spec,
+            &InspectRequest {
+                name,
+                now,
+                deadline,
+            },
+        )?;
+        let (deadline, ctx) = (cmd.deadline, cmd.ctx.clone());
+        let reply = call(deadline, &ctx, self.driver.find_one(Target::Locks, cmd)).await?;
+        Ok((ctx, reply))
+    }
+
     /// A `findAndModify`, within its deadline; with its context.
     async fn find_and_modify(
         &self,
@@ -296,7 +324,18 @@ impl<D: Driver> AsyncBackend for Core<D> {
         Box::pin(async move {
             let cmd = lock_commands::renew(&self.spec, &req)?;
             let (ctx, reply) = self.find_and_modify(cmd).await?;
-            lock_commands::renew_reply(&ctx, reply)
+            let outcome = lock_commands::renew_reply(&ctx, reply)?;
+            if outcome != RenewOutcome::Lost {
+                return Ok(outcome);
+            }
+            // The rare loss: one read, to tell a forced release (README:
+            // Forced release). A failed read leaves it Lost.
+            match self.read_record(req.name, req.now, req.deadline).await {
+                Ok((_, Ok(Some(record)))) if lock_commands::forced_owner_is(&record, req.owner) => {
+                    Ok(RenewOutcome::Forced)
+                }
+                _ => Ok(RenewOutcome::Lost),
+            }
         })
     }
 
@@ -320,6 +359,52 @@ impl<D: Driver> AsyncBackend for Core<D> {
             let (deadline, ctx) = (cmd.deadline, cmd.ctx.clone());
             let reply = call(deadline, &ctx, self.driver.find_one(Target::Locks, cmd)).await?;
             lock_commands::inspect_reply(&ctx, req.now, reply)
+        })
+    }
+
+    fn list<'a>(&'a self, req: ListRequest<'a>) -> BoxFuture<'a, Result<ListPage, BackendError>> {
+        Box::pin(async move {
+            let cmd = lock_commands::list(&self.spec, &req)?;
+            let (deadline, ctx) = (cmd.deadline, cmd.ctx.clone());
+            let reply = call(deadline, &ctx, self.driver.find_many(cmd)).await?;
+            lock_commands::list_reply(&ctx, &req, reply)
+        })
+    }
+
+    fn force_release<'a>(
+        &'a self,
+        req: ForceReleaseRequest<'a>,
+    ) -> BoxFuture<'a, Result<ForceReleaseOutcome, BackendError>> {
+        Box::pin(async move {
+            // Read the holding, then free it if it is still that holding
+            // (README: Forced release); a holding that changed in between
+            // is read again.
+            for _ in 0..FORCE_ATTEMPTS {
+                let (ctx, reply) = self.read_record(req.name, req.now, req.deadline).await?;
+                let Some(held) = lock_commands::held(&ctx, req.now, reply)? else {
+                    return Ok(ForceReleaseOutcome::NotHeld);
+                };
+                let cmd = lock_commands::force_release(&self.spec, &req, &held)?;
+                let (ctx, reply) = self.find_and_modify(cmd).await?;
+                if reply.map_err(|e| map_error(&ctx, e))?.is_some() {
+                    return Ok(ForceReleaseOutcome::Released {
+                        owner: held.owner,
+                        token: held.token,
+                    });
+                }
+            }
+            Ok(ForceReleaseOutcome::NotHeld)
+        })
+    }
+
+    fn audit<'a>(
+        &'a self,
+        req: AuditRequest<'a>,
+    ) -> BoxFuture<'a, Result<Option<ForcedRelease>, BackendError>> {
+        Box::pin(async move {
+            let now = Timestamp::local_now();
+            let (ctx, reply) = self.read_record(req.name, now, req.deadline).await?;
+            lock_commands::audit_reply(&ctx, reply)
         })
     }
 

@@ -6,18 +6,22 @@ use std::time::Instant;
 
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::Error as MongoError;
-use mongodb::options::{FindOneAndUpdateOptions, FindOneOptions, ReadConcern, ReturnDocument};
+use mongodb::options::{
+    FindOneAndUpdateOptions, FindOneOptions, FindOptions, ReadConcern, ReturnDocument,
+};
 use shylock_core::backend::{
-    AcquireOutcome, AcquireRequest, Grant, InspectRequest, LockRecord, RELEASERS_REMEMBERED,
-    ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
+    AcquireOutcome, AcquireRequest, ForceReleaseRequest, ForcedRelease, Grant, InspectRequest,
+    ListPage, ListRequest, ListedLock, LockRecord, RELEASERS_REMEMBERED, ReleaseOutcome,
+    ReleaseRequest, RenewOutcome, RenewRequest,
 };
 use shylock_core::{
-    BackendError, BackendErrorKind, FencingToken, MAX_LEASE, OwnerId, RECORD_HORIZON, Timestamp,
+    BackendError, BackendErrorKind, FencingToken, LockName, MAX_LEASE, OwnerId, RECORD_HORIZON,
+    Timestamp,
 };
 
 use crate::errors::{CODE_DUPLICATE_KEY, map_error, server_code};
 use crate::spec::{
-    Ctx, FindAndModify, FindOne, Spec, bound, date, max_time, primary, write_concern,
+    Ctx, FindAndModify, FindMany, FindOne, Spec, bound, date, max_time, primary, write_concern,
 };
 
 /// Field names of a lock record.
@@ -33,6 +37,16 @@ pub(crate) const F_RELEASERS: &str = "releasers";
 /// The single last releaser that versions before `releasers` recorded;
 /// removed by the next release.
 pub(crate) const F_LEGACY_RELEASED_BY: &str = "releasedBy";
+
+/// When the holding was granted (set by every grant).
+pub(crate) const F_ACQUIRED_AT: &str = "acquiredAt";
+/// The audit trail of the last forced release: whose holding it ended,
+/// its fencing token, who forced it, when and why (README: Forced release).
+pub(crate) const F_FORCED_OWNER: &str = "forcedOwner";
+pub(crate) const F_FORCED_TOKEN: &str = "forcedToken";
+pub(crate) const F_FORCED_BY: &str = "forcedBy";
+pub(crate) const F_FORCED_AT: &str = "forcedAt";
+pub(crate) const F_REASON: &str = "reason";
 
 /// Grants per millisecond of `epoch` that fit below the next epoch's tokens.
 const SEQ_PER_EPOCH_MS: u64 = 1000;
@@ -108,7 +122,7 @@ pub(crate) fn acquire(
         },
         update: doc! {
             // `$max`, not `$set`: README, Acquire.
-            "$set": { F_OWNER: owner },
+            "$set": { F_OWNER: owner, F_ACQUIRED_AT: now },
             "$max": { F_EXPIRES_AT: expires },
             "$inc": { F_SEQ: 1_i64 },
             "$setOnInsert": { F_EPOCH: req.now.as_millis() },
@@ -266,9 +280,12 @@ pub(crate) fn release(
     Ok(FindAndModify {
         filter: doc! {
             F_ID: req.name.as_str(),
+            // A release sent again finds its own release; not so the
+            // owner of a forced release (its loss must show: README,
+            // Forced release).
             "$or": [
                 { F_OWNER: owner },
-                { F_OWNER: Bson::Null, F_RELEASERS: owner },
+                { F_OWNER: Bson::Null, F_RELEASERS: owner, F_FORCED_OWNER: { "$ne": owner } },
             ],
         },
         update: doc! {
@@ -339,6 +356,235 @@ pub(crate) fn inspect_reply(
         }
         _ => Ok(None),
     }
+}
+
+/// List: one `find` on `_id` (a range from the prefix or the previous
+/// page's last name, and the prefix as an anchored regular expression),
+/// held records only (a string `owner`, a date `expiresAt` after *now* and
+/// not beyond the horizon), sorted by `_id`, at most `limit` (README:
+/// List).
+pub(crate) fn list(spec: &Spec, req: &ListRequest<'_>) -> Result<FindMany, BackendError> {
+    let ctx = spec.context("list (find)", None);
+    let deadline = bound(req.deadline, spec.request_timeout, &ctx)?;
+    let mut id = doc! { "$type": "string" };
+    if let Some(prefix) = req.prefix {
+        id.insert("$gte", prefix);
+        id.insert("$regex", format!("^{}", regex_escape(prefix)));
+    }
+    if let Some(after) = req.after {
+        id.insert("$gt", after.as_str());
+    }
+    let mut options = FindOptions::default();
+    options.sort = Some(doc! { F_ID: 1 });
+    options.limit = Some(i64::try_from(req.limit.max(1)).unwrap_or(i64::MAX));
+    options.max_time = Some(max_time(deadline));
+    options.selection_criteria = Some(primary());
+    options.read_concern = Some(ReadConcern::majority());
+    Ok(FindMany {
+        filter: doc! {
+            F_ID: id,
+            F_OWNER: { "$type": "string" },
+            F_EXPIRES_AT: { "$gt": date(req.now), "$lte": date(horizon(req.now)) },
+        },
+        options,
+        ctx,
+        deadline,
+    })
+}
+
+/// `s` with the characters special to a regular expression escaped.
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\^$.|?*+()[]{}-/".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Read the reply of [`list`]: a record this library did not write (its
+/// `_id` not a lock name, its counters or dates unreadable or untrusted)
+/// is never listed, only logged.
+pub(crate) fn list_reply(
+    cmd_ctx: &Ctx,
+    req: &ListRequest<'_>,
+    reply: Result<Vec<Document>, MongoError>,
+) -> Result<ListPage, BackendError> {
+    let records = reply.map_err(|e| map_error(cmd_ctx, e))?;
+    let mut page = ListPage::default();
+    let limit = req.limit.max(1);
+    if records.len() >= limit {
+        page.next = records
+            .last()
+            .and_then(|r| r.get_str(F_ID).ok())
+            .and_then(|id| LockName::new(id).ok());
+    }
+    for record in &records {
+        match listed(record, req.now, cmd_ctx) {
+            Ok(Some(lock)) => page.locks.push(lock),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, "list: a record shylock did not write is not listed");
+            }
+        }
+    }
+    Ok(page)
+}
+
+fn listed(
+    record: &Document,
+    now: Timestamp,
+    ctx: &Ctx,
+) -> Result<Option<ListedLock>, BackendError> {
+    let Ok(id) = record.get_str(F_ID) else {
+        return Err(unexpected(
+            ctx,
+            format!("the record's `_id` is not a string: {record}"),
+        ));
+    };
+    let name = LockName::new(id).map_err(|e| unexpected(ctx, format!("`_id` {id:?}: {e}")))?;
+    let parsed = parse_trusted(record, now, ctx)?;
+    let Some(owner) = parsed.owner else {
+        return Ok(None);
+    };
+    if parsed.expires_at <= now || parsed.expires_at > horizon(now) {
+        return Ok(None);
+    }
+    let held_since = match record.get(F_ACQUIRED_AT) {
+        Some(Bson::DateTime(d)) => Some(Timestamp::from_millis(d.timestamp_millis())),
+        _ => None,
+    };
+    Ok(Some(ListedLock {
+        name,
+        owner: OwnerId::from_string(owner),
+        token: parsed.token,
+        expires_at: parsed.expires_at,
+        held_since,
+    }))
+}
+
+/// A live holding as a forced release reads it: the record's owner,
+/// counters (as stored, to match them exactly) and token.
+#[derive(Debug)]
+pub(crate) struct Held {
+    pub(crate) owner: OwnerId,
+    pub(crate) token: FencingToken,
+    epoch: Bson,
+    seq: Bson,
+}
+
+/// Read the record (the `find` of [`inspect`]) for a forced release: the
+/// holding, if it is held and live; an unreadable or untrusted record is
+/// an error, as for inspect.
+pub(crate) fn held(
+    cmd_ctx: &Ctx,
+    now: Timestamp,
+    reply: Result<Option<Document>, MongoError>,
+) -> Result<Option<Held>, BackendError> {
+    let record = match reply {
+        Ok(Some(record)) => record,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(map_error(cmd_ctx, e)),
+    };
+    let parsed = parse_trusted(&record, now, cmd_ctx)?;
+    match parsed.owner {
+        Some(owner) if parsed.expires_at > now && parsed.expires_at <= horizon(now) => {
+            Ok(Some(Held {
+                owner: OwnerId::from_string(owner),
+                token: parsed.token,
+                epoch: record.get(F_EPOCH).cloned().unwrap_or(Bson::Null),
+                seq: record.get(F_SEQ).cloned().unwrap_or(Bson::Null),
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Forced release: one `findAndModify` that frees the record if it is
+/// still the holding `held` read (same owner and counters, still live),
+/// appends that owner to `releasers` and keeps the audit trail (README:
+/// Forced release).
+pub(crate) fn force_release(
+    spec: &Spec,
+    req: &ForceReleaseRequest<'_>,
+    held: &Held,
+) -> Result<FindAndModify, BackendError> {
+    let ctx = spec.context("force release (findAndModify)", Some(req.name.as_str()));
+    let deadline = bound(req.deadline, spec.request_timeout, &ctx)?;
+    let owner = held.owner.as_str();
+    let token = i64::try_from(held.token.get()).unwrap_or(i64::MAX);
+    let now = date(req.now);
+    Ok(FindAndModify {
+        filter: doc! {
+            F_ID: req.name.as_str(),
+            F_OWNER: owner,
+            F_EPOCH: held.epoch.clone(),
+            F_SEQ: held.seq.clone(),
+            F_EXPIRES_AT: { "$gt": now },
+        },
+        update: doc! {
+            "$set": {
+                F_OWNER: Bson::Null,
+                F_EXPIRES_AT: now,
+                F_FORCED_OWNER: owner,
+                F_FORCED_TOKEN: token,
+                F_FORCED_BY: req.by,
+                F_FORCED_AT: now,
+                F_REASON: req.reason,
+            },
+            "$push": { F_RELEASERS: { "$each": [owner], "$slice": -releasers_remembered() } },
+            "$unset": { F_LEGACY_RELEASED_BY: "" },
+        },
+        options: find_and_modify_options(spec, deadline, false),
+        ctx,
+        deadline,
+    })
+}
+
+/// Whether the record's last forced release ended `owner`'s holding.
+pub(crate) fn forced_owner_is(record: &Document, owner: &OwnerId) -> bool {
+    record.get_str(F_FORCED_OWNER).ok() == Some(owner.as_str())
+}
+
+/// Read the audit trail of the record's last forced release (the `find`
+/// of [`inspect`]): `None` if it has none; fields of the wrong type are an
+/// error.
+pub(crate) fn audit_reply(
+    cmd_ctx: &Ctx,
+    reply: Result<Option<Document>, MongoError>,
+) -> Result<Option<ForcedRelease>, BackendError> {
+    let record = match reply {
+        Ok(Some(record)) => record,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(map_error(cmd_ctx, e)),
+    };
+    let owner = match record.get(F_FORCED_OWNER) {
+        None | Some(Bson::Null) => return Ok(None),
+        Some(Bson::String(owner)) => owner.clone(),
+        Some(other) => {
+            return Err(unexpected(
+                cmd_ctx,
+                format!("the record's `{F_FORCED_OWNER}` is not a string: {other}"),
+            ));
+        }
+    };
+    let text = |key: &str| match record.get(key) {
+        Some(Bson::String(s)) => Ok(s.clone()),
+        _ => Err(unexpected(
+            cmd_ctx,
+            format!("the record has no string `{key}`: {record}"),
+        )),
+    };
+    let token = get_int(&record, F_FORCED_TOKEN, cmd_ctx)?;
+    Ok(Some(ForcedRelease {
+        owner: OwnerId::from_string(owner),
+        token: FencingToken(u64::try_from(token).unwrap_or(0)),
+        by: text(F_FORCED_BY)?,
+        at: get_date(&record, F_FORCED_AT, cmd_ctx)?,
+        reason: text(F_REASON)?,
+    }))
 }
 
 // ---------------------------------------------------------------------------
@@ -511,6 +757,87 @@ mod tests {
             None
         );
         assert_eq!(inspect_reply(&ctx(), now, Ok(None)).expect("ok"), None);
+    }
+
+    #[test]
+    fn regex_escape_makes_a_prefix_literal() {
+        assert_eq!(regex_escape("jobs/a.b"), "jobs\\/a\\.b");
+        assert_eq!(regex_escape("x(1)*[a]^$"), "x\\(1\\)\\*\\[a\\]\\^\\$");
+        assert_eq!(regex_escape("plain"), "plain");
+    }
+
+    #[test]
+    fn list_replies_skip_what_is_not_a_live_holding() {
+        let now = Timestamp::from_millis(1_000);
+        let req = ListRequest {
+            prefix: None,
+            after: None,
+            limit: 3,
+            now,
+            deadline: None,
+        };
+        let rec = |id: Bson, owner: Bson, epoch: i64, at: i64| {
+            doc! { "_id": id, "owner": owner, "epoch": epoch, "seq": 1_i64,
+            "expiresAt": DateTime::from_millis(at), "acquiredAt": DateTime::from_millis(500) }
+        };
+        let held = rec(
+            Bson::String("a".into()),
+            Bson::String("aa".into()),
+            1,
+            2_000,
+        );
+        // A future epoch: untrusted, not listed.
+        let future = rec(
+            Bson::String("b".into()),
+            Bson::String("bb".into()),
+            i64::MAX / 2,
+            2_000,
+        );
+        let expired = rec(Bson::String("c".into()), Bson::String("cc".into()), 1, 900);
+        let page = list_reply(&ctx(), &req, Ok(vec![held, future, expired])).expect("a page");
+        assert_eq!(page.locks.len(), 1, "{page:?}");
+        assert_eq!(page.locks[0].name.as_str(), "a");
+        assert_eq!(page.locks[0].token, FencingToken(1001));
+        assert_eq!(page.locks[0].held_since, Some(Timestamp::from_millis(500)));
+        // Three read: more may follow, from the last one read.
+        assert_eq!(page.next.as_ref().map(LockName::as_str), Some("c"));
+        let short = list_reply(&ctx(), &req, Ok(vec![])).expect("a page");
+        assert_eq!(short, ListPage::default());
+    }
+
+    #[test]
+    fn audit_replies() {
+        let forced = doc! { "_id": "n", "owner": Bson::Null, "forcedOwner": "aa",
+        "forcedToken": 7003_i64, "forcedBy": "ops", "forcedAt": DateTime::from_millis(9),
+        "reason": "stuck" };
+        let audit = audit_reply(&ctx(), Ok(Some(forced)))
+            .expect("ok")
+            .expect("forced");
+        assert_eq!(
+            (
+                audit.owner.as_str(),
+                audit.token,
+                audit.by.as_str(),
+                audit.reason.as_str()
+            ),
+            ("aa", FencingToken(7003), "ops", "stuck")
+        );
+        assert_eq!(audit.at, Timestamp::from_millis(9));
+        assert!(forced_owner_is(
+            &doc! { "forcedOwner": "aa" },
+            &OwnerId::from_string("aa")
+        ));
+        assert!(!forced_owner_is(&doc! {}, &OwnerId::from_string("aa")));
+        assert_eq!(
+            audit_reply(&ctx(), Ok(Some(doc! { "_id": "n" }))).expect("ok"),
+            None
+        );
+        assert_eq!(audit_reply(&ctx(), Ok(None)).expect("ok"), None);
+        let bad = doc! { "_id": "n", "forcedOwner": 5_i32 };
+        assert_eq!(
+            audit_reply(&ctx(), Ok(Some(bad))).expect_err("bad").kind(),
+            BackendErrorKind::Unexpected
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use mongodb::bson::{DateTime, Document};
 use mongodb::options::{
-    FindOneAndUpdateOptions, FindOneOptions, ReadPreference, RunCommandOptions, SelectionCriteria,
-    WriteConcern,
+    FindOneAndUpdateOptions, FindOneOptions, FindOptions, ReadPreference, RunCommandOptions,
+    SelectionCriteria, WriteConcern,
 };
 use shylock_core::Error;
 use shylock_core::{BackendError, Timestamp};
@@ -248,6 +248,17 @@ pub(crate) struct FindAndModify {
 pub(crate) struct FindOne {
     pub(crate) filter: Document,
     pub(crate) options: FindOneOptions,
+    pub(crate) ctx: Ctx,
+    /// Stop waiting for the answer then.
+    pub(crate) deadline: Instant,
+}
+
+/// One `find` of many records (`list`): filter, sort and limit in the
+/// options.
+#[derive(Debug)]
+pub(crate) struct FindMany {
+    pub(crate) filter: Document,
+    pub(crate) options: FindOptions,
     pub(crate) ctx: Ctx,
     /// Stop waiting for the answer then.
     pub(crate) deadline: Instant,

@@ -22,7 +22,7 @@ use shylock_core::{BackendError, BackendErrorKind, Error};
 
 use crate::core::{Core, Driver, Reply, Target};
 use crate::options::MongoOptions;
-use crate::spec::{Command, FindAndModify, FindOne};
+use crate::spec::{Command, FindAndModify, FindMany, FindOne};
 
 /// The sync MongoDB backend: lock records in one collection, reached through
 /// the application's own [`mongodb::sync::Client`].
@@ -209,6 +209,17 @@ impl Driver for SyncDriver {
         let (filter, options) = (cmd.filter, cmd.options);
         blocking(cmd.deadline, move || {
             coll.find_one(filter).with_options(options).run()
+        })
+    }
+
+    fn find_many(&self, cmd: FindMany) -> Reply<'_, Vec<Document>> {
+        let coll = self.coll.clone();
+        let (filter, options) = (cmd.filter, cmd.options);
+        blocking(cmd.deadline, move || {
+            coll.find(filter)
+                .with_options(options)
+                .run()
+                .and_then(|cursor| cursor.collect::<Result<Vec<_>, _>>())
         })
     }
 

@@ -11,6 +11,8 @@ pub enum Known {
     Renew,
     Release,
     Inspect,
+    ForceRelease,
+    List,
 }
 
 impl Known {
@@ -21,6 +23,8 @@ impl Known {
             Known::Renew => "renew",
             Known::Release => "release",
             Known::Inspect => "inspect",
+            Known::ForceRelease => "force_release",
+            Known::List => "list",
         }
     }
 
@@ -30,6 +34,8 @@ impl Known {
             Known::Acquire | Known::Renew => &["@collection", "key", "name", "owner", "leaseMs"],
             Known::Release => &["@collection", "key", "name", "owner"],
             Known::Inspect => &["@collection", "key"],
+            Known::ForceRelease => &["@collection", "key", "name", "by", "reason"],
+            Known::List => &["@collection", "prefix", "after", "limit"],
         }
     }
 }
@@ -54,7 +60,7 @@ LET newSeq = lockDoc == null ? 1 : lockDoc.seq + 1
 LET newExpiry = lockDoc != null && lockDoc.owner == @owner && !isFarFuture ? MAX([nowMs + @leaseMs, ROUND(lockDoc.expiresAt * 1000)]) : nowMs + @leaseMs
 LET written = (
   FOR x IN (isFree ? [1] : [])
-    INSERT { _key: @key, name: @name, owner: @owner, epoch: newEpoch, seq: newSeq, expiresAt: newExpiry / 1000, releasers: releasers }
+    INSERT { _key: @key, name: @name, owner: @owner, epoch: newEpoch, seq: newSeq, expiresAt: newExpiry / 1000, releasers: releasers, acquiredAt: nowMs / 1000, forcedOwner: lockDoc.forcedOwner, forcedToken: lockDoc.forcedToken, forcedBy: lockDoc.forcedBy, forcedAt: lockDoc.forcedAt, reason: lockDoc.reason }
     INTO @@collection OPTIONS { overwriteMode: "replace", exclusive: true"#,
             $options,
             r#" }
@@ -79,7 +85,7 @@ LET written = (
             r#" }
     RETURN 1
 )
-RETURN { renewed: LENGTH(written) > 0, storedName: lockDoc.name, expiresAtMs: newExpiry }"#
+RETURN { renewed: LENGTH(written) > 0, storedName: lockDoc.name, expiresAtMs: newExpiry, forced: lockDoc.forcedOwner == @owner }"#
         )
     };
 }
@@ -103,6 +109,25 @@ RETURN { released: LENGTH(written) > 0, storedName: lockDoc.name }"#
     };
 }
 
+macro_rules! force_release {
+    ($options:literal) => {
+        concat!(
+            r#"LET nowMs = DATE_NOW()
+LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
+LET isHeld = lockDoc != null && lockDoc.name == @name && IS_STRING(lockDoc.owner) && IS_NUMBER(lockDoc.epoch) && IS_NUMBER(lockDoc.seq) && IS_NUMBER(lockDoc.expiresAt) && lockDoc.expiresAt * 1000 > nowMs && lockDoc.expiresAt * 1000 <= nowMs + 31622400000
+LET releasers = IS_ARRAY(lockDoc.releasers) ? lockDoc.releasers : []
+LET written = (
+  FOR x IN (isHeld ? [1] : [])
+    UPDATE @key WITH { owner: null, expiresAt: nowMs / 1000, releasers: SLICE(APPEND(releasers, [lockDoc.owner]), -16), forcedOwner: lockDoc.owner, forcedToken: lockDoc.epoch * 1000 + lockDoc.seq, forcedBy: @by, forcedAt: nowMs / 1000, reason: @reason } IN @@collection OPTIONS { exclusive: true"#,
+            $options,
+            r#" }
+    RETURN 1
+)
+RETURN { released: LENGTH(written) > 0, storedName: lockDoc.name, owner: lockDoc.owner, epoch: lockDoc.epoch, seq: lockDoc.seq }"#
+        )
+    };
+}
+
 /// The backend's acquire query (with `waitForSync: true`).
 pub const ACQUIRE: &str = acquire!(", waitForSync: true");
 /// The backend's acquire query without `waitForSync`.
@@ -115,6 +140,23 @@ pub const RENEW_NO_SYNC: &str = renew!("");
 pub const RELEASE: &str = release!(", waitForSync: true");
 /// The backend's release query without `waitForSync`.
 pub const RELEASE_NO_SYNC: &str = release!("");
+/// The backend's forced release query (with `waitForSync: true`).
+pub const FORCE_RELEASE: &str = force_release!(", waitForSync: true");
+/// The same without `waitForSync`.
+pub const FORCE_RELEASE_NO_SYNC: &str = force_release!("");
+/// The backend's list query.
+pub const LIST: &str = r#"LET nowMs = DATE_NOW()
+LET locks = (
+  FOR d IN @@collection
+    FILTER IS_STRING(d.name) && IS_STRING(d.owner) && IS_NUMBER(d.expiresAt) && d.expiresAt * 1000 > nowMs && d.expiresAt * 1000 <= nowMs + 31622400000
+    FILTER @prefix == null || STARTS_WITH(d.name, @prefix)
+    FILTER @after == null || d.name > @after
+    SORT d.name
+    LIMIT @limit
+    RETURN { key: d._key, name: d.name, owner: d.owner, epoch: d.epoch, seq: d.seq, expiresAtMs: d.expiresAt * 1000, acquiredAtMs: IS_NUMBER(d.acquiredAt) ? d.acquiredAt * 1000 : null }
+)
+RETURN { nowMs: nowMs, locks: locks }"#;
+
 /// The backend's inspect query.
 pub const INSPECT: &str = r#"LET nowMs = DATE_NOW()
 LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
@@ -128,6 +170,8 @@ pub fn recognise(text: &str) -> Option<Known> {
         RENEW | RENEW_NO_SYNC => Some(Known::Renew),
         RELEASE | RELEASE_NO_SYNC => Some(Known::Release),
         INSPECT => Some(Known::Inspect),
+        FORCE_RELEASE | FORCE_RELEASE_NO_SYNC => Some(Known::ForceRelease),
+        LIST => Some(Known::List),
         _ => None,
     }
 }
@@ -260,6 +304,19 @@ pub fn execute(
                 m.insert("seq".into(), new_seq.clone());
                 m.insert("expiresAt".into(), json!(new_expiry / 1000.0));
                 m.insert("releasers".into(), Value::Array(releasers));
+                m.insert("acquiredAt".into(), json!(now / 1000.0));
+                for field in [
+                    "forcedOwner",
+                    "forcedToken",
+                    "forcedBy",
+                    "forcedAt",
+                    "reason",
+                ] {
+                    m.insert(
+                        field.into(),
+                        attr(doc, field).cloned().unwrap_or(Value::Null),
+                    );
+                }
                 m
             });
             let expires_at_ms = if free {
@@ -304,7 +361,12 @@ pub fn execute(
                 _ => None,
             };
             Executed {
-                row: json!({ "renewed": mine, "storedName": stored_name, "expiresAtMs": num(new_expiry) }),
+                row: json!({
+                    "renewed": mine,
+                    "storedName": stored_name,
+                    "expiresAtMs": num(new_expiry),
+                    "forced": attr(doc, "forcedOwner") == Some(&owner),
+                }),
                 write,
             }
         }
@@ -331,6 +393,56 @@ pub fn execute(
                 write,
             }
         }
+        Known::ForceRelease => {
+            let expiry_ms = to_number(attr(doc, "expiresAt")) * 1000.0;
+            let held = doc.is_some()
+                && attr(doc, "name") == Some(&name)
+                && matches!(attr(doc, "owner"), Some(Value::String(_)))
+                && matches!(attr(doc, "epoch"), Some(Value::Number(_)))
+                && matches!(attr(doc, "seq"), Some(Value::Number(_)))
+                && matches!(attr(doc, "expiresAt"), Some(Value::Number(_)))
+                && expiry_ms > now
+                && expiry_ms <= now + HORIZON_MS;
+            let forced_owner = attr(doc, "owner").cloned().unwrap_or(Value::Null);
+            let write = match (held, doc) {
+                (true, Some(d)) => {
+                    let mut m = d.clone();
+                    let mut kept = releasers(doc);
+                    kept.push(forced_owner.clone());
+                    let drop = kept.len().saturating_sub(RELEASERS_KEPT);
+                    kept.drain(..drop);
+                    let token =
+                        to_number(attr(doc, "epoch")) * 1000.0 + to_number(attr(doc, "seq"));
+                    m.insert("owner".into(), Value::Null);
+                    m.insert("expiresAt".into(), json!(now / 1000.0));
+                    m.insert("releasers".into(), Value::Array(kept));
+                    m.insert("forcedOwner".into(), forced_owner.clone());
+                    m.insert("forcedToken".into(), num(token));
+                    m.insert(
+                        "forcedBy".into(),
+                        bind.get("by").cloned().unwrap_or(Value::Null),
+                    );
+                    m.insert("forcedAt".into(), json!(now / 1000.0));
+                    m.insert(
+                        "reason".into(),
+                        bind.get("reason").cloned().unwrap_or(Value::Null),
+                    );
+                    Some(m)
+                }
+                _ => None,
+            };
+            Executed {
+                row: json!({
+                    "released": held,
+                    "storedName": stored_name,
+                    "owner": forced_owner,
+                    "epoch": attr(doc, "epoch").cloned().unwrap_or(Value::Null),
+                    "seq": attr(doc, "seq").cloned().unwrap_or(Value::Null),
+                }),
+                write,
+            }
+        }
+        Known::List => list(bind, std::iter::empty(), now_ms),
         Known::Inspect => Executed {
             row: json!({
                 "nowMs": num(now),
@@ -338,5 +450,64 @@ pub fn execute(
             }),
             write: None,
         },
+    }
+}
+
+/// Execute the list query over every document of the collection (it reads
+/// no single key).
+pub fn list<'a>(
+    bind: &Map<String, Value>,
+    docs: impl Iterator<Item = &'a Map<String, Value>>,
+    now_ms: i64,
+) -> Executed {
+    let now = now_ms as f64;
+    let prefix = bind.get("prefix").and_then(Value::as_str);
+    let after = bind.get("after").and_then(Value::as_str);
+    let limit = to_number(bind.get("limit")).max(0.0) as usize;
+    let mut held: Vec<&Map<String, Value>> = docs
+        .filter(|d| {
+            let (Some(Value::String(name)), Some(Value::String(_)), Some(Value::Number(_))) =
+                (d.get("name"), d.get("owner"), d.get("expiresAt"))
+            else {
+                return false;
+            };
+            let expiry_ms = to_number(d.get("expiresAt")) * 1000.0;
+            expiry_ms > now
+                && expiry_ms <= now + HORIZON_MS
+                && prefix.is_none_or(|p| name.starts_with(p))
+                && after.is_none_or(|a| name.as_str() > a)
+        })
+        .collect();
+    held.sort_by(|x, y| {
+        let name = |d: &Map<String, Value>| {
+            d.get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
+        name(x).cmp(&name(y))
+    });
+    let locks: Vec<Value> = held
+        .into_iter()
+        .take(limit)
+        .map(|d| {
+            let some = |f: &str| d.get(f).cloned().unwrap_or(Value::Null);
+            json!({
+                "key": some("_key"),
+                "name": some("name"),
+                "owner": some("owner"),
+                "epoch": some("epoch"),
+                "seq": some("seq"),
+                "expiresAtMs": num(to_number(d.get("expiresAt")) * 1000.0),
+                "acquiredAtMs": match d.get("acquiredAt") {
+                    Some(Value::Number(_)) => num(to_number(d.get("acquiredAt")) * 1000.0),
+                    _ => Value::Null,
+                },
+            })
+        })
+        .collect();
+    Executed {
+        row: json!({ "nowMs": num(now), "locks": locks }),
+        write: None,
     }
 }

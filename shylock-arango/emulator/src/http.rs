@@ -747,7 +747,7 @@ fn cursor(
     // is not a valid key string.
     let key_value = bind.get("key").cloned().unwrap_or(Value::Null);
     let key = key_value.as_str().unwrap_or("");
-    let writes_collection = known != Known::Inspect;
+    let writes_collection = !matches!(known, Known::Inspect | Known::List);
     // Access is checked when the query is set up, for every collection it
     // names: read/write for the modified one (ERROR_FORBIDDEN, 403).
     let needed = if writes_collection {
@@ -834,8 +834,12 @@ fn cursor(
             format!("AQL: collection or view not found: {collection} (while parsing)"),
         );
     };
-    let current = key_value.as_str().and_then(|k| coll.docs.get(k));
-    let executed = aql::execute(known, bind, current, now);
+    let executed = if known == Known::List {
+        aql::list(bind, coll.docs.values(), now)
+    } else {
+        let current = key_value.as_str().and_then(|k| coll.docs.get(k));
+        aql::execute(known, bind, current, now)
+    };
     let mut writes = 0;
     if let Some(mut doc) = executed.write {
         if !key_value.is_string() || !valid_key(key) {

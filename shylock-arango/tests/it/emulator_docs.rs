@@ -49,7 +49,16 @@ fn emulator_knows_exactly_the_backends_queries() {
         aql::recognise(shylock_arango::aql::INSPECT),
         Some(Known::Inspect)
     );
+    assert_eq!(
+        aql::recognise(shylock_arango::aql::FORCE_RELEASE),
+        Some(Known::ForceRelease)
+    );
+    assert_eq!(aql::recognise(shylock_arango::aql::LIST), Some(Known::List));
     for (text, known) in [
+        (
+            shylock_arango::aql::FORCE_RELEASE_NO_SYNC,
+            Known::ForceRelease,
+        ),
         (shylock_arango::aql::ACQUIRE_NO_SYNC, Known::Acquire),
         (shylock_arango::aql::RENEW_NO_SYNC, Known::Renew),
         (shylock_arango::aql::RELEASE_NO_SYNC, Known::Release),

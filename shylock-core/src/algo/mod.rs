@@ -22,6 +22,7 @@
 //! estimates and the small helpers for deadlines.
 
 mod acquire;
+pub(crate) mod admin;
 mod release;
 mod renewal;
 

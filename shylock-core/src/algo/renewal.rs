@@ -108,6 +108,11 @@ impl Renewer {
                 self.backoff = BackoffState::new(self.opts.backoff);
                 Some(self.due())
             }
+            Ok((RenewOutcome::Forced, _)) => {
+                lease.mark_lost(LossReason::Forced);
+                tracing::warn!(lock = %holding.name, token = holding.token.get(), reason = ?lease.loss(), "lease lost: an administrator forced the lock's release");
+                None
+            }
             Ok((RenewOutcome::Lost, _)) => {
                 lease.mark_lost(LossReason::Taken);
                 tracing::warn!(lock = %holding.name, token = holding.token.get(), reason = ?lease.loss(), "lease lost: the lock is not ours any more");

@@ -53,7 +53,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::backend::{
-    AcquireOutcome, AcquireRequest, AsyncBackend, ClockSource, InspectRequest, LockRecord,
+    AcquireOutcome, AcquireRequest, AsyncBackend, AuditRequest, ClockSource, ForceReleaseOutcome,
+    ForceReleaseRequest, ForcedRelease, InspectRequest, ListPage, ListRequest, LockRecord,
     ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
 };
 use crate::{BackendError, Timestamp};
@@ -90,6 +91,21 @@ impl Primitives {
 
     async fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError> {
         call!(self, inspect(req))
+    }
+
+    async fn list(&self, req: ListRequest<'_>) -> Result<ListPage, BackendError> {
+        call!(self, list(req))
+    }
+
+    async fn force_release(
+        &self,
+        req: ForceReleaseRequest<'_>,
+    ) -> Result<ForceReleaseOutcome, BackendError> {
+        call!(self, force_release(req))
+    }
+
+    async fn audit(&self, req: AuditRequest<'_>) -> Result<Option<ForcedRelease>, BackendError> {
+        call!(self, audit(req))
     }
 
     async fn server_time(&self, deadline: Option<Instant>) -> Result<Timestamp, BackendError> {

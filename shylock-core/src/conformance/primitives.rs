@@ -53,9 +53,13 @@
 //!   (not `Busy` for ever); an expiry beyond the server time +
 //!   [`RECORD_HORIZON`](crate::RECORD_HORIZON) is taken over with a higher
 //!   token; a future epoch or a huge counter is refused (`Unexpected`) or
-//!   granted a higher token; and after the record's deletion the next token
-//!   is above every one granted before. A kind the fixture cannot write
+//!   granted a higher token; none is listed as held by `list`; and after
+//!   the record's deletion the next token is above every one granted
+//!   before. A kind the fixture cannot write
 //!   (typed columns) is skipped.
+//! * **Optional primitives.** The checks of `list`, `force_release` and
+//!   `audit` report themselves skipped for a backend that answers
+//!   [`Unsupported`](crate::BackendErrorKind::Unsupported).
 //! * **Timing.** Checks that wait for an expiry use leases of 1–2 s and
 //!   judge each answer by what was measured around it (when the request was
 //!   sent, when its answer came), with a margin of
@@ -74,18 +78,21 @@ use std::time::{Duration, Instant};
 
 use super::Primitives;
 use crate::backend::{
-    AcquireOutcome, AcquireRequest, AsyncBackend, ClockSource, Grant, InspectRequest, LockRecord,
+    AcquireOutcome, AcquireRequest, AsyncBackend, AuditRequest, ClockSource, ForceReleaseOutcome,
+    ForceReleaseRequest, ForcedRelease, Grant, InspectRequest, ListPage, ListRequest, LockRecord,
     ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
 };
 use crate::{Backend, BackendError, FencingToken, LockName, OwnerId, Timestamp};
 
 pub use checks::{
     basic_cycle, busy_while_held_by_another, clock_source_is_honoured,
-    expired_lease_nobody_took_is_renewable, hostile_records_end_and_never_lower_tokens,
-    late_duplicates_never_regrant_a_released_owner, late_duplicates_never_shorten_a_lease,
-    malformed_records_are_errors_not_grants, names_of_any_content_and_length_are_distinct_locks,
-    non_owners_change_nothing, release_is_idempotent, takeover_at_expiry_and_not_before,
-    tokens_rise, tokens_rise_across_deletion_of_the_record,
+    expired_lease_nobody_took_is_renewable, force_release_ends_any_holding_with_an_audit_trail,
+    hostile_records_end_and_never_lower_tokens, late_duplicates_never_regrant_a_released_owner,
+    late_duplicates_never_shorten_a_lease, list_pages_cover_every_held_lock_once,
+    list_shows_held_locks_only_by_prefix, malformed_records_are_errors_not_grants,
+    names_of_any_content_and_length_are_distinct_locks, non_owners_change_nothing,
+    release_is_idempotent, takeover_at_expiry_and_not_before, tokens_rise,
+    tokens_rise_across_deletion_of_the_record,
 };
 
 /// A record written by something other than this library (a bug in another
@@ -405,6 +412,9 @@ checks! {
     MalformedRecords => malformed_records_are_errors_not_grants,
     HostileRecords => hostile_records_end_and_never_lower_tokens,
     ClockSource => clock_source_is_honoured,
+    ListShowsHeld => list_shows_held_locks_only_by_prefix,
+    ListPaging => list_pages_cover_every_held_lock_once,
+    ForceRelease => force_release_ends_any_holding_with_an_audit_trail,
 }
 
 /// Run one check against `target`, blocking the calling thread (a plain
@@ -523,6 +533,9 @@ macro_rules! primitive_conformance_tests {
             malformed_records_are_errors_not_grants MalformedRecords,
             hostile_records_end_and_never_lower_tokens HostileRecords,
             clock_source_is_honoured ClockSource,
+            list_shows_held_locks_only_by_prefix ListShowsHeld,
+            list_pages_cover_every_held_lock_once ListPaging,
+            force_release_ends_any_holding_with_an_audit_trail ForceRelease,
         );
     };
     (@module $module:ident, $make:expr, $($test:ident $check:ident,)*) => {
@@ -764,5 +777,48 @@ impl Side<'_> {
         let now = self.now().await;
         let got = self.inspect_at(name, now).await;
         self.cx.ok(got, "inspect")
+    }
+
+    async fn list(
+        &self,
+        prefix: Option<&str>,
+        after: Option<&LockName>,
+        limit: usize,
+    ) -> Result<ListPage, BackendError> {
+        let now = self.now().await;
+        let deadline = deadline();
+        self.prims
+            .list(ListRequest {
+                prefix,
+                after,
+                limit,
+                now,
+                deadline,
+            })
+            .await
+    }
+
+    async fn force_release(
+        &self,
+        name: &LockName,
+        by: &str,
+        reason: &str,
+    ) -> Result<ForceReleaseOutcome, BackendError> {
+        let now = self.now().await;
+        let deadline = deadline();
+        self.prims
+            .force_release(ForceReleaseRequest {
+                name,
+                by,
+                reason,
+                now,
+                deadline,
+            })
+            .await
+    }
+
+    async fn audit(&self, name: &LockName) -> Result<Option<ForcedRelease>, BackendError> {
+        let deadline = deadline();
+        self.prims.audit(AuditRequest { name, deadline }).await
     }
 }

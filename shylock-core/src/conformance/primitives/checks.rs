@@ -4,7 +4,8 @@ use std::time::{Duration, Instant};
 
 use super::{Check, Cx, Hostile, Outcome, TIMING_MARGIN, Target};
 use crate::backend::{
-    AcquireOutcome, ClockSource, Grant, RELEASERS_REMEMBERED, ReleaseOutcome, RenewOutcome,
+    AcquireOutcome, ClockSource, ForceReleaseOutcome, Grant, RELEASERS_REMEMBERED, ReleaseOutcome,
+    RenewOutcome,
 };
 use crate::{BackendErrorKind, FencingToken, LockName, MAX_NAME_BYTES, OwnerId};
 
@@ -862,6 +863,25 @@ pub async fn hostile_records_end_and_never_lower_tokens(target: &Target) -> Outc
             skipped.push(format!("{kind:?}: {}", why.0));
             continue;
         }
+        // Never listed as held (if the backend lists).
+        let start = Instant::now();
+        let listed = cx.main().list(Some(n.as_str()), None, 10).await;
+        bounded(start, "list");
+        match &listed {
+            Ok(page) => cx.ensure(
+                page.locks.is_empty(),
+                format!(
+                    "{kind:?}: a record this library did not write is not listed as held: {page:?}"
+                ),
+            ),
+            Err(e) => cx.ensure(
+                matches!(
+                    e.kind(),
+                    BackendErrorKind::Unsupported | BackendErrorKind::Unexpected
+                ),
+                format!("{kind:?}: list's error is Unexpected (or Unsupported): {e:?}"),
+            ),
+        }
         let start = Instant::now();
         let got = cx.other().acquire(&n, &b, LONG).await;
         bounded(start, "acquire");
@@ -968,4 +988,258 @@ pub async fn hostile_records_end_and_never_lower_tokens(target: &Target) -> Outc
         }
         Outcome::Passed
     }
+}
+
+/// A check of an optional primitive (`list`, `force_release`, `audit`) is
+/// skipped, saying so, for a backend that answers
+/// [`Unsupported`](BackendErrorKind::Unsupported).
+fn unsupported<T>(got: &Result<T, crate::BackendError>) -> Option<Outcome> {
+    match got {
+        Err(e) if e.kind() == BackendErrorKind::Unsupported => Some(Outcome::Skipped(format!(
+            "the backend does not implement this optional primitive: {e}"
+        ))),
+        _ => None,
+    }
+}
+
+/// `list` shows the locks held now, and only those: not a released one,
+/// not an expired one, not a name outside the prefix; each with the
+/// grant's owner, token and expiry, by name.
+pub async fn list_shows_held_locks_only_by_prefix(target: &Target) -> Outcome {
+    let cx = Cx::new(target, Check::ListShowsHeld);
+    let (main, other) = (cx.main(), cx.other());
+    let probe = main.list(Some(&cx.prefix), None, 10).await;
+    if let Some(skipped) = unsupported(&probe) {
+        return skipped;
+    }
+    let page = cx.ok(probe, "list of a prefix nobody used");
+    cx.ensure(
+        page.locks.is_empty() && page.next.is_none(),
+        format!("nothing is listed under a new prefix: {page:?}"),
+    );
+    let (a, b, c) = (OwnerId::random(), OwnerId::random(), OwnerId::random());
+    let held = cx.name("held");
+    let held_too = cx.name("held-too");
+    let released = cx.name("released");
+    let expiring = cx.name("expiring");
+    let outside = cx.name("other");
+    let g_held = cx.granted(main.acquire(&held, &a, LONG).await, "held");
+    let g_too = cx.granted(other.acquire(&held_too, &b, LONG).await, "held-too");
+    let g_rel = cx.granted(main.acquire(&released, &c, LONG).await, "released");
+    cx.ok(main.release(&released, &c, g_rel.token).await, "release");
+    cx.granted(main.acquire(&expiring, &a, SHORT).await, "expiring");
+    cx.granted(
+        other.acquire(&outside, &b, LONG).await,
+        "outside the prefix",
+    );
+    // Wait the short lease out.
+    let started = Instant::now();
+    while main.inspect(&expiring).await.is_some() {
+        cx.ensure(started.elapsed() < SLACK, "a short lease ends");
+        cx.sleep(Duration::from_millis(200)).await;
+    }
+    let prefix = format!("{}-held", cx.prefix);
+    let page = cx.ok(main.list(Some(&prefix), None, 10).await, "list");
+    let names: Vec<&str> = page.locks.iter().map(|l| l.name.as_str()).collect();
+    cx.ensure(
+        names == [held.as_str(), held_too.as_str()],
+        format!("list of prefix {prefix:?} shows the two held names, in order: {page:?}"),
+    );
+    for (listed, (owner, grant)) in page.locks.iter().zip([(&a, g_held), (&b, g_too)]) {
+        cx.ensure(
+            &listed.owner == owner
+                && listed.token == grant.token
+                && listed.expires_at >= grant.expires_at,
+            format!("a listed lock has its grant's owner {owner}, token and expiry {grant:?}: {listed:?}"),
+        );
+    }
+    let page = cx.ok(main.list(Some(&cx.prefix), None, 10).await, "list");
+    let names: Vec<&str> = page.locks.iter().map(|l| l.name.as_str()).collect();
+    cx.ensure(
+        names == [held.as_str(), held_too.as_str(), outside.as_str()],
+        format!(
+            "list of the check's prefix shows the held names only (not the released or \
+             expired ones), in order: {page:?}"
+        ),
+    );
+    let page = cx.ok(other.list(Some(&cx.prefix), Some(&held), 10).await, "list");
+    let names: Vec<&str> = page.locks.iter().map(|l| l.name.as_str()).collect();
+    cx.ensure(
+        names == [held_too.as_str(), outside.as_str()],
+        format!("list after {held} shows only the names after it: {page:?}"),
+    );
+    // A prefix is text, not a pattern.
+    let special = cx.name("re.x(1)*[a]");
+    let lookalike = cx.name("reAx(1)*[a]");
+    cx.granted(
+        main.acquire(&special, &a, LONG).await,
+        "a name with specials",
+    );
+    cx.granted(main.acquire(&lookalike, &a, LONG).await, "its lookalike");
+    let prefix = format!("{}-re.x(1)*[", cx.prefix);
+    let page = cx.ok(main.list(Some(&prefix), None, 10).await, "list");
+    let names: Vec<&str> = page.locks.iter().map(|l| l.name.as_str()).collect();
+    cx.ensure(
+        names == [special.as_str()],
+        format!("a prefix with `.`, `(`, `*` and `[` matches itself only: {page:?}"),
+    );
+    Outcome::Passed
+}
+
+/// Paging through `list` with `next` lists every held lock exactly once,
+/// in order, whatever the page size.
+pub async fn list_pages_cover_every_held_lock_once(target: &Target) -> Outcome {
+    let cx = Cx::new(target, Check::ListPaging);
+    let main = cx.main();
+    let probe = main.list(Some(&cx.prefix), None, 1).await;
+    if let Some(skipped) = unsupported(&probe) {
+        return skipped;
+    }
+    cx.ok(probe, "list");
+    let mut expected = Vec::new();
+    for i in 0..7 {
+        let name = cx.name(&format!("page-{i}"));
+        let owner = OwnerId::random();
+        cx.granted(main.acquire(&name, &owner, LONG).await, "a lock to list");
+        expected.push(name);
+    }
+    // And one released among them, which takes a place in a page but is
+    // not listed.
+    let gone = cx.name("page-3-gone");
+    let owner = OwnerId::random();
+    let g = cx.granted(main.acquire(&gone, &owner, LONG).await, "a lock to release");
+    cx.ok(main.release(&gone, &owner, g.token).await, "release");
+    expected.sort();
+    for limit in [1, 3, 100] {
+        let mut seen: Vec<LockName> = Vec::new();
+        let mut after: Option<LockName> = None;
+        for page_number in 0.. {
+            cx.ensure(
+                page_number <= 20,
+                format!("paging by {limit} ends: seen {seen:?} after {page_number} pages"),
+            );
+            let page = cx.ok(
+                main.list(Some(&cx.prefix), after.as_ref(), limit).await,
+                "list",
+            );
+            cx.ensure(
+                page.locks.len() <= limit,
+                format!("a page holds at most {limit} locks: {page:?}"),
+            );
+            seen.extend(page.locks.into_iter().map(|l| l.name));
+            match page.next {
+                Some(next) => {
+                    cx.ensure(
+                        after.as_ref().is_none_or(|a| next > *a),
+                        format!("each page's next moves on: {next:?} after {after:?}"),
+                    );
+                    after = Some(next);
+                }
+                None => break,
+            }
+        }
+        cx.ensure(
+            seen == expected,
+            format!(
+                "paging by {limit} lists every held lock exactly once, in order: {seen:?}, \
+                 expected {expected:?}"
+            ),
+        );
+    }
+    Outcome::Passed
+}
+
+/// `force_release` ends another owner's live holding and keeps who forced
+/// it, when and why; the forced owner's renewal answers `Lost` or
+/// `Forced`, its release `NotOwner`, its late acquisition `Busy`; the next
+/// grant's token is higher; a free lock is `NotHeld`; the audit trail
+/// stays after the next grant.
+pub async fn force_release_ends_any_holding_with_an_audit_trail(target: &Target) -> Outcome {
+    let cx = Cx::new(target, Check::ForceRelease);
+    let (main, other) = (cx.main(), cx.other());
+    let (n, a, b) = (cx.name("forced"), OwnerId::random(), OwnerId::random());
+    let probe = main.audit(&n).await;
+    if let Some(skipped) = unsupported(&probe) {
+        return skipped;
+    }
+    let audit = cx.ok(probe, "audit of a new name");
+    cx.ensure(
+        audit.is_none(),
+        format!("a new name has no audit trail: {audit:?}"),
+    );
+    let forced = main.force_release(&n, "ops", "nothing there").await;
+    if let Some(skipped) = unsupported(&forced) {
+        return skipped;
+    }
+    cx.ensure(
+        matches!(forced, Ok(ForceReleaseOutcome::NotHeld)),
+        format!("a forced release of a name with no record is NotHeld: {forced:?}"),
+    );
+    let before = main.now().await;
+    let g = cx.granted(other.acquire(&n, &a, LONG).await, "a free name");
+    let forced = main
+        .force_release(&n, "ops@admin-host", "the job is stuck")
+        .await;
+    cx.ensure(
+        matches!(&forced, Ok(ForceReleaseOutcome::Released { owner, token }) if *owner == a && *token == g.token),
+        format!("a forced release ends another owner's holding {g:?}: {forced:?}"),
+    );
+    let rec = main.inspect(&n).await;
+    cx.ensure(rec.is_none(), format!("a forced lock is free: {rec:?}"));
+    let audit = cx.ok(main.audit(&n).await, "audit");
+    cx.ensure(
+        audit.as_ref().is_some_and(|f| {
+            f.owner == a
+                && f.token == g.token
+                && f.by == "ops@admin-host"
+                && f.reason == "the job is stuck"
+                && f.at.as_millis() >= before.as_millis() - 1000
+        }),
+        format!("the audit trail names the forced owner, its token, who, why and when: {audit:?}"),
+    );
+    let again = main.force_release(&n, "ops", "again").await;
+    cx.ensure(
+        matches!(again, Ok(ForceReleaseOutcome::NotHeld)),
+        format!("a forced release of a free lock is NotHeld: {again:?}"),
+    );
+    let renewed = other.renew(&n, &a, g.token, LONG).await;
+    cx.ensure(
+        matches!(renewed, Ok(RenewOutcome::Lost | RenewOutcome::Forced)),
+        format!("the forced owner's renewal is Lost or Forced: {renewed:?}"),
+    );
+    let released = other.release(&n, &a, g.token).await;
+    cx.ensure(
+        matches!(released, Ok(ReleaseOutcome::NotOwner)),
+        format!("the forced owner's release is NotOwner: {released:?}"),
+    );
+    let late = other.acquire(&n, &a, LONG).await;
+    cx.ensure(
+        matches!(late, Ok(AcquireOutcome::Busy { .. })),
+        format!("the forced owner's late acquisition is not granted: {late:?}"),
+    );
+    let next = cx.granted(main.acquire(&n, &b, LONG).await, "after the forced release");
+    cx.ensure(
+        next.token > g.token,
+        format!(
+            "the next grant's token {} is above the forced one {}",
+            next.token, g.token
+        ),
+    );
+    let renewed = other.renew(&n, &a, g.token, LONG).await;
+    cx.ensure(
+        matches!(renewed, Ok(RenewOutcome::Lost | RenewOutcome::Forced)),
+        format!("the forced owner's renewal after the next grant is Lost or Forced: {renewed:?}"),
+    );
+    let audit_after = cx.ok(main.audit(&n).await, "audit");
+    cx.ensure(
+        audit_after == audit,
+        format!("the audit trail stays after the next grant: {audit_after:?}, was {audit:?}"),
+    );
+    let rec = main.inspect(&n).await;
+    cx.ensure(
+        rec.as_ref()
+            .is_some_and(|r| r.owner == b && r.token == next.token),
+        format!("the next holder holds it: {rec:?}"),
+    );
+    Outcome::Passed
 }
