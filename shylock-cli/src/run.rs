@@ -218,7 +218,8 @@ async fn run_inner(args: &RunArgs, signals: &mut Signals) -> Result<i32, Failure
     let plan = plan(args.lease, args.kill_after)?;
     let options = LockOptions::default()
         .lease(args.lease)
-        .renewal(Renewal::Every(plan.renew_every));
+        .renewal(Renewal::Every(plan.renew_every))
+        .owner_label(owner_label());
     options
         .validate()
         .map_err(|e| Failure::from_lock_error(&e))?;
@@ -343,6 +344,19 @@ fn host_name() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// `HOST/PID`, the label of this run's owner id: `inspect` and `list` then
+/// say which host and process hold the lock. Kept to what an owner label
+/// may hold (visible ASCII, at most `MAX_OWNER_LABEL` bytes, the PID kept).
+fn owner_label() -> String {
+    let pid = format!("/{}", std::process::id());
+    let host: String = host_name()
+        .chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+        .take(shylock::MAX_OWNER_LABEL - pid.len())
+        .collect();
+    host + &pid
 }
 
 /// How long to wait for the backend's work in the background (a release

@@ -941,6 +941,12 @@ fn the_owner_id_is_given_to_the_command_and_inspect_shows_the_expiry() {
         .trim()
         .to_owned();
     assert!(!owner.is_empty(), "{log_text:?}");
+    // The owner id says which host and process hold the lock.
+    assert!(
+        owner.contains(&format!("/{}:", holder.id())),
+        "{owner:?} names no PID {}",
+        holder.id()
+    );
     let said = std::fs::read_to_string(&stderr).expect("stderr");
     assert!(said.contains(&format!("as owner {owner}")), "{said:?}");
 

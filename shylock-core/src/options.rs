@@ -114,7 +114,16 @@ pub struct LockOptions {
     pub safety_margin: Option<Duration>,
     /// How long a release (explicit or on drop) may take (default 5 s).
     pub release_timeout: Duration,
+    /// A label put in front of every owner id of this lock's acquisitions
+    /// (default none), such as a host name and process id, so that
+    /// `inspect` and `list` tell who holds a lock. At most
+    /// [`MAX_OWNER_LABEL`] bytes of visible ASCII (no spaces or control
+    /// characters); the owner id stays unique whatever the label.
+    pub owner_label: Option<String>,
 }
+
+/// The longest [`LockOptions::owner_label`], in bytes.
+pub const MAX_OWNER_LABEL: usize = 64;
 
 impl Default for LockOptions {
     fn default() -> Self {
@@ -125,6 +134,7 @@ impl Default for LockOptions {
             backoff: Backoff::default(),
             safety_margin: None,
             release_timeout: Duration::from_secs(5),
+            owner_label: None,
         }
     }
 }
@@ -169,6 +179,14 @@ impl LockOptions {
     #[must_use]
     pub fn release_timeout(mut self, timeout: Duration) -> Self {
         self.release_timeout = timeout;
+        self
+    }
+
+    /// Set the label in front of every owner id (see
+    /// [`owner_label`](LockOptions#structfield.owner_label)).
+    #[must_use]
+    pub fn owner_label(mut self, label: impl Into<String>) -> Self {
+        self.owner_label = Some(label.into());
         self
     }
 
@@ -232,6 +250,18 @@ impl LockOptions {
         if self.release_timeout.is_zero() {
             return bad("release_timeout", "must be above zero".into());
         }
+        if let Some(label) = &self.owner_label
+            && (label.is_empty()
+                || label.len() > MAX_OWNER_LABEL
+                || !label.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return bad(
+                "owner_label",
+                format!(
+                    "{label:?} must be 1 to {MAX_OWNER_LABEL} bytes of visible ASCII, without spaces"
+                ),
+            );
+        }
         Ok(())
     }
 }
@@ -288,12 +318,34 @@ mod tests {
             LockOptions::default().backoff(Backoff::fixed(Duration::ZERO)),
             LockOptions::default().release_timeout(Duration::ZERO),
             LockOptions::default().safety_margin(Duration::MAX),
+            LockOptions::default().owner_label(""),
+            LockOptions::default().owner_label("two words"),
+            LockOptions::default().owner_label("tab\there"),
+            LockOptions::default().owner_label("é"),
+            LockOptions::default().owner_label("x".repeat(MAX_OWNER_LABEL + 1)),
         ] {
             assert!(
                 matches!(opts.validate(), Err(Error::InvalidOption { .. })),
                 "{opts:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_owner_label_leads_every_owner_id_and_keeps_it_unique() {
+        let label = "host-1.example/4242";
+        let opts = LockOptions::default().owner_label(label);
+        opts.validate().expect("a host and pid label");
+        let a = crate::OwnerId::labelled(opts.owner_label.as_deref());
+        let b = crate::OwnerId::labelled(opts.owner_label.as_deref());
+        assert!(a.as_str().starts_with("host-1.example/4242:"), "{a}");
+        assert_eq!(a.as_str().len(), label.len() + 1 + 32, "{a}");
+        assert_ne!(a, b);
+        assert_eq!(crate::OwnerId::labelled(None).as_str().len(), 32);
+        LockOptions::default()
+            .owner_label("x".repeat(MAX_OWNER_LABEL))
+            .validate()
+            .expect("the longest label");
     }
 
     #[test]

@@ -64,7 +64,8 @@ impl AsRef<str> for LockName {
 }
 
 /// An opaque owner id: 128 random bits, new for every acquisition, written
-/// as 32 lowercase hex digits. Releases and renewals only ever act on a
+/// as 32 lowercase hex digits (after a label and a colon if the lock's
+/// options set [`owner_label`](crate::LockOptions::owner_label)). Releases and renewals only ever act on a
 /// record whose owner is the caller's.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct OwnerId(String);
@@ -73,6 +74,20 @@ impl OwnerId {
     /// A fresh random owner id.
     pub fn random() -> Self {
         OwnerId(format!("{:032x}", rand::random::<u128>()))
+    }
+
+    /// A fresh random owner id that starts with `label` and a colon, such
+    /// as `web-1/4242:` followed by the 32 hex digits of [`random`]
+    /// (see [`LockOptions::owner_label`](crate::LockOptions::owner_label)):
+    /// the record then says which host or process holds a lock. The random
+    /// part keeps every id unique whatever the label.
+    ///
+    /// [`random`]: OwnerId::random
+    pub fn labelled(label: Option<&str>) -> Self {
+        match label {
+            Some(label) => OwnerId(format!("{label}:{:032x}", rand::random::<u128>())),
+            None => OwnerId::random(),
+        }
     }
 
     /// Wrap an owner id read back from a backend.

@@ -344,7 +344,7 @@ async fn acquire_in_span<M: Mode>(
     deadline: Option<Instant>,
     span: &tracing::Span,
 ) -> Result<Result<GuardState, M::Busy>, Error> {
-    let owner = OwnerId::random();
+    let owner = OwnerId::labelled(opts.owner_label.as_deref());
     let mut acq = Acquisition {
         x,
         shared,
