@@ -53,12 +53,14 @@ pub mod backend;
 pub mod bridge;
 mod clock;
 mod coord;
+mod election;
 mod error;
 mod exec;
 mod handle;
 mod lease;
 mod lock;
 mod memory;
+pub mod metrics;
 mod options;
 mod rt;
 mod signal;
@@ -73,6 +75,10 @@ mod loom_tests;
 pub mod conformance;
 
 pub use backend::{AsyncBackend, LockRecord, SyncBackend};
+pub use election::{
+    AsyncElection, AsyncLeadership, AsyncObserver, DEFAULT_POLL_INTERVAL, Election,
+    GenericElection, Leader, Leadership, MIN_POLL_INTERVAL, Observer,
+};
 pub use error::{BackendError, BackendErrorKind, BoxError, Error, LossReason};
 pub use handle::{Backend, configure, default_backend};
 pub use lease::Holding;

@@ -114,6 +114,11 @@ pub struct LockOptions {
     pub safety_margin: Option<Duration>,
     /// How long a release (explicit or on drop) may take (default 5 s).
     pub release_timeout: Duration,
+    /// Whether this lock's [metrics](crate::metrics) carry its name as the
+    /// label `name` (default: no; lock names can be unbounded, and every
+    /// name is a new series). Without the feature `metrics`, nothing is
+    /// recorded either way.
+    pub metrics_name_label: bool,
 }
 
 impl Default for LockOptions {
@@ -125,6 +130,7 @@ impl Default for LockOptions {
             backoff: Backoff::default(),
             safety_margin: None,
             release_timeout: Duration::from_secs(5),
+            metrics_name_label: false,
         }
     }
 }
@@ -169,6 +175,21 @@ impl LockOptions {
     #[must_use]
     pub fn release_timeout(mut self, timeout: Duration) -> Self {
         self.release_timeout = timeout;
+        self
+    }
+
+    /// Label this lock's [metrics](crate::metrics) with its name (see
+    /// [`metrics_name_label`](Self::metrics_name_label)). Use it for a
+    /// bounded set of names only.
+    ///
+    /// ```
+    /// use shylock_core::LockOptions;
+    /// let opts = LockOptions::default().metrics_name_label(true);
+    /// assert!(opts.metrics_name_label);
+    /// ```
+    #[must_use]
+    pub fn metrics_name_label(mut self, on: bool) -> Self {
+        self.metrics_name_label = on;
         self
     }
 
