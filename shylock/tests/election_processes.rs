@@ -4,9 +4,9 @@
 //!
 //! The three processes are this test binary run again with the test
 //! `election_child` selected and `SHYLOCK_ELECTION_CHILD` set to the
-//! backend's URL: each observes the election (printing `SEE term time`),
-//! and campaigns or resigns when told on its stdin (printing `LEAD term
-//! time`, `RESIGNING time`). Times are the wall clock in milliseconds, the
+//! backend's URL: each observes the election (printing `@@ SEE term time`),
+//! and campaigns or resigns when told on its stdin (printing `@@ LEAD term
+//! time`, `@@ RESIGNING time`). Times are the wall clock in milliseconds, the
 //! same clock for every process of the machine.
 
 use std::io::{BufRead, BufReader, Write};
@@ -43,9 +43,9 @@ fn election_child() {
     std::thread::spawn(move || {
         for change in observer {
             match change {
-                Ok(Some(leader)) => println!("SEE {} {}", leader.term, now_ms()),
-                Ok(None) => println!("SEE none {}", now_ms()),
-                Err(error) => println!("SEEERR {error}"),
+                Ok(Some(leader)) => println!("\n@@ SEE {} {}", leader.term, now_ms()),
+                Ok(None) => println!("\n@@ SEE none {}", now_ms()),
+                Err(error) => println!("\n@@ SEEERR {error}"),
             }
         }
     });
@@ -54,11 +54,11 @@ fn election_child() {
         match line.expect("stdin").trim() {
             "campaign" => {
                 let won = election.campaign().expect("campaign");
-                println!("LEAD {} {}", won.term(), now_ms());
+                println!("\n@@ LEAD {} {}", won.term(), now_ms());
                 leadership = Some(won);
             }
             "resign" => {
-                println!("RESIGNING {}", now_ms());
+                println!("\n@@ RESIGNING {}", now_ms());
                 if let Some(won) = leadership.take() {
                     won.resign().expect("resign");
                 }
@@ -144,7 +144,15 @@ impl Run {
                 .lines
                 .recv_timeout(left)
                 .unwrap_or_else(|_| panic!("never: {what} (leads {:?})", self.leads));
-            let words: Vec<&str> = line.split_whitespace().collect();
+            if std::env::var_os("ELECTION_TRACE").is_some() {
+                eprintln!("child {i}: {line}");
+            }
+            // The harness's own output may share the line: ours starts
+            // with `@@`.
+            let Some((_, ours)) = line.split_once("@@ ") else {
+                continue;
+            };
+            let words: Vec<&str> = ours.split_whitespace().collect();
             let number = |k: usize| words.get(k).and_then(|w| w.parse::<u64>().ok());
             match words.first().copied() {
                 Some("SEE") => self.procs[i].seen.push(number(1)),
