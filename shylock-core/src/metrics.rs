@@ -435,10 +435,13 @@ mod off {
     }
 
     /// Nothing: the feature is off.
-    pub(crate) type Started = ();
+    #[derive(Clone, Copy)]
+    pub(crate) struct Started;
 
     #[inline(always)]
-    pub(crate) fn started() -> Started {}
+    pub(crate) fn started() -> Started {
+        Started
+    }
 
     #[derive(Debug, Clone)]
     pub(crate) struct Calls;

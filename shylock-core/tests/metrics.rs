@@ -427,7 +427,7 @@ fn every_metric_of_the_table_is_recorded_with_its_labels() {
         .build()
         .expect("runtime")
         .block_on(async_scenarios(&sink, &sw, &handle));
-    assert!(handle.settle(Duration::from_secs(10)).is_ready_or_wait());
+    assert!(settle(&handle), "the background releases finished");
 
     let values = sink.values();
     use shylock_core::metrics::*;
@@ -560,17 +560,11 @@ fn every_metric_of_the_table_is_recorded_with_its_labels() {
     }
 }
 
-/// `settle` as a blocking call.
-trait SettleBlocking {
-    fn is_ready_or_wait(self) -> bool;
-}
-
-impl<F: std::future::Future<Output = bool>> SettleBlocking for F {
-    fn is_ready_or_wait(self) -> bool {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(self)
-    }
+/// `Backend::settle` waited for on this thread.
+fn settle(handle: &Backend) -> bool {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(handle.settle(Duration::from_secs(10)))
 }
