@@ -455,3 +455,19 @@ mod off {
         pub(crate) fn record<T>(&self, _: &'static str, _: Started, _: &Result<T, BackendError>) {}
     }
 }
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    #[test]
+    fn the_backend_label_is_the_kind_of_backend() {
+        for (description, label) in [
+            ("memory", "memory"),
+            ("mongodb projectdb.shylock_locks", "mongodb"),
+            ("arangodb http://127.0.0.1:8529/app.locks", "arangodb"),
+            ("sqlite /tmp/x.db (shylock_locks)", "sqlite"),
+            ("", "unknown"),
+        ] {
+            assert_eq!(&*super::backend_label(description), label, "{description}");
+        }
+    }
+}

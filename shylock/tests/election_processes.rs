@@ -1,6 +1,8 @@
-//! Leader election across three processes (issue 20): one leader at a
-//! time, every observer sees every leader, and a `kill -9` of the leader
-//! hands the leadership over within the lease and a second.
+//! Leader election on real servers (DocumentDB, the ArangoDB emulator):
+//! across three processes (issue 20), one leader at a time, every
+//! observer sees every leader, and a `kill -9` of the leader hands the
+//! leadership over within the lease and a second; and the async form in
+//! one process.
 //!
 //! The three processes are this test binary run again with the test
 //! `election_child` selected and `SHYLOCK_ELECTION_CHILD` set to the
@@ -276,4 +278,45 @@ fn three_processes_on_documentdb() {
         if server.uri().contains('?') { '&' } else { '?' }
     );
     three_processes(&url);
+}
+
+/// The async form on both servers, in one process: a campaign, an
+/// observer that sees it, the term that rises after a resignation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_election_on_both_servers() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let emu = Emulator::start("locker", "elect-pw", &["locks"]);
+    let arango = format!(
+        "{}/?shylock.database=locks&shylock.collection=async_election",
+        emu.url().replace("http://", "http://locker:elect-pw@")
+    );
+    let server = shylock_testkit::documentdb::DocumentDb::start();
+    let mongo = format!(
+        "{}{}shylock.database=election_test&shylock.collection=async_election",
+        server.uri(),
+        if server.uri().contains('?') { '&' } else { '?' }
+    );
+    for url in [arango, mongo] {
+        let backend = shylock::connect(&url).await.expect("connect");
+        let election = shylock::AsyncElection::with_backend("async-election", &backend)
+            .lease(LEASE)
+            .poll_interval(POLL);
+        let mut changes = election.observe().expect("observe");
+        assert_eq!(changes.next().await.expect("read"), None, "{url}");
+        let first = election.campaign().await.expect("campaign");
+        let seen = changes.next().await.expect("read").expect("a leader");
+        assert_eq!(seen.term, first.term(), "{url}");
+        assert_eq!(&seen.owner, first.owner(), "{url}");
+        assert!(election.try_campaign().await.expect("try").is_none());
+        let first_term = first.term();
+        first.resign().await.expect("resign");
+        assert_eq!(changes.next().await.expect("read"), None, "{url}");
+        let second = election.campaign().await.expect("campaign");
+        assert!(second.term() > first_term, "{url}");
+        let seen = changes.next().await.expect("read").expect("a leader");
+        assert_eq!(seen.term, second.term(), "{url}");
+        second.resign().await.expect("resign");
+    }
 }
