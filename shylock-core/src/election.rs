@@ -34,7 +34,6 @@
 //! a vacancy. A leadership shorter than the interval can be missed; the
 //! terms seen only ever rise.
 
-use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,7 +59,6 @@ pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
 pub struct GenericElection<F> {
     lock: GenericLock<F>,
     poll: Duration,
-    form: PhantomData<fn() -> F>,
 }
 
 /// A blocking leader election: [`campaign`](GenericElection::campaign)
@@ -139,7 +137,6 @@ impl<F> GenericElection<F> {
         GenericElection {
             lock: GenericLock::new(name),
             poll: DEFAULT_POLL_INTERVAL,
-            form: PhantomData,
         }
     }
 
@@ -152,7 +149,6 @@ impl<F> GenericElection<F> {
         GenericElection {
             lock: GenericLock::with_backend(name, backend),
             poll: DEFAULT_POLL_INTERVAL,
-            form: PhantomData,
         }
     }
 
@@ -313,12 +309,17 @@ impl Election {
     /// # Errors
     /// As [`Lock::acquire`](GenericLock::acquire).
     pub fn campaign(&self) -> Result<Leadership, Error> {
-        let guard = self.lock.acquire()?;
-        let (_, backend) = self.lock.resolve()?;
+        let exec = self.exec()?;
         Ok(Leadership {
-            guard,
-            exec: Exec::new(&backend)?,
+            guard: self.lock.acquire()?,
+            exec,
         })
+    }
+
+    /// The driver a leadership waits for its loss with.
+    fn exec(&self) -> Result<Exec, Error> {
+        let (_, backend) = self.lock.resolve()?;
+        Exec::new(&backend)
     }
 
     /// One attempt: `Some` if nobody led, `None` if somebody does.
@@ -326,14 +327,11 @@ impl Election {
     /// # Errors
     /// As [`Lock::try_acquire`](GenericLock::try_acquire).
     pub fn try_campaign(&self) -> Result<Option<Leadership>, Error> {
-        let Some(guard) = self.lock.try_acquire()? else {
-            return Ok(None);
-        };
-        let (_, backend) = self.lock.resolve()?;
-        Ok(Some(Leadership {
-            guard,
-            exec: Exec::new(&backend)?,
-        }))
+        let exec = self.exec()?;
+        Ok(self
+            .lock
+            .try_acquire()?
+            .map(|guard| Leadership { guard, exec }))
     }
 
     /// Who leads now (`None`: nobody), with one read of the record.
