@@ -195,6 +195,8 @@ pub(crate) struct Exec {
     pub(crate) background: Arc<Background>,
     /// The thread a blocking caller must not wait on, besides the runtime's.
     driver_thread: Option<std::thread::ThreadId>,
+    /// The metrics of the backend calls.
+    calls: crate::metrics::Calls,
 }
 
 /// An acquisition request. It is polled once where it was sent (a backend
@@ -237,6 +239,7 @@ impl Exec {
             runtime: rt::handle()?,
             background: Arc::clone(&backend.shared.background),
             driver_thread: backend.shared.driver_thread,
+            calls: crate::metrics::Calls::new(&backend.shared.metrics_backend),
         })
     }
 
@@ -271,9 +274,13 @@ impl Exec {
     /// Send an acquisition request.
     pub(crate) fn start_acquire(&self, req: OwnedAcquire) -> InFlight {
         let backend = Arc::clone(&self.backend);
-        InFlight::Unsent(Box::pin(
-            async move { backend.try_acquire(req.request()).await },
-        ))
+        let calls = self.calls.clone();
+        InFlight::Unsent(Box::pin(async move {
+            let started = crate::metrics::started();
+            let result = backend.try_acquire(req.request()).await;
+            calls.record("try_acquire", started, &result);
+            result
+        }))
     }
 
     /// Wait for its answer until `deadline`. After an answer the in-flight
@@ -327,29 +334,46 @@ impl Exec {
         }
     }
 
+    /// A backend call cut off at `deadline`, counted in the metrics as
+    /// `primitive`.
+    async fn call<T>(
+        &self,
+        primitive: &'static str,
+        deadline: Option<Instant>,
+        fut: impl Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, BackendError> {
+        let started = crate::metrics::started();
+        let result = self.bounded(deadline, fut).await;
+        self.calls.record(primitive, started, &result);
+        result
+    }
+
     pub(crate) async fn renew(&self, req: RenewRequest<'_>) -> Result<RenewOutcome, BackendError> {
-        self.bounded(req.deadline, self.backend.renew(req)).await
+        self.call("renew", req.deadline, self.backend.renew(req))
+            .await
     }
 
     pub(crate) async fn release(
         &self,
         req: ReleaseRequest<'_>,
     ) -> Result<ReleaseOutcome, BackendError> {
-        self.bounded(req.deadline, self.backend.release(req)).await
+        self.call("release", req.deadline, self.backend.release(req))
+            .await
     }
 
     pub(crate) async fn inspect(
         &self,
         req: InspectRequest<'_>,
     ) -> Result<Option<LockRecord>, BackendError> {
-        self.bounded(req.deadline, self.backend.inspect(req)).await
+        self.call("inspect", req.deadline, self.backend.inspect(req))
+            .await
     }
 
     pub(crate) async fn server_time(
         &self,
         deadline: Option<Instant>,
     ) -> Result<Timestamp, BackendError> {
-        self.bounded(deadline, self.backend.server_time(deadline))
+        self.call("server_time", deadline, self.backend.server_time(deadline))
             .await
     }
 
@@ -360,6 +384,26 @@ impl Exec {
             Some(until) => {
                 let _ = rt::timeout_at(&self.runtime, until, signal.changed(seen)).await;
             }
+        }
+    }
+
+    /// Wait until `lease` is lost (its reason), or `until` passes (`None`).
+    pub(crate) async fn until_lost(
+        &self,
+        lease: &crate::lease::LeaseState,
+        until: Option<Instant>,
+    ) -> Option<crate::LossReason> {
+        loop {
+            let seen = lease.signal.generation();
+            if let Some(reason) = lease.loss() {
+                return Some(reason);
+            }
+            if until.is_some_and(|until| Instant::now() >= until) {
+                return None;
+            }
+            let valid_until = lease.valid_until().to_instant();
+            let wake = until.map_or(valid_until, |until| until.min(valid_until));
+            self.wait(&lease.signal, seen, Some(wake)).await;
         }
     }
 

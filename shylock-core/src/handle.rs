@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     pub(crate) driver_thread: Option<std::thread::ThreadId>,
     /// The rate limit of warnings about failing requests.
     pub(crate) complaints: Complaints,
+    /// The `backend` label of this handle's metrics.
+    pub(crate) metrics_backend: crate::metrics::SharedString,
 }
 
 /// The rate limit of the warnings a handle logs about failing requests:
@@ -103,6 +105,7 @@ impl Backend {
                 sync_form,
                 coord: Arc::default(),
                 clock: ServerClock::default(),
+                metrics_backend: crate::metrics::backend_label(&description),
                 description,
                 background: Arc::default(),
                 complaints: Complaints::default(),

@@ -30,6 +30,9 @@ pub(crate) struct LeaseState {
     /// The signal of the waiters of this name in this process (their
     /// slot's), bumped when the lease is lost.
     waiters: Mutex<Option<sync::Arc<Signal>>>,
+    /// The metrics a loss is counted in (set once, after the grant).
+    #[cfg(feature = "metrics")]
+    meter: std::sync::OnceLock<crate::metrics::Meter>,
 }
 
 impl LeaseState {
@@ -45,6 +48,24 @@ impl LeaseState {
             }),
             signal: Signal::default(),
             waiters: Mutex::new(None),
+            #[cfg(feature = "metrics")]
+            meter: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Count this lease's loss (when it is recorded) in `meter`'s metrics.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn set_meter(&self, meter: &crate::metrics::Meter) {
+        #[cfg(feature = "metrics")]
+        let _ = self.meter.set(meter.clone());
+    }
+
+    /// The loss was recorded just now (once per lease).
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    fn count_loss(&self, reason: Option<LossReason>) {
+        #[cfg(feature = "metrics")]
+        if let (Some(meter), Some(reason)) = (self.meter.get(), reason) {
+            meter.lost(reason);
         }
     }
 
@@ -117,6 +138,7 @@ impl LeaseState {
             let newly_lost = inner.lost.replace(reason).is_none();
             drop(inner);
             if newly_lost {
+                self.count_loss(Some(reason));
                 self.bump();
             }
             return false;
@@ -138,8 +160,10 @@ impl LeaseState {
         if inner.stopped || inner.lost.is_some() {
             return false;
         }
-        inner.lost = Some(Self::loss_of(&inner).unwrap_or(reason));
+        let lost = Self::loss_of(&inner).unwrap_or(reason);
+        inner.lost = Some(lost);
         drop(inner);
+        self.count_loss(Some(lost));
         self.bump();
         true
     }
@@ -154,9 +178,13 @@ impl LeaseState {
             return inner.lost;
         }
         let loss = Self::loss_of(&inner);
+        let newly_lost = inner.lost.is_none() && loss.is_some();
         inner.lost = loss;
         inner.stopped = true;
         drop(inner);
+        if newly_lost {
+            self.count_loss(loss);
+        }
         self.signal.bump();
         loss
     }

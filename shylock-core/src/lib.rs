@@ -54,12 +54,14 @@ pub mod backend;
 pub mod bridge;
 mod clock;
 mod coord;
+mod election;
 mod error;
 mod exec;
 mod handle;
 mod lease;
 mod lock;
 mod memory;
+pub mod metrics;
 mod options;
 mod rt;
 mod signal;
@@ -76,6 +78,10 @@ pub mod conformance;
 pub use admin::{ADMIN_TIMEOUT, LIST_PAGE, MAX_AUDIT_TEXT_BYTES};
 pub use backend::{
     AsyncBackend, ForceReleaseOutcome, ForcedRelease, ListPage, ListedLock, LockRecord, SyncBackend,
+};
+pub use election::{
+    AsyncElection, AsyncLeadership, AsyncObserver, DEFAULT_POLL_INTERVAL, Election,
+    GenericElection, Leader, Leadership, MIN_POLL_INTERVAL, Observer,
 };
 pub use error::{BackendError, BackendErrorKind, BoxError, Error, LossReason};
 pub use handle::{Backend, configure, default_backend};

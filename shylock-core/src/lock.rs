@@ -159,7 +159,7 @@ impl<F> GenericLock<F> {
         &self.opts
     }
 
-    fn resolve(&self) -> Result<(&LockName, Backend), Error> {
+    pub(crate) fn resolve(&self) -> Result<(&LockName, Backend), Error> {
         let name = self.name.as_ref().map_err(|reason| Error::InvalidName {
             reason: reason.clone(),
         })?;
@@ -599,17 +599,8 @@ impl AsyncLockGuard {
     /// # }
     /// ```
     pub async fn lost(&self) -> LossReason {
-        let lease = &self.0.holding.lease;
-        loop {
-            let seen = lease.signal.generation();
-            if let Some(reason) = lease.loss() {
-                return reason;
-            }
-            self.0
-                .exec
-                .wait(&lease.signal, seen, Some(lease.valid_until().to_instant()))
-                .await;
-        }
+        let lost = self.0.exec.until_lost(&self.0.holding.lease, None).await;
+        lost.unwrap_or(LossReason::Released)
     }
 }
 

@@ -120,6 +120,11 @@ pub struct LockOptions {
     /// [`MAX_OWNER_LABEL`] bytes of visible ASCII (no spaces or control
     /// characters); the owner id stays unique whatever the label.
     pub owner_label: Option<String>,
+    /// Whether this lock's [metrics](crate::metrics) carry its name as the
+    /// label `name` (default: no; lock names can be unbounded, and every
+    /// name is a new series). Without the feature `metrics`, nothing is
+    /// recorded either way.
+    pub metrics_name_label: bool,
 }
 
 /// The longest [`LockOptions::owner_label`], in bytes.
@@ -135,6 +140,7 @@ impl Default for LockOptions {
             safety_margin: None,
             release_timeout: Duration::from_secs(5),
             owner_label: None,
+            metrics_name_label: false,
         }
     }
 }
@@ -187,6 +193,21 @@ impl LockOptions {
     #[must_use]
     pub fn owner_label(mut self, label: impl Into<String>) -> Self {
         self.owner_label = Some(label.into());
+        self
+    }
+
+    /// Label this lock's [metrics](crate::metrics) with its name (see
+    /// [`metrics_name_label`](Self::metrics_name_label)). Use it for a
+    /// bounded set of names only.
+    ///
+    /// ```
+    /// use shylock_core::LockOptions;
+    /// let opts = LockOptions::default().metrics_name_label(true);
+    /// assert!(opts.metrics_name_label);
+    /// ```
+    #[must_use]
+    pub fn metrics_name_label(mut self, on: bool) -> Self {
+        self.metrics_name_label = on;
         self
     }
 

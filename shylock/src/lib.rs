@@ -15,6 +15,10 @@
 //! | `arango-async` | `arango::ArangoBackend` on `arangors` | `aioarangodb` |
 //! | `arango-sync` | `arango::sync::ArangoBackend` | `python-arango` |
 //!
+//! and, with any of them, `metrics` to record [`metrics`] (acquisitions,
+//! waits, holdings, renewals, losses, releases, backend calls) through the
+//! `metrics` crate's facade.
+//!
 //! then configure it as the default and take locks:
 //!
 //! ```
@@ -57,6 +61,10 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Leader election on a lock: [`Election`] and [`AsyncElection`] (campaign,
+//! resign, the loss signal, observers of leader changes; the term is the
+//! leadership's fencing token).
 //!
 //! Everything in [`shylock_core`] is re-exported here; see its docs for the
 //! lock semantics and the backend traits.

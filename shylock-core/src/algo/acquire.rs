@@ -18,6 +18,7 @@ use crate::coord::{Next, Waiter, takeover_grace};
 use crate::exec::{Exec, InFlight, OwnedAcquire, OwnedRelease};
 use crate::handle::Shared;
 use crate::lease::{Holding, LeaseState};
+use crate::metrics::{Acquiring, Held, Meter};
 use crate::options::BackoffState;
 use crate::tick::Tick;
 use crate::{
@@ -331,9 +332,17 @@ pub(crate) async fn acquire<M: Mode>(
 ) -> Result<Result<GuardState, M::Busy>, Error> {
     use tracing::Instrument;
     let span = tracing::info_span!("lock", lock = %name, token = tracing::field::Empty);
-    acquire_in_span::<M>(x, shared, name, opts, deadline, &span)
+    let meter = Meter::new(&shared.metrics_backend, name, opts);
+    let acquiring = Acquiring::start(&meter);
+    let result = acquire_in_span::<M>(x, shared, name, opts, deadline, &span, &meter)
         .instrument(span.clone())
-        .await
+        .await;
+    acquiring.end(match &result {
+        Ok(Ok(_)) => Ok(true),
+        Ok(Err(_)) => Ok(false),
+        Err(error) => Err(error),
+    });
+    result
 }
 
 async fn acquire_in_span<M: Mode>(
@@ -343,6 +352,7 @@ async fn acquire_in_span<M: Mode>(
     opts: &LockOptions,
     deadline: Option<Instant>,
     span: &tracing::Span,
+    meter: &Meter,
 ) -> Result<Result<GuardState, M::Busy>, Error> {
     let owner = OwnerId::labelled(opts.owner_label.as_deref());
     let mut acq = Acquisition {
@@ -395,6 +405,7 @@ async fn acquire_in_span<M: Mode>(
         waited: acq.started.elapsed(),
         span: span.clone(),
     };
+    holding.lease.set_meter(meter);
     acq.waiter.slot.set_local_holder(&holding.lease);
     tracing::info!(
         lock = %name,
@@ -414,5 +425,6 @@ async fn acquire_in_span<M: Mode>(
         opts: opts.clone(),
         shared: Arc::clone(shared),
         release_sent: AtomicBool::new(false),
+        held: Held::start(meter.clone()),
     }))
 }

@@ -84,6 +84,8 @@ pub(crate) struct GuardState {
     pub(crate) shared: Arc<Shared>,
     /// Whether a release request may have reached the backend already.
     release_sent: AtomicBool,
+    /// The holding's metrics (on the gauge of held locks until it ends).
+    pub(crate) held: crate::metrics::Held,
 }
 
 /// The server clock now: a lower bound and its uncertainty.

@@ -73,6 +73,14 @@ pub(crate) async fn send_release(
 /// the background this way): a `NotOwner` answer after a request that may
 /// have been applied means that request freed the lock.
 pub(crate) async fn release(x: &Exec, state: &GuardState) -> Result<(), Error> {
+    state.held.end();
+    let result = release_and_log(x, state).await;
+    state.held.meter().released(&result);
+    result
+}
+
+/// [`release()`] without its metrics.
+async fn release_and_log(x: &Exec, state: &GuardState) -> Result<(), Error> {
     let holding = &state.holding;
     let lost_before = holding.lease.stop();
     let earlier = state.release_sent.swap(true, Ordering::SeqCst);

@@ -23,6 +23,7 @@ pub(crate) struct Renewer {
     backoff: BackoffState,
     /// The last renewal failed: retry with backoff instead of on schedule.
     failing: bool,
+    meter: crate::metrics::Meter,
 }
 
 impl Renewer {
@@ -37,6 +38,7 @@ impl Renewer {
             last_sent: Tick::now(),
             backoff: BackoffState::new(state.opts.backoff),
             failing: false,
+            meter: state.held.meter().clone(),
         })
     }
 
@@ -103,6 +105,7 @@ impl Renewer {
                     return None;
                 }
                 tracing::debug!(lock = %holding.name, token = holding.token.get(), expires_at = expires_at.as_millis(), "lease renewed");
+                self.meter.renewed();
                 self.last_sent = sent;
                 self.failing = false;
                 self.backoff = BackoffState::new(self.opts.backoff);
@@ -120,6 +123,7 @@ impl Renewer {
             }
             Err(error) => {
                 lease.note_renewal_error();
+                self.meter.renewal_failed(&error);
                 self.failing = true;
                 let delay = error
                     .retry_after()
