@@ -53,8 +53,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::backend::{
-    AcquireOutcome, AcquireRequest, AsyncBackend, ClockSource, InspectRequest, LockRecord,
-    ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
+    AcquireOutcome, AcquireRequest, AsyncBackend, ClockSource, HandOverOutcome, HandOverRequest,
+    InspectRequest, LockRecord, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
+    SyncBackend,
 };
 use crate::{BackendError, Timestamp};
 
@@ -86,6 +87,17 @@ impl Primitives {
 
     async fn release(&self, req: ReleaseRequest<'_>) -> Result<ReleaseOutcome, BackendError> {
         call!(self, release(req))
+    }
+
+    async fn hand_over(&self, req: HandOverRequest<'_>) -> Result<HandOverOutcome, BackendError> {
+        call!(self, hand_over(req))
+    }
+
+    fn supports_hand_over(&self) -> bool {
+        match self {
+            Primitives::Async(b) => b.supports_hand_over(),
+            Primitives::Sync(b) => b.supports_hand_over(),
+        }
     }
 
     async fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError> {
