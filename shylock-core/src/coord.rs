@@ -95,8 +95,6 @@ pub(crate) struct Cohort {
     hold_back_until: Option<Instant>,
     /// When another process was last seen holding or taking the lock.
     remote_seen: Option<Instant>,
-    /// Grants this slot made by handoff (for tests and statistics).
-    handed: u64,
 }
 
 /// A waiter registered for a handoff.
@@ -294,7 +292,6 @@ impl Slot {
         match outcome {
             Ok(handed) => {
                 cohort.last_token = Some(handed.grant.token.get());
-                cohort.handed += 1;
                 if present {
                     *sync::lock(&self.local) = Some(std::sync::Arc::clone(&handed.lease));
                     handed.lease.notify_on_loss(Arc::clone(&self.signal));
@@ -346,12 +343,6 @@ impl Slot {
         self.cohort()
             .hold_back_until
             .filter(|until| *until > Instant::now())
-    }
-
-    /// How many grants this slot made by handoff.
-    #[cfg(test)]
-    pub(crate) fn handed(&self) -> u64 {
-        self.cohort().handed
     }
 }
 

@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use shylock_core::backend::{
-    AcquireOutcome, AcquireRequest, ClockSource, Grant, InspectRequest, LockRecord, ReleaseOutcome,
-    ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
+    AcquireOutcome, AcquireRequest, ClockSource, Grant, HandOverOutcome, HandOverRequest,
+    InspectRequest, LockRecord, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
+    SyncBackend,
 };
 use shylock_core::conformance::primitives::{
     Check, Fixture, Outcome, Target, Unsupported, run_all, run_check,
@@ -41,6 +42,8 @@ enum Defect {
     DeletionResetsTokens,
     /// A malformed record is hidden from inspect and overwritten by a grant.
     OverwritesMalformed,
+    /// After a hand-over, the old owner's release still frees the record.
+    HandOverLetsTheOldOwnerRelease,
 }
 
 /// The memory backend, with a defect.
@@ -58,6 +61,8 @@ struct State {
     counters: HashMap<String, u64>,
     /// OverwritesMalformed: names with a malformed record.
     malformed: HashSet<String>,
+    /// HandOverLetsTheOldOwnerRelease: (name, owner) pairs handed over.
+    handed_from: HashSet<(String, String)>,
 }
 
 /// The fixture of the broken backend: deletes a record, writes a
@@ -207,7 +212,14 @@ impl SyncBackend for Broken {
     fn release(&self, req: ReleaseRequest<'_>) -> Result<ReleaseOutcome, BackendError> {
         let name = self.name(req.name);
         let mut owner = self.owner(req.owner);
-        if self.defect == Defect::ReleaseFreesAnyone
+        let handed_from = self
+            .state
+            .lock()
+            .unwrap()
+            .handed_from
+            .contains(&(name.as_str().to_owned(), req.owner.as_str().to_owned()));
+        if (self.defect == Defect::ReleaseFreesAnyone
+            || (self.defect == Defect::HandOverLetsTheOldOwnerRelease && handed_from))
             && let Some(rec) = self.peek(&name)
         {
             owner = rec.owner;
@@ -228,6 +240,32 @@ impl SyncBackend for Broken {
                 .or_default() += 1;
         }
         Ok(got)
+    }
+
+    fn hand_over(&self, req: HandOverRequest<'_>) -> Result<HandOverOutcome, BackendError> {
+        let name = self.name(req.name);
+        let (from, to) = (self.owner(req.from), self.owner(req.to));
+        let got = SyncBackend::hand_over(
+            &self.inner,
+            HandOverRequest {
+                name: &name,
+                from: &from,
+                to: &to,
+                ..req
+            },
+        )?;
+        if matches!(got, HandOverOutcome::HandedOver(_)) {
+            self.state
+                .lock()
+                .unwrap()
+                .handed_from
+                .insert((name.as_str().to_owned(), req.from.as_str().to_owned()));
+        }
+        Ok(got)
+    }
+
+    fn supports_hand_over(&self) -> bool {
+        true
     }
 
     fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError> {
@@ -368,6 +406,11 @@ fn tokens_restarting_after_deletion_are_caught() {
         Defect::DeletionResetsTokens,
         Check::TokensRiseAcrossDeletion,
     );
+}
+
+#[test]
+fn an_old_owner_releasing_after_a_hand_over_is_caught() {
+    must_fail(Defect::HandOverLetsTheOldOwnerRelease, Check::HandOver);
 }
 
 #[test]
