@@ -533,7 +533,8 @@ pub async fn b_local(t: &Target, p: &Params, other_handle: bool) -> R<BResult> {
     } else {
         (Arc::clone(&counts), h.clone())
     };
-    let opts = p.waiting_options();
+    // `c_handoff` says whether the in-process handoff is on (issue 21).
+    let opts = c_options(p.backoff, p.c_handoff);
     let mut errors = Errors::default();
     let holder = AsyncLock::with_backend(name, &h).options(opts.clone());
     async_cycle(&holder, &mut errors).await;
