@@ -1035,20 +1035,20 @@ fn target_rows(ours: &Run, orig: &Run) -> String {
     fn fig<T>(r: &Res<T>, f: impl Fn(&T) -> f64) -> Res<f64> {
         r.as_ref().map(|r| r.as_ref().map(&f).map_err(Clone::clone))
     }
-    let ok = |r: &Res<AResult>| fig(r, |a| a.cycles_per_s);
+    let cycles = |r: &Res<AResult>| fig(r, |a| a.cycles_per_s);
     let per_s = |v: f64| format!("{v:.0}/s");
     s.push_str(&row(
         "A blocking cycles/s (vs pymongo)",
-        ok(&ours.a_sync),
-        ok(&orig.a_sync),
+        cycles(&ours.a_sync),
+        cycles(&orig.a_sync),
         &per_s,
         "ratio (judged on `documentdb`; no target: two commands per cycle in both designs)",
         &|_| true,
     ));
     s.push_str(&row(
         "A async cycles/s (vs motor)",
-        ok(&ours.a_async),
-        ok(&orig.a_async),
+        cycles(&ours.a_async),
+        cycles(&orig.a_async),
         &per_s,
         "ratio (judged on `documentdb`; no target: two commands per cycle in both designs)",
         &|_| true,

@@ -3,6 +3,8 @@
 //! holds, and a process's waiters leave the lock to another process after
 //! the bound.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
