@@ -175,6 +175,8 @@ struct Opts {
     c_procs: Option<usize>,
     c_tasks: Option<usize>,
     c_handoff: Option<bool>,
+    /// C's lock name (children of C only).
+    c_lock: Option<String>,
     c_secs: Option<f64>,
     d_locks: Option<usize>,
     d_locks_ferretdb: Option<usize>,
@@ -236,6 +238,7 @@ fn parse_args(args: Vec<String>) -> R<Opts> {
             "--hold-ms" => o.hold_ms = Some(num(&a, val(&a)?)?),
             "--c-procs" => o.c_procs = Some(num(&a, val(&a)?)?),
             "--c-tasks" => o.c_tasks = Some(num(&a, val(&a)?)?),
+            "--c-lock" => o.c_lock = Some(val(&a)?),
             "--c-handoff" => {
                 o.c_handoff = Some(match val(&a)?.as_str() {
                     "on" => true,
@@ -1967,6 +1970,7 @@ fn child_main(role: &str, o: &Opts, rt: Option<&tokio::runtime::Runtime>) -> R<(
     match role {
         "b-waiter" => rt.block_on(scenarios::child_b_waiter(&t, p.backoff)),
         "c-worker" => rt.block_on(scenarios::child_c_worker(
+            o.c_lock.as_deref().unwrap_or("bench-c"),
             &t,
             p.c_tasks,
             p.c_secs,

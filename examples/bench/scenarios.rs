@@ -72,6 +72,18 @@ pub struct Params {
     pub c_shape: Option<Vec<usize>>,
 }
 
+/// C's lock name for a variant: one per variant, so that a lock left held
+/// by one variant's last acquisitions (given up at the end of its window)
+/// does not make the next one wait for its lease.
+pub fn c_lock_name(handoff: bool, lopsided: bool) -> String {
+    match (handoff, lopsided) {
+        (true, false) => "bench-c".into(),
+        (false, false) => "bench-c-off".into(),
+        (true, true) => "bench-c-lopsided".into(),
+        (false, true) => "bench-c-lopsided-off".into(),
+    }
+}
+
 impl Params {
     fn waiting_options(&self) -> LockOptions {
         LockOptions::default().backoff(self.backoff)
@@ -816,6 +828,7 @@ pub async fn child_b_waiter(t: &Target, backoff: Backoff) -> R<()> {
 /// out then) and is awaited; a failed operation is counted and the task
 /// goes on.
 async fn c_worker(
+    name: &str,
     h: &Backend,
     tasks: usize,
     secs: f64,
@@ -825,7 +838,7 @@ async fn c_worker(
     let end = Instant::now() + Duration::from_secs_f64(secs);
     let mut joins = Vec::new();
     for i in 0..tasks {
-        let lock = AsyncLock::with_backend("bench-c", h).options(opts.clone());
+        let lock = AsyncLock::with_backend(name, h).options(opts.clone());
         joins.push(tokio::spawn(async move {
             let mut tally = CTally::default();
             loop {
@@ -903,8 +916,9 @@ pub async fn c_contention(t: &Target, p: &Params) -> R<CResult> {
         for (i, (h, _)) in handles.iter().enumerate() {
             let (h, opts, tasks, secs, first) =
                 (h.clone(), opts.clone(), shape[i], p.c_secs, firsts[i]);
+            let name = c_lock_name(p.c_handoff, p.c_shape.is_some());
             joins.push(tokio::spawn(async move {
-                let mut tally = c_worker(&h, tasks, secs, &opts, first).await;
+                let mut tally = c_worker(&name, &h, tasks, secs, &opts, first).await;
                 for g in &mut tally.grants {
                     g.proc_ = i;
                 }
@@ -936,6 +950,8 @@ pub async fn c_contention(t: &Target, p: &Params) -> R<CResult> {
             backoff_arg(&p.backoff),
             "--c-handoff".into(),
             if p.c_handoff { "on" } else { "off" }.into(),
+            "--c-lock".into(),
+            c_lock_name(p.c_handoff, p.c_shape.is_some()),
         ];
         args.extend(t.child_args());
         children.push(ChildProc::spawn(&args, &t.child_env())?);
@@ -987,6 +1003,7 @@ pub async fn c_contention(t: &Target, p: &Params) -> R<CResult> {
 }
 
 pub async fn child_c_worker(
+    name: &str,
     t: &Target,
     tasks: usize,
     secs: f64,
@@ -1009,8 +1026,17 @@ pub async fn child_c_worker(
         return Err(err(format!("c-worker: unexpected {go:?}")));
     }
     let before = counts.snap();
-    let mut tally = c_worker(&h, tasks, secs, &c_options(backoff, handoff), 0).await;
+    let mut tally = c_worker(name, &h, tasks, secs, &c_options(backoff, handoff), 0).await;
     tally.errors.merge(&warmup);
+    // The core's background work (the clean-up of acquisitions given up at
+    // the end of the window, releases after a handoff to a task that had
+    // gone) must end before the process does: else a lock stays held for
+    // its lease.
+    if !h.settle(SETTLE_LIMIT).await {
+        tally
+            .errors
+            .add_key("exit background-work-still-running", 1);
+    }
     // Releases started in the background (acquisitions given up at the end
     // of the window with an unknown outcome) end here, not at the runtime's
     // shutdown.

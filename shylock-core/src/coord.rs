@@ -95,6 +95,8 @@ pub(crate) struct Cohort {
     hold_back_until: Option<Instant>,
     /// When another process was last seen holding or taking the lock.
     remote_seen: Option<Instant>,
+    /// When this process's waiters last held back.
+    last_hold_back: Option<Instant>,
 }
 
 /// A waiter registered for a handoff.
@@ -266,11 +268,17 @@ impl Slot {
             cohort.handoffs += 1;
             return Claim::To(entry);
         }
-        if waiting
-            && cohort
-                .remote_seen
-                .is_some_and(|seen| now.saturating_duration_since(seen) < REMOTE_MEMORY)
-        {
+        // Hold back after every bounded turn while other processes were
+        // seen contending lately, and at least once per `REMOTE_MEMORY`
+        // otherwise: a holder never sees a remote waiter (nobody here asks
+        // while it holds), so without a hold-back now and then a newcomer
+        // elsewhere would have to win the race against this process's own
+        // waiters, which ask at once.
+        let recent = |at: Option<Instant>| {
+            at.is_some_and(|at| now.saturating_duration_since(at) < REMOTE_MEMORY)
+        };
+        if waiting && (recent(cohort.remote_seen) || !recent(cohort.last_hold_back)) {
+            cohort.last_hold_back = Some(now);
             cohort.hold_back_until = now.checked_add(hold_back);
             tracing::debug!(
                 handoffs = cohort.handoffs,

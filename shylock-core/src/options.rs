@@ -96,17 +96,23 @@ impl Backoff {
 /// were granted it since this process last held it (as many handoffs as
 /// they had grants, read from the fencing tokens' rise, at least one), and
 /// not once it has held it for `max_hold` without a global release. Then
-/// the release is global, and if another process was seen contending in
-/// the last second, this process's waiters ask nobody for `hold_back`
-/// (default: the backoff's `max` plus 10 ms), so that a remote waiter
-/// polling at its longest backoff gets its turn.
+/// the release is global, and this process's waiters ask nobody for
+/// `hold_back` (default: the backoff's `max` plus 10 ms), so that a remote
+/// waiter polling at its longest backoff gets its turn: after every such
+/// turn while another process was seen contending in the last second (its
+/// grants between this process's, or a busy answer here), and at least
+/// once a second otherwise (a holder cannot see a newcomer elsewhere: its
+/// own waiters never ask while it holds). So a process alone with many
+/// tasks idles for one `hold_back` a second at most.
 ///
-/// **A remote waiter's worst case.** With `k` processes contending, a
-/// remote waiter waits at most for `k - 1` other processes' turns, each at
+/// **A remote waiter's worst case.** A newcomer waits at most about one
+/// second plus one turn (`max_hold` plus one critical section) for the
+/// first hold-back of a process that has not seen it yet, and from then on
+/// the holder's process leaves every turn to others. With `k` processes
+/// contending, it waits at most for `k - 1` other processes' turns, each at
 /// most `max_hold` plus one critical section plus `hold_back`, before its
-/// own poll meets a free lock (every turn ends with a hold-back in which
-/// the holder's process does not ask); with the defaults and short
-/// critical sections that is about `(k - 1) × 0.26 s`. Handoff changes
+/// own poll meets a free lock; with the defaults and short critical
+/// sections, at most about `1.3 s + (k - 1) × 0.26 s`. Handoff changes
 /// nothing for backends without `hand_over` (the release and the
 /// acquisition are two commands, as before) and for `try_acquire`.
 ///

@@ -142,3 +142,63 @@ fn a_remote_waiter_gets_its_turn_after_the_bound() {
     );
     eprintln!("remote waiter's longest wait: {longest_wait:?}");
 }
+
+/// Two processes (handles) of 4 threads each on one lock: neither keeps it
+/// beyond the bound (its turn: one grant from the backend, then at most
+/// `max_handoffs` handoffs), and both get a fair part. (Before the periodic
+/// hold-back, the process that first got the lock kept it: a holder never
+/// sees a remote waiter, and its own waiters asked first.)
+#[test]
+fn two_processes_take_turns_within_the_bound() {
+    let mem = MemoryBackend::new();
+    let handles = [Backend::from(mem.clone()), Backend::from(mem)];
+    let opts = LockOptions::default();
+    let max = opts.handoff.max_handoffs as usize;
+    let grants = Arc::new(Mutex::new(Vec::new()));
+    let stop = Instant::now() + Duration::from_secs(2);
+    std::thread::scope(|s| {
+        for (p, h) in handles.iter().enumerate() {
+            for _ in 0..4 {
+                let grants = Arc::clone(&grants);
+                let lock = Lock::with_backend("turns", h).options(opts.clone());
+                s.spawn(move || {
+                    while Instant::now() < stop {
+                        let guard = lock.acquire().expect("acquire");
+                        grants.lock().unwrap().push((guard.token().get(), p));
+                        std::thread::sleep(Duration::from_millis(2));
+                        guard.release().expect("release");
+                    }
+                });
+            }
+        }
+    });
+    let mut g = Arc::into_inner(grants).unwrap().into_inner().unwrap();
+    g.sort_unstable();
+    let mut turns = Vec::new();
+    let mut current = 1;
+    for w in g.windows(2) {
+        if w[1].1 == w[0].1 {
+            current += 1;
+        } else {
+            turns.push(current);
+            current = 1;
+        }
+    }
+    turns.push(current);
+    let longest = turns.iter().copied().max().unwrap_or(0);
+    let per: Vec<usize> = (0..2)
+        .map(|p| g.iter().filter(|x| x.1 == p).count())
+        .collect();
+    eprintln!(
+        "grants per process {per:?}, turns {}, longest {longest}",
+        turns.len()
+    );
+    assert!(
+        longest <= max + 1,
+        "a turn of {longest} grants: more than one grant and {max} handoffs"
+    );
+    assert!(
+        per.iter().all(|&n| n * 4 >= g.len()),
+        "each process gets at least a quarter of the grants: {per:?}"
+    );
+}

@@ -484,10 +484,13 @@ async fn acquire_in_span<M: Mode>(
     };
     acq.waiter.slot.set_local_holder(&holding.lease);
     if handed.is_none() {
-        acq.waiter
-            .slot
-            .get()
-            .note_global_grant(grant.token.get(), opts.handoff.max_handoffs);
+        let slot = acq.waiter.slot.get();
+        slot.note_global_grant(grant.token.get(), opts.handoff.max_handoffs);
+        if opts.handoff.is_on() {
+            // Waiters pausing after a busy answer wake, see the holder here
+            // and register for its handoff (the cohort of this turn).
+            slot.signal.bump();
+        }
     }
     tracing::info!(
         lock = %name,
