@@ -22,6 +22,9 @@ pub struct Counts {
     renew: AtomicU64,
     release: AtomicU64,
     hand_over: AtomicU64,
+    /// Hand-overs answered NotOwner, and failed.
+    pub hand_over_refused: AtomicU64,
+    pub hand_over_failed: AtomicU64,
     inspect: AtomicU64,
     server_time: AtomicU64,
     /// Commands started, as the MongoDB driver's command monitoring saw them.
@@ -235,7 +238,24 @@ impl<B: AsyncBackend + ?Sized> AsyncBackend for Counting<B> {
         req: HandOverRequest<'a>,
     ) -> BoxFuture<'a, Result<HandOverOutcome, BackendError>> {
         self.counts.hand_over.fetch_add(1, Relaxed);
-        tracked(&self.counts, AsyncBackend::hand_over(&*self.inner, req))
+        let counts = Arc::clone(&self.counts);
+        let fut = AsyncBackend::hand_over(&*self.inner, req);
+        tracked(
+            &self.counts,
+            Box::pin(async move {
+                let result = fut.await;
+                match &result {
+                    Ok(HandOverOutcome::NotOwner) => {
+                        counts.hand_over_refused.fetch_add(1, Relaxed);
+                    }
+                    Err(_) => {
+                        counts.hand_over_failed.fetch_add(1, Relaxed);
+                    }
+                    Ok(HandOverOutcome::HandedOver(_)) => {}
+                }
+                result
+            }),
+        )
     }
 
     fn supports_hand_over(&self) -> bool {

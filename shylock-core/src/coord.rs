@@ -114,6 +114,9 @@ pub(crate) struct Entry {
 pub(crate) enum Mail {
     /// Registered; nothing yet.
     Waiting,
+    /// Registered, but asking the backend itself (its request on its way):
+    /// not to be handed the lock now.
+    Asking,
     /// A releaser is handing the lock to this waiter.
     Claimed,
     /// The lock is this waiter's.
@@ -162,12 +165,18 @@ impl Entry {
         }
     }
 
-    /// Take what was left; a waiting entry is withdrawn if `withdraw`.
-    pub(crate) fn look(&self, withdraw: bool) -> Looked {
+    /// Take what was left; `asking`: a waiting entry becomes asking (the
+    /// waiter is about to ask the backend), an asking one waiting again
+    /// (`Some(false)`: its request was answered).
+    pub(crate) fn look(&self, asking: Option<bool>) -> Looked {
         let mut mail = sync::lock(&self.mail);
         match std::mem::replace(&mut *mail, Mail::Withdrawn) {
-            Mail::Waiting if !withdraw => {
-                *mail = Mail::Waiting;
+            previous @ (Mail::Waiting | Mail::Asking) => {
+                *mail = match asking {
+                    Some(true) => Mail::Asking,
+                    Some(false) => Mail::Waiting,
+                    None => previous,
+                };
                 Looked::Pending { claimed: false }
             }
             Mail::Claimed => {
@@ -176,7 +185,7 @@ impl Entry {
             }
             Mail::Delivered(handed) => Looked::Handed(handed),
             Mail::Unknown => Looked::Unknown,
-            Mail::Waiting | Mail::Declined | Mail::Withdrawn => Looked::Nothing,
+            Mail::Declined | Mail::Withdrawn => Looked::Nothing,
         }
     }
 
@@ -193,7 +202,9 @@ impl Entry {
             }
             Mail::Unknown => true,
             // A claimed entry: its releaser sees it withdrawn and cleans up.
-            Mail::Waiting | Mail::Claimed | Mail::Declined | Mail::Withdrawn => false,
+            Mail::Waiting | Mail::Asking | Mail::Claimed | Mail::Declined | Mail::Withdrawn => {
+                false
+            }
         }
     }
 }
@@ -251,19 +262,35 @@ impl Slot {
                 .since
                 .is_some_and(|since| now.saturating_duration_since(since) < handoff.max_hold);
         let mut waiting = false;
+        let mut claimed = None;
+        // Entries asking the backend stay registered, in their order.
+        let mut asking = Vec::new();
         while let Some(entry) = cohort.queue.pop_front() {
             let mut mail = sync::lock(&entry.mail);
-            if !matches!(*mail, Mail::Waiting) {
-                continue;
+            match *mail {
+                Mail::Waiting => {}
+                Mail::Asking => {
+                    drop(mail);
+                    asking.push(entry);
+                    continue;
+                }
+                _ => continue,
             }
-            if !within_bound {
-                waiting = true;
+            waiting = true;
+            if within_bound {
+                *mail = Mail::Claimed;
+                drop(mail);
+                claimed = Some(entry);
+            } else {
                 drop(mail);
                 cohort.queue.push_front(entry);
-                break;
             }
-            *mail = Mail::Claimed;
-            drop(mail);
+            break;
+        }
+        for entry in asking.into_iter().rev() {
+            cohort.queue.push_front(entry);
+        }
+        if let Some(entry) = claimed {
             cohort.in_flight = true;
             cohort.handoffs += 1;
             return Claim::To(entry);

@@ -188,7 +188,7 @@ impl<M: Mode> Acquisition<'_, M> {
             let seen = slot.signal.generation();
             let mut claimed = false;
             if let Some(entry) = &self.pending.entry {
-                match entry.look(false) {
+                match entry.look(None) {
                     Looked::Pending { claimed: c } => claimed = c,
                     Looked::Handed(handed) => {
                         self.pending.entry = None;
@@ -201,51 +201,59 @@ impl<M: Mode> Acquisition<'_, M> {
                     Looked::Nothing => self.pending.entry = None,
                 }
             }
+            // A waiting acquisition is registered for a handoff all along
+            // (except while its own request is on its way): a holder here
+            // that releases hands the lock to the first one registered.
+            if M::busy().is_none()
+                && self.pending.entry.is_none()
+                && self.pending.in_flight.is_none()
+                && self.opts.handoff.is_on()
+                && self.x.supports_hand_over()
+            {
+                let entry = Arc::new(Entry::new(self.pending.owner.clone(), self.opts.clone()));
+                slot.register(&entry);
+                self.pending.entry = Some(entry);
+            }
             let until = match (slot.local_hold_until(), M::busy()) {
                 (Some(_), Some(busy)) => return Ok(TurnTo::Busy(busy)),
-                (Some(held_until), None) => {
-                    if self.pending.entry.is_none()
-                        && self.opts.handoff.is_on()
-                        && self.x.supports_hand_over()
-                    {
-                        let entry =
-                            Arc::new(Entry::new(self.pending.owner.clone(), self.opts.clone()));
-                        slot.register(&entry);
-                        self.pending.entry = Some(entry);
-                    }
-                    held_until.to_instant()
-                }
+                (Some(held_until), None) => held_until.to_instant(),
                 (None, Some(_)) => return Ok(TurnTo::Ask),
                 (None, None) if claimed => after(CLAIM_WHILE_ASKING),
-                (None, None) => {
-                    // Withdraw from the handoff queue before asking (a
-                    // handoff that got in first is taken instead).
-                    if let Some(entry) = self.pending.entry.take() {
-                        match entry.look(true) {
-                            Looked::Handed(handed) => return Ok(TurnTo::Handed(handed)),
-                            Looked::Unknown => self.pending.unknown = true,
-                            Looked::Pending { claimed: true } => {
-                                self.pending.entry = Some(entry);
-                                continue;
-                            }
-                            Looked::Pending { claimed: false } | Looked::Nothing => {}
-                        }
-                    }
-                    match slot.hold_back_until() {
-                        Some(until) => until,
-                        None => match self.waiter.take_turn(grace) {
-                            // An acquisition that has not waited yet gets its
-                            // one attempt, even with a zero timeout; one that
-                            // waited out its time for the turn does not send
-                            // a request it could not wait for.
-                            Next::Ask if !passed(self.deadline) || self.first_look() => {
+                (None, None) => match slot.hold_back_until() {
+                    Some(until) => until,
+                    None => match self.waiter.take_turn(grace) {
+                        // An acquisition that has not waited yet gets its
+                        // one attempt, even with a zero timeout; one that
+                        // waited out its time for the turn does not send a
+                        // request it could not wait for.
+                        Next::Ask if !passed(self.deadline) || self.first_look() => {
+                            // Not to be handed the lock while it asks (a
+                            // handoff that got in first is taken instead).
+                            let Some(entry) = &self.pending.entry else {
                                 return Ok(TurnTo::Ask);
+                            };
+                            match entry.look(Some(true)) {
+                                Looked::Pending { claimed: false } => return Ok(TurnTo::Ask),
+                                Looked::Pending { claimed: true } => continue,
+                                Looked::Handed(handed) => {
+                                    self.pending.entry = None;
+                                    return Ok(TurnTo::Handed(handed));
+                                }
+                                Looked::Unknown => {
+                                    self.pending.entry = None;
+                                    self.pending.unknown = true;
+                                    return Ok(TurnTo::Ask);
+                                }
+                                Looked::Nothing => {
+                                    self.pending.entry = None;
+                                    return Ok(TurnTo::Ask);
+                                }
                             }
-                            Next::Ask => return Err(self.timed_out()),
-                            Next::WaitUntil(until) => until,
-                        },
-                    }
-                }
+                        }
+                        Next::Ask => return Err(self.timed_out()),
+                        Next::WaitUntil(until) => until,
+                    },
+                },
             };
             if passed(self.deadline) {
                 return Err(self.timed_out());
@@ -254,6 +262,31 @@ impl<M: Mode> Acquisition<'_, M> {
             self.x
                 .wait(&slot.signal, seen, Some(earliest(until, self.deadline)))
                 .await;
+        }
+    }
+
+    /// The request was answered without the lock: claimable for a handoff
+    /// again (unless a request of it is still on its way).
+    fn asked(&mut self) {
+        if self.pending.in_flight.is_some() {
+            return;
+        }
+        if let Some(entry) = &self.pending.entry {
+            match entry.look(Some(false)) {
+                Looked::Pending { .. } => {}
+                Looked::Unknown => {
+                    self.pending.entry = None;
+                    self.pending.unknown = true;
+                }
+                Looked::Nothing => self.pending.entry = None,
+                // Not claimable while asking, so never here; were it, the
+                // record may be this owner's: settled as unknown.
+                Looked::Handed(handed) => {
+                    handed.lease.mark_lost(crate::LossReason::Released);
+                    self.pending.entry = None;
+                    self.pending.unknown = true;
+                }
+            }
         }
     }
 
@@ -465,7 +498,10 @@ async fn acquire_in_span<M: Mode>(
             Step::Granted(grant, until) => break (grant, until, lease),
             Step::Busy(busy) => return Ok(Err(busy)),
             Step::Failed(error) => return Err(error),
-            Step::RetryAfter(delay) => acq.pause(delay, seen).await?,
+            Step::RetryAfter(delay) => {
+                acq.asked();
+                acq.pause(delay, seen).await?;
+            }
         }
     };
     acq.pending.settled = true;
