@@ -15,8 +15,9 @@
 //!   depends on another future being polled.
 //! * **Local holders.** While a holder in this process has the lock, nobody
 //!   asks the backend: its release (or loss) wakes the waiters at once.
-//! * **Handoff** ([`Handoff`](crate::Handoff)). A waiter that waits for a
-//!   local holder registers an [`Entry`] in the slot's [`Cohort`] queue; the
+//! * **Handoff** ([`Handoff`](crate::Handoff)). A waiting acquisition
+//!   registers an [`Entry`] in the slot's [`Cohort`] queue (claimable except
+//!   while its own request is on its way); a local
 //!   holder's release claims the first one ([`Slot::claim`]) and hands the
 //!   lock to its owner id in one backend command, then leaves the outcome
 //!   in the entry's [`Mail`] ([`Slot::finish`]). While a handoff is on its
