@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use shylock::backend::{
-    AcquireOutcome, AcquireRequest, AsyncBackend, BoxFuture, ClockSource, InspectRequest,
-    ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
+    AcquireOutcome, AcquireRequest, AsyncBackend, BoxFuture, ClockSource, HandOverOutcome,
+    HandOverRequest, InspectRequest, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
+    SyncBackend,
 };
 use shylock::{BackendError, LockRecord, Timestamp};
 
@@ -20,6 +21,10 @@ pub struct Counts {
     acquire: AtomicU64,
     renew: AtomicU64,
     release: AtomicU64,
+    hand_over: AtomicU64,
+    /// Hand-overs answered NotOwner, and failed.
+    pub hand_over_refused: AtomicU64,
+    pub hand_over_failed: AtomicU64,
     inspect: AtomicU64,
     server_time: AtomicU64,
     /// Commands started, as the MongoDB driver's command monitoring saw them.
@@ -64,6 +69,7 @@ pub struct Snap {
     pub acquire: u64,
     pub renew: u64,
     pub release: u64,
+    pub hand_over: u64,
     pub inspect: u64,
     pub server_time: u64,
     pub wire: u64,
@@ -75,6 +81,7 @@ impl Counts {
             acquire: self.acquire.load(Relaxed),
             renew: self.renew.load(Relaxed),
             release: self.release.load(Relaxed),
+            hand_over: self.hand_over.load(Relaxed),
             inspect: self.inspect.load(Relaxed),
             server_time: self.server_time.load(Relaxed),
             wire: self.wire.load(Relaxed),
@@ -128,14 +135,20 @@ impl Counts {
 impl Snap {
     /// All primitive calls (round trips).
     pub fn total(&self) -> u64 {
-        self.acquire + self.renew + self.release + self.inspect + self.server_time
+        self.acquire + self.renew + self.release + self.hand_over + self.inspect + self.server_time
     }
 
-    /// One line for a child's report: `COUNTS a r l i s w`.
+    /// One line for a child's report: `COUNTS a r l i s w h`.
     pub fn to_line(self) -> String {
         format!(
-            "COUNTS {} {} {} {} {} {}",
-            self.acquire, self.renew, self.release, self.inspect, self.server_time, self.wire
+            "COUNTS {} {} {} {} {} {} {}",
+            self.acquire,
+            self.renew,
+            self.release,
+            self.inspect,
+            self.server_time,
+            self.wire,
+            self.hand_over
         )
     }
 
@@ -146,13 +159,14 @@ impl Snap {
             .split_whitespace()
             .map(|x| x.parse().ok())
             .collect::<Option<_>>()?;
-        (v.len() == 6).then(|| Snap {
+        (v.len() == 7).then(|| Snap {
             acquire: v[0],
             renew: v[1],
             release: v[2],
             inspect: v[3],
             server_time: v[4],
             wire: v[5],
+            hand_over: v[6],
         })
     }
 }
@@ -164,6 +178,7 @@ impl Sub for Snap {
             acquire: self.acquire - o.acquire,
             renew: self.renew - o.renew,
             release: self.release - o.release,
+            hand_over: self.hand_over - o.hand_over,
             inspect: self.inspect - o.inspect,
             server_time: self.server_time - o.server_time,
             wire: self.wire - o.wire,
@@ -178,6 +193,7 @@ impl Add for Snap {
             acquire: self.acquire + o.acquire,
             renew: self.renew + o.renew,
             release: self.release + o.release,
+            hand_over: self.hand_over + o.hand_over,
             inspect: self.inspect + o.inspect,
             server_time: self.server_time + o.server_time,
             wire: self.wire + o.wire,
@@ -215,6 +231,35 @@ impl<B: AsyncBackend + ?Sized> AsyncBackend for Counting<B> {
     ) -> BoxFuture<'a, Result<ReleaseOutcome, BackendError>> {
         self.counts.release.fetch_add(1, Relaxed);
         tracked(&self.counts, AsyncBackend::release(&*self.inner, req))
+    }
+
+    fn hand_over<'a>(
+        &'a self,
+        req: HandOverRequest<'a>,
+    ) -> BoxFuture<'a, Result<HandOverOutcome, BackendError>> {
+        self.counts.hand_over.fetch_add(1, Relaxed);
+        let counts = Arc::clone(&self.counts);
+        let fut = AsyncBackend::hand_over(&*self.inner, req);
+        tracked(
+            &self.counts,
+            Box::pin(async move {
+                let result = fut.await;
+                match &result {
+                    Ok(HandOverOutcome::NotOwner) => {
+                        counts.hand_over_refused.fetch_add(1, Relaxed);
+                    }
+                    Err(_) => {
+                        counts.hand_over_failed.fetch_add(1, Relaxed);
+                    }
+                    Ok(HandOverOutcome::HandedOver(_)) => {}
+                }
+                result
+            }),
+        )
+    }
+
+    fn supports_hand_over(&self) -> bool {
+        AsyncBackend::supports_hand_over(&*self.inner)
     }
 
     fn inspect<'a>(
@@ -262,6 +307,16 @@ impl<B: SyncBackend + ?Sized> SyncBackend for Counting<B> {
         self.counts.release.fetch_add(1, Relaxed);
         let _in_flight = InFlight::new(&self.counts);
         SyncBackend::release(&*self.inner, req)
+    }
+
+    fn hand_over(&self, req: HandOverRequest<'_>) -> Result<HandOverOutcome, BackendError> {
+        self.counts.hand_over.fetch_add(1, Relaxed);
+        let _in_flight = InFlight::new(&self.counts);
+        SyncBackend::hand_over(&*self.inner, req)
+    }
+
+    fn supports_hand_over(&self) -> bool {
+        SyncBackend::supports_hand_over(&*self.inner)
     }
 
     fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError> {

@@ -65,11 +65,45 @@ pub struct Params {
     pub d_acquirers: usize,
     /// The waiters' backoff in B and C.
     pub backoff: Backoff,
+    /// Whether C's locks hand over in process (issue 21; default on).
+    pub c_handoff: bool,
+    /// C's tasks per process, if not `c_procs` × `c_tasks` (the lopsided
+    /// variant: 4,1,1,1).
+    pub c_shape: Option<Vec<usize>>,
+}
+
+/// C's lock name for a variant: one per variant, so that a lock left held
+/// by one variant's last acquisitions (given up at the end of its window)
+/// does not make the next one wait for its lease.
+pub fn c_lock_name(handoff: bool, lopsided: bool) -> String {
+    match (handoff, lopsided) {
+        (true, false) => "bench-c".into(),
+        (false, false) => "bench-c-off".into(),
+        (true, true) => "bench-c-lopsided".into(),
+        (false, true) => "bench-c-lopsided-off".into(),
+    }
 }
 
 impl Params {
     fn waiting_options(&self) -> LockOptions {
         LockOptions::default().backoff(self.backoff)
+    }
+
+    /// C's tasks per process.
+    pub fn c_shape(&self) -> Vec<usize> {
+        self.c_shape
+            .clone()
+            .unwrap_or_else(|| vec![self.c_tasks; self.c_procs])
+    }
+}
+
+/// C's options: the waiting options, handoff on or off.
+pub fn c_options(backoff: Backoff, handoff: bool) -> LockOptions {
+    let opts = LockOptions::default().backoff(backoff);
+    if handoff {
+        opts
+    } else {
+        opts.handoff(shylock::Handoff::off())
     }
 }
 
@@ -140,6 +174,10 @@ pub struct BResult {
     pub waiter_calls: f64,
     /// The waiter's busy polls per second of waiting.
     pub polls_per_s: f64,
+    /// In process: every backend call of the handle (the holder's release
+    /// or hand-over, the waiter's acquire requests, clock reads) from the
+    /// holder's grant to the waiter's, per handoff.
+    pub commands_per_handoff: Option<f64>,
     /// Failed acquires and releases, of the holder and of the waiter.
     pub errors: Errors,
 }
@@ -154,6 +192,7 @@ impl BResult {
             max_ms: lat_ms.last().copied().unwrap_or(f64::NAN),
             waiter_calls: waiter_calls as f64 / rounds.max(1) as f64,
             polls_per_s: waiter_calls.saturating_sub(rounds as u64) as f64 / waited_s,
+            commands_per_handoff: None,
             errors,
         }
     }
@@ -168,6 +207,15 @@ pub struct CResult {
     pub max_gap_ms: f64,
     pub min_task: usize,
     pub max_task: usize,
+    /// Grants of the least and the most served process.
+    pub min_proc: usize,
+    pub max_proc: usize,
+    /// The longest any task waited for one grant (ms).
+    pub longest_wait_ms: f64,
+    /// Grants handed over in process (issue 21).
+    pub handed: usize,
+    /// Grants per process, in process order.
+    pub per_proc: Vec<usize>,
     /// Grants that began before the previous one's release was called.
     pub overlaps: usize,
     /// Fencing tokens handed out more than once (`usize::MAX`: no tokens).
@@ -182,9 +230,13 @@ pub struct CResult {
 #[derive(Debug, Clone, Copy)]
 pub struct Grant {
     task: usize,
+    proc_: usize,
     acq: i64,
     rel: i64,
     token: u64,
+    /// From the acquire call to the grant (ns).
+    wait: i64,
+    handed: bool,
 }
 
 /// What the tasks of one process of C saw.
@@ -204,14 +256,7 @@ impl CTally {
 }
 
 impl CResult {
-    fn new(
-        tally: CTally,
-        counts: Snap,
-        procs: usize,
-        tasks: usize,
-        secs: f64,
-        monitored: bool,
-    ) -> CResult {
+    fn new(tally: CTally, counts: Snap, shape: &[usize], secs: f64, monitored: bool) -> CResult {
         let CTally {
             mut grants,
             lost: lost_on_release,
@@ -230,12 +275,17 @@ impl CResult {
             *tokens.entry(g.token).or_default() += 1;
         }
         let dup_tokens = tokens.values().filter(|&&c| c > 1).map(|c| c - 1).sum();
-        let mut per_task = vec![0usize; procs * tasks];
+        let mut per_task = vec![0usize; shape.iter().sum()];
+        let mut per_proc = vec![0usize; shape.len()];
         for g in &grants {
             if let Some(c) = per_task.get_mut(g.task) {
                 *c += 1;
             }
+            if let Some(c) = per_proc.get_mut(g.proc_) {
+                *c += 1;
+            }
         }
+        let longest_wait = grants.iter().map(|g| g.wait).max().unwrap_or(0);
         let denom = n.max(1) as f64;
         CResult {
             grants: n,
@@ -245,6 +295,11 @@ impl CResult {
             max_gap_ms: max_gap_ns as f64 / 1e6,
             min_task: per_task.iter().copied().min().unwrap_or(0),
             max_task: per_task.iter().copied().max().unwrap_or(0),
+            min_proc: per_proc.iter().copied().min().unwrap_or(0),
+            max_proc: per_proc.iter().copied().max().unwrap_or(0),
+            longest_wait_ms: longest_wait as f64 / 1e6,
+            handed: grants.iter().filter(|g| g.handed).count(),
+            per_proc,
             overlaps,
             dup_tokens,
             lost_on_release,
@@ -490,13 +545,15 @@ pub async fn b_local(t: &Target, p: &Params, other_handle: bool) -> R<BResult> {
     } else {
         (Arc::clone(&counts), h.clone())
     };
-    let opts = p.waiting_options();
+    // `c_handoff` says whether the in-process handoff is on (issue 21).
+    let opts = c_options(p.backoff, p.c_handoff);
     let mut errors = Errors::default();
     let holder = AsyncLock::with_backend(name, &h).options(opts.clone());
     async_cycle(&holder, &mut errors).await;
     async_cycle(&AsyncLock::with_backend(name, &wh), &mut errors).await;
     let mut rng = Rng::new();
     let (mut lat, mut calls, mut waited) = (Vec::new(), 0u64, 0.0);
+    let mut commands = 0u64;
     for _ in 0..p.b_rounds {
         let guard = match holder.acquire_timeout(OP_LIMIT).await {
             Ok(guard) => guard,
@@ -509,12 +566,14 @@ pub async fn b_local(t: &Target, p: &Params, other_handle: bool) -> R<BResult> {
         let before = wcounts.snap();
         let waiter = AsyncLock::with_backend(name, &wh).options(opts.clone());
         // The waiter's time of grant, and its failure if any.
+        let at_grant = Arc::clone(&wcounts);
         let task = tokio::spawn(async move {
             match waiter.acquire_timeout(OP_LIMIT).await {
                 Ok(guard) => {
                     let at = wall_ns();
+                    let snap = at_grant.snap();
                     (
-                        Some(at),
+                        Some((at, snap)),
                         guard.release().await.err().map(|e| ("release", e)),
                     )
                 }
@@ -532,8 +591,9 @@ pub async fn b_local(t: &Target, p: &Params, other_handle: bool) -> R<BResult> {
                 if let Some((op, e)) = failed {
                     errors.add(op, &e);
                 }
-                if let Some(acquired) = acquired {
+                if let Some((acquired, snap)) = acquired {
                     calls += (wcounts.snap() - before).acquire;
+                    commands += (snap - before).total();
                     lat.push((acquired - released) as f64 / 1e6);
                     waited += hold / 1000.0;
                 }
@@ -541,7 +601,10 @@ pub async fn b_local(t: &Target, p: &Params, other_handle: bool) -> R<BResult> {
             Err(_) => errors.add_key("waiter panicked", 1),
         }
     }
-    Ok(BResult::new(lat, calls, waited, errors))
+    let rounds = lat.len().max(1) as f64;
+    let mut result = BResult::new(lat, calls, waited, errors);
+    result.commands_per_handoff = (!other_handle).then(|| commands as f64 / rounds);
+    Ok(result)
 }
 
 /// A child process of the benchmark binary, spoken to by lines. A child
@@ -765,6 +828,7 @@ pub async fn child_b_waiter(t: &Target, backoff: Backoff) -> R<()> {
 /// out then) and is awaited; a failed operation is counted and the task
 /// goes on.
 async fn c_worker(
+    name: &str,
     h: &Backend,
     tasks: usize,
     secs: f64,
@@ -774,7 +838,7 @@ async fn c_worker(
     let end = Instant::now() + Duration::from_secs_f64(secs);
     let mut joins = Vec::new();
     for i in 0..tasks {
-        let lock = AsyncLock::with_backend("bench-c", h).options(opts.clone());
+        let lock = AsyncLock::with_backend(name, h).options(opts.clone());
         joins.push(tokio::spawn(async move {
             let mut tally = CTally::default();
             loop {
@@ -782,10 +846,12 @@ async fn c_worker(
                 if left < Duration::from_millis(1) {
                     break;
                 }
+                let asked = wall_ns();
                 match lock.acquire_timeout(left).await {
                     Ok(guard) => {
                         let acq = wall_ns();
                         let token = guard.token().get();
+                        let handed = guard.handed_over();
                         let rel = wall_ns();
                         match guard.release().await {
                             Ok(()) => {}
@@ -796,9 +862,12 @@ async fn c_worker(
                         }
                         tally.grants.push(Grant {
                             task: first_task + i,
+                            proc_: 0,
                             acq,
                             rel,
                             token,
+                            wait: acq - asked,
+                            handed,
                         });
                     }
                     // The end of the window.
@@ -825,20 +894,35 @@ async fn c_worker(
 /// C: `c_procs` processes (children; for the in-memory backend, handles)
 /// × `c_tasks` tasks for `c_secs` seconds.
 pub async fn c_contention(t: &Target, p: &Params) -> R<CResult> {
-    let opts = p.waiting_options();
+    let opts = c_options(p.backoff, p.c_handoff);
+    let shape = p.c_shape();
+    let firsts: Vec<usize> = shape
+        .iter()
+        .scan(0, |sum, n| {
+            let first = *sum;
+            *sum += n;
+            Some(first)
+        })
+        .collect();
     let monitored = t.mongo_uri.is_some();
     if !t.multiprocess() {
         let mut handles = Vec::new();
-        for _ in 0..p.c_procs {
+        for _ in 0..shape.len() {
             let c = Arc::new(Counts::default());
             handles.push((t.async_handle(&c).await?, c));
         }
         let before: Vec<Snap> = handles.iter().map(|(_, c)| c.snap()).collect();
         let mut joins = Vec::new();
         for (i, (h, _)) in handles.iter().enumerate() {
-            let (h, opts, tasks, secs) = (h.clone(), opts.clone(), p.c_tasks, p.c_secs);
+            let (h, opts, tasks, secs, first) =
+                (h.clone(), opts.clone(), shape[i], p.c_secs, firsts[i]);
+            let name = c_lock_name(p.c_handoff, p.c_shape.is_some());
             joins.push(tokio::spawn(async move {
-                c_worker(&h, tasks, secs, &opts, i * tasks).await
+                let mut tally = c_worker(&name, &h, tasks, secs, &opts, first).await;
+                for g in &mut tally.grants {
+                    g.proc_ = i;
+                }
+                tally
             }));
         }
         let mut tally = CTally::default();
@@ -852,20 +936,22 @@ pub async fn c_contention(t: &Target, p: &Params) -> R<CResult> {
             .iter()
             .zip(before)
             .fold(Snap::default(), |acc, ((_, c), b)| acc + (c.snap() - b));
-        return Ok(CResult::new(
-            tally, counts, p.c_procs, p.c_tasks, p.c_secs, monitored,
-        ));
+        return Ok(CResult::new(tally, counts, &shape, p.c_secs, monitored));
     }
     let mut children = Vec::new();
-    for _ in 0..p.c_procs {
+    for tasks in &shape {
         let mut args = vec![
             "c-worker".to_owned(),
             "--c-tasks".into(),
-            p.c_tasks.to_string(),
+            tasks.to_string(),
             "--c-secs".into(),
             p.c_secs.to_string(),
             "--backoff".into(),
             backoff_arg(&p.backoff),
+            "--c-handoff".into(),
+            if p.c_handoff { "on" } else { "off" }.into(),
+            "--c-lock".into(),
+            c_lock_name(p.c_handoff, p.c_shape.is_some()),
         ];
         args.extend(t.child_args());
         children.push(ChildProc::spawn(&args, &t.child_env())?);
@@ -887,12 +973,15 @@ pub async fn c_contention(t: &Target, p: &Params) -> R<CResult> {
                         .split_whitespace()
                         .filter_map(|x| x.parse().ok())
                         .collect();
-                    if let [task, acq, rel, token] = v[..] {
+                    if let [task, acq, rel, token, wait, handed] = v[..] {
                         tally.grants.push(Grant {
-                            task: i * p.c_tasks + task as usize,
+                            task: firsts[i] + task as usize,
+                            proc_: i,
                             acq,
                             rel,
                             token: token as u64,
+                            wait,
+                            handed: handed == 1,
                         });
                     }
                 } else if let Some(n) = line.strip_prefix("LOST ") {
@@ -909,15 +998,18 @@ pub async fn c_contention(t: &Target, p: &Params) -> R<CResult> {
             }
             c.finish()?;
         }
-        Ok(CResult::new(
-            tally, counts, p.c_procs, p.c_tasks, p.c_secs, monitored,
-        ))
+        Ok(CResult::new(tally, counts, &shape, p.c_secs, monitored))
     })
 }
 
-/// One process of C, in a child: every task is awaited and every backend
-/// call has ended before it reports and returns.
-pub async fn child_c_worker(t: &Target, tasks: usize, secs: f64, backoff: Backoff) -> R<()> {
+pub async fn child_c_worker(
+    name: &str,
+    t: &Target,
+    tasks: usize,
+    secs: f64,
+    backoff: Backoff,
+    handoff: bool,
+) -> R<()> {
     let counts = Arc::new(Counts::default());
     let h = t.async_handle(&counts).await?;
     let mut warmup = Errors::default();
@@ -934,8 +1026,17 @@ pub async fn child_c_worker(t: &Target, tasks: usize, secs: f64, backoff: Backof
         return Err(err(format!("c-worker: unexpected {go:?}")));
     }
     let before = counts.snap();
-    let mut tally = c_worker(&h, tasks, secs, &LockOptions::default().backoff(backoff), 0).await;
+    let mut tally = c_worker(name, &h, tasks, secs, &c_options(backoff, handoff), 0).await;
     tally.errors.merge(&warmup);
+    // The core's background work (the clean-up of acquisitions given up at
+    // the end of the window, releases after a handoff to a task that had
+    // gone) must end before the process does: else a lock stays held for
+    // its lease.
+    if !h.settle(SETTLE_LIMIT).await {
+        tally
+            .errors
+            .add_key("exit background-work-still-running", 1);
+    }
     // Releases started in the background (acquisitions given up at the end
     // of the window with an unknown outcome) end here, not at the runtime's
     // shutdown.
@@ -945,7 +1046,15 @@ pub async fn child_c_worker(t: &Target, tasks: usize, secs: f64, backoff: Backof
     let counts = counts.snap() - before;
     let mut out = String::with_capacity(tally.grants.len() * 64);
     for g in &tally.grants {
-        out.push_str(&format!("G {} {} {} {}\n", g.task, g.acq, g.rel, g.token));
+        out.push_str(&format!(
+            "G {} {} {} {} {} {}\n",
+            g.task,
+            g.acq,
+            g.rel,
+            g.token,
+            g.wait,
+            u8::from(g.handed)
+        ));
     }
     out.push_str(&format!("LOST {}\n", tally.lost));
     out.push_str(&tally.errors.to_line());

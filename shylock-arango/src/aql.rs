@@ -72,6 +72,28 @@ RETURN { renewed: LENGTH(written) > 0, storedName: lockDoc.name, expiresAtMs: ne
     };
 }
 
+macro_rules! hand_over {
+    ($options:literal) => {
+        concat!(
+            r#"LET nowMs = DATE_NOW()
+LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
+LET horizonMs = nowMs + 31622400000
+LET releasers = IS_ARRAY(lockDoc.releasers) ? lockDoc.releasers : []
+LET isMine = lockDoc != null && lockDoc.name == @name && lockDoc.owner == @owner && IS_NUMBER(lockDoc.epoch) && IS_NUMBER(lockDoc.seq) && IS_NUMBER(lockDoc.expiresAt) && lockDoc.epoch <= horizonMs && lockDoc.seq < 9007199254740992 && lockDoc.expiresAt * 1000 <= horizonMs && !(@to IN releasers)
+LET newSeq = isMine ? lockDoc.seq + 1 : null
+LET newExpiry = nowMs + @leaseMs
+LET written = (
+  FOR x IN (isMine ? [1] : [])
+    UPDATE @key WITH { owner: @to, seq: newSeq, expiresAt: newExpiry / 1000, releasers: SLICE(APPEND(releasers, [@owner]), -16), acquiredAt: nowMs / 1000 } IN @@collection OPTIONS { exclusive: true"#,
+            $options,
+            r#" }
+    RETURN 1
+)
+RETURN { handedOver: LENGTH(written) > 0, storedName: lockDoc.name, epoch: lockDoc.epoch, seq: newSeq, expiresAtMs: newExpiry }"#
+        )
+    };
+}
+
 macro_rules! release {
     ($options:literal) => {
         concat!(
@@ -179,6 +201,18 @@ LET locks = (
 )
 RETURN { nowMs: nowMs, locks: locks }"#;
 
+/// Hand over: if the record is `@owner`'s (the holder handing it over,
+/// expired or not) and well typed, and `@to` is not among its releasers,
+/// make `@to` the owner with the next `seq` and a lease of `@leaseMs` from
+/// the server's now, and append `@owner` to the releasers (keeping the last
+/// 16), in one write; otherwise change nothing (synced).
+///
+/// Bind parameters: `@collection`, `key`, `name`, `owner`, `to`, `leaseMs`.
+pub const HAND_OVER: &str = hand_over!(", waitForSync: true");
+
+/// [`HAND_OVER`] without `waitForSync`.
+pub const HAND_OVER_NO_SYNC: &str = hand_over!("");
+
 /// Inspect: read the record and the server clock (read-only). Also the
 /// audit read (the record's forced-release fields).
 ///
@@ -195,7 +229,14 @@ mod tests {
     #[test]
     fn horizon_is_the_cores() {
         let horizon = format!("nowMs + {}", shylock_core::RECORD_HORIZON.as_millis());
-        for query in [ACQUIRE, ACQUIRE_NO_SYNC, RENEW, RENEW_NO_SYNC] {
+        for query in [
+            ACQUIRE,
+            ACQUIRE_NO_SYNC,
+            RENEW,
+            RENEW_NO_SYNC,
+            HAND_OVER,
+            HAND_OVER_NO_SYNC,
+        ] {
             assert!(query.contains(&horizon), "{query}");
         }
     }

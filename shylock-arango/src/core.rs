@@ -9,9 +9,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use shylock_core::backend::{
     AcquireOutcome, AcquireRequest, AsyncBackend, AuditRequest, BoxFuture, ClockSource,
-    ForceReleaseOutcome, ForceReleaseRequest, ForcedRelease, Grant, InspectRequest, ListPage,
-    ListRequest, ListedLock, LockRecord, ReleaseOutcome, ReleaseRequest, RenewOutcome,
-    RenewRequest,
+    ForceReleaseOutcome, ForceReleaseRequest, ForcedRelease, Grant, HandOverOutcome,
+    HandOverRequest, InspectRequest, ListPage, ListRequest, ListedLock, LockRecord, ReleaseOutcome,
+    ReleaseRequest, RenewOutcome, RenewRequest,
 };
 use shylock_core::{
     BackendError, BackendErrorKind, FencingToken, LockName, MAX_LEASE, OwnerId, RECORD_HORIZON,
@@ -622,6 +622,50 @@ impl Core {
         }
     }
 
+    /// See [`AsyncBackend::hand_over`](shylock_core::backend::AsyncBackend::hand_over).
+    pub async fn hand_over(
+        &self,
+        req: &HandOverRequest<'_>,
+    ) -> Result<HandOverOutcome, BackendError> {
+        let name = req.name.as_str();
+        let key = lock_key(name);
+        let what = format!("handing over lock `{name}` in `{}`", self.collection());
+        check_lease(req.lease, &what)?;
+        let mut bind = self.bind(&key, name);
+        bind.insert("owner".into(), Value::from(req.from.as_str()));
+        bind.insert("to".into(), Value::from(req.to.as_str()));
+        bind.insert("leaseMs".into(), Value::from(duration_ms(req.lease)));
+        let row = self
+            .run_retrying(
+                self.query(aql::HAND_OVER, aql::HAND_OVER_NO_SYNC),
+                Value::Object(bind),
+                req.deadline,
+                &what,
+            )
+            .await?
+            .ok_or_else(|| conflict_error(&what))?;
+        self.check_name(&row, &key, name)?;
+        if !get_bool(&row, "handedOver", &what)? {
+            return Ok(HandOverOutcome::NotOwner);
+        }
+        let epoch = get_u64(&row, "epoch", &what)?;
+        let seq = get_u64(&row, "seq", &what)?;
+        let token = epoch
+            .checked_mul(1000)
+            .and_then(|t| t.checked_add(seq))
+            .ok_or_else(|| {
+                BackendError::new(
+                    BackendErrorKind::Unexpected,
+                    format!("{what}: fencing token out of range (epoch {epoch}, seq {seq})"),
+                )
+            })?;
+        let expires_at = Timestamp::from_millis(get_ms(&row, "expiresAtMs", &what)?);
+        Ok(HandOverOutcome::HandedOver(Grant {
+            token: FencingToken(token),
+            expires_at,
+        }))
+    }
+
     /// See [`AsyncBackend::inspect`](shylock_core::backend::AsyncBackend::inspect).
     pub async fn inspect(
         &self,
@@ -1090,6 +1134,17 @@ impl AsyncBackend for Core {
         req: ReleaseRequest<'a>,
     ) -> BoxFuture<'a, Result<ReleaseOutcome, BackendError>> {
         Box::pin(async move { self.release(&req).await })
+    }
+
+    fn hand_over<'a>(
+        &'a self,
+        req: HandOverRequest<'a>,
+    ) -> BoxFuture<'a, Result<HandOverOutcome, BackendError>> {
+        Box::pin(async move { self.hand_over(&req).await })
+    }
+
+    fn supports_hand_over(&self) -> bool {
+        true
     }
 
     fn inspect<'a>(

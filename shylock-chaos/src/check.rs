@@ -121,6 +121,9 @@ pub struct Report {
     pub acquisitions: usize,
     /// Consecutive grants that went to different processes.
     pub cross_process_handoffs: usize,
+    /// Grants handed over by a holder in the same process (one
+    /// `hand_over` command, issue 21).
+    pub in_process_handoffs: usize,
     /// Critical sections whose holder still held the lock at their end.
     pub held_sections: usize,
     /// Critical sections whose holder had lost the lock by their end.
@@ -164,8 +167,8 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "acquisitions: {} ({} handed over between processes)",
-            self.acquisitions, self.cross_process_handoffs
+            "acquisitions: {} ({} passed between processes, {} handed over in process)",
+            self.acquisitions, self.cross_process_handoffs, self.in_process_handoffs
         )?;
         writeln!(
             f,
@@ -292,7 +295,14 @@ pub fn check(events: &[Event], faults: &[Fault], lease: Duration) -> Report {
     let mut grant_at: HashMap<(&str, u64), u64> = HashMap::new();
     let mut token_owner: HashMap<u64, (&str, u64)> = HashMap::new();
     for e in events {
-        if let Event::Grant { worker, token, at } = e {
+        if let Event::Grant {
+            worker,
+            token,
+            at,
+            handed,
+        } = e
+        {
+            report.in_process_handoffs += usize::from(*handed);
             grants.push((*at, worker, *token));
             grant_at.insert((worker, *token), *at);
             if let Some((other, other_at)) = token_owner.insert(*token, (worker, *at)) {
@@ -429,6 +439,7 @@ mod tests {
             worker: w.into(),
             token,
             at,
+            handed: false,
         }
     }
     fn e(w: &str, token: u64, at: u64, held: bool) -> Event {

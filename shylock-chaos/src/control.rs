@@ -237,7 +237,9 @@ impl Tail {
             *offset += whole as u64;
             for e in parse_log(&text[..whole]) {
                 match e {
-                    Event::Grant { worker, token, at } => {
+                    Event::Grant {
+                        worker, token, at, ..
+                    } => {
                         self.grants += 1;
                         self.in_section
                             .entry(check::process_of(&worker).to_owned())

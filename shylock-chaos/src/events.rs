@@ -2,7 +2,8 @@
 //! `CLOCK_MONOTONIC`, which every process of the machine shares.
 //!
 //! ```text
-//! G WORKER TOKEN NS          a grant (clock read after acquire returned)
+//! G WORKER TOKEN NS H        a grant (clock read after acquire returned); H: 1 if
+//!                            it was handed over in process (issue 21), 0 or absent if not
 //! E WORKER TOKEN NS HELD     end of a critical section: clock read, then is_held() (1/0)
 //! R WORKER TOKEN NS OK       a release (1: it succeeded)
 //! X WORKER NS MESSAGE        an error (acquire failed, ...)
@@ -27,6 +28,8 @@ pub enum Event {
         token: u64,
         /// When.
         at: u64,
+        /// Whether a holder in the same process handed it over.
+        handed: bool,
     },
     /// The critical section ended: `at` was read, then `is_held()` answered `held`.
     End {
@@ -98,6 +101,7 @@ impl Event {
                 worker,
                 token: num(w.next())?,
                 at: num(w.next())?,
+                handed: flag(w.next()).unwrap_or(false),
             }),
             "E" => Some(Event::End {
                 worker,
@@ -124,7 +128,12 @@ impl Event {
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Event::Grant { worker, token, at } => write!(f, "G {worker} {token} {at}"),
+            Event::Grant {
+                worker,
+                token,
+                at,
+                handed,
+            } => write!(f, "G {worker} {token} {at} {}", u8::from(*handed)),
             Event::End {
                 worker,
                 token,
@@ -162,6 +171,7 @@ mod tests {
                 worker: "p0i0c0".into(),
                 token: 7,
                 at: 10,
+                handed: true,
             },
             Event::End {
                 worker: "p0i0c0".into(),
@@ -191,6 +201,10 @@ mod tests {
             }
         }
         assert_eq!(Event::parse("G p0 12"), None);
+        assert!(matches!(
+            Event::parse("G p0 12 13"),
+            Some(Event::Grant { handed: false, .. })
+        ));
         assert_eq!(Event::parse("E p0 1 2 x"), None);
         assert!(mono_ns() > 0);
     }

@@ -245,11 +245,12 @@ struct Recorder<'a> {
 }
 
 impl Recorder<'_> {
-    fn grant(&self, token: u64) {
+    fn grant(&self, token: u64, handed: bool) {
         self.log.write(&Event::Grant {
             worker: self.me.into(),
             token,
             at: mono_ns(),
+            handed,
         });
     }
 
@@ -296,7 +297,7 @@ fn contend_sync(config: &WorkerConfig, me: &str, log: &Log, deadline: Instant) {
             }
         };
         let token = guard.token().get();
-        rec.grant(token);
+        rec.grant(token, guard.handed_over());
         std::thread::sleep(hold_time(config.hold_max));
         rec.end(token, || guard.is_held());
         rec.release(token, guard.release().is_ok());
@@ -316,7 +317,7 @@ async fn contend_async(config: &WorkerConfig, me: &str, log: &Log, deadline: Ins
             }
         };
         let token = guard.token().get();
-        rec.grant(token);
+        rec.grant(token, guard.handed_over());
         tokio::time::sleep(hold_time(config.hold_max)).await;
         rec.end(token, || guard.is_held());
         rec.release(token, guard.release().await.is_ok());

@@ -52,6 +52,21 @@
 //!   [`force_release`](AsyncBackend::force_release) ended, whose loss must
 //!   show.)
 //!   Nobody else's holding is ever released.
+//! * [`hand_over`](AsyncBackend::hand_over) (optional, see
+//!   [`supports_hand_over`](AsyncBackend::supports_hand_over)) is one atomic
+//!   step: if the record's owner is the request's `from` (expired or not:
+//!   nobody took it in between, as for `renew`) and `to` is not among its
+//!   releasers, it sets owner := `to`, token := a value strictly greater than
+//!   every token ever issued for that name, expiry := *now* + lease, adds
+//!   `from` to the releasers (so that neither a late duplicate of `from`'s
+//!   acquisition nor `from`'s renewal or release ever reaches the record
+//!   again) and answers [`HandOverOutcome::HandedOver`] with `to`'s grant;
+//!   otherwise it changes nothing and answers [`HandOverOutcome::NotOwner`].
+//!   It is a release of `from` and an acquisition of `to` in one step, with
+//!   no moment in which the lock is free: the core uses it to pass a lock to
+//!   a waiter of the same process (the holder's release becomes one
+//!   command). A backend that does not implement it keeps the default
+//!   (`supports_hand_over` false): the core then releases and acquires.
 //! * [`inspect`](AsyncBackend::inspect) reads the record: `Some` only if it is
 //!   held and its expiry is after *now*.
 //! * [`list`](AsyncBackend::list) reads the records held now (an owner,
@@ -236,6 +251,45 @@ pub enum ReleaseOutcome {
     NotOwner,
 }
 
+/// Arguments of `hand_over`: move the lock from `from`'s holding to the new
+/// owner `to` in one step (see the [module docs](self)).
+#[derive(Debug, Clone, Copy)]
+pub struct HandOverRequest<'a> {
+    /// The lock's name.
+    pub name: &'a LockName,
+    /// The owner id of the holding handed over.
+    pub from: &'a OwnerId,
+    /// The fencing token of that holding.
+    pub token: FencingToken,
+    /// The owner id of the new holding (a fresh acquisition's).
+    pub to: &'a OwnerId,
+    /// The new holding's lease, counted from now.
+    pub lease: Duration,
+    /// The core's lower-bound estimate of the server clock now.
+    pub now: Timestamp,
+    /// Give up by then.
+    pub deadline: Option<Instant>,
+}
+
+/// The answer of `hand_over`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandOverOutcome {
+    /// The lock is `to`'s now, with this grant; `from` holds nothing.
+    HandedOver(Grant),
+    /// The record is not `from`'s; nothing was changed.
+    NotOwner,
+}
+
+/// The error a backend's default [`AsyncBackend::hand_over`] /
+/// [`SyncBackend::hand_over`] answers (the core never calls it when
+/// `supports_hand_over` is false).
+pub fn hand_over_unsupported(describe: &str) -> BackendError {
+    BackendError::new(
+        crate::BackendErrorKind::Unsupported,
+        format!("{describe}: this backend does not implement hand_over"),
+    )
+}
+
 /// Arguments of `inspect`.
 #[derive(Debug, Clone, Copy)]
 pub struct InspectRequest<'a> {
@@ -386,6 +440,25 @@ pub trait AsyncBackend: Send + Sync + 'static {
         req: ReleaseRequest<'a>,
     ) -> BoxFuture<'a, Result<ReleaseOutcome, BackendError>>;
 
+    /// Hand the lock from `req.from`'s holding to `req.to` in one atomic
+    /// step (see the [module docs](self)). Called only if
+    /// [`supports_hand_over`](Self::supports_hand_over) is true; the default
+    /// answers an error ([`hand_over_unsupported`]).
+    fn hand_over<'a>(
+        &'a self,
+        req: HandOverRequest<'a>,
+    ) -> BoxFuture<'a, Result<HandOverOutcome, BackendError>> {
+        let _ = req;
+        let error = hand_over_unsupported(&self.describe());
+        Box::pin(std::future::ready(Err(error)))
+    }
+
+    /// Whether [`hand_over`](Self::hand_over) is implemented. Default:
+    /// false (the core then releases and acquires instead).
+    fn supports_hand_over(&self) -> bool {
+        false
+    }
+
     /// Read the live holding of a name, if any.
     fn inspect<'a>(
         &'a self,
@@ -467,6 +540,21 @@ pub trait SyncBackend: Send + Sync + 'static {
 
     /// Release the caller's holding, and nobody else's.
     fn release(&self, req: ReleaseRequest<'_>) -> Result<ReleaseOutcome, BackendError>;
+
+    /// Hand the lock from `req.from`'s holding to `req.to` in one atomic
+    /// step (see the [module docs](self)). Called only if
+    /// [`supports_hand_over`](Self::supports_hand_over) is true; the default
+    /// answers an error ([`hand_over_unsupported`]).
+    fn hand_over(&self, req: HandOverRequest<'_>) -> Result<HandOverOutcome, BackendError> {
+        let _ = req;
+        Err(hand_over_unsupported(&self.describe()))
+    }
+
+    /// Whether [`hand_over`](Self::hand_over) is implemented. Default:
+    /// false (the core then releases and acquires instead).
+    fn supports_hand_over(&self) -> bool {
+        false
+    }
 
     /// Read the live holding of a name, if any.
     fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError>;
@@ -573,6 +661,22 @@ macro_rules! forward_async_backend {
             > {
                 let $this = self;
                 $crate::backend::AsyncBackend::release($to, req)
+            }
+
+            fn hand_over<'a>(
+                &'a self,
+                req: $crate::backend::HandOverRequest<'a>,
+            ) -> $crate::backend::BoxFuture<
+                'a,
+                ::std::result::Result<$crate::backend::HandOverOutcome, $crate::BackendError>,
+            > {
+                let $this = self;
+                $crate::backend::AsyncBackend::hand_over($to, req)
+            }
+
+            fn supports_hand_over(&self) -> bool {
+                let $this = self;
+                $crate::backend::AsyncBackend::supports_hand_over($to)
             }
 
             fn inspect<'a>(
@@ -699,6 +803,19 @@ macro_rules! forward_sync_backend {
             ) -> ::std::result::Result<$crate::backend::ReleaseOutcome, $crate::BackendError> {
                 let $this = self;
                 $crate::backend::SyncBackend::release($to, req)
+            }
+
+            fn hand_over(
+                &self,
+                req: $crate::backend::HandOverRequest<'_>,
+            ) -> ::std::result::Result<$crate::backend::HandOverOutcome, $crate::BackendError> {
+                let $this = self;
+                $crate::backend::SyncBackend::hand_over($to, req)
+            }
+
+            fn supports_hand_over(&self) -> bool {
+                let $this = self;
+                $crate::backend::SyncBackend::supports_hand_over($to)
             }
 
             fn inspect(

@@ -30,10 +30,11 @@ use std::time::Instant;
 use crate::admin::{OwnedAudit, OwnedForce, OwnedList};
 use crate::backend::{
     AcquireOutcome, AcquireRequest, AsyncBackend, AuditRequest, BoxFuture, ClockSource,
-    ForceReleaseOutcome, ForceReleaseRequest, ForcedRelease, InspectRequest, ListPage, ListRequest,
-    LockRecord, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
+    ForceReleaseOutcome, ForceReleaseRequest, ForcedRelease, HandOverOutcome, HandOverRequest,
+    InspectRequest, ListPage, ListRequest, LockRecord, ReleaseOutcome, ReleaseRequest,
+    RenewOutcome, RenewRequest, SyncBackend,
 };
-use crate::exec::{OwnedAcquire, OwnedInspect, OwnedRelease, OwnedRenew};
+use crate::exec::{OwnedAcquire, OwnedHandOver, OwnedInspect, OwnedRelease, OwnedRenew};
 use crate::rt::{self, Task};
 use crate::{BackendError, BackendErrorKind, Error, Timestamp};
 
@@ -206,6 +207,17 @@ impl SyncBackend for SyncOverAsync {
         )
     }
 
+    fn hand_over(&self, req: HandOverRequest<'_>) -> Result<HandOverOutcome, BackendError> {
+        let owned = OwnedHandOver::from(&req);
+        self.run(req.deadline, |b| async move {
+            b.hand_over(owned.request()).await
+        })
+    }
+
+    fn supports_hand_over(&self) -> bool {
+        self.backend.supports_hand_over()
+    }
+
     fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError> {
         let owned = OwnedInspect::from(&req);
         self.run(
@@ -301,6 +313,18 @@ impl AsyncBackend for AsyncOverSync {
     ) -> BoxFuture<'a, Result<ReleaseOutcome, BackendError>> {
         let owned = OwnedRelease::from(&req);
         self.run(move |b| b.release(owned.request()))
+    }
+
+    fn hand_over<'a>(
+        &'a self,
+        req: HandOverRequest<'a>,
+    ) -> BoxFuture<'a, Result<HandOverOutcome, BackendError>> {
+        let owned = OwnedHandOver::from(&req);
+        self.run(move |b| b.hand_over(owned.request()))
+    }
+
+    fn supports_hand_over(&self) -> bool {
+        self.backend.supports_hand_over()
     }
 
     fn inspect<'a>(

@@ -15,16 +15,28 @@
 //!   depends on another future being polled.
 //! * **Local holders.** While a holder in this process has the lock, nobody
 //!   asks the backend: its release (or loss) wakes the waiters at once.
+//! * **Handoff** ([`Handoff`](crate::Handoff)). A waiting acquisition
+//!   registers an [`Entry`] in the slot's [`Cohort`] queue (claimable except
+//!   while its own request is on its way); a local
+//!   holder's release claims the first one ([`Slot::claim`]) and hands the
+//!   lock to its owner id in one backend command, then leaves the outcome
+//!   in the entry's [`Mail`] ([`Slot::finish`]). While a handoff is on its
+//!   way the lock counts as held here. The cohort also keeps the fairness
+//!   bound: how many handoffs this turn may make, since when this process
+//!   holds the lock, and how long its waiters hold back after a global
+//!   release the bound forced.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::LockName;
+use crate::backend::Grant;
+use crate::clock::Estimate;
 use crate::lease::LeaseState;
 use crate::signal::Signal;
 use crate::sync::{self, Arc, Mutex, MutexGuard};
 use crate::tick::Tick;
+use crate::{Handoff, LockName, LockOptions, OwnerId};
 
 /// How long a turn is claimed while its request is on its way (an answer
 /// that takes longer lets another waiter ask too).
@@ -57,6 +69,154 @@ pub(crate) struct Slot {
     /// The lease of the latest holder in this process, if any (whether it
     /// still holds the lock, its state says).
     local: Mutex<Option<std::sync::Arc<LeaseState>>>,
+    /// The waiters registered for a handoff, and the fairness bound.
+    cohort: Mutex<Cohort>,
+}
+
+/// How long a contender seen in another process counts for the hold-back.
+const REMOTE_MEMORY: Duration = Duration::from_secs(1);
+
+/// The handoff state of one slot (see the [module docs](self)).
+#[derive(Debug, Default)]
+pub(crate) struct Cohort {
+    /// Waiters registered for a handoff, oldest first (entries no longer
+    /// waiting are dropped by the next claim).
+    queue: VecDeque<std::sync::Arc<Entry>>,
+    /// A handoff is on its way: the lock counts as held here.
+    in_flight: bool,
+    /// Handoffs since this process last got the lock from the backend.
+    handoffs: u32,
+    /// How many this turn may make.
+    allowance: u32,
+    /// When this process last got the lock from the backend.
+    since: Option<Instant>,
+    /// The token of this process's last holding of the name.
+    last_token: Option<u64>,
+    /// This process's waiters ask nobody before then.
+    hold_back_until: Option<Instant>,
+    /// When another process was last seen holding or taking the lock.
+    remote_seen: Option<Instant>,
+    /// When this process's waiters last held back.
+    last_hold_back: Option<Instant>,
+}
+
+/// A waiter registered for a handoff.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    /// The waiter's owner id: the new owner of a handoff.
+    pub(crate) owner: OwnerId,
+    /// The waiter's options (its lease, its safety margin).
+    pub(crate) opts: LockOptions,
+    mail: Mutex<Mail>,
+}
+
+/// What a handoff left for its waiter.
+#[derive(Debug)]
+pub(crate) enum Mail {
+    /// Registered; nothing yet.
+    Waiting,
+    /// Registered, but asking the backend itself (its request on its way):
+    /// not to be handed the lock now.
+    Asking,
+    /// A releaser is handing the lock to this waiter.
+    Claimed,
+    /// The lock is this waiter's.
+    Delivered(Handed),
+    /// The hand-over's outcome is unknown: the waiter's owner id may hold
+    /// the record (its acquisition asks again, or cleans up if it ends).
+    Unknown,
+    /// Nothing was handed over (the releaser's holding was lost, or it did
+    /// not send).
+    Declined,
+    /// The waiter stopped waiting (asked itself, or went away): a releaser
+    /// that had claimed it cleans up after it.
+    Withdrawn,
+}
+
+/// A lock handed to a waiter.
+#[derive(Debug)]
+pub(crate) struct Handed {
+    pub(crate) grant: Grant,
+    /// The clock estimate the hand-over was sent with, and when.
+    pub(crate) estimate: Estimate,
+    pub(crate) sent: crate::tick::Tick,
+    /// The new holding's lease (already this slot's local holder).
+    pub(crate) lease: std::sync::Arc<LeaseState>,
+}
+
+/// What a waiter finds in its entry.
+#[derive(Debug)]
+pub(crate) enum Looked {
+    /// Still registered (waiting or claimed).
+    Pending { claimed: bool },
+    /// Handed over.
+    Handed(Handed),
+    /// The outcome is unknown.
+    Unknown,
+    /// Nothing (declined, or withdrawn).
+    Nothing,
+}
+
+impl Entry {
+    pub(crate) fn new(owner: OwnerId, opts: LockOptions) -> Self {
+        Entry {
+            owner,
+            opts,
+            mail: Mutex::new(Mail::Waiting),
+        }
+    }
+
+    /// Take what was left; `asking`: a waiting entry becomes asking (the
+    /// waiter is about to ask the backend), an asking one waiting again
+    /// (`Some(false)`: its request was answered).
+    pub(crate) fn look(&self, asking: Option<bool>) -> Looked {
+        let mut mail = sync::lock(&self.mail);
+        match std::mem::replace(&mut *mail, Mail::Withdrawn) {
+            previous @ (Mail::Waiting | Mail::Asking) => {
+                *mail = match asking {
+                    Some(true) => Mail::Asking,
+                    Some(false) => Mail::Waiting,
+                    None => previous,
+                };
+                Looked::Pending { claimed: false }
+            }
+            Mail::Claimed => {
+                *mail = Mail::Claimed;
+                Looked::Pending { claimed: true }
+            }
+            Mail::Delivered(handed) => Looked::Handed(handed),
+            Mail::Unknown => Looked::Unknown,
+            Mail::Declined | Mail::Withdrawn => Looked::Nothing,
+        }
+    }
+
+    /// The waiter goes away: withdraw. Returns what it must clean up: a
+    /// handed lock (its lease is marked lost here) or an unknown outcome
+    /// (true); a claimed entry is cleaned up by its releaser.
+    pub(crate) fn abandon(&self) -> bool {
+        let mut mail = sync::lock(&self.mail);
+        match std::mem::replace(&mut *mail, Mail::Withdrawn) {
+            Mail::Delivered(handed) => {
+                drop(mail);
+                handed.lease.mark_lost(crate::LossReason::Released);
+                true
+            }
+            Mail::Unknown => true,
+            // A claimed entry: its releaser sees it withdrawn and cleans up.
+            Mail::Waiting | Mail::Asking | Mail::Claimed | Mail::Declined | Mail::Withdrawn => {
+                false
+            }
+        }
+    }
+}
+
+/// What a releaser does, per [`Slot::claim`].
+#[derive(Debug)]
+pub(crate) enum Claim {
+    /// Hand the lock to this waiter.
+    To(std::sync::Arc<Entry>),
+    /// Release globally.
+    Release,
 }
 
 impl Slot {
@@ -69,6 +229,9 @@ impl Slot {
     /// Until when a holder in this process holds the lock, if one does: its
     /// release wakes the waiters, so they need not ask the backend before.
     pub(crate) fn local_hold_until(&self) -> Option<Tick> {
+        if sync::lock(&self.cohort).in_flight {
+            return Some(Tick::now().add(CLAIM_WHILE_ASKING));
+        }
         let lease = sync::lock(&self.local).clone()?;
         let until = lease.valid_until();
         (!lease.is_stopped() && lease.loss().is_none() && !until.passed()).then_some(until)
@@ -76,6 +239,146 @@ impl Slot {
 
     fn turn(&self) -> MutexGuard<'_, Turn> {
         sync::lock(&self.turn)
+    }
+
+    fn cohort(&self) -> MutexGuard<'_, Cohort> {
+        sync::lock(&self.cohort)
+    }
+
+    /// Register `entry` for a handoff.
+    pub(crate) fn register(&self, entry: &std::sync::Arc<Entry>) {
+        self.cohort().queue.push_back(std::sync::Arc::clone(entry));
+    }
+
+    /// A releaser with `handoff` options: the first waiting entry to hand
+    /// the lock to, if the bound allows; otherwise a global release (and,
+    /// if waiters are left and another process contends, a hold-back of
+    /// `hold_back` for them).
+    pub(crate) fn claim(&self, handoff: &Handoff, hold_back: Duration) -> Claim {
+        let mut cohort = self.cohort();
+        let now = Instant::now();
+        let within_bound = handoff.is_on()
+            && cohort.handoffs < cohort.allowance.min(handoff.max_handoffs)
+            && cohort
+                .since
+                .is_some_and(|since| now.saturating_duration_since(since) < handoff.max_hold);
+        let mut waiting = false;
+        let mut claimed = None;
+        // Entries asking the backend stay registered, in their order.
+        let mut asking = Vec::new();
+        while let Some(entry) = cohort.queue.pop_front() {
+            let mut mail = sync::lock(&entry.mail);
+            match *mail {
+                Mail::Waiting => {}
+                Mail::Asking => {
+                    drop(mail);
+                    asking.push(entry);
+                    continue;
+                }
+                _ => continue,
+            }
+            waiting = true;
+            if within_bound {
+                *mail = Mail::Claimed;
+                drop(mail);
+                claimed = Some(entry);
+            } else {
+                drop(mail);
+                cohort.queue.push_front(entry);
+            }
+            break;
+        }
+        for entry in asking.into_iter().rev() {
+            cohort.queue.push_front(entry);
+        }
+        if let Some(entry) = claimed {
+            cohort.in_flight = true;
+            cohort.handoffs += 1;
+            return Claim::To(entry);
+        }
+        // Hold back after every bounded turn while other processes were
+        // seen contending lately, and at least once per `REMOTE_MEMORY`
+        // otherwise: a holder never sees a remote waiter (nobody here asks
+        // while it holds), so without a hold-back now and then a newcomer
+        // elsewhere would have to win the race against this process's own
+        // waiters, which ask at once.
+        let recent = |at: Option<Instant>| {
+            at.is_some_and(|at| now.saturating_duration_since(at) < REMOTE_MEMORY)
+        };
+        if waiting && (recent(cohort.remote_seen) || !recent(cohort.last_hold_back)) {
+            cohort.last_hold_back = Some(now);
+            cohort.hold_back_until = now.checked_add(hold_back);
+            tracing::debug!(
+                handoffs = cohort.handoffs,
+                ?hold_back,
+                "handoff bound reached: released globally, local waiters hold back"
+            );
+        }
+        Claim::Release
+    }
+
+    /// The outcome of a claimed handoff: `Ok(handed)` delivered, `Err(mail)`
+    /// (`Unknown` or `Declined`) left for the waiter. Returns false if the
+    /// waiter had withdrawn (the caller cleans up after it).
+    pub(crate) fn finish(&self, entry: &Entry, outcome: Result<Handed, Mail>) -> bool {
+        let mut cohort = self.cohort();
+        cohort.in_flight = false;
+        let mut mail = sync::lock(&entry.mail);
+        let present = !matches!(*mail, Mail::Withdrawn);
+        match outcome {
+            Ok(handed) => {
+                cohort.last_token = Some(handed.grant.token.get());
+                if present {
+                    *sync::lock(&self.local) = Some(std::sync::Arc::clone(&handed.lease));
+                    handed.lease.notify_on_loss(Arc::clone(&self.signal));
+                    *mail = Mail::Delivered(handed);
+                }
+            }
+            Err(left) => {
+                if present {
+                    *mail = left;
+                }
+            }
+        }
+        drop(mail);
+        drop(cohort);
+        self.signal.bump();
+        present
+    }
+
+    /// This process got the lock from the backend with `token`: a new
+    /// turn, whose allowance is how many grants other processes had since
+    /// this process last held it (at least one; all of `max` if none).
+    pub(crate) fn note_global_grant(&self, token: u64, max: u32) {
+        let mut cohort = self.cohort();
+        let now = Instant::now();
+        let others = cohort
+            .last_token
+            .map_or(0, |last| token.saturating_sub(last).saturating_sub(1));
+        cohort.allowance = if others == 0 {
+            max
+        } else {
+            cohort.remote_seen = Some(now);
+            u32::try_from(others)
+                .unwrap_or(u32::MAX)
+                .clamp(1, max.max(1))
+        };
+        cohort.handoffs = 0;
+        cohort.since = Some(now);
+        cohort.last_token = Some(token);
+        cohort.hold_back_until = None;
+    }
+
+    /// An acquisition of this process found the lock held elsewhere.
+    pub(crate) fn note_remote_busy(&self) {
+        self.cohort().remote_seen = Some(Instant::now());
+    }
+
+    /// Until when this process's waiters leave the lock to others, if now.
+    pub(crate) fn hold_back_until(&self) -> Option<Instant> {
+        self.cohort()
+            .hold_back_until
+            .filter(|until| *until > Instant::now())
     }
 }
 

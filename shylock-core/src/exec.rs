@@ -20,8 +20,8 @@ use tracing::instrument::WithSubscriber;
 
 use crate::algo::{GuardState, Renewer};
 use crate::backend::{
-    AcquireOutcome, AcquireRequest, AsyncBackend, BoxFuture, InspectRequest, LockRecord,
-    ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
+    AcquireOutcome, AcquireRequest, AsyncBackend, BoxFuture, HandOverOutcome, HandOverRequest,
+    InspectRequest, LockRecord, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
 };
 use crate::options::Backoff;
 use crate::rt::{self, Task};
@@ -114,6 +114,46 @@ impl OwnedRenew {
             name: &self.name,
             owner: &self.owner,
             token: self.token,
+            lease: self.lease,
+            now: self.now,
+            deadline: self.deadline,
+        }
+    }
+}
+
+/// An owned hand-over request, for calls handed to another thread.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnedHandOver {
+    pub(crate) name: LockName,
+    pub(crate) from: OwnerId,
+    pub(crate) token: FencingToken,
+    pub(crate) to: OwnerId,
+    pub(crate) lease: Duration,
+    pub(crate) now: Timestamp,
+    pub(crate) deadline: Option<Instant>,
+}
+
+impl From<&HandOverRequest<'_>> for OwnedHandOver {
+    fn from(req: &HandOverRequest<'_>) -> Self {
+        OwnedHandOver {
+            name: req.name.clone(),
+            from: req.from.clone(),
+            token: req.token,
+            to: req.to.clone(),
+            lease: req.lease,
+            now: req.now,
+            deadline: req.deadline,
+        }
+    }
+}
+
+impl OwnedHandOver {
+    pub(crate) fn request(&self) -> HandOverRequest<'_> {
+        HandOverRequest {
+            name: &self.name,
+            from: &self.from,
+            token: self.token,
+            to: &self.to,
             lease: self.lease,
             now: self.now,
             deadline: self.deadline,
@@ -359,6 +399,19 @@ impl Exec {
     ) -> Result<ReleaseOutcome, BackendError> {
         self.call("release", req.deadline, self.backend.release(req))
             .await
+    }
+
+    pub(crate) async fn hand_over(
+        &self,
+        req: HandOverRequest<'_>,
+    ) -> Result<HandOverOutcome, BackendError> {
+        self.call("hand_over", req.deadline, self.backend.hand_over(req))
+            .await
+    }
+
+    /// Whether the backend hands a lock over in one step.
+    pub(crate) fn supports_hand_over(&self) -> bool {
+        self.backend.supports_hand_over()
     }
 
     pub(crate) async fn inspect(

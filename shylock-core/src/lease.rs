@@ -199,6 +199,7 @@ pub struct Holding {
     pub(crate) owner: OwnerId,
     pub(crate) token: FencingToken,
     pub(crate) lease: Arc<LeaseState>,
+    pub(crate) handed_over: bool,
     pub(crate) attempts: u32,
     pub(crate) waited: Duration,
     pub(crate) span: tracing::Span,
@@ -317,6 +318,13 @@ impl Holding {
     /// How many renewals have succeeded.
     pub fn renewals(&self) -> u64 {
         self.lease.renewals()
+    }
+
+    /// Whether this holding was handed over by a holder in this process
+    /// (one `hand_over` command, see [`Handoff`](crate::Handoff)) rather
+    /// than granted by an acquisition request.
+    pub fn handed_over(&self) -> bool {
+        self.handed_over
     }
 
     /// How many attempts the acquisition took.

@@ -89,7 +89,7 @@ pub use lease::Holding;
 pub use lock::{Async, AsyncLock, AsyncLockGuard, Blocking, GenericLock, Lock, LockGuard};
 pub use memory::MemoryBackend;
 pub use options::{
-    Backoff, CLOCK_GRANULARITY, DEFAULT_LEASE, LockOptions, MAX_LEASE, MAX_OWNER_LABEL, MIN_LEASE,
-    RECORD_HORIZON, Renewal,
+    Backoff, CLOCK_GRANULARITY, DEFAULT_LEASE, Handoff, LockOptions, MAX_LEASE, MAX_OWNER_LABEL,
+    MIN_LEASE, RECORD_HORIZON, Renewal,
 };
 pub use types::{FencingToken, LockName, MAX_NAME_BYTES, OwnerId, Timestamp};

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::backend::{
     AcquireOutcome, AcquireRequest, AsyncBackend, AuditRequest, BoxFuture, ClockSource,
-    ForceReleaseOutcome, ForceReleaseRequest, ForcedRelease, Grant, InspectRequest, ListPage,
-    ListRequest, ListedLock, LockRecord, RELEASERS_REMEMBERED, ReleaseOutcome, ReleaseRequest,
-    RenewOutcome, RenewRequest, SyncBackend,
+    ForceReleaseOutcome, ForceReleaseRequest, ForcedRelease, Grant, HandOverOutcome,
+    HandOverRequest, InspectRequest, ListPage, ListRequest, ListedLock, LockRecord,
+    RELEASERS_REMEMBERED, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
 };
 use crate::{Backend, BackendError, FencingToken, LockName, OwnerId, Timestamp};
 
@@ -205,6 +205,32 @@ impl MemoryBackend {
         }
     }
 
+    fn do_hand_over(&self, req: HandOverRequest<'_>) -> HandOverOutcome {
+        let now = self.now();
+        let mut state = self.state();
+        let state = &mut *state;
+        match state.records.get_mut(req.name) {
+            Some(rec)
+                if rec.owner.as_ref() == Some(req.from) && !rec.released_by.contains(req.to) =>
+            {
+                state.last_token += 1;
+                rec.token = state.last_token;
+                rec.owner = Some(req.to.clone());
+                rec.expires_at = now.saturating_add(req.lease);
+                rec.acquired_at = now;
+                if rec.released_by.len() >= RELEASERS_REMEMBERED {
+                    rec.released_by.pop_front();
+                }
+                rec.released_by.push_back(req.from.clone());
+                HandOverOutcome::HandedOver(Grant {
+                    token: FencingToken(rec.token),
+                    expires_at: rec.expires_at,
+                })
+            }
+            _ => HandOverOutcome::NotOwner,
+        }
+    }
+
     fn do_inspect(&self, req: InspectRequest<'_>) -> Option<LockRecord> {
         let now = self.now();
         self.state()
@@ -293,6 +319,14 @@ impl SyncBackend for MemoryBackend {
         Ok(self.do_release(req))
     }
 
+    fn hand_over(&self, req: HandOverRequest<'_>) -> Result<HandOverOutcome, BackendError> {
+        Ok(self.do_hand_over(req))
+    }
+
+    fn supports_hand_over(&self) -> bool {
+        true
+    }
+
     fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError> {
         Ok(self.do_inspect(req))
     }
@@ -346,6 +380,17 @@ impl AsyncBackend for MemoryBackend {
         req: ReleaseRequest<'a>,
     ) -> BoxFuture<'a, Result<ReleaseOutcome, BackendError>> {
         Box::pin(std::future::ready(SyncBackend::release(self, req)))
+    }
+
+    fn hand_over<'a>(
+        &'a self,
+        req: HandOverRequest<'a>,
+    ) -> BoxFuture<'a, Result<HandOverOutcome, BackendError>> {
+        Box::pin(std::future::ready(SyncBackend::hand_over(self, req)))
+    }
+
+    fn supports_hand_over(&self) -> bool {
+        true
     }
 
     fn inspect<'a>(

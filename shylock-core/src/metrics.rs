@@ -14,7 +14,7 @@
 //! | `shylock_renewal_failures_total` | counter | renewals | `backend`, `error`, (`name`) | renewal attempts that failed with a backend error (retried until the lease runs out) |
 //! | `shylock_losses_total` | counter | leases | `backend`, `reason`, (`name`) | leases lost before their release, by reason: `expired`, `taken`, `renewal_failed`, `forced` (counted when the loss is recorded: by the renewal, or at the release of a lease that was not renewed) |
 //! | `shylock_releases_total` | counter | releases | `backend`, `outcome`, `error`, (`name`) | releases of guards (explicit, or on drop), by outcome: `released`, `lost` (the lease had been lost: nothing changed), `error` (with `error` the kind) |
-//! | `shylock_backend_calls_total` | counter | calls | `backend`, `primitive`, `outcome`, `error` | calls of a backend primitive (`try_acquire`, `renew`, `release`, `inspect`, `server_time`), by outcome: `ok`, or `error` with `error` the kind |
+//! | `shylock_backend_calls_total` | counter | calls | `backend`, `primitive`, `outcome`, `error` | calls of a backend primitive (`try_acquire`, `renew`, `release`, `hand_over`, `inspect`, `server_time`), by outcome: `ok`, or `error` with `error` the kind |
 //! | `shylock_backend_call_seconds` | histogram | seconds | `backend`, `primitive`, `outcome` | the latency of those calls, as the core measured it (a call cut off at its deadline counts as a `timeout` error then) |
 //!
 //! Labels:

@@ -11,8 +11,9 @@ use std::time::Instant;
 
 use shylock_core::backend::{
     AcquireOutcome, AcquireRequest, AuditRequest, ClockSource, ForceReleaseOutcome,
-    ForceReleaseRequest, ForcedRelease, Grant, InspectRequest, ListPage, ListRequest, LockRecord,
-    ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
+    ForceReleaseRequest, ForcedRelease, Grant, HandOverOutcome, HandOverRequest, InspectRequest,
+    ListPage, ListRequest, LockRecord, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
+    SyncBackend,
 };
 use shylock_core::conformance::primitives::{
     Check, Fixture, Outcome, Target, Unsupported, run_all, run_check,
@@ -51,6 +52,8 @@ enum Defect {
     ForgetsWhoForced,
     /// The forced owner's renewal is renewed again.
     ForcedOwnerRenews,
+    /// After a hand-over, the old owner's release still frees the record.
+    HandOverLetsTheOldOwnerRelease,
 }
 
 /// The memory backend, with a defect.
@@ -73,6 +76,8 @@ struct State {
     listed_free: std::collections::BTreeSet<String>,
     /// ForcedOwnerRenews: owners whose holding was forced.
     forced: HashSet<String>,
+    /// HandOverLetsTheOldOwnerRelease: (name, owner) pairs handed over.
+    handed_from: HashSet<(String, String)>,
 }
 
 /// The fixture of the broken backend: deletes a record, writes a
@@ -241,7 +246,14 @@ impl SyncBackend for Broken {
     fn release(&self, req: ReleaseRequest<'_>) -> Result<ReleaseOutcome, BackendError> {
         let name = self.name(req.name);
         let mut owner = self.owner(req.owner);
-        if self.defect == Defect::ReleaseFreesAnyone
+        let handed_from = self
+            .state
+            .lock()
+            .unwrap()
+            .handed_from
+            .contains(&(name.as_str().to_owned(), req.owner.as_str().to_owned()));
+        if (self.defect == Defect::ReleaseFreesAnyone
+            || (self.defect == Defect::HandOverLetsTheOldOwnerRelease && handed_from))
             && let Some(rec) = self.peek(&name)
         {
             owner = rec.owner;
@@ -262,6 +274,32 @@ impl SyncBackend for Broken {
                 .or_default() += 1;
         }
         Ok(got)
+    }
+
+    fn hand_over(&self, req: HandOverRequest<'_>) -> Result<HandOverOutcome, BackendError> {
+        let name = self.name(req.name);
+        let (from, to) = (self.owner(req.from), self.owner(req.to));
+        let got = SyncBackend::hand_over(
+            &self.inner,
+            HandOverRequest {
+                name: &name,
+                from: &from,
+                to: &to,
+                ..req
+            },
+        )?;
+        if matches!(got, HandOverOutcome::HandedOver(_)) {
+            self.state
+                .lock()
+                .unwrap()
+                .handed_from
+                .insert((name.as_str().to_owned(), req.from.as_str().to_owned()));
+        }
+        Ok(got)
+    }
+
+    fn supports_hand_over(&self) -> bool {
+        true
     }
 
     fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError> {
@@ -484,6 +522,11 @@ fn a_forced_release_without_an_audit_trail_is_caught() {
 #[test]
 fn a_forced_owner_renewed_again_is_caught() {
     must_fail(Defect::ForcedOwnerRenews, Check::ForceRelease);
+}
+
+#[test]
+fn an_old_owner_releasing_after_a_hand_over_is_caught() {
+    must_fail(Defect::HandOverLetsTheOldOwnerRelease, Check::HandOver);
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! The one implementation of both forms: set-up, server checks and the five
+//! The one implementation of both forms: set-up, server checks and the six
 //! lock commands, written once as async code over a [`Driver`] (the I/O of
 //! one driver form). The async form's driver is in `async_backend.rs`, the
 //! sync form's (its calls on shylock's blocking threads) in `sync.rs`.
@@ -15,8 +15,9 @@ use mongodb::error::Error as MongoError;
 use mongodb::options::{CreateCollectionOptions, CreateIndexOptions, ListIndexesOptions};
 use shylock_core::backend::{
     AcquireOutcome, AcquireRequest, AsyncBackend, AuditRequest, BoxFuture, ClockSource,
-    ForceReleaseOutcome, ForceReleaseRequest, ForcedRelease, InspectRequest, ListPage, ListRequest,
-    LockRecord, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
+    ForceReleaseOutcome, ForceReleaseRequest, ForcedRelease, HandOverOutcome, HandOverRequest,
+    InspectRequest, ListPage, ListRequest, LockRecord, ReleaseOutcome, ReleaseRequest,
+    RenewOutcome, RenewRequest,
 };
 use shylock_core::{BackendError, BackendErrorKind, Error, Timestamp};
 
@@ -348,6 +349,21 @@ impl<D: Driver> AsyncBackend for Core<D> {
             let (ctx, reply) = self.find_and_modify(cmd).await?;
             lock_commands::release_reply(&ctx, reply)
         })
+    }
+
+    fn hand_over<'a>(
+        &'a self,
+        req: HandOverRequest<'a>,
+    ) -> BoxFuture<'a, Result<HandOverOutcome, BackendError>> {
+        Box::pin(async move {
+            let cmd = lock_commands::hand_over(&self.spec, &req)?;
+            let (ctx, reply) = self.find_and_modify(cmd).await?;
+            lock_commands::hand_over_reply(&ctx, req.to, reply)
+        })
+    }
+
+    fn supports_hand_over(&self) -> bool {
+        true
     }
 
     fn inspect<'a>(

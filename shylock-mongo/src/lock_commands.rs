@@ -1,4 +1,4 @@
-//! The five lock commands (acquire, renew, release, inspect; server time is
+//! The six lock commands (acquire, renew, release, hand over, inspect; server time is
 //! in [`crate::setup`]) and how their replies and records are read, with
 //! fencing tokens. The commands are listed in the README (The commands).
 
@@ -10,9 +10,9 @@ use mongodb::options::{
     FindOneAndUpdateOptions, FindOneOptions, FindOptions, ReadConcern, ReturnDocument,
 };
 use shylock_core::backend::{
-    AcquireOutcome, AcquireRequest, ForceReleaseRequest, ForcedRelease, Grant, InspectRequest,
-    ListPage, ListRequest, ListedLock, LockRecord, RELEASERS_REMEMBERED, ReleaseOutcome,
-    ReleaseRequest, RenewOutcome, RenewRequest,
+    AcquireOutcome, AcquireRequest, ForceReleaseRequest, ForcedRelease, Grant, HandOverOutcome,
+    HandOverRequest, InspectRequest, ListPage, ListRequest, ListedLock, LockRecord,
+    RELEASERS_REMEMBERED, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
 };
 use shylock_core::{
     BackendError, BackendErrorKind, FencingToken, LockName, MAX_LEASE, OwnerId, RECORD_HORIZON,
@@ -297,6 +297,73 @@ pub(crate) fn release(
         ctx,
         deadline,
     })
+}
+
+/// Hand over: one `findAndModify` on `{_id, owner: from}` that makes `to`
+/// the owner with the next `seq`, a lease from *now*, and appends `from` to
+/// `releasers` (README: Hand over). Only a well-typed record (as acquire
+/// grants) is matched; anything else is `NotOwner`.
+pub(crate) fn hand_over(
+    spec: &Spec,
+    req: &HandOverRequest<'_>,
+) -> Result<FindAndModify, BackendError> {
+    let ctx = spec.context("hand over (findAndModify)", Some(req.name.as_str()));
+    check_lease(req.lease, &ctx)?;
+    let deadline = bound(req.deadline, spec.request_timeout.min(req.lease), &ctx)?;
+    let horizon = horizon(req.now);
+    let from = req.from.as_str();
+    Ok(FindAndModify {
+        filter: doc! {
+            F_ID: req.name.as_str(),
+            F_OWNER: from,
+            F_RELEASERS: { "$ne": req.to.as_str() },
+            F_EPOCH: { "$lte": horizon.as_millis() },
+            F_SEQ: { "$lt": SEQ_CEILING },
+            F_EXPIRES_AT: { "$lte": date(horizon) },
+        },
+        update: doc! {
+            "$set": {
+                F_OWNER: req.to.as_str(),
+                F_EXPIRES_AT: date(req.now.saturating_add(req.lease)),
+                F_ACQUIRED_AT: date(req.now),
+            },
+            "$inc": { F_SEQ: 1_i64 },
+            "$push": { F_RELEASERS: { "$each": [from], "$slice": -releasers_remembered() } },
+            "$unset": { F_LEGACY_RELEASED_BY: "" },
+        },
+        options: find_and_modify_options(spec, deadline, false),
+        ctx,
+        deadline,
+    })
+}
+
+/// Read the reply of [`hand_over`].
+pub(crate) fn hand_over_reply(
+    cmd_ctx: &Ctx,
+    to: &OwnerId,
+    reply: Result<Option<Document>, MongoError>,
+) -> Result<HandOverOutcome, BackendError> {
+    match reply {
+        Ok(Some(record)) => {
+            let parsed = parse_record(&record, cmd_ctx)?;
+            if parsed.owner.as_deref() != Some(to.as_str()) {
+                return Err(unexpected(
+                    cmd_ctx,
+                    format!(
+                        "the record after the hand-over is not the new owner's (owner {:?}, expected {:?})",
+                        parsed.owner,
+                        to.as_str()
+                    ),
+                ));
+            }
+            Ok(HandOverOutcome::HandedOver(Grant {
+                token: parsed.token,
+                expires_at: parsed.expires_at,
+            }))
+        }
+        Ok(None) => Ok(HandOverOutcome::NotOwner),
+        Err(e) => Err(map_error(cmd_ctx, e)),
+    }
 }
 
 /// `-$slice` of the `releasers` push: keep the last [`RELEASERS_REMEMBERED`].

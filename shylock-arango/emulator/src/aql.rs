@@ -10,6 +10,7 @@ pub enum Known {
     Acquire,
     Renew,
     Release,
+    HandOver,
     Inspect,
     ForceRelease,
     List,
@@ -22,6 +23,7 @@ impl Known {
             Known::Acquire => "acquire",
             Known::Renew => "renew",
             Known::Release => "release",
+            Known::HandOver => "hand over",
             Known::Inspect => "inspect",
             Known::ForceRelease => "force_release",
             Known::List => "list",
@@ -33,6 +35,7 @@ impl Known {
         match self {
             Known::Acquire | Known::Renew => &["@collection", "key", "name", "owner", "leaseMs"],
             Known::Release => &["@collection", "key", "name", "owner"],
+            Known::HandOver => &["@collection", "key", "name", "owner", "to", "leaseMs"],
             Known::Inspect => &["@collection", "key"],
             Known::ForceRelease => &["@collection", "key", "name", "by", "reason"],
             Known::List => &["@collection", "prefix", "after", "limit"],
@@ -109,6 +112,28 @@ RETURN { released: LENGTH(written) > 0, storedName: lockDoc.name }"#
     };
 }
 
+macro_rules! hand_over {
+    ($options:literal) => {
+        concat!(
+            r#"LET nowMs = DATE_NOW()
+LET lockDoc = FIRST(FOR d IN @@collection FILTER d._key == @key LIMIT 1 RETURN d)
+LET horizonMs = nowMs + 31622400000
+LET releasers = IS_ARRAY(lockDoc.releasers) ? lockDoc.releasers : []
+LET isMine = lockDoc != null && lockDoc.name == @name && lockDoc.owner == @owner && IS_NUMBER(lockDoc.epoch) && IS_NUMBER(lockDoc.seq) && IS_NUMBER(lockDoc.expiresAt) && lockDoc.epoch <= horizonMs && lockDoc.seq < 9007199254740992 && lockDoc.expiresAt * 1000 <= horizonMs && !(@to IN releasers)
+LET newSeq = isMine ? lockDoc.seq + 1 : null
+LET newExpiry = nowMs + @leaseMs
+LET written = (
+  FOR x IN (isMine ? [1] : [])
+    UPDATE @key WITH { owner: @to, seq: newSeq, expiresAt: newExpiry / 1000, releasers: SLICE(APPEND(releasers, [@owner]), -16), acquiredAt: nowMs / 1000 } IN @@collection OPTIONS { exclusive: true"#,
+            $options,
+            r#" }
+    RETURN 1
+)
+RETURN { handedOver: LENGTH(written) > 0, storedName: lockDoc.name, epoch: lockDoc.epoch, seq: newSeq, expiresAtMs: newExpiry }"#
+        )
+    };
+}
+
 macro_rules! force_release {
     ($options:literal) => {
         concat!(
@@ -140,6 +165,10 @@ pub const RENEW_NO_SYNC: &str = renew!("");
 pub const RELEASE: &str = release!(", waitForSync: true");
 /// The backend's release query without `waitForSync`.
 pub const RELEASE_NO_SYNC: &str = release!("");
+/// The backend's hand-over query (with `waitForSync: true`).
+pub const HAND_OVER: &str = hand_over!(", waitForSync: true");
+/// The backend's hand-over query without `waitForSync`.
+pub const HAND_OVER_NO_SYNC: &str = hand_over!("");
 /// The backend's forced release query (with `waitForSync: true`).
 pub const FORCE_RELEASE: &str = force_release!(", waitForSync: true");
 /// The same without `waitForSync`.
@@ -169,6 +198,7 @@ pub fn recognise(text: &str) -> Option<Known> {
         ACQUIRE | ACQUIRE_NO_SYNC => Some(Known::Acquire),
         RENEW | RENEW_NO_SYNC => Some(Known::Renew),
         RELEASE | RELEASE_NO_SYNC => Some(Known::Release),
+        HAND_OVER | HAND_OVER_NO_SYNC => Some(Known::HandOver),
         INSPECT => Some(Known::Inspect),
         FORCE_RELEASE | FORCE_RELEASE_NO_SYNC => Some(Known::ForceRelease),
         LIST => Some(Known::List),
@@ -390,6 +420,53 @@ pub fn execute(
             };
             Executed {
                 row: json!({ "released": mine, "storedName": stored_name }),
+                write,
+            }
+        }
+        Known::HandOver => {
+            let to = bind.get("to").cloned().unwrap_or(Value::Null);
+            let horizon = now + HORIZON_MS;
+            let kept = releasers(doc);
+            let mine = doc.is_some()
+                && attr(doc, "name") == Some(&name)
+                && attr(doc, "owner") == Some(&owner)
+                && matches!(attr(doc, "epoch"), Some(Value::Number(_)))
+                && matches!(attr(doc, "seq"), Some(Value::Number(_)))
+                && matches!(attr(doc, "expiresAt"), Some(Value::Number(_)))
+                && to_number(attr(doc, "epoch")) <= horizon
+                && to_number(attr(doc, "seq")) < SEQ_CEILING
+                && to_number(attr(doc, "expiresAt")) * 1000.0 <= horizon
+                && !kept.contains(&to);
+            let new_seq = if mine {
+                num(to_number(attr(doc, "seq")) + 1.0)
+            } else {
+                Value::Null
+            };
+            let new_expiry = now + lease_ms;
+            let write = match (mine, doc) {
+                (true, Some(d)) => {
+                    let mut m = d.clone();
+                    let mut kept = kept;
+                    kept.push(owner.clone());
+                    let drop = kept.len().saturating_sub(RELEASERS_KEPT);
+                    kept.drain(..drop);
+                    m.insert("owner".into(), to.clone());
+                    m.insert("seq".into(), new_seq.clone());
+                    m.insert("expiresAt".into(), json!(new_expiry / 1000.0));
+                    m.insert("releasers".into(), Value::Array(kept));
+                    m.insert("acquiredAt".into(), json!(now / 1000.0));
+                    Some(m)
+                }
+                _ => None,
+            };
+            Executed {
+                row: json!({
+                    "handedOver": mine,
+                    "storedName": stored_name,
+                    "epoch": attr(doc, "epoch").cloned().unwrap_or(Value::Null),
+                    "seq": new_seq,
+                    "expiresAtMs": num(new_expiry),
+                }),
                 write,
             }
         }

@@ -46,6 +46,10 @@ fn emulator_knows_exactly_the_backends_queries() {
         Some(Known::Release)
     );
     assert_eq!(
+        aql::recognise(shylock_arango::aql::HAND_OVER),
+        Some(Known::HandOver)
+    );
+    assert_eq!(
         aql::recognise(shylock_arango::aql::INSPECT),
         Some(Known::Inspect)
     );
@@ -62,6 +66,7 @@ fn emulator_knows_exactly_the_backends_queries() {
         (shylock_arango::aql::ACQUIRE_NO_SYNC, Known::Acquire),
         (shylock_arango::aql::RENEW_NO_SYNC, Known::Renew),
         (shylock_arango::aql::RELEASE_NO_SYNC, Known::Release),
+        (shylock_arango::aql::HAND_OVER_NO_SYNC, Known::HandOver),
     ] {
         assert_eq!(aql::recognise(text), Some(known));
         assert!(!aql::wait_for_sync(text));
@@ -70,6 +75,7 @@ fn emulator_knows_exactly_the_backends_queries() {
         shylock_arango::aql::ACQUIRE,
         shylock_arango::aql::RENEW,
         shylock_arango::aql::RELEASE,
+        shylock_arango::aql::HAND_OVER,
     ] {
         assert!(aql::wait_for_sync(text));
     }

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::backend::{AcquireOutcome, Grant};
 use crate::clock::Estimate;
-use crate::coord::{Next, Waiter, takeover_grace};
+use crate::coord::{CLAIM_WHILE_ASKING, Entry, Handed, Looked, Next, Waiter, takeover_grace};
 use crate::exec::{Exec, InFlight, OwnedAcquire, OwnedRelease};
 use crate::handle::Shared;
 use crate::lease::{Holding, LeaseState};
@@ -42,10 +42,19 @@ struct Pending<'a> {
     unknown: bool,
     /// The acquisition got the lock: nothing to clean up.
     settled: bool,
+    /// Its registration for a handoff, if it is registered.
+    entry: Option<Arc<Entry>>,
 }
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
+        // A lock handed over (or maybe handed over) to this acquisition
+        // that it will not use is released like a grant it gave up.
+        if let Some(entry) = self.entry.take()
+            && entry.abandon()
+        {
+            self.unknown = true;
+        }
         if self.settled || !(self.unknown || self.in_flight.is_some()) {
             return;
         }
@@ -64,6 +73,16 @@ impl Drop for Pending<'_> {
             (self.opts.backoff, self.opts.release_timeout),
         );
     }
+}
+
+/// What the waiting policy decided.
+enum TurnTo<B> {
+    /// Ask the backend.
+    Ask,
+    /// A try found the lock held here.
+    Busy(B),
+    /// A local holder handed the lock over to this acquisition.
+    Handed(Handed),
 }
 
 /// What to do after an answer.
@@ -159,26 +178,82 @@ impl<M: Mode> Acquisition<'_, M> {
     }
 
     /// The waiting policy: wait while a holder in this process has the lock
-    /// (its release wakes us), and while another waiter has the polling
-    /// turn (taking it over if that waiter stops asking). `Ok(None)`: ask
-    /// now; `Ok(Some(busy))`: a try finds the lock held here.
-    async fn wait_for_turn(&mut self) -> Result<Option<M::Busy>, Error> {
+    /// (its release wakes us, or hands the lock over to us), while another
+    /// waiter has the polling turn (taking it over if that waiter stops
+    /// asking), and while this process holds back for other processes
+    /// after its handoff bound.
+    async fn wait_for_turn(&mut self) -> Result<TurnTo<M::Busy>, Error> {
         let grace = takeover_grace(self.opts.backoff.max);
         loop {
             let slot = self.waiter.slot.get();
             let seen = slot.signal.generation();
+            let mut claimed = false;
+            if let Some(entry) = &self.pending.entry {
+                match entry.look(None) {
+                    Looked::Pending { claimed: c } => claimed = c,
+                    Looked::Handed(handed) => {
+                        self.pending.entry = None;
+                        return Ok(TurnTo::Handed(handed));
+                    }
+                    Looked::Unknown => {
+                        self.pending.entry = None;
+                        self.pending.unknown = true;
+                    }
+                    Looked::Nothing => self.pending.entry = None,
+                }
+            }
+            // A waiting acquisition is registered for a handoff all along
+            // (except while its own request is on its way): a holder here
+            // that releases hands the lock to the first one registered.
+            if M::busy().is_none()
+                && self.pending.entry.is_none()
+                && self.pending.in_flight.is_none()
+                && self.opts.handoff.is_on()
+                && self.x.supports_hand_over()
+            {
+                let entry = Arc::new(Entry::new(self.pending.owner.clone(), self.opts.clone()));
+                slot.register(&entry);
+                self.pending.entry = Some(entry);
+            }
             let until = match (slot.local_hold_until(), M::busy()) {
-                (Some(_), Some(busy)) => return Ok(Some(busy)),
+                (Some(_), Some(busy)) => return Ok(TurnTo::Busy(busy)),
                 (Some(held_until), None) => held_until.to_instant(),
-                (None, Some(_)) => return Ok(None),
-                (None, None) => match self.waiter.take_turn(grace) {
-                    // An acquisition that has not waited yet gets its one
-                    // attempt, even with a zero timeout; one that waited
-                    // out its time for the turn does not send a request it
-                    // could not wait for.
-                    Next::Ask if !passed(self.deadline) || self.first_look() => return Ok(None),
-                    Next::Ask => return Err(self.timed_out()),
-                    Next::WaitUntil(until) => until,
+                (None, Some(_)) => return Ok(TurnTo::Ask),
+                (None, None) if claimed => after(CLAIM_WHILE_ASKING),
+                (None, None) => match slot.hold_back_until() {
+                    Some(until) => until,
+                    None => match self.waiter.take_turn(grace) {
+                        // An acquisition that has not waited yet gets its
+                        // one attempt, even with a zero timeout; one that
+                        // waited out its time for the turn does not send a
+                        // request it could not wait for.
+                        Next::Ask if !passed(self.deadline) || self.first_look() => {
+                            // Not to be handed the lock while it asks (a
+                            // handoff that got in first is taken instead).
+                            let Some(entry) = &self.pending.entry else {
+                                return Ok(TurnTo::Ask);
+                            };
+                            match entry.look(Some(true)) {
+                                Looked::Pending { claimed: false } => return Ok(TurnTo::Ask),
+                                Looked::Pending { claimed: true } => continue,
+                                Looked::Handed(handed) => {
+                                    self.pending.entry = None;
+                                    return Ok(TurnTo::Handed(handed));
+                                }
+                                Looked::Unknown => {
+                                    self.pending.entry = None;
+                                    self.pending.unknown = true;
+                                    return Ok(TurnTo::Ask);
+                                }
+                                Looked::Nothing => {
+                                    self.pending.entry = None;
+                                    return Ok(TurnTo::Ask);
+                                }
+                            }
+                        }
+                        Next::Ask => return Err(self.timed_out()),
+                        Next::WaitUntil(until) => until,
+                    },
                 },
             };
             if passed(self.deadline) {
@@ -188,6 +263,31 @@ impl<M: Mode> Acquisition<'_, M> {
             self.x
                 .wait(&slot.signal, seen, Some(earliest(until, self.deadline)))
                 .await;
+        }
+    }
+
+    /// The request was answered without the lock: claimable for a handoff
+    /// again (unless a request of it is still on its way).
+    fn asked(&mut self) {
+        if self.pending.in_flight.is_some() {
+            return;
+        }
+        if let Some(entry) = &self.pending.entry {
+            match entry.look(Some(false)) {
+                Looked::Pending { .. } => {}
+                Looked::Unknown => {
+                    self.pending.entry = None;
+                    self.pending.unknown = true;
+                }
+                Looked::Nothing => self.pending.entry = None,
+                // Not claimable while asking, so never here; were it, the
+                // record may be this owner's: settled as unknown.
+                Looked::Handed(handed) => {
+                    handed.lease.mark_lost(crate::LossReason::Released);
+                    self.pending.entry = None;
+                    self.pending.unknown = true;
+                }
+            }
         }
     }
 
@@ -270,6 +370,7 @@ impl<M: Mode> Acquisition<'_, M> {
                 Step::Granted(grant, until)
             }
             Ok(AcquireOutcome::Busy { expires_at }) => {
+                self.waiter.slot.get().note_remote_busy();
                 if let Some(busy) = M::busy() {
                     return Step::Busy(busy);
                 }
@@ -372,6 +473,7 @@ async fn acquire_in_span<M: Mode>(
             in_flight: None,
             unknown: false,
             settled: false,
+            entry: None,
         },
         backoff: BackoffState::new(opts.backoff),
         started: Instant::now(),
@@ -381,17 +483,35 @@ async fn acquire_in_span<M: Mode>(
         waited_for_turn: false,
         answers: 0,
     };
-    let (grant, until) = loop {
-        if let Some(busy) = acq.wait_for_turn().await? {
-            return Ok(Err(busy));
-        }
+    let (grant, until, handed) = loop {
+        let handed = match acq.wait_for_turn().await? {
+            TurnTo::Busy(busy) => return Ok(Err(busy)),
+            TurnTo::Handed(handed) => Some(handed),
+            TurnTo::Ask => None,
+        };
         let seen = acq.waiter.slot.get().signal.generation();
-        let (outcome, estimate, sent) = acq.ask().await;
+        let (outcome, estimate, sent, lease) = match handed {
+            // The lock came in one command from a releaser here, sent at
+            // `sent` with `estimate`: judged as an acquire's answer.
+            Some(handed) => (
+                Ok(AcquireOutcome::Acquired(handed.grant)),
+                handed.estimate,
+                handed.sent,
+                Some(handed.lease),
+            ),
+            None => {
+                let (outcome, estimate, sent) = acq.ask().await;
+                (outcome, estimate, sent, None)
+            }
+        };
         match acq.judge(outcome, &estimate, sent) {
-            Step::Granted(grant, until) => break (grant, until),
+            Step::Granted(grant, until) => break (grant, until, lease),
             Step::Busy(busy) => return Ok(Err(busy)),
             Step::Failed(error) => return Err(error),
-            Step::RetryAfter(delay) => acq.pause(delay, seen).await?,
+            Step::RetryAfter(delay) => {
+                acq.asked();
+                acq.pause(delay, seen).await?;
+            }
         }
     };
     acq.pending.settled = true;
@@ -400,18 +520,31 @@ async fn acquire_in_span<M: Mode>(
         name: name.clone(),
         owner: owner.clone(),
         token: grant.token,
-        lease: Arc::new(LeaseState::new(until, grant.expires_at)),
+        lease: handed
+            .clone()
+            .unwrap_or_else(|| Arc::new(LeaseState::new(until, grant.expires_at))),
+        handed_over: handed.is_some(),
         attempts: acq.attempts,
         waited: acq.started.elapsed(),
         span: span.clone(),
     };
     holding.lease.set_meter(meter);
     acq.waiter.slot.set_local_holder(&holding.lease);
+    if handed.is_none() {
+        let slot = acq.waiter.slot.get();
+        slot.note_global_grant(grant.token.get(), opts.handoff.max_handoffs);
+        if opts.handoff.is_on() {
+            // Waiters pausing after a busy answer wake, see the holder here
+            // and register for its handoff (the cohort of this turn).
+            slot.signal.bump();
+        }
+    }
     tracing::info!(
         lock = %name,
         token = grant.token.get(),
         attempts = acq.attempts,
         waited_ms = holding.waited.as_millis() as u64,
+        handed_over = holding.handed_over,
         backend = %shared.description,
         "lock acquired"
     );

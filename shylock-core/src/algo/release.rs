@@ -5,11 +5,16 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::{GuardState, after, earliest, now_without_round_trip, passed, server_now};
-use crate::backend::{InspectRequest, LockRecord, ReleaseOutcome};
+use super::{GuardState, after, earliest, now_without_round_trip, passed, server_now, valid_from};
+use crate::backend::{
+    HandOverOutcome, HandOverRequest, InspectRequest, LockRecord, ReleaseOutcome,
+};
+use crate::coord::{Claim, Entry, Handed, Mail};
 use crate::exec::{Exec, OwnedRelease};
 use crate::handle::Shared;
+use crate::lease::LeaseState;
 use crate::options::BackoffState;
+use crate::tick::Tick;
 use crate::tick::deadline_after;
 use crate::{BackendError, BackendErrorKind, Error, LockName, LockOptions, LossReason};
 
@@ -67,6 +72,132 @@ pub(crate) async fn send_release(
     }
 }
 
+/// What a handoff attempt came to.
+enum HandOff {
+    /// Not tried (no waiter, the bound, no clock): release globally.
+    NotTried,
+    /// The lock is the waiter's.
+    Done,
+    /// The record was not ours: the lease was lost.
+    NotOwner,
+    /// The outcome is unknown: release globally (a `NotOwner` then means
+    /// the handoff went through).
+    Unknown,
+}
+
+/// Hand the lock to a waiter of this process on the same handle, in one
+/// command, if one waits and the fairness bound allows (see
+/// [`Handoff`](crate::Handoff)). The waiter's lease is measured from when
+/// the command was sent, as an acquisition's.
+async fn hand_over(x: &Exec, state: &GuardState) -> HandOff {
+    let holding = &state.holding;
+    let slot = state.slot.get();
+    let hold_back = state.opts.handoff.effective_hold_back(&state.opts.backoff);
+    let entry = match slot.claim(&state.opts.handoff, hold_back) {
+        Claim::To(entry) => entry,
+        Claim::Release => return HandOff::NotTried,
+    };
+    // Settled however this ends: a future dropped on the way leaves the
+    // outcome unknown (the waiter asks again, or cleans up).
+    let mut claim = Claimed {
+        x,
+        state,
+        entry: &entry,
+        outcome: Some(Err(Mail::Unknown)),
+    };
+    let deadline = deadline_after(state.opts.release_timeout.min(entry.opts.lease));
+    let estimate = match server_now(x, &state.shared, deadline).await {
+        Ok(estimate) => estimate,
+        Err(_) => {
+            claim.outcome = Some(Err(Mail::Declined));
+            return HandOff::NotTried;
+        }
+    };
+    let sent = Tick::now();
+    let result = x
+        .hand_over(HandOverRequest {
+            name: &holding.name,
+            from: &holding.owner,
+            token: holding.token,
+            to: &entry.owner,
+            lease: entry.opts.lease,
+            now: estimate.now,
+            deadline,
+        })
+        .await;
+    match result {
+        Ok(HandOverOutcome::HandedOver(grant)) => {
+            let until = valid_from(sent, &entry.opts, &estimate);
+            let lease = std::sync::Arc::new(LeaseState::new(until, grant.expires_at));
+            claim.outcome = Some(Ok(Handed {
+                grant,
+                estimate,
+                sent,
+                lease,
+            }));
+            tracing::info!(lock = %holding.name, token = holding.token.get(), to_token = grant.token.get(), "lock handed over to a waiter in this process");
+            HandOff::Done
+        }
+        Ok(HandOverOutcome::NotOwner) => {
+            claim.outcome = Some(Err(Mail::Declined));
+            HandOff::NotOwner
+        }
+        Err(error) => {
+            tracing::debug!(lock = %holding.name, %error, "hand-over failed; releasing instead");
+            HandOff::Unknown
+        }
+    }
+}
+
+/// A claimed handoff, settled when dropped: its outcome goes to the
+/// waiter's entry, or, if the waiter is gone, a lock that may be its is
+/// released in the background.
+struct Claimed<'a> {
+    x: &'a Exec,
+    state: &'a GuardState,
+    entry: &'a Entry,
+    outcome: Option<Result<Handed, Mail>>,
+}
+
+impl Drop for Claimed<'_> {
+    fn drop(&mut self) {
+        // The old holding ends before the new one is delivered.
+        self.state.holding.lease.stop();
+        let outcome = self.outcome.take().unwrap_or(Err(Mail::Unknown));
+        let maybe_theirs = !matches!(outcome, Err(Mail::Declined));
+        if !self.state.slot.get().finish(self.entry, outcome) && maybe_theirs {
+            clean_up_after(self.x, self.state, self.entry);
+        }
+    }
+}
+
+/// [`hand_over`], the holder's lease stopped once the waiter is claimed
+/// (or at once when nobody is).
+async fn hand_over_stopping(x: &Exec, state: &GuardState) -> HandOff {
+    let result = hand_over(x, state).await;
+    state.holding.lease.stop();
+    result
+}
+
+/// The waiter of `entry` went away while the lock was (maybe) handed to it:
+/// release its owner's holding in the background.
+fn clean_up_after(x: &Exec, state: &GuardState, entry: &Entry) {
+    tracing::debug!(lock = %state.holding.name, "the waiter a lock was handed to is gone; releasing in the background");
+    x.clean_up(
+        None,
+        std::time::Duration::ZERO,
+        OwnedRelease {
+            name: state.holding.name.clone(),
+            owner: entry.owner.clone(),
+            token: crate::FencingToken(0),
+            now: now_without_round_trip(&state.shared),
+            deadline: None,
+        },
+        true,
+        (state.opts.backoff, state.opts.release_timeout),
+    );
+}
+
 /// Release a holding: only ever the caller's own. Retries transient errors
 /// within the release timeout, then wakes local waiters. May be called again
 /// for the same holding (a release whose future was dropped is finished in
@@ -82,8 +213,30 @@ pub(crate) async fn release(x: &Exec, state: &GuardState) -> Result<(), Error> {
 /// [`release()`] without its metrics.
 async fn release_and_log(x: &Exec, state: &GuardState) -> Result<(), Error> {
     let holding = &state.holding;
-    let lost_before = holding.lease.stop();
     let earlier = state.release_sent.swap(true, Ordering::SeqCst);
+    let mut handoff = HandOff::NotTried;
+    if !earlier
+        && holding.lease.loss().is_none()
+        && !holding.lease.is_stopped()
+        && x.supports_hand_over()
+    {
+        // The lease is stopped inside: the claim marks the handoff on its
+        // way first, so the other waiters keep waiting for it.
+        handoff = hand_over_stopping(x, state).await;
+    }
+    let lost_before = holding.lease.stop();
+    let token = holding.token.get();
+    match handoff {
+        HandOff::Done => return Ok(()),
+        HandOff::NotOwner => {
+            state.slot.get().note_release();
+            let reason = lost_before.unwrap_or(LossReason::Taken);
+            tracing::warn!(lock = %holding.name, token, %reason, "hand-over changed nothing: the lease was lost");
+            return Err(holding.lost_error(reason));
+        }
+        HandOff::NotTried | HandOff::Unknown => {}
+    }
+    let earlier = earlier || matches!(handoff, HandOff::Unknown);
     let sent = send_release(
         x,
         &state.owned_release(None),
@@ -93,7 +246,6 @@ async fn release_and_log(x: &Exec, state: &GuardState) -> Result<(), Error> {
     .await;
     let maybe_released = earlier || sent.maybe_released;
     state.slot.get().note_release();
-    let token = holding.token.get();
     match (sent.result, lost_before) {
         (Ok(ReleaseOutcome::Released), None) => {
             tracing::info!(lock = %holding.name, token, "lock released");

@@ -54,8 +54,9 @@ use std::time::Instant;
 
 use crate::backend::{
     AcquireOutcome, AcquireRequest, AsyncBackend, AuditRequest, ClockSource, ForceReleaseOutcome,
-    ForceReleaseRequest, ForcedRelease, InspectRequest, ListPage, ListRequest, LockRecord,
-    ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
+    ForceReleaseRequest, ForcedRelease, HandOverOutcome, HandOverRequest, InspectRequest, ListPage,
+    ListRequest, LockRecord, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
+    SyncBackend,
 };
 use crate::{BackendError, Timestamp};
 
@@ -87,6 +88,17 @@ impl Primitives {
 
     async fn release(&self, req: ReleaseRequest<'_>) -> Result<ReleaseOutcome, BackendError> {
         call!(self, release(req))
+    }
+
+    async fn hand_over(&self, req: HandOverRequest<'_>) -> Result<HandOverOutcome, BackendError> {
+        call!(self, hand_over(req))
+    }
+
+    fn supports_hand_over(&self) -> bool {
+        match self {
+            Primitives::Async(b) => b.supports_hand_over(),
+            Primitives::Sync(b) => b.supports_hand_over(),
+        }
     }
 
     async fn inspect(&self, req: InspectRequest<'_>) -> Result<Option<LockRecord>, BackendError> {

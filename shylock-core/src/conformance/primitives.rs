@@ -65,6 +65,8 @@
 //!   sent, when its answer came), with a margin of
 //!   [`TIMING_MARGIN`]: an answer that came too late to tell is not
 //!   judged, so a loaded machine makes a check slower, never wrong.
+//! * **Hand over** is optional: a backend whose `supports_hand_over` is
+//!   false has that check skipped (the core releases and acquires instead).
 //! * **Late duplicates** are the same request (same owner and lease) with
 //!   an older `now`, as one held up on its way carries.
 
@@ -79,20 +81,21 @@ use std::time::{Duration, Instant};
 use super::Primitives;
 use crate::backend::{
     AcquireOutcome, AcquireRequest, AsyncBackend, AuditRequest, ClockSource, ForceReleaseOutcome,
-    ForceReleaseRequest, ForcedRelease, Grant, InspectRequest, ListPage, ListRequest, LockRecord,
-    ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest, SyncBackend,
+    ForceReleaseRequest, ForcedRelease, Grant, HandOverOutcome, HandOverRequest, InspectRequest,
+    ListPage, ListRequest, LockRecord, ReleaseOutcome, ReleaseRequest, RenewOutcome, RenewRequest,
+    SyncBackend,
 };
 use crate::{Backend, BackendError, FencingToken, LockName, OwnerId, Timestamp};
 
 pub use checks::{
     basic_cycle, busy_while_held_by_another, clock_source_is_honoured,
     expired_lease_nobody_took_is_renewable, force_release_ends_any_holding_with_an_audit_trail,
-    hostile_records_end_and_never_lower_tokens, late_duplicates_never_regrant_a_released_owner,
-    late_duplicates_never_shorten_a_lease, list_pages_cover_every_held_lock_once,
-    list_shows_held_locks_only_by_prefix, malformed_records_are_errors_not_grants,
-    names_of_any_content_and_length_are_distinct_locks, non_owners_change_nothing,
-    release_is_idempotent, takeover_at_expiry_and_not_before, tokens_rise,
-    tokens_rise_across_deletion_of_the_record,
+    hand_over_moves_the_lock_in_one_step, hostile_records_end_and_never_lower_tokens,
+    late_duplicates_never_regrant_a_released_owner, late_duplicates_never_shorten_a_lease,
+    list_pages_cover_every_held_lock_once, list_shows_held_locks_only_by_prefix,
+    malformed_records_are_errors_not_grants, names_of_any_content_and_length_are_distinct_locks,
+    non_owners_change_nothing, release_is_idempotent, takeover_at_expiry_and_not_before,
+    tokens_rise, tokens_rise_across_deletion_of_the_record,
 };
 
 /// A record written by something other than this library (a bug in another
@@ -406,6 +409,7 @@ checks! {
     BusyWhileHeld => busy_while_held_by_another,
     NonOwnersChangeNothing => non_owners_change_nothing,
     ReleaseIsIdempotent => release_is_idempotent,
+    HandOver => hand_over_moves_the_lock_in_one_step,
     LateDuplicatesNeverShorten => late_duplicates_never_shorten_a_lease,
     LateDuplicatesNeverRegrant => late_duplicates_never_regrant_a_released_owner,
     NamesAreDistinct => names_of_any_content_and_length_are_distinct_locks,
@@ -527,6 +531,7 @@ macro_rules! primitive_conformance_tests {
             busy_while_held_by_another BusyWhileHeld,
             non_owners_change_nothing NonOwnersChangeNothing,
             release_is_idempotent ReleaseIsIdempotent,
+            hand_over_moves_the_lock_in_one_step HandOver,
             late_duplicates_never_shorten_a_lease LateDuplicatesNeverShorten,
             late_duplicates_never_regrant_a_released_owner LateDuplicatesNeverRegrant,
             names_of_any_content_and_length_are_distinct_locks NamesAreDistinct,
@@ -754,6 +759,31 @@ impl Side<'_> {
             deadline,
         };
         self.prims.release(req).await
+    }
+
+    /// Hand `name` over from `from` to `to`, with `now` read from the
+    /// backend just before.
+    async fn hand_over(
+        &self,
+        name: &LockName,
+        from: &OwnerId,
+        token: FencingToken,
+        to: &OwnerId,
+        lease: Duration,
+    ) -> Result<HandOverOutcome, BackendError> {
+        let now = self.now().await;
+        let deadline = deadline();
+        self.prims
+            .hand_over(HandOverRequest {
+                name,
+                from,
+                token,
+                to,
+                lease,
+                now,
+                deadline,
+            })
+            .await
     }
 
     async fn inspect_at(

@@ -4,8 +4,8 @@ use std::time::{Duration, Instant};
 
 use super::{Check, Cx, Hostile, Outcome, TIMING_MARGIN, Target};
 use crate::backend::{
-    AcquireOutcome, ClockSource, ForceReleaseOutcome, Grant, RELEASERS_REMEMBERED, ReleaseOutcome,
-    RenewOutcome,
+    AcquireOutcome, ClockSource, ForceReleaseOutcome, Grant, HandOverOutcome, RELEASERS_REMEMBERED,
+    ReleaseOutcome, RenewOutcome,
 };
 use crate::{BackendErrorKind, FencingToken, LockName, MAX_NAME_BYTES, OwnerId};
 
@@ -359,6 +359,131 @@ pub async fn non_owners_change_nothing(target: &Target) -> Outcome {
     cx.ensure(
         matches!(got, Ok(AcquireOutcome::Acquired(_))),
         format!("an owner whose release was refused is no releaser: granted later: {got:?}"),
+    );
+    Outcome::Passed
+}
+
+/// `hand_over` moves the lock from its owner to a new owner in one step:
+/// a non-owner's changes nothing; the owner's gives the new owner a higher
+/// token and a lease from the request's *now*; afterwards the old owner can
+/// neither renew, release nor hand over, and its late duplicates are not
+/// granted (also after the new owner released), while the new owner renews
+/// and releases; a hand-over to an owner among the releasers is refused.
+/// Skipped for a backend without `hand_over`.
+pub async fn hand_over_moves_the_lock_in_one_step(target: &Target) -> Outcome {
+    let cx = Cx::new(target, Check::HandOver);
+    if !target.main.supports_hand_over() {
+        return Outcome::Skipped(
+            "the backend does not implement hand_over (the core releases and acquires instead)"
+                .into(),
+        );
+    }
+    let n = cx.name("hand-over");
+    let (a, b, c) = (OwnerId::random(), OwnerId::random(), OwnerId::random());
+    let t0 = cx.main().now().await;
+    let ga = cx.granted(cx.main().acquire_at(&n, &a, LONG, t0).await, "acquire");
+    let before = cx.main().inspect(&n).await;
+    let got = cx.other().hand_over(&n, &c, ga.token, &b, LONG).await;
+    cx.ensure(
+        matches!(got, Ok(HandOverOutcome::NotOwner)),
+        format!("a non-owner's hand-over: {got:?}"),
+    );
+    let after = cx.main().inspect(&n).await;
+    cx.ensure(
+        after.is_some() && after == before,
+        format!("a non-owner's hand-over changes nothing: {before:?} then {after:?}"),
+    );
+    let sent_after = cx.main().now().await;
+    let got = cx.main().hand_over(&n, &a, ga.token, &b, LONG).await;
+    let answered_by = cx.main().now().await;
+    let gb = match cx.ok(got, "the owner's hand-over") {
+        HandOverOutcome::HandedOver(grant) => grant,
+        HandOverOutcome::NotOwner => cx.fail("the owner's hand-over answered NotOwner"),
+    };
+    cx.ensure(
+        gb.token > ga.token,
+        format!("the new owner's token {} > the old {}", gb.token, ga.token),
+    );
+    cx.ensure(
+        gb.expires_at >= sent_after.saturating_add(LONG.saturating_sub(TIMING_MARGIN))
+            && gb.expires_at <= answered_by.saturating_add(LONG + TIMING_MARGIN),
+        format!(
+            "the new lease is counted from the request's now ({sent_after}..{answered_by} + {LONG:?}): {}",
+            gb.expires_at
+        ),
+    );
+    let rec = cx.main().inspect(&n).await;
+    cx.ensure(
+        rec.as_ref()
+            .is_some_and(|r| r.owner == b && r.token == gb.token && r.expires_at == gb.expires_at),
+        format!("the record is the new owner's: {rec:?}"),
+    );
+    let renewed = cx.main().renew(&n, &a, ga.token, LONG).await;
+    cx.ensure(
+        matches!(renewed, Ok(RenewOutcome::Lost)),
+        format!("the old owner's renewal after the hand-over is lost: {renewed:?}"),
+    );
+    let released = cx.main().release(&n, &a, ga.token).await;
+    cx.ensure(
+        matches!(released, Ok(ReleaseOutcome::NotOwner)),
+        format!("the old owner's release after the hand-over changes nothing: {released:?}"),
+    );
+    let again = cx.main().hand_over(&n, &a, ga.token, &c, LONG).await;
+    cx.ensure(
+        matches!(again, Ok(HandOverOutcome::NotOwner)),
+        format!("the old owner's hand-over after the hand-over: {again:?}"),
+    );
+    let now = cx.main().now().await;
+    for at in [t0, now] {
+        let late = cx.main().acquire_at(&n, &a, LONG, at).await;
+        cx.ensure(
+            matches!(late, Ok(AcquireOutcome::Busy { .. })),
+            format!("the old owner's late duplicate (now {at}) is refused: {late:?}"),
+        );
+    }
+    let rec = cx.main().inspect(&n).await;
+    cx.ensure(
+        rec.as_ref()
+            .is_some_and(|r| r.owner == b && r.token == gb.token),
+        format!("still the new owner's after the old owner's requests: {rec:?}"),
+    );
+    let renewed = cx.other().renew(&n, &b, gb.token, LONG).await;
+    cx.ensure(
+        matches!(renewed, Ok(RenewOutcome::Renewed { .. })),
+        format!("the new owner renews: {renewed:?}"),
+    );
+    let released = cx.other().release(&n, &b, gb.token).await;
+    cx.ensure(
+        matches!(released, Ok(ReleaseOutcome::Released)),
+        format!("the new owner releases: {released:?}"),
+    );
+    let late = cx.main().acquire_at(&n, &a, LONG, t0).await;
+    cx.ensure(
+        matches!(late, Ok(AcquireOutcome::Busy { .. })),
+        format!(
+            "the old owner's late duplicate after the new owner's release is refused: {late:?}"
+        ),
+    );
+    let gc = cx.granted(cx.other().acquire(&n, &c, LONG).await, "a third owner");
+    cx.ensure(
+        gc.token > gb.token,
+        format!("token {} > {}", gc.token, gb.token),
+    );
+    let to_releaser = cx.other().hand_over(&n, &c, gc.token, &a, LONG).await;
+    cx.ensure(
+        matches!(to_releaser, Ok(HandOverOutcome::NotOwner)),
+        format!("a hand-over to an owner among the releasers is refused: {to_releaser:?}"),
+    );
+    let rec = cx.main().inspect(&n).await;
+    cx.ensure(
+        rec.as_ref()
+            .is_some_and(|r| r.owner == c && r.token == gc.token),
+        format!("the refused hand-over changed nothing: {rec:?}"),
+    );
+    let released = cx.other().release(&n, &c, gc.token).await;
+    cx.ensure(
+        matches!(released, Ok(ReleaseOutcome::Released)),
+        format!("release: {released:?}"),
     );
     Outcome::Passed
 }
