@@ -424,7 +424,15 @@ fn inspect_shows_a_held_and_a_free_lock() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(json["held"], true);
     assert_eq!(json["token"], token);
-    assert_eq!(json["owner"].as_str().map(str::len), Some(32), "{json}");
+    // `HOST/PID:` then 32 random hex digits.
+    assert_eq!(
+        json["owner"]
+            .as_str()
+            .and_then(|o| o.rsplit_once(':'))
+            .map(|(_, random)| random.len()),
+        Some(32),
+        "{json}"
+    );
     assert!(
         json["expires_at"]
             .as_str()
