@@ -491,6 +491,26 @@ impl Core {
         m
     }
 
+    /// A write query on the record of `name` (key `key`), run again after
+    /// a write-write conflict: its one row, checked to be this name's
+    /// record (a conflict on every attempt is a transient error).
+    async fn write_row(
+        &self,
+        query: &str,
+        bind: serde_json::Map<String, Value>,
+        deadline: Option<Instant>,
+        what: &str,
+        key: &str,
+        name: &str,
+    ) -> Result<Value, BackendError> {
+        let row = self
+            .run_retrying(query, Value::Object(bind), deadline, what)
+            .await?
+            .ok_or_else(|| conflict_error(what))?;
+        self.check_name(&row, key, name)?;
+        Ok(row)
+    }
+
     fn check_name(&self, row: &Value, key: &str, name: &str) -> Result<(), BackendError> {
         match row.get("storedName") {
             None | Some(Value::Null) => Ok(()),
@@ -579,15 +599,15 @@ impl Core {
         bind.insert("owner".into(), Value::from(req.owner.as_str()));
         bind.insert("leaseMs".into(), Value::from(duration_ms(req.lease)));
         let row = self
-            .run_retrying(
+            .write_row(
                 self.query(aql::RENEW, aql::RENEW_NO_SYNC),
-                Value::Object(bind),
+                bind,
                 req.deadline,
                 &what,
+                &key,
+                name,
             )
-            .await?
-            .ok_or_else(|| conflict_error(&what))?;
-        self.check_name(&row, &key, name)?;
+            .await?;
         if get_bool(&row, "renewed", &what)? {
             let expires_at = Timestamp::from_millis(get_ms(&row, "expiresAtMs", &what)?);
             Ok(RenewOutcome::Renewed { expires_at })
@@ -606,15 +626,15 @@ impl Core {
         let mut bind = self.bind(&key, name);
         bind.insert("owner".into(), Value::from(req.owner.as_str()));
         let row = self
-            .run_retrying(
+            .write_row(
                 self.query(aql::RELEASE, aql::RELEASE_NO_SYNC),
-                Value::Object(bind),
+                bind,
                 req.deadline,
                 &what,
+                &key,
+                name,
             )
-            .await?
-            .ok_or_else(|| conflict_error(&what))?;
-        self.check_name(&row, &key, name)?;
+            .await?;
         if get_bool(&row, "released", &what)? {
             Ok(ReleaseOutcome::Released)
         } else {
@@ -636,15 +656,15 @@ impl Core {
         bind.insert("to".into(), Value::from(req.to.as_str()));
         bind.insert("leaseMs".into(), Value::from(duration_ms(req.lease)));
         let row = self
-            .run_retrying(
+            .write_row(
                 self.query(aql::HAND_OVER, aql::HAND_OVER_NO_SYNC),
-                Value::Object(bind),
+                bind,
                 req.deadline,
                 &what,
+                &key,
+                name,
             )
-            .await?
-            .ok_or_else(|| conflict_error(&what))?;
-        self.check_name(&row, &key, name)?;
+            .await?;
         if !get_bool(&row, "handedOver", &what)? {
             return Ok(HandOverOutcome::NotOwner);
         }
@@ -777,15 +797,15 @@ impl Core {
         bind.insert("by".into(), Value::from(req.by));
         bind.insert("reason".into(), Value::from(req.reason));
         let row = self
-            .run_retrying(
+            .write_row(
                 self.query(aql::FORCE_RELEASE, aql::FORCE_RELEASE_NO_SYNC),
-                Value::Object(bind),
+                bind,
                 req.deadline,
                 &what,
+                &key,
+                name,
             )
-            .await?
-            .ok_or_else(|| conflict_error(&what))?;
-        self.check_name(&row, &key, name)?;
+            .await?;
         if !get_bool(&row, "released", &what)? {
             return Ok(ForceReleaseOutcome::NotHeld);
         }
