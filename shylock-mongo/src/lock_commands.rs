@@ -133,6 +133,31 @@ pub(crate) fn acquire(
     })
 }
 
+/// The grant a `findAndModify` answered with the record after its `step`
+/// (an update or a hand-over): `owner`'s, or the reply is not understood.
+fn granted(
+    record: &Document,
+    owner: &OwnerId,
+    cmd_ctx: &Ctx,
+    step: &str,
+) -> Result<Grant, BackendError> {
+    let parsed = parse_record(record, cmd_ctx)?;
+    if parsed.owner.as_deref() != Some(owner.as_str()) {
+        return Err(unexpected(
+            cmd_ctx,
+            format!(
+                "the record after the {step} is not the new owner's (owner {:?}, expected {:?})",
+                parsed.owner,
+                owner.as_str()
+            ),
+        ));
+    }
+    Ok(Grant {
+        token: parsed.token,
+        expires_at: parsed.expires_at,
+    })
+}
+
 /// Read the reply of [`acquire`].
 pub(crate) fn acquire_reply(
     cmd_ctx: &Ctx,
@@ -140,23 +165,9 @@ pub(crate) fn acquire_reply(
     reply: Result<Option<Document>, MongoError>,
 ) -> Result<AcquireOutcome, BackendError> {
     match reply {
-        Ok(Some(record)) => {
-            let parsed = parse_record(&record, cmd_ctx)?;
-            if parsed.owner.as_deref() != Some(owner.as_str()) {
-                return Err(unexpected(
-                    cmd_ctx,
-                    format!(
-                        "the record after the update is not ours (owner {:?}, expected {:?})",
-                        parsed.owner,
-                        owner.as_str()
-                    ),
-                ));
-            }
-            Ok(AcquireOutcome::Acquired(Grant {
-                token: parsed.token,
-                expires_at: parsed.expires_at,
-            }))
-        }
+        Ok(Some(record)) => Ok(AcquireOutcome::Acquired(granted(
+            &record, owner, cmd_ctx, "update",
+        )?)),
         Ok(None) => Err(unexpected(
             cmd_ctx,
             "the server returned no document for an upsert with returnDocument: after".into(),
@@ -344,23 +355,12 @@ pub(crate) fn hand_over_reply(
     reply: Result<Option<Document>, MongoError>,
 ) -> Result<HandOverOutcome, BackendError> {
     match reply {
-        Ok(Some(record)) => {
-            let parsed = parse_record(&record, cmd_ctx)?;
-            if parsed.owner.as_deref() != Some(to.as_str()) {
-                return Err(unexpected(
-                    cmd_ctx,
-                    format!(
-                        "the record after the hand-over is not the new owner's (owner {:?}, expected {:?})",
-                        parsed.owner,
-                        to.as_str()
-                    ),
-                ));
-            }
-            Ok(HandOverOutcome::HandedOver(Grant {
-                token: parsed.token,
-                expires_at: parsed.expires_at,
-            }))
-        }
+        Ok(Some(record)) => Ok(HandOverOutcome::HandedOver(granted(
+            &record,
+            to,
+            cmd_ctx,
+            "hand-over",
+        )?)),
         Ok(None) => Ok(HandOverOutcome::NotOwner),
         Err(e) => Err(map_error(cmd_ctx, e)),
     }
