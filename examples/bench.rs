@@ -730,6 +730,7 @@ fn run_original(
                 waiter_calls: g("waiter_calls"),
                 polls_per_s: g("polls_per_s"),
                 commands_per_handoff: None,
+                release_p50_ms: None,
                 errors: Errors::default(),
             }),
         })
@@ -1381,6 +1382,16 @@ fn render(runs: &[Run], originals: &[(Run, OriginalInfo)], o: &Opts, notes: &[St
             &|r| {
                 cell(pick(r), |b| match b.commands_per_handoff {
                     Some(c) => format!("{c:.2}"),
+                    None => "n/a".into(),
+                })
+            },
+        );
+        line(
+            sc,
+            "holder's release call p50 (ms): its hand-over or release",
+            &|r| {
+                cell(pick(r), |b| match b.release_p50_ms {
+                    Some(c) => ms(c),
                     None => "n/a".into(),
                 })
             },

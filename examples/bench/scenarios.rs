@@ -178,6 +178,11 @@ pub struct BResult {
     /// or hand-over, the waiter's acquire requests, clock reads) from the
     /// holder's grant to the waiter's, per handoff.
     pub commands_per_handoff: Option<f64>,
+    /// In process: the p50 of the holder's `release` call (its hand-over,
+    /// or its release), in ms: the first command after the hold, which on
+    /// a server that idled meanwhile costs more than one right after
+    /// another (the waiter's acquire, with handoff off).
+    pub release_p50_ms: Option<f64>,
     /// Failed acquires and releases, of the holder and of the waiter.
     pub errors: Errors,
 }
@@ -193,6 +198,7 @@ impl BResult {
             waiter_calls: waiter_calls as f64 / rounds.max(1) as f64,
             polls_per_s: waiter_calls.saturating_sub(rounds as u64) as f64 / waited_s,
             commands_per_handoff: None,
+            release_p50_ms: None,
             errors,
         }
     }
@@ -554,6 +560,7 @@ pub async fn b_local(t: &Target, p: &Params, other_handle: bool) -> R<BResult> {
     let mut rng = Rng::new();
     let (mut lat, mut calls, mut waited) = (Vec::new(), 0u64, 0.0);
     let mut commands = 0u64;
+    let mut release_ms = Vec::new();
     for _ in 0..p.b_rounds {
         let guard = match holder.acquire_timeout(OP_LIMIT).await {
             Ok(guard) => guard,
@@ -585,6 +592,8 @@ pub async fn b_local(t: &Target, p: &Params, other_handle: bool) -> R<BResult> {
         let released = wall_ns();
         if let Err(e) = guard.release().await {
             errors.add("release", &e);
+        } else {
+            release_ms.push((wall_ns() - released) as f64 / 1e6);
         }
         match task.await {
             Ok((acquired, failed)) => {
@@ -604,6 +613,8 @@ pub async fn b_local(t: &Target, p: &Params, other_handle: bool) -> R<BResult> {
     let rounds = lat.len().max(1) as f64;
     let mut result = BResult::new(lat, calls, waited, errors);
     result.commands_per_handoff = (!other_handle).then(|| commands as f64 / rounds);
+    release_ms.sort_by(f64::total_cmp);
+    result.release_p50_ms = (!other_handle).then(|| percentile(&release_ms, 50.0));
     Ok(result)
 }
 

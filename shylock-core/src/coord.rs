@@ -375,6 +375,21 @@ impl Slot {
     }
 
     /// Until when this process's waiters leave the lock to others, if now.
+    /// When this process last held back for others (after its bound), if
+    /// the backend has not granted it the lock since: its waiters poll at
+    /// their longest wait, and at twice it for two turns after that.
+    pub(crate) fn yielded(&self) -> Option<Instant> {
+        let cohort = self.cohort();
+        cohort
+            .last_hold_back
+            .filter(|held_back| cohort.since.is_none_or(|since| *held_back > since))
+    }
+
+    /// When the backend last granted this process the lock.
+    pub(crate) fn last_granted(&self) -> Option<Instant> {
+        self.cohort().since
+    }
+
     pub(crate) fn hold_back_until(&self) -> Option<Instant> {
         self.cohort()
             .hold_back_until
@@ -565,5 +580,39 @@ mod tests {
         assert_eq!(coord.len(), 1);
         drop(held);
         assert_eq!(coord.len(), 0);
+    }
+
+    #[test]
+    fn a_process_that_held_back_has_yielded_until_the_backend_grants_it_again() {
+        let coord = Arc::new(Coordinator::default());
+        let name = LockName::new("y").expect("name");
+        let slot = coord.slot(&name);
+        let handoff = Handoff {
+            max_handoffs: 1,
+            ..Handoff::default()
+        };
+        let hold_back = Duration::from_millis(60);
+        slot.get().note_global_grant(5, handoff.max_handoffs);
+        assert_eq!(slot.get().yielded(), None);
+        for _ in 0..2 {
+            let entry = std::sync::Arc::new(Entry::new(OwnerId::random(), LockOptions::default()));
+            slot.get().register(&entry);
+        }
+        assert!(matches!(
+            slot.get().claim(&handoff, hold_back),
+            Claim::To(_)
+        ));
+        assert_eq!(slot.get().yielded(), None, "a handoff is no hold-back");
+        // The bound is reached with a waiter left: released globally, and
+        // the waiters here hold back.
+        assert!(matches!(
+            slot.get().claim(&handoff, hold_back),
+            Claim::Release
+        ));
+        let at = slot.get().yielded().expect("held back");
+        assert!(slot.get().hold_back_until() > Some(at));
+        std::thread::sleep(Duration::from_millis(2));
+        slot.get().note_global_grant(9, handoff.max_handoffs);
+        assert_eq!(slot.get().yielded(), None, "granted again");
     }
 }

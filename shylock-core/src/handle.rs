@@ -1,6 +1,7 @@
 //! The backend handle and the process-wide default.
 
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use crate::backend::{AsyncBackend, ClockSource, SyncBackend};
 use crate::clock::ServerClock;
@@ -52,6 +53,42 @@ pub(crate) struct Shared {
     pub(crate) complaints: Complaints,
     /// The `backend` label of this handle's metrics.
     pub(crate) metrics_backend: crate::metrics::SharedString,
+    /// How long the backend takes to answer a lock command, lately: how
+    /// far apart a waiter's polls are spread on a slow server (see
+    /// [`Handoff`](crate::Handoff)).
+    pub(crate) round_trip: RoundTrip,
+}
+
+/// A moving average of the time the backend takes to answer acquisitions
+/// and hand-overs (each sample weighs a quarter).
+#[derive(Debug, Default)]
+pub(crate) struct RoundTrip {
+    /// Nanoseconds; 0 before the first sample.
+    nanos: std::sync::atomic::AtomicU64,
+}
+
+impl RoundTrip {
+    /// One command took `took`.
+    pub(crate) fn observe(&self, took: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let sample = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX).max(1);
+        // A lost update between two samples is harmless: it is an average.
+        let old = self.nanos.load(Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            old - old / 4 + sample / 4
+        };
+        self.nanos.store(new, Relaxed);
+    }
+
+    /// The average, once there is one.
+    pub(crate) fn get(&self) -> Option<Duration> {
+        match self.nanos.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(Duration::from_nanos(nanos)),
+        }
+    }
 }
 
 /// The rate limit of the warnings a handle logs about failing requests:
@@ -110,6 +147,7 @@ impl Backend {
                 background: Arc::default(),
                 complaints: Complaints::default(),
                 driver_thread,
+                round_trip: RoundTrip::default(),
             }),
         }
     }

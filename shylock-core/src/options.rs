@@ -48,7 +48,10 @@ pub enum Renewal {
 /// name in a process share one poller, and nobody polls while a holder in
 /// the same process has the lock, so a process that waits long asks the
 /// backend about 27 times a second; a waiter in another process than the
-/// holder learns of a release within about half of `max` on average.
+/// holder learns of a release within about half of `max` on average. With
+/// handoff on (the default), polls are spread further on a backend slower
+/// than about `max / 16` per command, and by a process that just released
+/// the lock for others (see [`Handoff`], "Polls on a slow server").
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
     /// The first wait.
@@ -105,6 +108,31 @@ impl Backoff {
 /// own waiters never ask while it holds). So a process alone with many
 /// tasks idles for one `hold_back` a second at most.
 ///
+/// **Polls while another process has its turn.** A poll costs the server
+/// a command, and a turn elsewhere lasts up to `max_handoffs` hand-overs
+/// of one round trip each (at most `max_hold`): polling much more often
+/// than that mostly finds the lock busy. So while handoff is on:
+///
+/// * a waiter's longest wait between polls is the backoff's `max`, or 16
+///   of the backend's recent round trips (a moving average per
+///   [`Backend`](crate::Backend) handle) if that is longer, but at most 4
+///   times `max`; the default hold-back is that wait plus 10 ms. With the
+///   defaults nothing changes on a server that answers within about 3 ms,
+///   and polls are up to 200 ms apart on a slower one;
+/// * the waiters of a process that held back for the bound poll at that
+///   longest wait from their first busy answer until the backend grants
+///   this process the lock again, and at twice it for about two turns
+///   elsewhere after the hold-back: a process just served must not
+///   out-poll the ones that waited longer (with the backoff from its
+///   start it would ask every few milliseconds while they ask every 50);
+/// * a process that has not been granted the lock for about four turns
+///   polls at half that longest wait (never more often than the backoff's
+///   `max`): the longer a process has waited, the likelier its poll is
+///   the first after a release.
+///
+/// Measured in `BENCHMARKS.md`, scenario C: commands per grant, and the
+/// grants of the most and the least served process.
+///
 /// **A remote waiter's worst case.** A newcomer waits at most about one
 /// second plus one turn (`max_hold` plus one critical section) for the
 /// first hold-back of a process that has not seen it yet, and from then on
@@ -112,7 +140,11 @@ impl Backoff {
 /// contending, it waits at most for `k - 1` other processes' turns, each at
 /// most `max_hold` plus one critical section plus `hold_back`, before its
 /// own poll meets a free lock; with the defaults and short critical
-/// sections, at most about `1.3 s + (k - 1) × 0.26 s`. Handoff changes
+/// sections, at most about `1.3 s + (k - 1) × 0.26 s` on a server that
+/// answers within about 3 ms. On a slower one the hold-back and the polls
+/// stretch (above), and each term with them: about
+/// `1.5 s + (k - 1) × 0.65 s` (scenario C in `BENCHMARKS.md` reports the
+/// longest wait of any task, with `k = 4`). Handoff changes
 /// nothing for backends without `hand_over` (the release and the
 /// acquisition are two commands, as before) and for `try_acquire`.
 ///
@@ -131,7 +163,7 @@ impl Backoff {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Handoff {
     /// At most this many consecutive local handoffs after one grant from
-    /// the backend (default 16; 0 switches handoff off).
+    /// the backend (default 32; 0 switches handoff off).
     pub max_handoffs: u32,
     /// No local handoff once this process has held the lock this long
     /// without a global release (default 200 ms).
@@ -145,7 +177,7 @@ pub struct Handoff {
 impl Default for Handoff {
     fn default() -> Self {
         Handoff {
-            max_handoffs: 16,
+            max_handoffs: 32,
             max_hold: Duration::from_millis(200),
             hold_back: None,
         }
@@ -166,12 +198,59 @@ impl Handoff {
         self.max_handoffs > 0 && !self.max_hold.is_zero()
     }
 
-    /// The hold-back in force with `backoff`.
+    /// The hold-back in force with `backoff`, on a backend that answers
+    /// within `backoff.max / max_handoffs` (on a slower one it is longer,
+    /// as a waiter's polls are further apart: see **Polls on a slow
+    /// server** above).
     pub fn effective_hold_back(&self, backoff: &Backoff) -> Duration {
-        self.hold_back
-            .unwrap_or_else(|| backoff.max.saturating_add(Duration::from_millis(10)))
+        self.hold_back_for(backoff, None)
+    }
+
+    /// The hold-back in force with `backoff` on a backend whose commands
+    /// take `round_trip`: the longest wait between polls plus 10 ms.
+    pub(crate) fn hold_back_for(
+        &self,
+        backoff: &Backoff,
+        round_trip: Option<Duration>,
+    ) -> Duration {
+        self.hold_back.unwrap_or_else(|| {
+            self.poll_max(backoff, round_trip)
+                .saturating_add(Duration::from_millis(10))
+        })
+    }
+
+    /// How long a turn of another process lasts at most, about, on a
+    /// backend whose commands take `round_trip`: `max_handoffs` hand-overs,
+    /// but not past `max_hold`.
+    pub(crate) fn turn(&self, round_trip: Option<Duration>) -> Duration {
+        round_trip
+            .unwrap_or(Duration::ZERO)
+            .saturating_mul(self.max_handoffs)
+            .min(self.max_hold)
+    }
+
+    /// The longest wait between a waiter's polls with `backoff` on a
+    /// backend whose commands take `round_trip`: `backoff.max`, or, with
+    /// handoff on, [`POLL_ROUND_TRIPS`] round trips if that is longer, at
+    /// most [`POLL_STRETCH_LIMIT`] times `backoff.max`.
+    pub(crate) fn poll_max(&self, backoff: &Backoff, round_trip: Option<Duration>) -> Duration {
+        match round_trip {
+            Some(round_trip) if self.is_on() => round_trip
+                .saturating_mul(POLL_ROUND_TRIPS)
+                .min(backoff.max.saturating_mul(POLL_STRETCH_LIMIT))
+                .max(backoff.max),
+            _ => backoff.max,
+        }
     }
 }
+
+/// How many times `Backoff::max` a waiter's polls are spread at most on a
+/// slow server, with handoff on (see [`Handoff`]).
+pub(crate) const POLL_STRETCH_LIMIT: u32 = 4;
+
+/// With handoff on, a waiter's polls are at least this many of the
+/// backend's round trips apart at their longest (see [`Handoff`]).
+pub(crate) const POLL_ROUND_TRIPS: u32 = 16;
 
 /// Options of one lock. Build them with the methods, starting from
 /// [`LockOptions::default`].
@@ -406,6 +485,17 @@ impl BackoffState {
         }
     }
 
+    /// The next wait, growing up to `max` rather than the configured
+    /// longest wait (see [`Handoff`]: polls on a slow server).
+    /// `at_max`: start from the longest wait at once.
+    pub(crate) fn next_delay_up_to(&mut self, max: Duration, at_max: bool) -> Duration {
+        self.cfg.max = max;
+        if at_max || self.current > max {
+            self.current = max;
+        }
+        self.next_delay()
+    }
+
     /// The next wait, with jitter in `[d/2, d]`.
     pub(crate) fn next_delay(&mut self) -> Duration {
         let d = self.current;
@@ -426,6 +516,49 @@ impl BackoffState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn polls_spread_with_a_slow_round_trip_only_with_handoff_on() {
+        let ms = Duration::from_millis;
+        let b = Backoff::default();
+        let h = Handoff::default();
+        // Nothing measured yet, or a fast server: the configured backoff.
+        assert_eq!(h.poll_max(&b, None), ms(50));
+        assert_eq!(h.poll_max(&b, Some(ms(1))), ms(50));
+        // 16 round trips of 5 ms; at most 4 times `max`.
+        assert_eq!(h.poll_max(&b, Some(ms(5))), ms(80));
+        assert_eq!(h.poll_max(&b, Some(Duration::from_secs(1))), ms(200));
+        // A turn elsewhere: 32 round trips, at most `max_hold`.
+        assert_eq!(h.turn(None), Duration::ZERO);
+        assert_eq!(h.turn(Some(ms(5))), ms(160));
+        assert_eq!(h.turn(Some(ms(50))), ms(200));
+        // Handoff off: the caller's backoff, exactly.
+        assert_eq!(Handoff::off().poll_max(&b, Some(ms(5))), ms(50));
+        // The hold-back follows the polls, unless it was set.
+        assert_eq!(h.effective_hold_back(&b), ms(60));
+        assert_eq!(h.hold_back_for(&b, Some(ms(5))), ms(90));
+        let set = Handoff {
+            hold_back: Some(ms(7)),
+            ..h
+        };
+        assert_eq!(set.hold_back_for(&b, Some(ms(5))), ms(7));
+        // The waits grow up to the stretched longest wait, never beyond.
+        let mut state = BackoffState::new(b);
+        let waits: Vec<Duration> = (0..12)
+            .map(|_| state.next_delay_up_to(ms(80), false))
+            .collect();
+        assert!(waits.iter().all(|w| *w <= ms(80)), "{waits:?}");
+        assert!(waits[0] <= ms(5) && waits[11] >= ms(40), "{waits:?}");
+        // A process that just gave the lock up polls at the longest wait.
+        let mut state = BackoffState::new(b);
+        let first = state.next_delay_up_to(ms(160), true);
+        assert!(first >= ms(80) && first <= ms(160), "{first:?}");
+        // ... and when that wait shrinks again, the next one follows it.
+        let next = state.next_delay_up_to(ms(80), true);
+        assert!(next >= ms(40) && next <= ms(80), "{next:?}");
+        let next = state.next_delay_up_to(ms(80), false);
+        assert!(next <= ms(80), "{next:?}");
+    }
 
     #[test]
     fn defaults_are_valid() {

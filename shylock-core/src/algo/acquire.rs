@@ -324,6 +324,7 @@ impl<M: Mode> Acquisition<'_, M> {
             Err(error) => return (Err(error), none, Tick::now()),
         };
         let sent = Tick::now();
+        let started = Instant::now();
         self.last_sent = Some((estimate, sent));
         self.pending.in_flight = Some(self.x.start_acquire(OwnedAcquire {
             name: self.name.clone(),
@@ -336,6 +337,9 @@ impl<M: Mode> Acquisition<'_, M> {
             .x
             .finish_acquire(&mut self.pending.in_flight, deadline)
             .await;
+        if outcome.is_ok() {
+            self.shared.round_trip.observe(started.elapsed());
+        }
         if matches!(&outcome, Err(e) if e.kind() != BackendErrorKind::RateLimited) {
             // The request may have been applied: clean up if we give up.
             // (A rate-limited request was refused; it proves nothing about
@@ -375,7 +379,28 @@ impl<M: Mode> Acquisition<'_, M> {
                     return Step::Busy(busy);
                 }
                 self.answered();
-                let delay = self.backoff.next_delay();
+                let slot = self.waiter.slot.get();
+                let round_trip = self.shared.round_trip.get();
+                let handoff = &self.opts.handoff;
+                let longest = handoff.poll_max(&self.opts.backoff, round_trip);
+                // A process that just held back for others polls at its
+                // longest wait, and at twice it for two turns elsewhere.
+                let yielded = slot.yielded();
+                let two_turns = handoff
+                    .turn(round_trip)
+                    .saturating_add(longest)
+                    .saturating_mul(2);
+                // One that has not had the lock for about four turns polls
+                // twice as often (not more often than its backoff allows).
+                let granted = slot.last_granted().unwrap_or(self.started);
+                let longest = match yielded {
+                    Some(at) if at.elapsed() < two_turns => longest.saturating_mul(2),
+                    _ if granted.elapsed() > two_turns.saturating_mul(2) => {
+                        (longest / 2).max(self.opts.backoff.max)
+                    }
+                    _ => longest,
+                };
+                let delay = self.backoff.next_delay_up_to(longest, yielded.is_some());
                 Step::RetryAfter(match expires_at {
                     Some(end) if end > estimate.now => {
                         delay.min(end.since(estimate.now) + Duration::from_millis(1))

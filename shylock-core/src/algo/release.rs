@@ -92,7 +92,10 @@ enum HandOff {
 async fn hand_over(x: &Exec, state: &GuardState) -> HandOff {
     let holding = &state.holding;
     let slot = state.slot.get();
-    let hold_back = state.opts.handoff.effective_hold_back(&state.opts.backoff);
+    let hold_back = state
+        .opts
+        .handoff
+        .hold_back_for(&state.opts.backoff, state.shared.round_trip.get());
     let entry = match slot.claim(&state.opts.handoff, hold_back) {
         Claim::To(entry) => entry,
         Claim::Release => return HandOff::NotTried,
@@ -114,6 +117,7 @@ async fn hand_over(x: &Exec, state: &GuardState) -> HandOff {
         }
     };
     let sent = Tick::now();
+    let started = Instant::now();
     let result = x
         .hand_over(HandOverRequest {
             name: &holding.name,
@@ -125,6 +129,9 @@ async fn hand_over(x: &Exec, state: &GuardState) -> HandOff {
             deadline,
         })
         .await;
+    if result.is_ok() {
+        state.shared.round_trip.observe(started.elapsed());
+    }
     match result {
         Ok(HandOverOutcome::HandedOver(grant)) => {
             let until = valid_from(sent, &entry.opts, &estimate);
