@@ -377,7 +377,7 @@ impl Slot {
     /// Until when this process's waiters leave the lock to others, if now.
     /// When this process last held back for others (after its bound), if
     /// the backend has not granted it the lock since: its waiters poll at
-    /// their longest wait, and at twice it for two turns after that.
+    /// their longest wait.
     pub(crate) fn yielded(&self) -> Option<Instant> {
         let cohort = self.cohort();
         cohort

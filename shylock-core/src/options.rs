@@ -121,14 +121,16 @@ impl Backoff {
 ///   and polls are up to 200 ms apart on a slower one;
 /// * the waiters of a process that held back for the bound poll at that
 ///   longest wait from their first busy answer until the backend grants
-///   this process the lock again, and at twice it for about two turns
-///   elsewhere after the hold-back: a process just served must not
-///   out-poll the ones that waited longer (with the backoff from its
-///   start it would ask every few milliseconds while they ask every 50);
+///   this process the lock again: a process just served must not out-poll
+///   the ones that waited longer (with the backoff from its start it would
+///   ask every few milliseconds while they ask every 50), and since the
+///   hold-back elsewhere is that wait plus 10 ms, it still gets the lock
+///   after another process's turn;
 /// * a process that has not been granted the lock for about four turns
-///   polls at half that longest wait (never more often than the backoff's
-///   `max`): the longer a process has waited, the likelier its poll is
-///   the first after a release.
+///   elsewhere (`4 × (max_handoffs round trips, at most max_hold, plus the
+///   longest wait)`) polls at half that longest wait (never more often
+///   than the backoff's `max`): the longer a process has waited, the
+///   likelier its poll is the first after a release.
 ///
 /// Measured in `BENCHMARKS.md`, scenario C: commands per grant, and the
 /// grants of the most and the least served process.
@@ -143,8 +145,9 @@ impl Backoff {
 /// sections, at most about `1.3 s + (k - 1) × 0.26 s` on a server that
 /// answers within about 3 ms. On a slower one the hold-back and the polls
 /// stretch (above), and each term with them: about
-/// `1.5 s + (k - 1) × 0.65 s` (scenario C in `BENCHMARKS.md` reports the
-/// longest wait of any task, with `k = 4`). Handoff changes
+/// `1.5 s + (k - 1) × 0.8 s` (scenario C in `BENCHMARKS.md` reports the
+/// longest wait of any task, with `k = 4`: up to 3.7 s on FerretDB, whose
+/// commands take 5 to 10 ms there). Handoff changes
 /// nothing for backends without `hand_over` (the release and the
 /// acquisition are two commands, as before) and for `try_acquire`.
 ///

@@ -383,24 +383,23 @@ impl<M: Mode> Acquisition<'_, M> {
                 let round_trip = self.shared.round_trip.get();
                 let handoff = &self.opts.handoff;
                 let longest = handoff.poll_max(&self.opts.backoff, round_trip);
-                // A process that just held back for others polls at its
-                // longest wait, and at twice it for two turns elsewhere.
-                let yielded = slot.yielded();
-                let two_turns = handoff
+                // A process that held back for others polls at its longest
+                // wait from its first busy answer on (its hold-back covers
+                // that wait, so it still gets a turn after each elsewhere);
+                // one not granted the lock for about four turns elsewhere
+                // polls at half of it, not more often than its backoff's max.
+                let yielded = slot.yielded().is_some();
+                let four_turns = handoff
                     .turn(round_trip)
                     .saturating_add(longest)
-                    .saturating_mul(2);
-                // One that has not had the lock for about four turns polls
-                // twice as often (not more often than its backoff allows).
+                    .saturating_mul(4);
                 let granted = slot.last_granted().unwrap_or(self.started);
-                let longest = match yielded {
-                    Some(at) if at.elapsed() < two_turns => longest.saturating_mul(2),
-                    _ if granted.elapsed() > two_turns.saturating_mul(2) => {
-                        (longest / 2).max(self.opts.backoff.max)
-                    }
-                    _ => longest,
+                let longest = if granted.elapsed() > four_turns {
+                    (longest / 2).max(self.opts.backoff.max)
+                } else {
+                    longest
                 };
-                let delay = self.backoff.next_delay_up_to(longest, yielded.is_some());
+                let delay = self.backoff.next_delay_up_to(longest, yielded);
                 Step::RetryAfter(match expires_at {
                     Some(end) if end > estimate.now => {
                         delay.min(end.since(estimate.now) + Duration::from_millis(1))
