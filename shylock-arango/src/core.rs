@@ -564,22 +564,7 @@ impl Core {
         }
         self.check_name(&row, &key, name)?;
         if get_bool(&row, "acquired", &what)? {
-            let epoch = get_u64(&row, "epoch", &what)?;
-            let seq = get_u64(&row, "seq", &what)?;
-            let token = epoch
-                .checked_mul(1000)
-                .and_then(|t| t.checked_add(seq))
-                .ok_or_else(|| {
-                    BackendError::new(
-                        BackendErrorKind::Unexpected,
-                        format!("{what}: fencing token out of range (epoch {epoch}, seq {seq})"),
-                    )
-                })?;
-            let expires_at = Timestamp::from_millis(get_ms(&row, "expiresAtMs", &what)?);
-            Ok(AcquireOutcome::Acquired(Grant {
-                token: FencingToken(token),
-                expires_at,
-            }))
+            Ok(AcquireOutcome::Acquired(get_grant(&row, &what)?))
         } else {
             let expires_at = row
                 .get("expiresAtMs")
@@ -668,22 +653,7 @@ impl Core {
         if !get_bool(&row, "handedOver", &what)? {
             return Ok(HandOverOutcome::NotOwner);
         }
-        let epoch = get_u64(&row, "epoch", &what)?;
-        let seq = get_u64(&row, "seq", &what)?;
-        let token = epoch
-            .checked_mul(1000)
-            .and_then(|t| t.checked_add(seq))
-            .ok_or_else(|| {
-                BackendError::new(
-                    BackendErrorKind::Unexpected,
-                    format!("{what}: fencing token out of range (epoch {epoch}, seq {seq})"),
-                )
-            })?;
-        let expires_at = Timestamp::from_millis(get_ms(&row, "expiresAtMs", &what)?);
-        Ok(HandOverOutcome::HandedOver(Grant {
-            token: FencingToken(token),
-            expires_at,
-        }))
+        Ok(HandOverOutcome::HandedOver(get_grant(&row, &what)?))
     }
 
     /// See [`AsyncBackend::inspect`](shylock_core::backend::AsyncBackend::inspect).
@@ -729,15 +699,10 @@ impl Core {
         if let Some(wrong) = untrusted_counters(doc, now as f64) {
             return Err(unexpected(&what, wrong));
         }
-        let epoch = get_u64(doc, "epoch", &what)?;
-        let seq = get_u64(doc, "seq", &what)?;
-        let token = epoch
-            .checked_mul(1000)
-            .and_then(|t| t.checked_add(seq))
-            .ok_or_else(|| unexpected(&what, "fencing token out of range".into()))?;
+        let token = get_token(doc, &what)?;
         Ok(Some(LockRecord {
             owner: OwnerId::from_string(owner),
-            token: FencingToken(token),
+            token,
             expires_at: Timestamp::from_millis(expires_at),
         }))
     }
@@ -813,15 +778,10 @@ impl Core {
             .get("owner")
             .and_then(Value::as_str)
             .ok_or_else(|| unexpected(&what, format!("no string `owner` in {row}")))?;
-        let epoch = get_u64(&row, "epoch", &what)?;
-        let seq = get_u64(&row, "seq", &what)?;
-        let token = epoch
-            .checked_mul(1000)
-            .and_then(|t| t.checked_add(seq))
-            .ok_or_else(|| unexpected(&what, "fencing token out of range".into()))?;
+        let token = get_token(&row, &what)?;
         Ok(ForceReleaseOutcome::Released {
             owner: OwnerId::from_string(owner),
-            token: FencingToken(token),
+            token,
         })
     }
 
@@ -994,12 +954,7 @@ fn listed_lock(row: &Value, now_ms: i64, what: &str) -> Result<ListedLock, Backe
     if let Some(wrong) = untrusted_counters(row, now_ms as f64) {
         return Err(unexpected(what, wrong));
     }
-    let epoch = get_u64(row, "epoch", what)?;
-    let seq = get_u64(row, "seq", what)?;
-    let token = epoch
-        .checked_mul(1000)
-        .and_then(|t| t.checked_add(seq))
-        .ok_or_else(|| unexpected(what, "fencing token out of range".into()))?;
+    let token = get_token(row, what)?;
     let owner = row
         .get("owner")
         .and_then(Value::as_str)
@@ -1007,7 +962,7 @@ fn listed_lock(row: &Value, now_ms: i64, what: &str) -> Result<ListedLock, Backe
     Ok(ListedLock {
         name,
         owner: OwnerId::from_string(owner),
-        token: FencingToken(token),
+        token,
         expires_at: Timestamp::from_millis(get_ms(row, "expiresAtMs", what)?),
         held_since: row
             .get("acquiredAtMs")
@@ -1119,6 +1074,31 @@ fn get_u64(row: &Value, field: &str, what: &str) -> Result<u64, BackendError> {
             format!("`{field}` is not a non-negative integer in {row}"),
         )),
     }
+}
+
+/// The fencing token of a record's counters: `epoch × 1000 + seq`.
+fn get_token(row: &Value, what: &str) -> Result<FencingToken, BackendError> {
+    let epoch = get_u64(row, "epoch", what)?;
+    let seq = get_u64(row, "seq", what)?;
+    epoch
+        .checked_mul(1000)
+        .and_then(|t| t.checked_add(seq))
+        .map(FencingToken)
+        .ok_or_else(|| {
+            unexpected(
+                what,
+                format!("fencing token out of range (epoch {epoch}, seq {seq})"),
+            )
+        })
+}
+
+/// The grant a row of an acquisition or a hand-over reports: its token and
+/// `expiresAtMs`.
+fn get_grant(row: &Value, what: &str) -> Result<Grant, BackendError> {
+    Ok(Grant {
+        token: get_token(row, what)?,
+        expires_at: Timestamp::from_millis(get_ms(row, "expiresAtMs", what)?),
+    })
 }
 
 /// Milliseconds, rounded (AQL arithmetic is in doubles).

@@ -100,6 +100,15 @@ pub(crate) struct Cohort {
     last_hold_back: Option<Instant>,
 }
 
+impl Cohort {
+    /// When this process last held back for others, if the backend has not
+    /// granted it the lock since.
+    fn yielded(&self) -> Option<Instant> {
+        self.last_hold_back
+            .filter(|held_back| self.since.is_none_or(|since| *held_back > since))
+    }
+}
+
 /// A waiter registered for a handoff.
 #[derive(Debug)]
 pub(crate) struct Entry {
@@ -370,24 +379,22 @@ impl Slot {
     }
 
     /// An acquisition of this process found the lock held elsewhere.
-    pub(crate) fn note_remote_busy(&self) {
-        self.cohort().remote_seen = Some(Instant::now());
+    /// Returns what its next wait depends on: whether this process has
+    /// yielded (see [`Cohort::yielded`]), and when the backend last granted
+    /// it the lock.
+    pub(crate) fn note_remote_busy(&self) -> (bool, Option<Instant>) {
+        let mut cohort = self.cohort();
+        cohort.remote_seen = Some(Instant::now());
+        (cohort.yielded().is_some(), cohort.since)
     }
 
     /// Until when this process's waiters leave the lock to others, if now.
     /// When this process last held back for others (after its bound), if
     /// the backend has not granted it the lock since: its waiters poll at
     /// their longest wait.
+    #[cfg(test)]
     pub(crate) fn yielded(&self) -> Option<Instant> {
-        let cohort = self.cohort();
-        cohort
-            .last_hold_back
-            .filter(|held_back| cohort.since.is_none_or(|since| *held_back > since))
-    }
-
-    /// When the backend last granted this process the lock.
-    pub(crate) fn last_granted(&self) -> Option<Instant> {
-        self.cohort().since
+        self.cohort().yielded()
     }
 
     pub(crate) fn hold_back_until(&self) -> Option<Instant> {

@@ -232,6 +232,28 @@ impl Handoff {
             .min(self.max_hold)
     }
 
+    /// The longest wait between the polls of a waiter whose process the
+    /// backend has not granted the lock for `not_granted_for`: the
+    /// [`poll_max`](Self::poll_max), or half of it (never below
+    /// `backoff.max`) once that is about four turns elsewhere.
+    pub(crate) fn poll_wait(
+        &self,
+        backoff: &Backoff,
+        round_trip: Option<Duration>,
+        not_granted_for: Duration,
+    ) -> Duration {
+        let longest = self.poll_max(backoff, round_trip);
+        let four_turns = self
+            .turn(round_trip)
+            .saturating_add(longest)
+            .saturating_mul(4);
+        if not_granted_for > four_turns {
+            (longest / 2).max(backoff.max)
+        } else {
+            longest
+        }
+    }
+
     /// The longest wait between a waiter's polls with `backoff` on a
     /// backend whose commands take `round_trip`: `backoff.max`, or, with
     /// handoff on, [`POLL_ROUND_TRIPS`] round trips if that is longer, at

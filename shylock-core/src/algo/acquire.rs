@@ -46,6 +46,29 @@ struct Pending<'a> {
     entry: Option<Arc<Entry>>,
 }
 
+impl Pending<'_> {
+    /// Look at this acquisition's handoff entry, if it has one (see
+    /// [`Entry::look`]; `asking` as there), and settle what was left: an
+    /// entry handed over, declined or withdrawn is dropped, and one whose
+    /// handoff has an unknown outcome too, the acquisition then asking
+    /// again as the same owner (or cleaning up). No entry: `Nothing`.
+    fn look_entry(&mut self, asking: Option<bool>) -> Looked {
+        let Some(entry) = &self.entry else {
+            return Looked::Nothing;
+        };
+        let looked = entry.look(asking);
+        match looked {
+            Looked::Pending { .. } => {}
+            Looked::Unknown => {
+                self.entry = None;
+                self.unknown = true;
+            }
+            Looked::Handed(_) | Looked::Nothing => self.entry = None,
+        }
+        looked
+    }
+}
+
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
         // A lock handed over (or maybe handed over) to this acquisition
@@ -188,19 +211,10 @@ impl<M: Mode> Acquisition<'_, M> {
             let slot = self.waiter.slot.get();
             let seen = slot.signal.generation();
             let mut claimed = false;
-            if let Some(entry) = &self.pending.entry {
-                match entry.look(None) {
-                    Looked::Pending { claimed: c } => claimed = c,
-                    Looked::Handed(handed) => {
-                        self.pending.entry = None;
-                        return Ok(TurnTo::Handed(handed));
-                    }
-                    Looked::Unknown => {
-                        self.pending.entry = None;
-                        self.pending.unknown = true;
-                    }
-                    Looked::Nothing => self.pending.entry = None,
-                }
+            match self.pending.look_entry(None) {
+                Looked::Pending { claimed: c } => claimed = c,
+                Looked::Handed(handed) => return Ok(TurnTo::Handed(handed)),
+                Looked::Unknown | Looked::Nothing => {}
             }
             // A waiting acquisition is registered for a handoff all along
             // (except while its own request is on its way): a holder here
@@ -230,25 +244,12 @@ impl<M: Mode> Acquisition<'_, M> {
                         Next::Ask if !passed(self.deadline) || self.first_look() => {
                             // Not to be handed the lock while it asks (a
                             // handoff that got in first is taken instead).
-                            let Some(entry) = &self.pending.entry else {
-                                return Ok(TurnTo::Ask);
-                            };
-                            match entry.look(Some(true)) {
-                                Looked::Pending { claimed: false } => return Ok(TurnTo::Ask),
+                            match self.pending.look_entry(Some(true)) {
                                 Looked::Pending { claimed: true } => continue,
-                                Looked::Handed(handed) => {
-                                    self.pending.entry = None;
-                                    return Ok(TurnTo::Handed(handed));
-                                }
-                                Looked::Unknown => {
-                                    self.pending.entry = None;
-                                    self.pending.unknown = true;
-                                    return Ok(TurnTo::Ask);
-                                }
-                                Looked::Nothing => {
-                                    self.pending.entry = None;
-                                    return Ok(TurnTo::Ask);
-                                }
+                                Looked::Handed(handed) => return Ok(TurnTo::Handed(handed)),
+                                Looked::Pending { claimed: false }
+                                | Looked::Unknown
+                                | Looked::Nothing => return Ok(TurnTo::Ask),
                             }
                         }
                         Next::Ask => return Err(self.timed_out()),
@@ -272,22 +273,11 @@ impl<M: Mode> Acquisition<'_, M> {
         if self.pending.in_flight.is_some() {
             return;
         }
-        if let Some(entry) = &self.pending.entry {
-            match entry.look(Some(false)) {
-                Looked::Pending { .. } => {}
-                Looked::Unknown => {
-                    self.pending.entry = None;
-                    self.pending.unknown = true;
-                }
-                Looked::Nothing => self.pending.entry = None,
-                // Not claimable while asking, so never here; were it, the
-                // record may be this owner's: settled as unknown.
-                Looked::Handed(handed) => {
-                    handed.lease.mark_lost(crate::LossReason::Released);
-                    self.pending.entry = None;
-                    self.pending.unknown = true;
-                }
-            }
+        // Not claimable while asking, so never handed here; were it, the
+        // record may be this owner's: settled as unknown.
+        if let Looked::Handed(handed) = self.pending.look_entry(Some(false)) {
+            handed.lease.mark_lost(crate::LossReason::Released);
+            self.pending.unknown = true;
         }
     }
 
@@ -374,31 +364,20 @@ impl<M: Mode> Acquisition<'_, M> {
                 Step::Granted(grant, until)
             }
             Ok(AcquireOutcome::Busy { expires_at }) => {
-                self.waiter.slot.get().note_remote_busy();
+                let (yielded, granted) = self.waiter.slot.get().note_remote_busy();
                 if let Some(busy) = M::busy() {
                     return Step::Busy(busy);
                 }
                 self.answered();
-                let slot = self.waiter.slot.get();
-                let round_trip = self.shared.round_trip.get();
-                let handoff = &self.opts.handoff;
-                let longest = handoff.poll_max(&self.opts.backoff, round_trip);
+                let not_granted_for = granted.unwrap_or(self.started).elapsed();
+                let longest = (self.opts.handoff).poll_wait(
+                    &self.opts.backoff,
+                    self.shared.round_trip.get(),
+                    not_granted_for,
+                );
                 // A process that held back for others polls at its longest
                 // wait from its first busy answer on (its hold-back covers
-                // that wait, so it still gets a turn after each elsewhere);
-                // one not granted the lock for about four turns elsewhere
-                // polls at half of it, not more often than its backoff's max.
-                let yielded = slot.yielded().is_some();
-                let four_turns = handoff
-                    .turn(round_trip)
-                    .saturating_add(longest)
-                    .saturating_mul(4);
-                let granted = slot.last_granted().unwrap_or(self.started);
-                let longest = if granted.elapsed() > four_turns {
-                    (longest / 2).max(self.opts.backoff.max)
-                } else {
-                    longest
-                };
+                // that wait, so it still gets a turn after each elsewhere).
                 let delay = self.backoff.next_delay_up_to(longest, yielded);
                 Step::RetryAfter(match expires_at {
                     Some(end) if end > estimate.now => {
